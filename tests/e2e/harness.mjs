@@ -141,7 +141,14 @@ export class TestServer {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     proc.kill('SIGTERM');
-    const res = await Promise.race([this.exited, sleep(STOP_TIMEOUT_MS).then(() => 'timeout')]);
+    let timer;
+    const res = await Promise.race([
+      this.exited,
+      new Promise((r) => {
+        timer = setTimeout(() => r('timeout'), STOP_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
     if (res === 'timeout') {
       proc.kill('SIGKILL');
       await this.exited;
