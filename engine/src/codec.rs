@@ -1,0 +1,67 @@
+//! Commit payload encoding: a one-byte version tag followed by the versioned body.
+//!
+//! 1. Version 1 is bincode (fixed-int little-endian) of [`Commit`].
+//! 2. Decoding never allocates more than the payload length allows (bincode's limit).
+//! 3. An unknown version is [`Error::FormatVersion`], not corruption.
+
+use crate::commit::Commit;
+use crate::error::{Error, Result};
+use bincode::Options;
+
+/// Current payload version.
+pub const PAYLOAD_VERSION: u8 = 1;
+
+fn options(limit: u64) -> impl bincode::Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(limit)
+        .reject_trailing_bytes()
+}
+
+/// Encodes a commit into a payload.
+pub fn encode_commit(commit: &Commit) -> Vec<u8> {
+    let mut out = vec![PAYLOAD_VERSION];
+    options(u64::MAX)
+        .serialize_into(&mut out, commit)
+        .expect("serializing into a Vec cannot fail");
+    out
+}
+
+/// Decodes a payload. `Err(reason)` for a malformed body.
+pub fn decode_commit(payload: &[u8]) -> Result<Commit, DecodeError> {
+    let (&version, body) = payload
+        .split_first()
+        .ok_or(DecodeError::Malformed("empty payload".to_string()))?;
+    match version {
+        1 => options(body.len() as u64 + 64)
+            .deserialize(body)
+            .map_err(|err| DecodeError::Malformed(err.to_string())),
+        other => Err(DecodeError::Version(other)),
+    }
+}
+
+/// Why a payload did not decode.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Unknown payload version.
+    Version(u8),
+    /// Bytes that are not a commit.
+    Malformed(String),
+}
+
+impl DecodeError {
+    pub(crate) fn into_error(self, segment: &std::path::Path, offset: u64) -> Error {
+        match self {
+            DecodeError::Version(found) => Error::FormatVersion {
+                found: u32::from(found),
+                supported: u32::from(PAYLOAD_VERSION),
+            },
+            DecodeError::Malformed(reason) => Error::Corrupt {
+                segment: segment.to_path_buf(),
+                offset,
+                reason: format!("payload does not decode: {reason}"),
+            },
+        }
+    }
+}

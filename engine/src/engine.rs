@@ -1,0 +1,479 @@
+//! The engine handle: open a data dir, submit commands to the writer, read, subscribe.
+//!
+//! 1. One process owns a data dir (an OS lock on `.lock`).
+//! 2. On open the log is recovered first, then the projection is brought level with it
+//!    (caught up, or rebuilt when it is ahead of the log).
+//! 3. The engine is synchronous and runtime-free: replies are callbacks, async readiness is a
+//!    `Waker`.
+
+use crate::commit::{Actor, Commit, Seq};
+use crate::error::{Error, Result};
+use crate::log::{Log, LogReader, RecoveryReport, SEGMENT_BYTES_MAX_DEFAULT};
+use crate::projection::{self, Catalog};
+use crate::storage::{FsStorage, Storage};
+use crate::subscribe::{Hub, Subscription, HUB_RING_COMMITS_DEFAULT};
+use crate::value::{Rows, Value};
+use crate::writer::{Job, JobOutcome, Message, Tx, Writer};
+use rusqlite::{Connection, OpenFlags};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Name of the projection database inside the data dir.
+pub const DATA_DB: &str = "data.db";
+/// Name of the log directory inside the data dir.
+pub const LOG_DIR: &str = "log";
+/// Name of the lock file inside the data dir.
+pub const LOCK_FILE: &str = ".lock";
+/// Commits applied per SQLite transaction during replay.
+pub const REPLAY_BATCH_COMMITS: usize = 4096;
+
+/// When appended frames are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// fsync before any write is acknowledged (durable; the default).
+    #[default]
+    Always,
+    /// Never fsync (tests, bulk loads): a power loss can lose acknowledged writes.
+    None,
+}
+
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        match text {
+            "always" => Ok(SyncPolicy::Always),
+            "none" => Ok(SyncPolicy::None),
+            other => Err(format!(
+                "unknown sync policy {other:?} (use always or none)"
+            )),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// fsync policy.
+    pub sync: SyncPolicy,
+    /// Jobs the writer queue holds before submitters get [`Error::Overloaded`].
+    pub queue_capacity: usize,
+    /// Most jobs in one group commit.
+    pub group_max: usize,
+    /// Segment size at which the log rolls to a new segment.
+    pub segment_bytes_max: u64,
+    /// Read-only SQLite connections kept for readers.
+    pub read_pool_size: usize,
+    /// Recent commits kept in memory for subscribers.
+    pub hub_ring_commits: usize,
+    /// The I/O seam for the log.
+    pub storage: Arc<dyn Storage>,
+    /// Wall clock in ms since the epoch (replaceable in tests).
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            sync: SyncPolicy::Always,
+            queue_capacity: 8192,
+            group_max: 1024,
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            read_pool_size: 8,
+            hub_ring_commits: HUB_RING_COMMITS_DEFAULT,
+            storage: Arc::new(FsStorage),
+            clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
+        }
+    }
+}
+
+/// A successful command: its value and, when it staged changes, its durable commit.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// What the command returned.
+    pub value: T,
+    /// The commit (None when the command staged nothing).
+    pub commit: Option<Arc<Commit>>,
+}
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// The command itself returned an error (its changes were rolled back).
+    Command(E),
+    /// The engine failed (I/O, poisoned, overloaded, closed).
+    Engine(Error),
+}
+
+/// A read-only connection lent by the pool.
+pub struct ReadConn<'a> {
+    conn: &'a Connection,
+}
+
+impl ReadConn<'_> {
+    /// Runs a query with bound values.
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        projection::query(self.conn, sql, params)
+    }
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<(Vec<Connection>, usize)>,
+    available: Condvar,
+    max: usize,
+}
+
+impl ReadPool {
+    fn open_conn(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
+        let conn = {
+            let mut guard = self.idle.lock().expect("pool lock");
+            loop {
+                if let Some(conn) = guard.0.pop() {
+                    break Some(conn);
+                }
+                if guard.1 < self.max {
+                    guard.1 += 1;
+                    break None;
+                }
+                guard = self.available.wait(guard).expect("pool lock");
+            }
+        };
+        let conn = match conn {
+            Some(conn) => conn,
+            None => match self.open_conn() {
+                Ok(conn) => conn,
+                Err(err) => {
+                    self.idle.lock().expect("pool lock").1 -= 1;
+                    self.available.notify_one();
+                    return Err(err);
+                }
+            },
+        };
+        let result = f(&ReadConn { conn: &conn });
+        self.idle.lock().expect("pool lock").0.push(conn);
+        self.available.notify_one();
+        result
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    sender: SyncSender<Message>,
+    poisoned: Arc<Mutex<Option<String>>>,
+    hub: Arc<Hub>,
+    log_reader: LogReader,
+    pool: ReadPool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// A handle to an open data dir. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    use fs2::FileExt;
+    let path = dir.join(LOCK_FILE);
+    #[expect(clippy::disallowed_methods, reason = "the lock file is not log I/O")]
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|err| Error::io("open lock", &path, err))?;
+    file.try_lock_exclusive()
+        .map_err(|_| Error::Locked(dir.to_path_buf()))?;
+    Ok(file)
+}
+
+/// Opens the projection database for writing.
+pub(crate) fn open_projection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    projection::init(&conn)?;
+    Ok(conn)
+}
+
+/// Removes a projection database and its WAL files.
+pub(crate) fn remove_projection(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the projection is SQLite's, not the log's"
+        )]
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io("remove", file, err)),
+        }
+    }
+    Ok(())
+}
+
+/// Replays commits `[from, to]` from a log reader into a projection connection, reporting
+/// progress as (applied, total). Returns the last applied seq.
+pub fn replay_into(
+    conn: &Connection,
+    catalog: &mut Catalog,
+    reader: &LogReader,
+    from: Seq,
+    to: Seq,
+    mut progress: impl FnMut(u64),
+) -> Result<Seq> {
+    let mut next = from.max(1);
+    let mut last = from.saturating_sub(1);
+    while next <= to {
+        let limit = ((to - next + 1) as usize).min(REPLAY_BATCH_COMMITS);
+        let commits = reader.read_from(next, limit)?;
+        if commits.is_empty() {
+            break;
+        }
+        last = crate::writer::apply_batch(conn, catalog, &commits)?;
+        next = last + 1;
+        progress(commits.len() as u64);
+    }
+    Ok(last)
+}
+
+impl Engine {
+    /// Opens (creating if needed) the data dir.
+    pub fn open(dir: &Path, config: EngineConfig) -> Result<(Engine, RecoveryReport)> {
+        config
+            .storage
+            .create_dir_all(dir)
+            .map_err(|err| Error::io("create dir", dir, err))?;
+        let lock = lock_data_dir(dir)?;
+        let db_path = dir.join(DATA_DB);
+        let mut conn = open_projection(&db_path)?;
+        let mut catalog = projection::load_catalog(&conn)?;
+        let applied = projection::last_applied(&conn)?;
+        let log_dir = dir.join(LOG_DIR);
+        // Catch the projection up while the log is scanned: one transaction per batch.
+        let mut pending: Vec<Commit> = Vec::new();
+        let mut replayed = 0u64;
+        let (log, mut report) = Log::open(
+            Arc::clone(&config.storage),
+            &log_dir,
+            config.segment_bytes_max,
+            |commit| {
+                if commit.seq > applied {
+                    pending.push(commit.clone());
+                    if pending.len() >= REPLAY_BATCH_COMMITS {
+                        crate::writer::apply_batch(&conn, &mut catalog, &pending)?;
+                        replayed += pending.len() as u64;
+                        pending.clear();
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        if !pending.is_empty() {
+            crate::writer::apply_batch(&conn, &mut catalog, &pending)?;
+            replayed += pending.len() as u64;
+        }
+        report.replayed = replayed;
+        let shared = log.shared();
+        let log_reader = LogReader::new(Arc::clone(&config.storage), Arc::clone(&shared));
+        let log_last = log.next_seq() - 1;
+        if applied > log_last {
+            tracing::warn!(
+                projection = applied,
+                log = log_last,
+                "the projection is ahead of the log (lost unsynced log tail); rebuilding it"
+            );
+            drop(conn);
+            remove_projection(&db_path)?;
+            conn = open_projection(&db_path)?;
+            catalog = Catalog::default();
+            replay_into(&conn, &mut catalog, &log_reader, 1, log_last, |_| {})?;
+            report.rebuilt_projection = true;
+            report.replayed = log_last;
+        }
+        if report.replayed > 0 {
+            tracing::info!(
+                commits = report.replayed,
+                "caught the projection up with the log"
+            );
+        }
+        let hub = Arc::new(Hub::new(log_last, config.hub_ring_commits));
+        let poisoned = Arc::new(Mutex::new(None));
+        let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
+        let clock = Arc::clone(&config.clock);
+        let writer = Writer {
+            conn,
+            catalog,
+            log,
+            sync: config.sync == SyncPolicy::Always,
+            group_max: config.group_max.max(1),
+            hub: Arc::clone(&hub),
+            poisoned: Arc::clone(&poisoned),
+            clock: Box::new(move || clock()),
+            last_timestamp_ms: 0,
+        };
+        let handle = std::thread::Builder::new()
+            .name("pocketlog-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|err| Error::io("spawn writer thread", dir, err))?;
+        let pool = ReadPool {
+            path: db_path,
+            idle: Mutex::new((Vec::new(), 0)),
+            available: Condvar::new(),
+            max: config.read_pool_size.max(1),
+        };
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                sender,
+                poisoned,
+                hub,
+                log_reader,
+                pool,
+                writer: Mutex::new(Some(handle)),
+                _lock: lock,
+            }),
+        };
+        Ok((engine, report))
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Queues a command for the writer. `reply` runs on the writer thread once the command's
+    /// commit is durable (or it failed). Returns [`Error::Overloaded`] at once when the queue
+    /// is full.
+    pub fn submit<T, E, C, R>(&self, actor: Actor, command: C, reply: R) -> Result<()>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        C: FnOnce(&mut Tx<'_>) -> std::result::Result<T, E> + Send + 'static,
+        R: FnOnce(std::result::Result<Outcome<T>, Failure<E>>) + Send + 'static,
+    {
+        if let Some(reason) = self.inner.poisoned.lock().expect("poison lock").clone() {
+            return Err(Error::Poisoned(reason));
+        }
+        let job = Job {
+            actor,
+            command: Box::new(move |tx| match command(tx) {
+                Ok(value) => Ok(Box::new(value)),
+                Err(err) => Err(Box::new(err)),
+            }),
+            reply: Box::new(move |outcome| {
+                let result = match outcome {
+                    JobOutcome::Done { value, commit } => Ok(Outcome {
+                        value: *value.downcast::<T>().expect("the job's own value type"),
+                        commit,
+                    }),
+                    JobOutcome::CommandFailed(err) => Err(Failure::Command(
+                        *err.downcast::<E>().expect("the job's own error type"),
+                    )),
+                    JobOutcome::EngineFailed(err) => Err(Failure::Engine(err)),
+                };
+                reply(result)
+            }),
+        };
+        match self.inner.sender.try_send(Message::Job(job)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
+        }
+    }
+
+    /// Runs a command and blocks until it is durable (tools, tests).
+    pub fn execute<T, E, C>(
+        &self,
+        actor: Actor,
+        command: C,
+    ) -> std::result::Result<Outcome<T>, Failure<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        C: FnOnce(&mut Tx<'_>) -> std::result::Result<T, E> + Send + 'static,
+    {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.submit(actor, command, move |result| {
+            let _ = sender.send(result);
+        })
+        .map_err(Failure::Engine)?;
+        receiver
+            .recv()
+            .unwrap_or(Err(Failure::Engine(Error::Closed)))
+    }
+
+    /// Runs `f` with a pooled read-only connection (blocks while all are busy).
+    pub fn read<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
+        self.inner.pool.with(f)
+    }
+
+    /// Last durable seq.
+    pub fn last_seq(&self) -> Seq {
+        self.inner.log_reader.last_seq()
+    }
+
+    /// Last seq published to subscribers (durable and applied).
+    pub fn published_seq(&self) -> Seq {
+        self.inner.hub.last_seq()
+    }
+
+    /// A reader of the log.
+    pub fn log(&self) -> &LogReader {
+        &self.inner.log_reader
+    }
+
+    /// Subscribes to every commit with seq >= `from`.
+    pub fn subscribe(&self, from: Seq) -> Result<Subscription> {
+        let first = self.inner.log_reader.first_seq();
+        if from < first && from != 0 {
+            return Err(Error::SeqUnavailable {
+                seq: from,
+                reason: format!("the log starts at {first}"),
+            });
+        }
+        Ok(Subscription::new(
+            Arc::clone(&self.inner.hub),
+            self.inner.log_reader.clone(),
+            from.max(1),
+        ))
+    }
+
+    /// The poison reason, if a write failed.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.poisoned.lock().expect("poison lock").clone()
+    }
+
+    /// Stops the writer after the queued jobs, and wakes subscribers. Idempotent.
+    pub fn shutdown(&self) {
+        let _ = self.inner.sender.send(Message::Shutdown);
+        if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+        self.inner.hub.close();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.sender.send(Message::Shutdown);
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut guard| guard.take()) {
+            let _ = handle.join();
+        }
+        self.hub.close();
+    }
+}

@@ -1,0 +1,751 @@
+//! The log: an ordered set of segment files holding checksummed commit frames.
+//!
+//! Segment file `log/seg-<seq_first:016x>.log` = 16-byte header (`PLOG`, u16 format version,
+//! u16 reserved, u64 LE first seq) followed by frames (see `frame.rs`). See `engine/FORMAT.md`.
+//!
+//! Invariants:
+//! 1. Seqs are gap-free across segments; the first frame of a segment has the seq in its name.
+//! 2. Only the last segment is ever appended to; earlier segments are immutable.
+//! 3. `durable_seq` only moves after the bytes of that commit are synced (policy `always`).
+//! 4. Readers never read past `durable_seq`, so they never see a half-written frame.
+//!
+//! Recovery on open (case table, implemented in [`Log::open`]):
+//!
+//! | what is found                                              | verdict    | action                      |
+//! |------------------------------------------------------------|------------|-----------------------------|
+//! | frame ends exactly at EOF of the last segment              | fine       | –                           |
+//! | last segment ends inside a frame (short header or payload) | torn tail  | cut, keep bytes in `.broken`|
+//! | last frame of the last segment fails its checksum and ends exactly at EOF | torn tail | cut, keep bytes |
+//! | zero length or zero bytes up to EOF in the last segment    | torn tail  | cut, keep bytes             |
+//! | last segment shorter than its header                       | torn tail  | remove the file, keep bytes |
+//! | any bad frame, bad length or short file elsewhere          | corruption | refuse to open              |
+//! | a frame whose seq is not the next one                      | corruption | refuse to open              |
+//! | a payload with an unknown version                          | error      | refuse (`FormatVersion`)    |
+
+use crate::codec::{decode_commit, encode_commit};
+use crate::commit::{Commit, Seq};
+use crate::error::{Error, Result};
+use crate::frame::{decode_frame, encode_frame, FrameRead, FRAME_PAYLOAD_MAX};
+use crate::storage::{join, AppendFile, Storage};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Magic bytes at the start of every segment.
+pub const SEGMENT_MAGIC: &[u8; 4] = b"PLOG";
+/// Segment format version.
+pub const SEGMENT_VERSION: u16 = 1;
+/// Segment header length.
+pub const SEGMENT_HEADER_LEN: usize = 16;
+/// Default segment size at which a new segment is started.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+/// One sparse index entry every this many frames.
+const INDEX_EVERY: u64 = 256;
+/// Read chunk used by log readers.
+const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+const _: () = assert!(SEGMENT_HEADER_LEN == 4 + 2 + 2 + 8);
+const _: () = assert!(FRAME_PAYLOAD_MAX < u32::MAX as usize);
+
+/// Name of the segment whose first commit is `seq_first`.
+pub fn segment_name(seq_first: Seq) -> String {
+    format!("seg-{seq_first:016x}.log")
+}
+
+/// Parses a segment file name back into its first seq.
+pub fn parse_segment_name(name: &str) -> Option<Seq> {
+    let hex = name.strip_prefix("seg-")?.strip_suffix(".log")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    Seq::from_str_radix(hex, 16).ok()
+}
+
+fn segment_header(seq_first: Seq) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut header = [0u8; SEGMENT_HEADER_LEN];
+    header[..4].copy_from_slice(SEGMENT_MAGIC);
+    header[4..6].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    header[8..16].copy_from_slice(&seq_first.to_le_bytes());
+    header
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Number of segments.
+    pub segments: usize,
+    /// Commits in the log after recovery.
+    pub commits: u64,
+    /// Bytes of log after recovery.
+    pub bytes: u64,
+    /// A torn tail that was cut off: the segment, offset and where the bytes were kept.
+    pub torn_tail: Option<TornTail>,
+    /// Commits replayed into the projection because it was behind the log.
+    pub replayed: u64,
+    /// True when the projection was rebuilt from scratch.
+    pub rebuilt_projection: bool,
+}
+
+/// A cut-off partial frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Segment file.
+    pub segment: PathBuf,
+    /// Offset where the valid log ends.
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// The side file holding them.
+    pub kept_in: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentInfo {
+    pub(crate) seq_first: Seq,
+    pub(crate) path: PathBuf,
+    /// (seq, byte offset of its frame), every `INDEX_EVERY` frames, first frame included.
+    pub(crate) sparse: Vec<(Seq, u64)>,
+}
+
+/// Shared knowledge about the log for readers.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    pub(crate) segments: RwLock<Vec<SegmentInfo>>,
+    /// Highest seq whose frame is completely written (and synced per policy).
+    pub(crate) durable_seq: AtomicU64,
+}
+
+/// Scan of one segment's bytes.
+struct SegmentScan {
+    valid_len: u64,
+    torn_at: Option<u64>,
+}
+
+/// Scans a segment. `is_last` allows a torn tail. `expect_seq` is the seq of its first frame.
+fn scan_segment(
+    path: &Path,
+    bytes: &[u8],
+    expect_seq: Seq,
+    is_last: bool,
+    mut on_commit: impl FnMut(&Commit, u64),
+) -> Result<SegmentScan> {
+    let corrupt = |offset: u64, reason: String| Error::Corrupt {
+        segment: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        if is_last {
+            return Ok(SegmentScan {
+                valid_len: 0,
+                torn_at: Some(0),
+            });
+        }
+        return Err(corrupt(0, "segment shorter than its header".into()));
+    }
+    if &bytes[..4] != SEGMENT_MAGIC {
+        return Err(corrupt(0, "bad magic".into()));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != SEGMENT_VERSION {
+        return Err(Error::FormatVersion {
+            found: u32::from(version),
+            supported: u32::from(SEGMENT_VERSION),
+        });
+    }
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[8..16]);
+    if u64::from_le_bytes(first) != expect_seq {
+        return Err(corrupt(
+            8,
+            format!(
+                "header says first seq {}, expected {expect_seq}",
+                u64::from_le_bytes(first)
+            ),
+        ));
+    }
+    let mut offset = SEGMENT_HEADER_LEN;
+    let mut seq = expect_seq;
+    let total = bytes.len();
+    loop {
+        if offset == total {
+            return Ok(SegmentScan {
+                valid_len: offset as u64,
+                torn_at: None,
+            });
+        }
+        let rest = &bytes[offset..];
+        let torn = match decode_frame(rest) {
+            FrameRead::Frame { payload, frame_len } => {
+                let commit =
+                    decode_commit(payload).map_err(|err| err.into_error(path, offset as u64))?;
+                if commit.seq != seq {
+                    return Err(corrupt(
+                        offset as u64,
+                        format!("frame has seq {}, expected {seq}", commit.seq),
+                    ));
+                }
+                on_commit(&commit, offset as u64);
+                seq += 1;
+                offset += frame_len;
+                continue;
+            }
+            FrameRead::Incomplete => true,
+            FrameRead::BadChecksum { frame_len } => offset + frame_len == total,
+            FrameRead::BadLength(_) => rest.iter().all(|&byte| byte == 0),
+        };
+        if torn && is_last {
+            return Ok(SegmentScan {
+                valid_len: offset as u64,
+                torn_at: Some(offset as u64),
+            });
+        }
+        let reason = match decode_frame(rest) {
+            FrameRead::Incomplete => "segment ends inside a frame".to_string(),
+            FrameRead::BadChecksum { .. } => "checksum mismatch".to_string(),
+            FrameRead::BadLength(len) => format!("impossible frame length {len}"),
+            FrameRead::Frame { .. } => "unexpected".to_string(),
+        };
+        return Err(corrupt(offset as u64, reason));
+    }
+}
+
+/// Lists segments of a log directory, sorted by first seq.
+pub(crate) fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+    let names = storage
+        .list(dir)
+        .map_err(|err| Error::io("list", dir, err))?;
+    let mut segments: Vec<(Seq, PathBuf)> = names
+        .iter()
+        .filter_map(|name| parse_segment_name(name).map(|seq| (seq, join(dir, name))))
+        .collect();
+    segments.sort_by_key(|(seq, _)| *seq);
+    Ok(segments)
+}
+
+/// The writable log.
+pub(crate) struct Log {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    active: Box<dyn AppendFile>,
+    active_len: u64,
+    next_seq: Seq,
+    frames_in_active: u64,
+    segment_bytes_max: u64,
+    shared: Arc<LogShared>,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering a torn tail.
+    /// `on_commit` sees every commit in order (used to catch the projection up).
+    pub(crate) fn open(
+        storage: Arc<dyn Storage>,
+        dir: &Path,
+        segment_bytes_max: u64,
+        mut on_commit: impl FnMut(&Commit) -> Result<()>,
+    ) -> Result<(Log, RecoveryReport)> {
+        storage
+            .create_dir_all(dir)
+            .map_err(|err| Error::io("create dir", dir, err))?;
+        let mut segments = list_segments(storage.as_ref(), dir)?;
+        let mut report = RecoveryReport::default();
+        if segments.is_empty() {
+            let path = join(dir, &segment_name(1));
+            create_segment(storage.as_ref(), dir, &path, 1)?;
+            segments.push((1, path));
+        }
+        let mut infos = Vec::new();
+        let mut expect = segments[0].0;
+        let mut last_len = 0;
+        let mut frames_in_last = 0;
+        let count = segments.len();
+        let mut callback_error = None;
+        for (index, (seq_first, path)) in segments.iter().enumerate() {
+            let is_last = index + 1 == count;
+            if *seq_first != expect {
+                return Err(Error::Corrupt {
+                    segment: path.clone(),
+                    offset: 0,
+                    reason: format!("segment starts at seq {seq_first}, expected {expect}"),
+                });
+            }
+            let len = storage
+                .len(path)
+                .map_err(|err| Error::io("stat", path, err))?;
+            let bytes = storage
+                .read_at(path, 0, len as usize)
+                .map_err(|err| Error::io("read", path, err))?;
+            let mut sparse = Vec::new();
+            let mut frames = 0u64;
+            let scan = scan_segment(path, &bytes, *seq_first, is_last, |commit, offset| {
+                if frames % INDEX_EVERY == 0 {
+                    sparse.push((commit.seq, offset));
+                }
+                frames += 1;
+                if callback_error.is_none() {
+                    if let Err(err) = on_commit(commit) {
+                        callback_error = Some(err);
+                    }
+                }
+            })?;
+            if let Some(err) = callback_error.take() {
+                return Err(err);
+            }
+            if let Some(torn_at) = scan.torn_at {
+                let kept_in = PathBuf::from(format!("{}.broken-{torn_at}", path.display()));
+                storage
+                    .write_new(&kept_in, &bytes[torn_at as usize..])
+                    .map_err(|err| Error::io("keep torn tail", &kept_in, err))?;
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = torn_at,
+                    bytes = bytes.len() as u64 - torn_at,
+                    kept_in = %kept_in.display(),
+                    "cut a torn tail off the log"
+                );
+                report.torn_tail = Some(TornTail {
+                    segment: path.clone(),
+                    offset: torn_at,
+                    bytes: bytes.len() as u64 - torn_at,
+                    kept_in,
+                });
+                if torn_at == 0 {
+                    // The header itself is torn: rewrite the segment from scratch.
+                    storage
+                        .remove(path)
+                        .map_err(|err| Error::io("remove", path, err))?;
+                    create_segment(storage.as_ref(), dir, path, *seq_first)?;
+                } else {
+                    let mut file = storage
+                        .open_append(path, false)
+                        .map_err(|err| Error::io("open", path, err))?;
+                    file.truncate(torn_at)
+                        .map_err(|err| Error::io("truncate", path, err))?;
+                }
+            }
+            let valid_len = scan.valid_len.max(SEGMENT_HEADER_LEN as u64);
+            report.bytes += valid_len;
+            report.commits += frames;
+            expect = seq_first + frames;
+            last_len = valid_len;
+            frames_in_last = frames;
+            infos.push(SegmentInfo {
+                seq_first: *seq_first,
+                path: path.clone(),
+                sparse,
+            });
+        }
+        report.segments = infos.len();
+        let active_path = infos
+            .last()
+            .expect("there is at least one segment")
+            .path
+            .clone();
+        let active = storage
+            .open_append(&active_path, false)
+            .map_err(|err| Error::io("open", &active_path, err))?;
+        let shared = Arc::new(LogShared {
+            segments: RwLock::new(infos),
+            durable_seq: AtomicU64::new(expect - 1),
+        });
+        Ok((
+            Log {
+                storage,
+                dir: dir.to_path_buf(),
+                active,
+                active_len: last_len,
+                next_seq: expect,
+                frames_in_active: frames_in_last,
+                segment_bytes_max,
+                shared,
+            },
+            report,
+        ))
+    }
+
+    pub(crate) fn shared(&self) -> Arc<LogShared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// The seq the next commit gets.
+    pub(crate) fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+
+    /// Appends commits (their seqs must continue the log) and syncs when `sync` is set.
+    /// On error, the active segment is cut back to where it was; the caller poisons the engine.
+    pub(crate) fn append(&mut self, commits: &[Commit], sync: bool) -> Result<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        if self.active_len >= self.segment_bytes_max && self.frames_in_active > 0 {
+            self.roll()?;
+        }
+        let mut buf = Vec::new();
+        let mut offsets = Vec::with_capacity(commits.len());
+        for (index, commit) in commits.iter().enumerate() {
+            assert_eq!(
+                commit.seq,
+                self.next_seq + index as u64,
+                "commit seqs are gap-free"
+            );
+            offsets.push(self.active_len + buf.len() as u64);
+            let payload = encode_commit(commit);
+            if payload.len() > FRAME_PAYLOAD_MAX {
+                return Err(Error::InvalidChange(format!(
+                    "commit of {} bytes exceeds the frame limit",
+                    payload.len()
+                )));
+            }
+            encode_frame(&payload, &mut buf);
+        }
+        let active_path = self.active_path();
+        let written =
+            self.active
+                .append(&buf)
+                .and_then(|()| if sync { self.active.sync() } else { Ok(()) });
+        if let Err(err) = written {
+            // Best effort: remove the partial bytes so a later open does not see them.
+            let _ = self.active.truncate(self.active_len);
+            return Err(Error::io(
+                if sync { "append+fsync" } else { "append" },
+                active_path,
+                err,
+            ));
+        }
+        {
+            let mut segments = self.shared.segments.write().expect("log index lock");
+            let info = segments.last_mut().expect("there is an active segment");
+            for (index, commit) in commits.iter().enumerate() {
+                if (self.frames_in_active + index as u64) % INDEX_EVERY == 0 {
+                    info.sparse.push((commit.seq, offsets[index]));
+                }
+            }
+        }
+        self.active_len += buf.len() as u64;
+        self.frames_in_active += commits.len() as u64;
+        self.next_seq += commits.len() as u64;
+        self.shared
+            .durable_seq
+            .store(self.next_seq - 1, Ordering::Release);
+        Ok(())
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.shared
+            .segments
+            .read()
+            .expect("log index lock")
+            .last()
+            .expect("there is an active segment")
+            .path
+            .clone()
+    }
+
+    fn roll(&mut self) -> Result<()> {
+        let path = join(&self.dir, &segment_name(self.next_seq));
+        self.active
+            .sync()
+            .map_err(|err| Error::io("fsync", self.active_path(), err))?;
+        create_segment(self.storage.as_ref(), &self.dir, &path, self.next_seq)?;
+        self.active = self
+            .storage
+            .open_append(&path, false)
+            .map_err(|err| Error::io("open", &path, err))?;
+        self.active_len = SEGMENT_HEADER_LEN as u64;
+        self.frames_in_active = 0;
+        self.shared
+            .segments
+            .write()
+            .expect("log index lock")
+            .push(SegmentInfo {
+                seq_first: self.next_seq,
+                path,
+                sparse: Vec::new(),
+            });
+        Ok(())
+    }
+}
+
+fn create_segment(storage: &dyn Storage, dir: &Path, path: &Path, seq_first: Seq) -> Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    storage
+        .write_new(&tmp, &segment_header(seq_first))
+        .map_err(|err| Error::io("create segment", &tmp, err))?;
+    storage
+        .rename(&tmp, path)
+        .map_err(|err| Error::io("rename", path, err))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|err| Error::io("fsync dir", dir, err))?;
+    Ok(())
+}
+
+/// Reads committed commits from the log; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct LogReader {
+    storage: Arc<dyn Storage>,
+    shared: Arc<LogShared>,
+}
+
+impl LogReader {
+    pub(crate) fn new(storage: Arc<dyn Storage>, shared: Arc<LogShared>) -> Self {
+        LogReader { storage, shared }
+    }
+
+    /// Highest durable seq.
+    pub fn last_seq(&self) -> Seq {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// First seq still held by the log.
+    pub fn first_seq(&self) -> Seq {
+        self.shared
+            .segments
+            .read()
+            .expect("log index lock")
+            .first()
+            .map(|info| info.seq_first)
+            .unwrap_or(1)
+    }
+
+    /// Reads up to `limit` commits with seq >= `from` (never past the durable seq).
+    pub fn read_from(&self, from: Seq, limit: usize) -> Result<Vec<Commit>> {
+        let from = from.max(1);
+        let last = self.last_seq();
+        if from > last || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let first = self.first_seq();
+        if from < first {
+            return Err(Error::SeqUnavailable {
+                seq: from,
+                reason: format!("the log starts at {first} (older history was compacted)"),
+            });
+        }
+        let mut out = Vec::new();
+        let mut next = from;
+        while out.len() < limit && next <= last {
+            let (path, start_offset, start_seq) = {
+                let segments = self.shared.segments.read().expect("log index lock");
+                let position = segments.partition_point(|info| info.seq_first <= next);
+                let info = &segments[position.saturating_sub(1)];
+                let point = info.sparse.partition_point(|(seq, _)| *seq <= next);
+                match point.checked_sub(1).map(|index| info.sparse[index]) {
+                    Some((seq, offset)) => (info.path.clone(), offset, seq),
+                    None => (info.path.clone(), SEGMENT_HEADER_LEN as u64, info.seq_first),
+                }
+            };
+            let before = out.len();
+            self.read_segment(&path, start_offset, start_seq, next, last, limit, &mut out)?;
+            if out.len() == before {
+                // Nothing more in this segment: the next one starts at `next`.
+                let segments = self.shared.segments.read().expect("log index lock");
+                if !segments.iter().any(|info| info.seq_first == next) {
+                    return Err(Error::Corrupt {
+                        segment: path,
+                        offset: start_offset,
+                        reason: format!("seq {next} not found"),
+                    });
+                }
+                drop(segments);
+                let path = {
+                    let segments = self.shared.segments.read().expect("log index lock");
+                    segments
+                        .iter()
+                        .find(|info| info.seq_first == next)
+                        .map(|info| info.path.clone())
+                        .expect("checked above")
+                };
+                self.read_segment(
+                    &path,
+                    SEGMENT_HEADER_LEN as u64,
+                    next,
+                    next,
+                    last,
+                    limit,
+                    &mut out,
+                )?;
+                if out.len() == before {
+                    break;
+                }
+            }
+            next = out.last().map(|commit| commit.seq + 1).unwrap_or(next);
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_segment(
+        &self,
+        path: &Path,
+        mut offset: u64,
+        mut seq: Seq,
+        from: Seq,
+        last: Seq,
+        limit: usize,
+        out: &mut Vec<Commit>,
+    ) -> Result<()> {
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let chunk = self
+                .storage
+                .read_at(path, offset + carry.len() as u64, READ_CHUNK_BYTES)
+                .map_err(|err| Error::io("read", path, err))?;
+            let eof = chunk.is_empty();
+            carry.extend_from_slice(&chunk);
+            let mut consumed = 0;
+            loop {
+                if seq > last || out.len() >= limit {
+                    return Ok(());
+                }
+                match decode_frame(&carry[consumed..]) {
+                    FrameRead::Frame { payload, frame_len } => {
+                        if seq >= from {
+                            let commit = decode_commit(payload)
+                                .map_err(|err| err.into_error(path, offset + consumed as u64))?;
+                            out.push(commit);
+                        }
+                        seq += 1;
+                        consumed += frame_len;
+                    }
+                    FrameRead::Incomplete => break,
+                    FrameRead::BadChecksum { .. } | FrameRead::BadLength(_) => {
+                        return Err(Error::Corrupt {
+                            segment: path.to_path_buf(),
+                            offset: offset + consumed as u64,
+                            reason: "bad frame while reading".into(),
+                        })
+                    }
+                }
+            }
+            carry.drain(..consumed);
+            offset += consumed as u64;
+            if eof {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Verifies a log directory without opening it for writing (no torn-tail repair).
+/// Calls `on_commit` for every valid commit; returns the report or the first problem.
+pub fn scan_log_dir(
+    storage: &dyn Storage,
+    dir: &Path,
+    mut on_commit: impl FnMut(&Commit),
+) -> Result<RecoveryReport> {
+    scan_log_dir_with_offsets(storage, dir, |commit, _| on_commit(commit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_sort_and_parse() {
+        assert_eq!(segment_name(1), "seg-0000000000000001.log");
+        assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
+        assert_eq!(parse_segment_name("seg-1.log"), None);
+        assert!(segment_name(9) < segment_name(10));
+    }
+}
+
+impl LogReader {
+    /// Opens a log directory for reading only (no lock, no repair): the valid prefix of the
+    /// log is readable, a torn tail is ignored, corruption is an error.
+    pub fn open_dir(storage: Arc<dyn Storage>, dir: &Path) -> Result<(LogReader, RecoveryReport)> {
+        let segments = list_segments(storage.as_ref(), dir)?;
+        let mut infos: Vec<SegmentInfo> = segments
+            .iter()
+            .map(|(seq_first, path)| SegmentInfo {
+                seq_first: *seq_first,
+                path: path.clone(),
+                sparse: Vec::new(),
+            })
+            .collect();
+        let mut last = segments.first().map(|(seq, _)| seq - 1).unwrap_or(0);
+        let mut frame_index = 0u64;
+        let mut current_segment = 0usize;
+        let report = {
+            let mut offsets: Vec<(Seq, u64)> = Vec::new();
+            let report = scan_log_dir_with_offsets(storage.as_ref(), dir, |commit, offset| {
+                offsets.push((commit.seq, offset));
+            })?;
+            for (seq, offset) in offsets {
+                while current_segment + 1 < infos.len()
+                    && infos[current_segment + 1].seq_first <= seq
+                {
+                    current_segment += 1;
+                    frame_index = 0;
+                }
+                if frame_index % INDEX_EVERY == 0 {
+                    infos[current_segment].sparse.push((seq, offset));
+                }
+                frame_index += 1;
+                last = seq;
+            }
+            report
+        };
+        let shared = Arc::new(LogShared {
+            segments: RwLock::new(infos),
+            durable_seq: AtomicU64::new(last),
+        });
+        Ok((LogReader { storage, shared }, report))
+    }
+}
+
+fn scan_log_dir_with_offsets(
+    storage: &dyn Storage,
+    dir: &Path,
+    mut on_commit: impl FnMut(&Commit, u64),
+) -> Result<RecoveryReport> {
+    let segments = list_segments(storage, dir)?;
+    let mut report = RecoveryReport {
+        segments: segments.len(),
+        ..RecoveryReport::default()
+    };
+    let Some((first, _)) = segments.first() else {
+        return Ok(report);
+    };
+    let mut expect = *first;
+    let count = segments.len();
+    for (index, (seq_first, path)) in segments.iter().enumerate() {
+        if *seq_first != expect {
+            return Err(Error::Corrupt {
+                segment: path.clone(),
+                offset: 0,
+                reason: format!("segment starts at seq {seq_first}, expected {expect}"),
+            });
+        }
+        let len = storage
+            .len(path)
+            .map_err(|err| Error::io("stat", path, err))?;
+        let bytes = storage
+            .read_at(path, 0, len as usize)
+            .map_err(|err| Error::io("read", path, err))?;
+        let mut frames = 0;
+        let scan = scan_segment(
+            path,
+            &bytes,
+            *seq_first,
+            index + 1 == count,
+            |commit, offset| {
+                frames += 1;
+                on_commit(commit, offset);
+            },
+        )?;
+        if let Some(offset) = scan.torn_at {
+            report.torn_tail = Some(TornTail {
+                segment: path.clone(),
+                offset,
+                bytes: bytes.len() as u64 - offset,
+                kept_in: PathBuf::new(),
+            });
+        }
+        report.bytes += scan.valid_len;
+        report.commits += frames;
+        expect = seq_first + frames;
+    }
+    Ok(report)
+}

@@ -1,0 +1,393 @@
+//! The projection: commits applied to SQLite tables.
+//!
+//! `apply_change` is the one function that turns a change into SQL, used by the live writer
+//! (inside the command's savepoint) and by replay alike.
+//! 1. Deterministic: no clock, no randomness; the same commits give the same database.
+//! 2. `_meta.last_seq` is written in the same SQLite transaction as the commits it covers.
+//! 3. The catalog (collection id → definition) mirrors `_collections` exactly.
+
+use crate::commit::{Change, CollectionDef, Commit, Seq};
+use crate::error::{Error, Result};
+use crate::value::{Rows, Value};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+
+/// Quotes an identifier for SQLite (`"name"`, inner quotes doubled).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+const SCHEMA_SQL: &str = "
+CREATE TABLE IF NOT EXISTS _meta (key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _collections (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT UNIQUE NOT NULL COLLATE NOCASE,
+    type TEXT NOT NULL,
+    def TEXT NOT NULL,
+    meta TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT) WITHOUT ROWID;
+";
+
+/// In-memory mirror of `_collections`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    by_id: HashMap<String, CollectionDef>,
+}
+
+impl Catalog {
+    /// Looks a collection up by id, or by name (case-insensitive).
+    pub fn get(&self, id_or_name: &str) -> Option<&CollectionDef> {
+        self.by_id.get(id_or_name).or_else(|| {
+            self.by_id
+                .values()
+                .find(|def| def.name.eq_ignore_ascii_case(id_or_name))
+        })
+    }
+
+    /// All collections, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &CollectionDef> {
+        self.by_id.values()
+    }
+}
+
+/// Sets up the bookkeeping tables and pragmas of a writable projection connection.
+pub(crate) fn init(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.execute_batch(SCHEMA_SQL)?;
+    Ok(())
+}
+
+/// The seq of the last commit applied.
+pub fn last_applied(conn: &Connection) -> Result<Seq> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM _meta WHERE key = 'last_seq'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(seq.unwrap_or(0) as Seq)
+}
+
+pub(crate) fn set_last_applied(conn: &Connection, seq: Seq) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO _meta (key, value) VALUES ('last_seq', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![seq as i64])?;
+    Ok(())
+}
+
+/// Reads the catalog from `_collections`.
+pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
+    let mut statement = conn.prepare("SELECT def FROM _collections")?;
+    let mut rows = statement.query([])?;
+    let mut catalog = Catalog::default();
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        let def: CollectionDef = serde_json::from_str(&text)
+            .map_err(|err| Error::Sqlite(format!("bad _collections row: {err}")))?;
+        catalog.by_id.insert(def.id.clone(), def);
+    }
+    Ok(catalog)
+}
+
+/// Applies every change of a commit and records its seq (replay path).
+pub fn apply_commit(conn: &Connection, catalog: &mut Catalog, commit: &Commit) -> Result<()> {
+    for change in &commit.changes {
+        apply_change(conn, catalog, change)?;
+    }
+    set_last_applied(conn, commit.seq)
+}
+
+fn table_of<'a>(catalog: &'a Catalog, collection_id: &str) -> Result<&'a CollectionDef> {
+    catalog
+        .by_id
+        .get(collection_id)
+        .ok_or_else(|| Error::InvalidChange(format!("unknown collection {collection_id}")))
+}
+
+/// Applies one change to the database and the catalog.
+pub fn apply_change(conn: &Connection, catalog: &mut Catalog, change: &Change) -> Result<()> {
+    match change {
+        Change::RecordCreated {
+            collection_id,
+            values,
+            ..
+        } => {
+            let def = table_of(catalog, collection_id)?;
+            let columns: Vec<String> = values.iter().map(|(name, _)| quote_ident(name)).collect();
+            let placeholders: Vec<String> = (1..=values.len()).map(|n| format!("?{n}")).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                quote_ident(&def.name),
+                columns.join(", "),
+                placeholders.join(", ")
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            statement.execute(rusqlite::params_from_iter(
+                values.iter().map(|(_, value)| value),
+            ))?;
+        }
+        Change::RecordUpdated {
+            collection_id,
+            id,
+            values,
+        } => {
+            let def = table_of(catalog, collection_id)?;
+            let sets: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(index, (name, _))| format!("{} = ?{}", quote_ident(name), index + 1))
+                .collect();
+            let sql = format!(
+                "UPDATE {} SET {} WHERE id = ?{}",
+                quote_ident(&def.name),
+                sets.join(", "),
+                values.len() + 1
+            );
+            let mut statement = conn.prepare_cached(&sql)?;
+            let mut bound: Vec<&Value> = values.iter().map(|(_, value)| value).collect();
+            let id_value = Value::Text(id.clone());
+            bound.push(&id_value);
+            let changed = statement.execute(rusqlite::params_from_iter(bound))?;
+            if changed != 1 {
+                return Err(Error::InvalidChange(format!("record {id} does not exist")));
+            }
+        }
+        Change::RecordDeleted {
+            collection_id, id, ..
+        } => {
+            let def = table_of(catalog, collection_id)?;
+            let sql = format!("DELETE FROM {} WHERE id = ?1", quote_ident(&def.name));
+            conn.prepare_cached(&sql)?.execute(params![id])?;
+        }
+        Change::CollectionCreated(def) => {
+            if catalog.by_id.contains_key(&def.id) {
+                return Err(Error::InvalidChange(format!(
+                    "collection {} exists already",
+                    def.id
+                )));
+            }
+            create_relation(conn, def)?;
+            upsert_collection_row(conn, def)?;
+            catalog.by_id.insert(def.id.clone(), def.clone());
+        }
+        Change::CollectionUpdated(def) => {
+            let old = table_of(catalog, &def.id)?.clone();
+            update_relation(conn, &old, def)?;
+            upsert_collection_row(conn, def)?;
+            catalog.by_id.insert(def.id.clone(), def.clone());
+        }
+        Change::CollectionDeleted { id, .. } => {
+            let old = table_of(catalog, id)?.clone();
+            let kind = if old.is_view() { "VIEW" } else { "TABLE" };
+            conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", quote_ident(&old.name)))?;
+            conn.execute("DELETE FROM _collections WHERE id = ?1", params![id])?;
+            catalog.by_id.remove(id);
+        }
+        Change::ParamSet { key, value } => match value {
+            Some(value) => {
+                conn.prepare_cached(
+                    "INSERT INTO _params (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![key, value])?;
+            }
+            None => {
+                conn.execute("DELETE FROM _params WHERE key = ?1", params![key])?;
+            }
+        },
+    }
+    Ok(())
+}
+
+fn upsert_collection_row(conn: &Connection, def: &CollectionDef) -> Result<()> {
+    let text = serde_json::to_string(def).expect("collection defs serialize");
+    conn.execute(
+        "INSERT INTO _collections (id, name, type, def, meta) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, type = excluded.type,
+             def = excluded.def, meta = excluded.meta",
+        params![def.id, def.name, def.kind, text, def.meta],
+    )?;
+    Ok(())
+}
+
+fn create_relation(conn: &Connection, def: &CollectionDef) -> Result<()> {
+    if def.is_view() {
+        let query = def
+            .view_query
+            .as_deref()
+            .ok_or_else(|| Error::InvalidChange("view without a query".into()))?;
+        conn.execute_batch(&format!(
+            "CREATE VIEW {} AS {}",
+            quote_ident(&def.name),
+            query
+        ))?;
+        return Ok(());
+    }
+    create_table(conn, &def.name, def)?;
+    for index in &def.indexes {
+        conn.execute_batch(index)?;
+    }
+    Ok(())
+}
+
+fn create_table(conn: &Connection, table: &str, def: &CollectionDef) -> Result<()> {
+    let columns: Vec<String> = def
+        .columns
+        .iter()
+        .map(|column| format!("{} {}", quote_ident(&column.name), column.decl))
+        .collect();
+    conn.execute_batch(&format!(
+        "CREATE TABLE {} ({})",
+        quote_ident(table),
+        columns.join(", ")
+    ))?;
+    Ok(())
+}
+
+fn drop_indexes(conn: &Connection, table: &str) -> Result<()> {
+    let names: Vec<String> = {
+        let mut statement = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+        )?;
+        let rows = statement.query_map(params![table], |row| row.get::<_, String>(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    for name in names {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {}", quote_ident(&name)))?;
+    }
+    Ok(())
+}
+
+/// Moves a table from `old` to `new`: rename, then either plain `ADD COLUMN`s or a full
+/// rebuild that carries every column whose field id survives.
+fn update_relation(conn: &Connection, old: &CollectionDef, new: &CollectionDef) -> Result<()> {
+    if old.is_view() || new.is_view() {
+        let kind = if old.is_view() { "VIEW" } else { "TABLE" };
+        conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", quote_ident(&old.name)))?;
+        return create_relation(conn, new);
+    }
+    drop_indexes(conn, &old.name)?;
+    if old.name != new.name {
+        if old.name.eq_ignore_ascii_case(&new.name) {
+            let tmp = format!("_tmp_rename_{}", new.id);
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} RENAME TO {}; ALTER TABLE {} RENAME TO {}",
+                quote_ident(&old.name),
+                quote_ident(&tmp),
+                quote_ident(&tmp),
+                quote_ident(&new.name)
+            ))?;
+        } else {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote_ident(&old.name),
+                quote_ident(&new.name)
+            ))?;
+        }
+    }
+    let is_append_only = old.columns.len() <= new.columns.len()
+        && old.columns.iter().zip(&new.columns).all(|(a, b)| a == b);
+    if is_append_only {
+        for column in &new.columns[old.columns.len()..] {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {} {}",
+                quote_ident(&new.name),
+                quote_ident(&column.name),
+                column.decl
+            ))?;
+        }
+    } else {
+        let tmp = format!("_tmp_rebuild_{}", new.id);
+        create_table(conn, &tmp, new)?;
+        let mut targets = Vec::new();
+        let mut sources = Vec::new();
+        for column in &new.columns {
+            if let Some(previous) = old.columns.iter().find(|c| c.id == column.id) {
+                targets.push(quote_ident(&column.name));
+                sources.push(quote_ident(&previous.name));
+            }
+        }
+        if !targets.is_empty() {
+            conn.execute_batch(&format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {}",
+                quote_ident(&tmp),
+                targets.join(", "),
+                sources.join(", "),
+                quote_ident(&new.name)
+            ))?;
+        }
+        conn.execute_batch(&format!(
+            "DROP TABLE {}; ALTER TABLE {} RENAME TO {}",
+            quote_ident(&new.name),
+            quote_ident(&tmp),
+            quote_ident(&new.name)
+        ))?;
+    }
+    for index in &new.indexes {
+        conn.execute_batch(index)?;
+    }
+    Ok(())
+}
+
+/// Runs a query with bound values and collects the rows.
+pub(crate) fn query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let columns: std::sync::Arc<[String]> = statement
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into();
+    let width = columns.len();
+    let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(width);
+        for index in 0..width {
+            values.push(Value::from_ref(row.get_ref(index)?));
+        }
+        out.push(values);
+    }
+    Ok(Rows { columns, rows: out })
+}
+
+/// Dumps every user-visible table of the projection in a canonical text form
+/// (used by `verify` and the tests to compare a projection with a fresh replay).
+pub fn dump(conn: &Connection) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let tables: Vec<(String, String)> = {
+        let mut statement = conn.prepare(
+            "SELECT name, type FROM sqlite_master WHERE type IN ('table','view')
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
+    for (table, kind) in tables {
+        out.push(format!("== {kind} {table}"));
+        let rows = query(
+            conn,
+            &format!("SELECT * FROM {} ORDER BY 1", quote_ident(&table)),
+            &[],
+        )?;
+        out.push(rows.columns.join("|"));
+        for row in rows.rows {
+            out.push(format!("{row:?}"));
+        }
+    }
+    let indexes = query(
+        conn,
+        "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+        &[],
+    )?;
+    for row in indexes.rows {
+        out.push(format!("index {row:?}"));
+    }
+    Ok(out)
+}

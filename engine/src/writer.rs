@@ -1,0 +1,308 @@
+//! The single writer thread: group commit.
+//!
+//! Loop (see DESIGN.md "Write path"):
+//! 1. Block for one job, then take whatever else is queued (up to `group_max`).
+//! 2. `BEGIN`; for each job `SAVEPOINT`, run its command against a [`Tx`]; an error rolls that
+//!    savepoint back and only that job fails.
+//! 3. Append the group's commits to the log, fsync once (policy `always`).
+//! 4. Write `_meta.last_seq` and `COMMIT` SQLite.
+//! 5. Answer every job, then publish the commits to subscribers.
+//!
+//! Invariants: a job is answered with success only after step 4; if step 3 fails the SQLite
+//! transaction is rolled back, every job of the group gets the error and the engine is
+//! poisoned; nothing is published that is not durable.
+
+use crate::commit::{Actor, Change, CollectionDef, Commit, Seq};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::projection::{self, Catalog};
+use crate::subscribe::Hub;
+use crate::value::{Rows, Value};
+use rusqlite::Connection;
+use std::any::Any;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+/// The staged state a command runs against, on the writer thread.
+pub struct Tx<'a> {
+    conn: &'a Connection,
+    catalog: &'a mut Catalog,
+    changes: Vec<Change>,
+    timestamp_ms: i64,
+    actor: &'a Actor,
+    catalog_touched: bool,
+}
+
+impl<'a> Tx<'a> {
+    /// Queries the staged state (earlier commands of the group included).
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        projection::query(self.conn, sql, params)
+    }
+
+    /// Stages a change: it is applied to the projection at once, so later checks see it.
+    pub fn stage(&mut self, change: Change) -> Result<()> {
+        projection::apply_change(self.conn, self.catalog, &change)?;
+        if matches!(
+            change,
+            Change::CollectionCreated(_)
+                | Change::CollectionUpdated(_)
+                | Change::CollectionDeleted { .. }
+        ) {
+            self.catalog_touched = true;
+        }
+        self.changes.push(change);
+        Ok(())
+    }
+
+    /// The commit's timestamp (ms since the epoch); use it for every time value you stage.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+
+    /// Who submitted the command.
+    pub fn actor(&self) -> &Actor {
+        self.actor
+    }
+
+    /// A collection by id or name, as staged.
+    pub fn collection(&self, id_or_name: &str) -> Option<&CollectionDef> {
+        self.catalog.get(id_or_name)
+    }
+
+    /// All collections, as staged.
+    pub fn collections(&self) -> Vec<&CollectionDef> {
+        self.catalog.iter().collect()
+    }
+
+    /// Changes staged so far by this command.
+    pub fn staged(&self) -> &[Change] {
+        &self.changes
+    }
+}
+
+pub(crate) type CommandFn = Box<dyn FnOnce(&mut Tx<'_>) -> CommandResult + Send>;
+pub(crate) type CommandResult = std::result::Result<Box<dyn Any + Send>, Box<dyn Any + Send>>;
+pub(crate) type ReplyFn = Box<dyn FnOnce(JobOutcome) + Send>;
+
+/// What a job's reply receives.
+pub(crate) enum JobOutcome {
+    Done {
+        value: Box<dyn Any + Send>,
+        commit: Option<Arc<Commit>>,
+    },
+    CommandFailed(Box<dyn Any + Send>),
+    EngineFailed(Error),
+}
+
+pub(crate) struct Job {
+    pub(crate) actor: Actor,
+    pub(crate) command: CommandFn,
+    pub(crate) reply: ReplyFn,
+}
+
+pub(crate) enum Message {
+    Job(Job),
+    Shutdown,
+}
+
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) catalog: Catalog,
+    pub(crate) log: Log,
+    pub(crate) sync: bool,
+    pub(crate) group_max: usize,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) poisoned: Arc<Mutex<Option<String>>>,
+    pub(crate) clock: Box<dyn Fn() -> i64 + Send>,
+    pub(crate) last_timestamp_ms: i64,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self, receiver: Receiver<Message>) {
+        let mut stop = false;
+        while !stop {
+            let first = match receiver.recv() {
+                Ok(Message::Job(job)) => job,
+                Ok(Message::Shutdown) | Err(_) => break,
+            };
+            let mut group = vec![first];
+            while group.len() < self.group_max {
+                match receiver.try_recv() {
+                    Ok(Message::Job(job)) => group.push(job),
+                    Ok(Message::Shutdown) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.run_group(group);
+        }
+        // Answer whatever is still queued so no caller hangs.
+        while let Ok(message) = receiver.try_recv() {
+            if let Message::Job(job) = message {
+                (job.reply)(JobOutcome::EngineFailed(Error::Closed));
+            }
+        }
+    }
+
+    fn poison_message(&self) -> Option<String> {
+        self.poisoned.lock().expect("poison lock").clone()
+    }
+
+    fn run_group(&mut self, group: Vec<Job>) {
+        if let Some(reason) = self.poison_message() {
+            for job in group {
+                (job.reply)(JobOutcome::EngineFailed(Error::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = Error::from(err);
+            for job in group {
+                (job.reply)(JobOutcome::EngineFailed(Error::Sqlite(err.to_string())));
+            }
+            return;
+        }
+        // Timestamps never go backwards, even if the wall clock does.
+        let now = (self.clock)().max(self.last_timestamp_ms);
+        self.last_timestamp_ms = now;
+        let mut next_seq = self.log.next_seq();
+        let mut commits: Vec<Commit> = Vec::new();
+        // (reply, outcome-without-commit, index into commits)
+        let mut pending: Vec<(ReplyFn, JobOutcome, Option<usize>)> = Vec::new();
+        let mut catalog_dirty = false;
+        for job in group {
+            let result = self.run_job(job.command, &job.actor, now, &mut catalog_dirty);
+            match result {
+                Ok((value, changes)) => {
+                    let index = if changes.is_empty() {
+                        None
+                    } else {
+                        commits.push(Commit {
+                            seq: next_seq,
+                            timestamp_ms: now,
+                            actor: job.actor,
+                            changes,
+                        });
+                        next_seq += 1;
+                        Some(commits.len() - 1)
+                    };
+                    pending.push((
+                        job.reply,
+                        JobOutcome::Done {
+                            value,
+                            commit: None,
+                        },
+                        index,
+                    ));
+                }
+                Err(outcome) => pending.push((job.reply, outcome, None)),
+            }
+        }
+        let durable = self
+            .log
+            .append(&commits, self.sync)
+            .and_then(|()| match commits.last() {
+                Some(last) => projection::set_last_applied(&self.conn, last.seq),
+                None => Ok(()),
+            })
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(Error::from));
+        if let Err(err) = durable {
+            let reason = err.to_string();
+            tracing::error!(error = %reason, "write failed; the engine is now poisoned");
+            *self.poisoned.lock().expect("poison lock") = Some(reason.clone());
+            let _ = self.conn.execute_batch("ROLLBACK");
+            if let Ok(catalog) = projection::load_catalog(&self.conn) {
+                self.catalog = catalog;
+            }
+            for (reply, outcome, index) in pending {
+                match (outcome, index) {
+                    (JobOutcome::CommandFailed(err), _) => reply(JobOutcome::CommandFailed(err)),
+                    (JobOutcome::Done { value, .. }, None) => reply(JobOutcome::Done {
+                        value,
+                        commit: None,
+                    }),
+                    _ => reply(JobOutcome::EngineFailed(Error::Poisoned(reason.clone()))),
+                }
+            }
+            return;
+        }
+        let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
+        for (reply, outcome, index) in pending {
+            match outcome {
+                JobOutcome::Done { value, .. } => reply(JobOutcome::Done {
+                    value,
+                    commit: index.map(|index| Arc::clone(&commits[index])),
+                }),
+                other => reply(other),
+            }
+        }
+        self.hub.publish(commits);
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn run_job(
+        &mut self,
+        command: CommandFn,
+        actor: &Actor,
+        now: i64,
+        catalog_dirty: &mut bool,
+    ) -> std::result::Result<(Box<dyn Any + Send>, Vec<Change>), JobOutcome> {
+        if let Err(err) = self.conn.execute_batch("SAVEPOINT job") {
+            return Err(JobOutcome::EngineFailed(Error::from(err)));
+        }
+        let mut tx = Tx {
+            conn: &self.conn,
+            catalog: &mut self.catalog,
+            changes: Vec::new(),
+            timestamp_ms: now,
+            actor,
+            catalog_touched: false,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(&mut tx)));
+        let touched = tx.catalog_touched;
+        let changes = std::mem::take(&mut tx.changes);
+        let outcome = match result {
+            Ok(Ok(value)) => {
+                if let Err(err) = self.conn.execute_batch("RELEASE job") {
+                    return Err(JobOutcome::EngineFailed(Error::from(err)));
+                }
+                *catalog_dirty |= touched;
+                return Ok((value, changes));
+            }
+            Ok(Err(err)) => JobOutcome::CommandFailed(err),
+            Err(_) => JobOutcome::EngineFailed(Error::InvalidChange(
+                "the command panicked; its changes were rolled back".into(),
+            )),
+        };
+        let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+        if touched {
+            // The savepoint rolled `_collections` back; bring the catalog back in line.
+            match projection::load_catalog(&self.conn) {
+                Ok(catalog) => self.catalog = catalog,
+                Err(err) => return Err(JobOutcome::EngineFailed(err)),
+            }
+        }
+        Err(outcome)
+    }
+}
+
+/// Applies commits to a projection in one transaction (replay and start-up catch-up).
+pub(crate) fn apply_batch(
+    conn: &Connection,
+    catalog: &mut Catalog,
+    commits: &[Commit],
+) -> Result<Seq> {
+    let mut last = 0;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for commit in commits {
+        if let Err(err) = projection::apply_commit(conn, catalog, commit) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
+        last = commit.seq;
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(last)
+}
