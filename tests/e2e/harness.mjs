@@ -8,7 +8,7 @@
 //   BIN superuser upsert EMAIL PASS --dir DIR
 //   BIN serve --http 127.0.0.1:PORT --dir DIR
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, access, constants as fsConstants } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -82,6 +82,16 @@ export class TestServer {
 
   /** Creates the temp dir + superuser and starts serving. */
   async start() {
+    try {
+      await access(this.bin, fsConstants.X_OK);
+    } catch {
+      throw new Error(
+        `server binary not found or not executable: ${this.bin} (E2E_SERVER=${SERVER_KIND}; ` +
+          (IS_REFERENCE
+            ? 'run `bash /work/shared/tools/get-pocketbase.sh /tmp/pocketbase` or set POCKETBASE_BIN)'
+            : 'run `cargo build --release` or set POCKETLOG_BIN)'),
+      );
+    }
     // dataDir is nested so that anything the server writes next to it
     // (PocketBase: ../pb_migrations, ../pb_hooks) stays inside our temp root.
     this.root = await mkdtemp(path.join(os.tmpdir(), `e2e-${SERVER_KIND}-`));
@@ -137,10 +147,10 @@ export class TestServer {
     );
   }
 
-  async _kill() {
+  async _kill(signal = 'SIGTERM') {
     const proc = this.proc;
     if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGTERM');
+    proc.kill(signal);
     let timer;
     const res = await Promise.race([
       this.exited,
@@ -155,9 +165,13 @@ export class TestServer {
     }
   }
 
-  /** SIGTERM the server and start it again on the same data dir and port. */
-  async restart() {
-    await this._kill();
+  /**
+   * Stop the server (SIGTERM by default; pass {signal:'SIGKILL'} to simulate a crash) and
+   * start it again on the same data dir and port.
+   */
+  async restart({ signal = 'SIGTERM' } = {}) {
+    await this._kill(signal);
+    this.lastExit = await this.exited;
     await this._spawn();
   }
 
