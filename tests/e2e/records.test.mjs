@@ -348,6 +348,51 @@ describe('records', { timeout: 180_000 }, () => {
     assert.deepEqual(unknown.response, { data: {}, message: 'Missing collection context.', status: 404 });
   });
 
+  test('HTTP edge cases: malformed JSON, list param clamping/errors, unknown routes, headers', T, async () => {
+    const GENERIC_400 = { data: {}, message: 'Something went wrong while processing your request.', status: 400 };
+    const bad = await server.fetch('/api/collections/items/records', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{bad',
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.headers.get('content-type'), 'application/json');
+    assert.deepEqual(await bad.json(), GENERIC_400);
+
+    const clamp = await server.fetch('/api/collections/items/records?perPage=5000&page=0');
+    assert.equal(clamp.status, 200);
+    const body = await clamp.json();
+    assert.equal(body.perPage, 1000);
+    assert.equal(body.page, 1);
+    for (const q of ['page=abc', 'perPage=x', 'skipTotal=maybe']) {
+      const r = await server.fetch(`/api/collections/items/records?${q}`);
+      assert.equal(r.status, 400, q);
+      assert.deepEqual(await r.json(), GENERIC_400);
+    }
+
+    const unknownGet = await server.fetch('/api/nope');
+    assert.equal(unknownGet.status, 404);
+    assert.deepEqual(await unknownGet.json(), { data: {}, message: 'File not found.', status: 404 });
+    const unknownPost = await server.fetch('/api/nope', { method: 'POST' });
+    assert.equal(unknownPost.status, 404);
+    assert.deepEqual(await unknownPost.json(), NOT_FOUND);
+
+    const ok = await server.fetch(`/api/collections/items/records/${full.id}`, { headers: { Origin: 'http://example.com' } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('content-type'), 'application/json');
+    assert.equal(ok.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(ok.headers.get('x-frame-options'), 'SAMEORIGIN');
+    assert.equal(ok.headers.get('access-control-allow-origin'), '*');
+
+    // the SDK sends Content-Type: application/json on bodiless requests too; empty POST bodies are fine
+    const emptyPost = await server.fetch('/api/collections/items/records', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+    });
+    assert.equal(emptyPost.status, 400);
+    assert.equal((await emptyPost.json()).data.title.code, 'validation_required');
+  });
+
   test('delete → 204, then gone', T, async () => {
     const r = await alice.collection('items').create({ title: 'to delete' });
     const res = await server.fetch(`/api/collections/items/records/${r.id}`, {
@@ -501,12 +546,32 @@ describe('records', { timeout: 180_000 }, () => {
     assert.equal(res[3].body.id, 'upsertitem00001');
     assert.equal((await alice.collection('items').getOne('upsertitem00001')).title, 'batch-upserted');
 
-    // rules apply per sub-request: bob can't create a note owned by alice
+    const empty = alice.createBatch();
+    const emptyErr = await expectError(() => empty.send(), 400);
+    assert.deepEqual(emptyErr.response, {
+      data: { requests: { code: 'validation_required', message: 'Cannot be blank.' } },
+      message: 'Invalid batch request data.',
+      status: 400,
+    });
+
+    // rules apply per sub-request: a null-rule collection fails the whole batch
     const b3 = bob.createBatch();
     b3.collection('notes').create({ body: 'ok', owner: bobU.record.id });
     b3.collection('secrets').create({ value: 'nope' });
     const ruleErr = await expectError(() => b3.send(), 400);
-    assert.equal(ruleErr.response.data.requests['1'].response.status, 403);
+    assert.deepEqual(ruleErr.response, {
+      data: {
+        requests: {
+          1: {
+            code: 'batch_request_failed',
+            message: 'Batch request failed.',
+            response: { data: {}, message: 'Only superusers can perform this action.', status: 403 },
+          },
+        },
+      },
+      message: 'Batch transaction failed.',
+      status: 400,
+    });
     assert.equal((await bob.collection('notes').getList(1, 30)).totalItems, 1, 'note creation rolled back');
   });
 });
