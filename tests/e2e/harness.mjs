@@ -97,9 +97,14 @@ export class TestServer {
     this.root = await mkdtemp(path.join(os.tmpdir(), `e2e-${SERVER_KIND}-`));
     this.dir = path.join(this.root, 'pb_data');
     await mkdir(this.dir, { recursive: true });
-    this.port = await freePort();
-    await run(this.bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', this.dir]);
-    await this._spawn();
+    try {
+      this.port = await freePort();
+      await run(this.bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', this.dir]);
+      await this._spawn();
+    } catch (e) {
+      await rm(this.root, { recursive: true, force: true });
+      throw e;
+    }
     return this;
   }
 
