@@ -1,1 +1,19 @@
+//! The filter and API-rule language of pocketlog (PocketBase v0.40.6 compatible).
+//!
+//! Pipeline: `lexer` → `parser` → `ast` (schema-free, parsed once per rule) → `resolve`
+//! (identifiers against a [`Schema`] allow-list) → `compile_sql` (SQL text with numbered
+//! placeholders) or `eval` (in memory, no SQLite).
 
+mod ast;
+mod errors;
+mod lexer;
+mod limits;
+mod parser;
+
+pub use ast::{
+    CmpOp, Comparison, Expr, Func, FuncName, Ident, Macro, Modifier, OpKind, Operand, Root,
+    SortItem,
+};
+pub use errors::{EvalError, RuleError};
+pub use limits::*;
+pub use parser::{parse, parse_rule};
