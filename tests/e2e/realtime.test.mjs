@@ -199,6 +199,59 @@ describe('realtime', { timeout: 180_000 }, () => {
     assert.equal(notes.events.length, 1);
   });
 
+  test('subscribe options: filter limits events', T, async () => {
+    const { events, cb } = collector();
+    await alice.collection('messages').subscribe('*', cb, { filter: 'text ~ "important"' });
+    await bob.collection('messages').create({ text: 'boring', user: bobU.record.id });
+    const hit = await bob.collection('messages').create({ text: 'very important', user: bobU.record.id });
+    await waitFor(() => events.length >= 1, { what: 'filtered event' });
+    await sleep(150);
+    assert.deepEqual(
+      events.map((e) => e.record.id),
+      [hit.id],
+    );
+    await alice.collection('messages').unsubscribe('*');
+  });
+
+  test('a password change downgrades the realtime client to guest', T, async () => {
+    // members_only-style collection: listRule requires auth
+    await admin.collections.create({
+      name: 'announcements',
+      listRule: '@request.auth.id != ""',
+      viewRule: '@request.auth.id != ""',
+      fields: [{ name: 'title', type: 'text' }],
+    });
+    const carolU = await signUp(server, 'carol');
+    const carol = track(await loginAs(server, carolU));
+    const { events, cb } = collector();
+    await carol.collection('announcements').subscribe('*', cb);
+    await admin.collection('announcements').create({ title: 'one' });
+    await waitFor(() => events.length >= 1, { what: 'first announcement' });
+
+    await carol.collection('users').update(carolU.record.id, {
+      oldPassword: carolU.password,
+      password: 'carolnewpass1',
+      passwordConfirm: 'carolnewpass1',
+    });
+    await sleep(100);
+    await admin.collection('announcements').create({ title: 'two' });
+    // marker: messages are public, so a guest subscriber would still get it
+    // (the SDK re-POSTs its subscriptions with its now-invalid token = guest; the server has
+    // already downgraded the client to guest, so guest→guest is accepted)
+    const marker = collector();
+    await carol.collection('messages').subscribe('*', marker.cb);
+    const m = await bob.collection('messages').create({ text: 'marker', user: bobU.record.id });
+    await waitFor(() => marker.events.length >= 1, { what: 'marker event' });
+    assert.equal(marker.events[0].record.id, m.id);
+    await sleep(100);
+    assert.deepEqual(
+      events.map((e) => e.record.title),
+      ['one'],
+      'no more auth-only events after the password change',
+    );
+    await carol.realtime.unsubscribe();
+  });
+
   test('raw protocol: PB_CONNECT frame, POST /api/realtime errors', T, async () => {
     const ctrl = new AbortController();
     const res = await fetch(`${server.url}/api/realtime`, { signal: ctrl.signal });
