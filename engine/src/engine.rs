@@ -117,6 +117,12 @@ impl ReadConn<'_> {
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
         projection::query(self.conn, sql, params)
     }
+
+    /// The canonical dump of the whole projection (see [`projection::dump`]), for comparing
+    /// it with a fresh replay.
+    pub fn dump(&self) -> Result<Vec<String>> {
+        projection::dump(self.conn)
+    }
 }
 
 struct ReadPool {
@@ -202,8 +208,9 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Opens the projection database for writing.
-pub(crate) fn open_projection(path: &Path) -> Result<Connection> {
+/// Opens (creating if needed) a projection database for writing: WAL mode and the bookkeeping
+/// tables. Use it with [`replay_into`] to rebuild a projection outside an engine.
+pub fn open_projection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     projection::init(&conn)?;
     Ok(conn)

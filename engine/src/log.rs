@@ -16,7 +16,7 @@
 //! | frame ends exactly at EOF of the last segment              | fine       | –                           |
 //! | last segment ends inside a frame (short header or payload) | torn tail  | cut, keep bytes in `.broken`|
 //! | last frame of the last segment fails its checksum and ends exactly at EOF | torn tail | cut, keep bytes |
-//! | zero length or zero bytes up to EOF in the last segment    | torn tail  | cut, keep bytes             |
+//! | a bad frame (checksum or zero length) in the last segment followed only by zero bytes from somewhere inside it to EOF | torn tail | cut, keep bytes |
 //! | last segment shorter than its header                       | torn tail  | remove the file, keep bytes |
 //! | any bad frame, bad length or short file elsewhere          | corruption | refuse to open              |
 //! | a frame whose seq is not the next one                      | corruption | refuse to open              |
@@ -25,7 +25,7 @@
 use crate::codec::{decode_commit, encode_commit};
 use crate::commit::{Commit, Seq};
 use crate::error::{Error, Result};
-use crate::frame::{decode_frame, encode_frame, FrameRead, FRAME_PAYLOAD_MAX};
+use crate::frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
 use crate::storage::{join, AppendFile, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,8 +191,10 @@ fn scan_segment(
                 continue;
             }
             FrameRead::Incomplete => true,
-            FrameRead::BadChecksum { frame_len } => offset + frame_len == total,
-            FrameRead::BadLength(_) => rest.iter().all(|&byte| byte == 0),
+            FrameRead::BadChecksum { frame_len } => {
+                offset + frame_len == total || zero_tail_starts_before(rest, frame_len)
+            }
+            FrameRead::BadLength(_) => zero_tail_starts_before(rest, FRAME_HEADER_LEN),
         };
         if torn && is_last {
             return Ok(SegmentScan {
@@ -208,6 +210,17 @@ fn scan_segment(
         };
         return Err(corrupt(offset as u64, reason));
     }
+}
+
+/// True when every byte of `rest` from some position below `within` to its end is zero: the
+/// frame at the start of `rest` was cut short by a file system that extended the file but never
+/// wrote its data (a torn write), not damaged in place.
+fn zero_tail_starts_before(rest: &[u8], within: usize) -> bool {
+    let nonzero_end = rest
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |index| index + 1);
+    nonzero_end < within.min(rest.len()) || nonzero_end == 0
 }
 
 /// Lists segments of a log directory, sorted by first seq.
@@ -292,10 +305,26 @@ impl Log {
                 return Err(err);
             }
             if let Some(torn_at) = scan.torn_at {
-                let kept_in = PathBuf::from(format!("{}.broken-{torn_at}", path.display()));
+                // Never overwrite bytes kept by an earlier recovery at the same offset.
+                let base = format!("{}.broken-{torn_at}", path.display());
+                let existing = storage
+                    .list(dir)
+                    .map_err(|err| Error::io("list", dir, err))?;
+                let mut kept_in = PathBuf::from(&base);
+                let mut attempt = 0;
+                while existing
+                    .iter()
+                    .any(|name| Some(name.as_str()) == kept_in.file_name().and_then(|n| n.to_str()))
+                {
+                    attempt += 1;
+                    kept_in = PathBuf::from(format!("{base}.{attempt}"));
+                }
                 storage
                     .write_new(&kept_in, &bytes[torn_at as usize..])
                     .map_err(|err| Error::io("keep torn tail", &kept_in, err))?;
+                storage
+                    .sync_dir(dir)
+                    .map_err(|err| Error::io("fsync dir", dir, err))?;
                 tracing::warn!(
                     segment = %path.display(),
                     offset = torn_at,

@@ -85,3 +85,119 @@ pub fn notes(engine: &Engine) -> Vec<(String, String, i64)> {
         })
         .collect()
 }
+
+/// Opens an engine with the given config tweaks applied on top of the default.
+pub fn open_with(dir: &Path, config: EngineConfig) -> Engine {
+    Engine::open(dir, config).expect("open").0
+}
+
+/// Segment files of a data dir, sorted by first seq.
+pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir.join(engine::LOG_DIR))
+        .expect("read log dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .and_then(engine::parse_segment_name)
+                .is_some()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `.broken-*` side files in the log dir.
+pub fn broken_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir.join(engine::LOG_DIR))
+        .expect("read log dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.to_string_lossy().contains(".broken-"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Byte offsets of every frame of a segment (after the header).
+pub fn frame_offsets(segment: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(segment).expect("read segment");
+    let mut offset = engine::SEGMENT_HEADER_LEN;
+    let mut out = Vec::new();
+    while offset < bytes.len() {
+        match engine::decode_frame(&bytes[offset..]) {
+            engine::FrameRead::Frame { frame_len, .. } => {
+                out.push(offset as u64);
+                offset += frame_len;
+            }
+            other => panic!("bad frame at {offset}: {other:?}"),
+        }
+    }
+    out
+}
+
+/// XORs one byte of a file with `mask`.
+pub fn flip_byte(path: &Path, offset: u64, mask: u8) {
+    let mut bytes = std::fs::read(path).expect("read");
+    bytes[offset as usize] ^= mask;
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// Cuts a file to `len` bytes.
+pub fn truncate_to(path: &Path, len: u64) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.set_len(len).expect("set_len");
+}
+
+/// Overwrites everything from `offset` to the end of the file with zeros (length unchanged).
+pub fn zero_from(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).expect("read");
+    for byte in &mut bytes[offset as usize..] {
+        *byte = 0;
+    }
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// Rebuilds a projection from the log of `dir` into a fresh temporary database and dumps it.
+pub fn fresh_replay_dump(dir: &Path) -> Vec<String> {
+    let (reader, _) = engine::LogReader::open_dir(
+        std::sync::Arc::new(engine::FsStorage),
+        &dir.join(engine::LOG_DIR),
+    )
+    .expect("open log read-only");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let conn = engine::open_projection(&scratch.path().join("replay.db")).expect("open replay db");
+    let mut catalog = engine::Catalog::default();
+    engine::replay_into(&conn, &mut catalog, &reader, 1, reader.last_seq(), |_| {})
+        .expect("replay");
+    engine::dump(&conn).expect("dump")
+}
+
+/// The live projection's dump.
+pub fn live_dump(engine: &Engine) -> Vec<String> {
+    engine.read(|conn| conn.dump()).expect("dump")
+}
+
+/// Asserts that the projection equals a fresh replay of the log.
+pub fn assert_projection_matches_replay(engine: &Engine) {
+    let live = live_dump(engine);
+    let replayed = fresh_replay_dump(engine.dir());
+    assert_eq!(live, replayed, "projection differs from a fresh replay");
+}
+
+/// Inserts `count` notes with ids `n0000..`, starting after the collection; returns their seqs.
+pub fn insert_many(engine: &Engine, start: usize, count: usize) -> Vec<u64> {
+    (start..start + count)
+        .map(|index| {
+            insert_note(
+                engine,
+                &format!("n{index:04}"),
+                &format!("title {index}"),
+                index as i64,
+            )
+            .expect("insert")
+        })
+        .collect()
+}
