@@ -19,6 +19,7 @@
 //! | a bad frame (checksum or zero length) in the last segment followed only by zero bytes from somewhere inside it to EOF | torn tail | cut, keep bytes |
 //! | last segment shorter than its header                       | torn tail  | remove the file, keep bytes |
 //! | any bad frame, bad length or short file elsewhere          | corruption | refuse to open              |
+//! | any of the torn-tail cases above, but a valid frame with the next seq follows it | corruption | refuse to open |
 //! | a frame whose seq is not the next one                      | corruption | refuse to open              |
 //! | a payload with an unknown version                          | error      | refuse (`FormatVersion`)    |
 
@@ -196,7 +197,9 @@ fn scan_segment(
             }
             FrameRead::BadLength(_) => zero_tail_starts_before(rest, FRAME_HEADER_LEN),
         };
-        if torn && is_last {
+        // A damaged length can make a frame in the middle look like it runs past the end of
+        // the file; if a valid frame with the next seq follows, this is not a torn tail.
+        if torn && is_last && !next_frame_follows(bytes, offset + 1, seq + 1) {
             return Ok(SegmentScan {
                 valid_len: offset as u64,
                 torn_at: Some(offset as u64),
@@ -221,6 +224,28 @@ fn zero_tail_starts_before(rest: &[u8], within: usize) -> bool {
         .rposition(|&byte| byte != 0)
         .map_or(0, |index| index + 1);
     nonzero_end < within.min(rest.len()) || nonzero_end == 0
+}
+
+/// True when a checksum-valid frame holding commit `seq` starts anywhere in `bytes[from..]`.
+/// Only reached on a damaged frame of the last segment, so the linear scan is rare.
+fn next_frame_follows(bytes: &[u8], from: usize, seq: Seq) -> bool {
+    let seq_bytes = seq.to_le_bytes();
+    // A frame's payload starts with the payload version and then the commit's seq (bincode
+    // encodes the struct's first field first).
+    let min_frame = FRAME_HEADER_LEN + 1 + seq_bytes.len();
+    if bytes.len() < from + min_frame {
+        return false;
+    }
+    (from..=bytes.len() - min_frame).any(|start| {
+        let candidate = &bytes[start..];
+        candidate[FRAME_HEADER_LEN + 1..min_frame] == seq_bytes
+            && match decode_frame(candidate) {
+                FrameRead::Frame { payload, .. } => {
+                    decode_commit(payload).is_ok_and(|commit| commit.seq == seq)
+                }
+                _ => false,
+            }
+    })
 }
 
 /// Lists segments of a log directory, sorted by first seq.
