@@ -143,6 +143,7 @@ impl Storage for FaultyStorage {
         FsStorage.remove(path)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check(FaultOp::Rename)?;
         FsStorage.sync_dir(dir)
     }
 }
