@@ -5,15 +5,22 @@
 //! placeholders) or `eval` (in memory, no SQLite).
 
 mod ast;
+mod compile_sql;
 mod errors;
 mod lexer;
 mod limits;
 mod parser;
+mod request;
+mod resolve;
+mod schema;
 
 pub use ast::{
     CmpOp, Comparison, Expr, Func, FuncName, Ident, Macro, Modifier, OpKind, Operand, Root,
     SortItem,
 };
+pub use compile_sql::{compile, CompileOptions, SqlFilter};
 pub use errors::{EvalError, RuleError};
 pub use limits::*;
 pub use parser::{parse, parse_rule};
+pub use request::{AuthInfo, Params, RequestInfo, SqlValue};
+pub use schema::{CollectionInfo, CollectionKind, FieldInfo, FieldKind, Schema};
