@@ -316,7 +316,7 @@ impl Log {
             let mut sparse = Vec::new();
             let mut frames = 0u64;
             let scan = scan_segment(path, &bytes, *seq_first, is_last, |commit, offset| {
-                if frames % INDEX_EVERY == 0 {
+                if frames.is_multiple_of(INDEX_EVERY) {
                     sparse.push((commit.seq, offset));
                 }
                 frames += 1;
@@ -471,7 +471,7 @@ impl Log {
             let mut segments = self.shared.segments.write().expect("log index lock");
             let info = segments.last_mut().expect("there is an active segment");
             for (index, commit) in commits.iter().enumerate() {
-                if (self.frames_in_active + index as u64) % INDEX_EVERY == 0 {
+                if (self.frames_in_active + index as u64).is_multiple_of(INDEX_EVERY) {
                     info.sparse.push((commit.seq, offsets[index]));
                 }
             }
@@ -692,19 +692,6 @@ pub fn scan_log_dir(
     scan_log_dir_with_offsets(storage, dir, |commit, _| on_commit(commit))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_names_sort_and_parse() {
-        assert_eq!(segment_name(1), "seg-0000000000000001.log");
-        assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
-        assert_eq!(parse_segment_name("seg-1.log"), None);
-        assert!(segment_name(9) < segment_name(10));
-    }
-}
-
 impl LogReader {
     /// Opens a log directory for reading only (no lock, no repair): the valid prefix of the
     /// log is readable, a torn tail is ignored, corruption is an error.
@@ -733,7 +720,7 @@ impl LogReader {
                     current_segment += 1;
                     frame_index = 0;
                 }
-                if frame_index % INDEX_EVERY == 0 {
+                if frame_index.is_multiple_of(INDEX_EVERY) {
                     infos[current_segment].sparse.push((seq, offset));
                 }
                 frame_index += 1;
@@ -802,4 +789,17 @@ fn scan_log_dir_with_offsets(
         expect = seq_first + frames;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_sort_and_parse() {
+        assert_eq!(segment_name(1), "seg-0000000000000001.log");
+        assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
+        assert_eq!(parse_segment_name("seg-1.log"), None);
+        assert!(segment_name(9) < segment_name(10));
+    }
 }

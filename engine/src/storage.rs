@@ -4,6 +4,11 @@
 //! 2. Tests substitute a fault-injecting implementation (see `testing::FaultyStorage`).
 //! 3. SQLite does its own I/O; the log is the source of truth, so only the log needs the seam.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "storage.rs is the one module that does the log's file I/O"
+)]
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,9 @@
 //! The basic write path: commands stage changes, commits are durable and survive reopen,
 //! a failing command rolls back alone, a second open of the same dir is refused.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests damage and inspect log files directly"
+)]
 
 mod common;
 

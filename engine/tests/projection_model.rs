@@ -10,6 +10,10 @@
 //!
 //! Guards against: catch-up after a crash applying a commit twice or not at all, a failed
 //! command leaking staged rows, and replay diverging from the live write path.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests damage and inspect log files directly"
+)]
 
 mod common;
 

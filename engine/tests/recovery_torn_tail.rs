@@ -6,6 +6,10 @@
 //!
 //! Guards against: recovery that treats a torn write as corruption (refusing to start after a
 //! power loss), that loses or keeps half a frame, or that reuses a seq after the cut.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests damage and inspect log files directly"
+)]
 
 mod common;
 

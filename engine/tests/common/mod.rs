@@ -1,4 +1,8 @@
 //! Shared helpers for the engine's integration tests.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests damage and inspect log files directly"
+)]
 #![allow(dead_code, unreachable_pub)]
 
 use engine::{Actor, Change, CollectionDef, ColumnDef, Engine, EngineConfig, SyncPolicy, Value};
