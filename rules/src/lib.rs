@@ -7,6 +7,7 @@
 mod ast;
 mod compile_sql;
 mod errors;
+mod eval;
 mod lexer;
 mod limits;
 mod parser;
@@ -20,6 +21,7 @@ pub use ast::{
 };
 pub use compile_sql::{compile, CompileOptions, SqlFilter};
 pub use errors::{EvalError, RuleError};
+pub use eval::{eval, needs_database};
 pub use limits::*;
 pub use parser::{parse, parse_rule};
 pub use request::{AuthInfo, Params, RequestInfo, SqlValue};

@@ -7,7 +7,9 @@
 mod common;
 
 use common::*;
-use rules::{compile, parse, parse_rule, CompileOptions, Params, RequestInfo};
+use rules::{
+    compile, eval, needs_database, parse, parse_rule, CompileOptions, Params, RequestInfo,
+};
 
 #[derive(Clone, Copy)]
 enum Who {
@@ -344,5 +346,134 @@ fn list_rules_per_caller() {
             Ok(expected.to_string()),
             "{rule}"
         );
+    }
+}
+
+/// The in-memory evaluator must give the spec's result for every example it can evaluate.
+#[test]
+fn evaluator_agrees_with_spec_examples() {
+    let schema = schema(USERS_RULE);
+    let tasks = &schema[1];
+    let req = superuser();
+    let mut evaluated = 0;
+    let mut failures = Vec::new();
+    for (number, filter, expected) in SU_CASES {
+        let expr = parse(filter).unwrap();
+        if needs_database(&expr, &schema, tasks) {
+            continue;
+        }
+        evaluated += 1;
+        let mut got = Vec::new();
+        for record in task_records() {
+            match eval(&expr, &schema, tasks, &record, &req) {
+                Ok(true) => got.push(format!("T{}", &record["id"].as_str().unwrap()[4..5])),
+                Ok(false) => {}
+                Err(e) => got.push(format!("error {e}")),
+            }
+        }
+        if got.join(" ") != *expected {
+            failures.push(format!(
+                "#{number} {filter:?}: expected {expected:?}, got {got:?}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        evaluated > 60,
+        "only {evaluated} examples were evaluated in memory"
+    );
+}
+
+#[test]
+fn create_rule_in_memory() {
+    let schema = schema(USERS_RULE);
+    let tasks = &schema[1];
+    let rule = parse_rule(
+        "@request.auth.id != \"\" && priority > 2 && owner = @request.auth.id && \
+         @request.body.done:isset = false && @request.method = \"POST\" && @request.context = \"default\"",
+    )
+    .unwrap();
+    assert!(!needs_database(&rule, &schema, tasks));
+    let check = |body: serde_json::Value, context: &str| {
+        let mut req = as_user(alice_record());
+        req.method = "POST".into();
+        req.context = context.into();
+        req.body = obj(body);
+        let record = req.body.clone();
+        eval(&rule, &schema, tasks, &record, &req).unwrap()
+    };
+    assert!(check(
+        serde_json::json!({"priority": 3, "owner": ALICE}),
+        "default"
+    ));
+    assert!(!check(
+        serde_json::json!({"priority": 2, "owner": ALICE}),
+        "default"
+    ));
+    assert!(!check(
+        serde_json::json!({"priority": 3, "owner": ALICE, "done": false}),
+        "default"
+    ));
+    assert!(!check(
+        serde_json::json!({"priority": 3, "owner": ALICE}),
+        "batch"
+    ));
+    let guest = parse_rule("@request.auth.id != '' && owner = @request.auth.id").unwrap();
+    let req = RequestInfo::guest(now());
+    assert!(!eval(
+        &guest,
+        &schema,
+        tasks,
+        &obj(serde_json::json!({"owner": ""})),
+        &req
+    )
+    .unwrap());
+}
+
+#[test]
+fn changed_modifier_on_update() {
+    let schema = schema(USERS_RULE);
+    let tasks = &schema[1];
+    let rule =
+        parse_rule("owner = @request.auth.id && @request.body.owner:changed = false").unwrap();
+    let stored = task_records()[0].clone();
+    let mut req = as_user(alice_record());
+    req.method = "PATCH".into();
+    req.body = obj(serde_json::json!({"owner": ALICE}));
+    assert!(eval(&rule, &schema, tasks, &stored, &req).unwrap());
+    req.body = obj(serde_json::json!({"owner": BOB}));
+    assert!(!eval(&rule, &schema, tasks, &stored, &req).unwrap());
+    req.body = obj(serde_json::json!({"title": "x"}));
+    assert!(eval(&rule, &schema, tasks, &stored, &req).unwrap());
+    // The same decisions through SQL.
+    let conn = dataset();
+    for (body, expected) in [
+        (serde_json::json!({"owner": ALICE}), "T1 T4"),
+        (serde_json::json!({"owner": BOB}), ""),
+        (serde_json::json!({"title": "x"}), "T1 T4"),
+    ] {
+        req.body = obj(body);
+        let mut params = Params::new();
+        let compiled = compile(
+            &rule,
+            &schema,
+            tasks,
+            "t",
+            &req,
+            &mut params,
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        let ids: Vec<String> = query_ids(&conn, "tasks", &compiled, params.as_slice())
+            .unwrap()
+            .iter()
+            .map(|id| format!("T{}", &id[4..5]))
+            .collect();
+        assert_eq!(ids.join(" "), expected);
     }
 }
