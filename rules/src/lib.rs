@@ -14,6 +14,7 @@ mod parser;
 mod request;
 mod resolve;
 mod schema;
+mod sort;
 
 pub use ast::{
     CmpOp, Comparison, Expr, Func, FuncName, Ident, Macro, Modifier, OpKind, Operand, Root,
@@ -26,3 +27,4 @@ pub use limits::*;
 pub use parser::{parse, parse_rule};
 pub use request::{AuthInfo, Params, RequestInfo, SqlValue};
 pub use schema::{CollectionInfo, CollectionKind, FieldInfo, FieldKind, Schema};
+pub use sort::{compile_sort, parse_sort};

@@ -477,3 +477,57 @@ fn changed_modifier_on_update() {
         assert_eq!(ids.join(" "), expected);
     }
 }
+
+fn sorted_ids(sort: &str, req: &RequestInfo, users_rule: Option<&str>) -> Result<String, u16> {
+    let conn = dataset();
+    let schema = schema(users_rule);
+    let items = rules::parse_sort(sort).map_err(|e| e.status())?;
+    let mut params = Params::new();
+    let opts = CompileOptions {
+        client_filter: true,
+    };
+    let order = rules::compile_sort(&items, &schema, &schema[1], "t", req, &mut params, &opts)
+        .map_err(|e| e.status())?;
+    let sql = format!("SELECT t.id FROM tasks t ORDER BY {order}, t.id");
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let ids: Vec<String> = stmt
+        .query_map(
+            rusqlite::params_from_iter(params.as_slice().iter().map(to_sql)),
+            |r| r.get::<_, String>(0),
+        )
+        .unwrap()
+        .map(|r| format!("T{}", &r.unwrap()[4..5]))
+        .collect();
+    Ok(ids.join(" "))
+}
+
+#[test]
+fn sort_examples() {
+    let su = superuser();
+    assert_eq!(
+        sorted_ids("-priority", &su, USERS_RULE),
+        Ok("T3 T1 T4 T2 T5".into())
+    );
+    assert_eq!(
+        sorted_ids("done,-title", &su, USERS_RULE),
+        Ok("T4 T1 T3 T2 T5".into())
+    );
+    assert_eq!(
+        sorted_ids("-owner.username,priority", &su, USERS_RULE),
+        Ok("T5 T2 T4 T1 T3".into())
+    );
+    assert_eq!(
+        sorted_ids("data.level", &su, USERS_RULE),
+        Ok("T3 T5 T1 T2 T4".into())
+    );
+    assert_eq!(
+        sorted_ids("@rowid", &su, USERS_RULE),
+        Ok("T1 T2 T3 T4 T5".into())
+    );
+    assert!(sorted_ids("@random", &su, USERS_RULE).is_ok());
+    assert_eq!(sorted_ids("nosuch", &su, USERS_RULE), Err(400));
+    assert_eq!(sorted_ids("watchers.username", &su, USERS_RULE), Err(400));
+    let alice = as_user(alice_record());
+    assert_eq!(sorted_ids("owner.secret", &alice, USERS_RULE), Err(400));
+    assert_eq!(sorted_ids("owner.username", &alice, None), Err(400));
+}
