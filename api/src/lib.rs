@@ -1,1 +1,14 @@
+//! pocketlog's HTTP API: PocketBase-compatible routes on top of the event-sourced engine.
+//!
+//! `router(state)` builds the whole axum `Router`, so tests can drive it without a socket.
 
+pub mod access;
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod model;
+pub mod routes;
+pub mod state;
+
+pub use routes::router;
+pub use state::{AppState, ServerOptions};

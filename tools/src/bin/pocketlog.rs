@@ -1,1 +1,305 @@
-fn main(){}
+//! `pocketlog`: the server (`serve`) and the superuser CLI, mirroring PocketBase's commands.
+//!
+//! Exit codes: 0 success, 1 failure (with one clear error line).
+
+use anyhow::{Context, Result};
+use api::access::Auth;
+use api::model::{Collection, SUPERUSERS_ID};
+use api::{AppState, ServerOptions};
+use clap::{Parser, Subcommand};
+use engine::{Engine, EngineConfig, SyncPolicy};
+use serde_json::{json, Map};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "pocketlog",
+    version,
+    about = "A PocketBase-compatible backend on an event log"
+)]
+struct Cli {
+    /// The data directory.
+    #[arg(long, global = true, default_value = "pb_data")]
+    dir: PathBuf,
+    /// Enable dev mode (verbose logs).
+    #[arg(long, global = true)]
+    dev: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Starts the web server (default 127.0.0.1:8090).
+    Serve {
+        /// TCP address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        http: String,
+        /// CORS allowed origins (comma separated).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        origins: Vec<String>,
+        /// fsync policy for the log: `always` (durable, default) or `none`.
+        #[arg(long, default_value = "always")]
+        sync: String,
+    },
+    /// Manages superusers.
+    Superuser {
+        #[command(subcommand)]
+        action: SuperuserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuperuserAction {
+    /// Creates a superuser, or updates its password when it exists.
+    Upsert { email: String, password: String },
+    /// Creates a new superuser.
+    Create { email: String, password: String },
+    /// Changes the password of an existing superuser.
+    Update { email: String, password: String },
+    /// Deletes a superuser.
+    Delete { email: String },
+}
+
+fn open(dir: &std::path::Path, sync: SyncPolicy, origins: Vec<String>) -> Result<Arc<AppState>> {
+    let config = EngineConfig {
+        sync,
+        ..EngineConfig::default()
+    };
+    let (engine, report) = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, "recovered a torn log tail");
+    }
+    AppState::new(
+        engine,
+        ServerOptions {
+            origins,
+            ..ServerOptions::default()
+        },
+    )
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.dev { "debug" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve {
+            http,
+            origins,
+            sync,
+        } => serve(&cli.dir, &http, origins, &sync),
+        Command::Superuser { action } => superuser(&cli.dir, action),
+    };
+    if let Err(err) = result {
+        eprintln!("Error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(dir: &std::path::Path, http: &str, origins: Vec<String>, sync: &str) -> Result<()> {
+    let sync: SyncPolicy = sync.parse().map_err(|err: String| anyhow::anyhow!(err))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let state = open(dir, sync, origins)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(http)
+            .await
+            .with_context(|| format!("cannot listen on {http} (is the port already in use?)"))?;
+        let has_superuser = state
+            .engine
+            .read(|conn| conn.query("SELECT COUNT(*) FROM _superusers", &[]))
+            .map(|rows| rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0)
+            .unwrap_or(false);
+        eprintln!("Server started at http://{http}");
+        eprintln!("├─ REST API:  http://{http}/api/");
+        if !has_superuser {
+            eprintln!(
+                "(no superuser yet) create one with: pocketlog superuser upsert EMAIL PASS --dir {}",
+                dir.display()
+            );
+        }
+        let app = api::router(Arc::clone(&state));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")?;
+        state.engine.shutdown();
+        eprintln!("Server stopped; every acknowledged write is in the log.");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let state = open(dir, SyncPolicy::Always, vec!["*".into()])?;
+    let result = runtime.block_on(superuser_action(&state, action));
+    state.engine.shutdown();
+    result
+}
+
+async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Result<()> {
+    let schema = state.schema();
+    let collection: Arc<Collection> = Arc::clone(
+        schema
+            .find(SUPERUSERS_ID)
+            .context("the _superusers collection is missing")?,
+    );
+    let system = Some(system_superuser(&collection));
+    let find = |email: String| {
+        let state = Arc::clone(state);
+        async move {
+            let rows = state
+                .read(move |conn| {
+                    conn.query(
+                        "SELECT id FROM _superusers WHERE email = ?1 COLLATE NOCASE",
+                        &[engine::Value::Text(email)],
+                    )
+                })
+                .await
+                .map_err(|err| anyhow::anyhow!(err.message))?;
+            Ok::<Option<String>, anyhow::Error>(
+                rows.rows
+                    .first()
+                    .and_then(|r| r[0].as_str().map(str::to_string)),
+            )
+        }
+    };
+    let body = |email: &str, password: &str| {
+        let mut map = Map::new();
+        map.insert("email".into(), json!(email));
+        map.insert("password".into(), json!(password));
+        map.insert("passwordConfirm".into(), json!(password));
+        map
+    };
+    let describe = |err: api::error::ApiError| {
+        let data = serde_json::Value::Object(err.data.clone());
+        anyhow::anyhow!(
+            "{} {}",
+            err.message,
+            if err.data.is_empty() {
+                String::new()
+            } else {
+                data.to_string()
+            }
+        )
+    };
+    let data = api::access::RequestData::default();
+    match action {
+        SuperuserAction::Upsert { email, password } => match find(email.clone()).await? {
+            Some(id) => {
+                api::handlers::records::update_record(
+                    state,
+                    &schema,
+                    &collection,
+                    &system,
+                    &id,
+                    body(&email, &password),
+                    data,
+                )
+                .await
+                .map_err(describe)?;
+                println!("Successfully saved superuser \"{email}\"!");
+            }
+            None => {
+                api::handlers::records::create_record(
+                    state,
+                    &schema,
+                    &collection,
+                    &system,
+                    body(&email, &password),
+                    data,
+                )
+                .await
+                .map_err(describe)?;
+                println!("Successfully saved superuser \"{email}\"!");
+            }
+        },
+        SuperuserAction::Create { email, password } => {
+            if find(email.clone()).await?.is_some() {
+                anyhow::bail!("superuser \"{email}\" already exists");
+            }
+            api::handlers::records::create_record(
+                state,
+                &schema,
+                &collection,
+                &system,
+                body(&email, &password),
+                data,
+            )
+            .await
+            .map_err(describe)?;
+            println!("Successfully created new superuser \"{email}\"!");
+        }
+        SuperuserAction::Update { email, password } => {
+            let id = find(email.clone())
+                .await?
+                .with_context(|| format!("superuser \"{email}\" doesn't exist"))?;
+            api::handlers::records::update_record(
+                state,
+                &schema,
+                &collection,
+                &system,
+                &id,
+                body(&email, &password),
+                data,
+            )
+            .await
+            .map_err(describe)?;
+            println!("Successfully changed superuser \"{email}\" password!");
+        }
+        SuperuserAction::Delete { email } => {
+            let id = find(email.clone())
+                .await?
+                .with_context(|| format!("superuser \"{email}\" doesn't exist"))?;
+            api::handlers::records::delete_record(state, &schema, &collection, &system, &id, data)
+                .await
+                .map_err(describe)?;
+            println!("Successfully deleted superuser \"{email}\"!");
+        }
+    }
+    Ok(())
+}
+
+/// The CLI acts as a superuser (the system) for its record operations.
+fn system_superuser(collection: &Arc<Collection>) -> Auth {
+    let mut record = Map::new();
+    record.insert("id".into(), json!("system"));
+    Auth {
+        collection: Arc::clone(collection),
+        record,
+    }
+}

@@ -1,0 +1,162 @@
+//! `ApiError`: PocketBase's error envelope `{"data":{…},"message":"…","status":N}`.
+//!
+//! 1. `data` is always an object; field errors nest as `{field: {code, message, params?}}`.
+//! 2. Messages are "sentenized": first letter upper-case, trailing period.
+//! 3. Internal causes are logged, never sent to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+/// An HTTP error in PocketBase's shape.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Sentence shown to the client.
+    pub message: String,
+    /// Field errors (object).
+    pub data: Map<String, Value>,
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Capitalises the first letter and ends with a period, as PocketBase does.
+pub fn sentenize(text: &str) -> String {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return String::new();
+    }
+    let mut chars = trimmed.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with('.') && !out.ends_with('?') && !out.ends_with('!') {
+        out.push('.');
+    }
+    out
+}
+
+impl ApiError {
+    /// An error with a status and message and no field errors.
+    pub fn new(status: StatusCode, message: &str) -> Self {
+        ApiError {
+            status,
+            message: sentenize(message),
+            data: Map::new(),
+        }
+    }
+
+    /// 400 with the default message.
+    pub fn bad_request(message: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 400 `Something went wrong while processing your request.`
+    pub fn bad_request_default() -> Self {
+        Self::bad_request("Something went wrong while processing your request.")
+    }
+
+    /// 404 `The requested resource wasn't found.`
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "The requested resource wasn't found.",
+        )
+    }
+
+    /// 403 with a message.
+    pub fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 401 with a message.
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 500; the cause is logged.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong while processing your request.",
+        )
+    }
+
+    /// 400 with field errors.
+    pub fn validation(message: &str, data: Map<String, Value>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: sentenize(message),
+            data,
+        }
+    }
+
+    /// Sets the field errors.
+    pub fn with_data(mut self, data: Map<String, Value>) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({"data": self.data, "message": self.message, "status": self.status.as_u16()})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// One field validation error item.
+pub fn field_error(code: &str, message: &str, params: Option<Value>) -> Value {
+    let mut item = Map::new();
+    item.insert("code".into(), Value::String(code.to_string()));
+    item.insert("message".into(), Value::String(sentenize(message)));
+    if let Some(params) = params {
+        item.insert("params".into(), params);
+    }
+    Value::Object(item)
+}
+
+/// Collected field errors.
+#[derive(Debug, Default, Clone)]
+pub struct FieldErrors(pub Map<String, Value>);
+
+impl FieldErrors {
+    /// Adds an error unless the field has one already.
+    pub fn add(&mut self, field: &str, code: &str, message: &str, params: Option<Value>) {
+        if !self.0.contains_key(field) {
+            self.0
+                .insert(field.to_string(), field_error(code, message, params));
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Into a 400 with `message`.
+    pub fn into_error(self, message: &str) -> ApiError {
+        ApiError::validation(message, self.0)
+    }
+}
+
+impl From<engine::Error> for ApiError {
+    fn from(err: engine::Error) -> Self {
+        match err {
+            engine::Error::Overloaded => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy, please try again.",
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP handlers, one file per resource.
+
+pub mod auth;
+pub mod collections;
+pub mod common;
+pub mod health;
+pub mod records;
+pub mod settings;

@@ -1,0 +1,11 @@
+//! The data model of the API: collections, fields, records and the schema cache.
+
+pub mod collection;
+pub mod field;
+pub mod pattern;
+pub mod record;
+pub mod schema;
+
+pub use collection::{Collection, SUPERUSERS, SUPERUSERS_ID, USERS_ID};
+pub use field::Field;
+pub use schema::Schema;

@@ -1,0 +1,281 @@
+//! `AppState`: the engine handle, the schema cache and the settings, shared by all handlers.
+//!
+//! 1. Writes go through [`AppState::write`], which runs a command on the engine's writer thread
+//!    and awaits its durable commit.
+//! 2. The schema cache is replaced (not mutated) after every commit that changes collections.
+//! 3. A fresh data dir is bootstrapped with `_superusers`, `users` and default settings as
+//!    ordinary commits.
+
+use crate::auth::token;
+use crate::error::{ApiError, ApiResult};
+use crate::model::collection::{auth_system_fields, TOKEN_KEYS};
+use crate::model::field::{field, id_field};
+use crate::model::record::format_ms;
+use crate::model::{Collection, Schema, SUPERUSERS, SUPERUSERS_ID, USERS_ID};
+use engine::{Actor, Change, Engine, Failure, Outcome, Tx};
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, RwLock};
+
+/// Server-wide settings that are not stored in the log.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest accepted request body in bytes.
+    pub body_limit_bytes: usize,
+    /// Allowed CORS origins (`*` = any).
+    pub origins: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            body_limit_bytes: 32 * 1024 * 1024,
+            origins: vec!["*".into()],
+        }
+    }
+}
+
+/// Shared state of the HTTP server.
+pub struct AppState {
+    /// The storage engine.
+    pub engine: Engine,
+    schema: RwLock<Arc<Schema>>,
+    settings: RwLock<Arc<Value>>,
+    /// Options from the command line.
+    pub options: ServerOptions,
+}
+
+/// The settings key in `_params`.
+pub const SETTINGS_KEY: &str = "settings";
+
+/// Default settings (PocketBase's fresh install).
+pub fn default_settings() -> Value {
+    json!({"superuserIPs":[],"smtp":{"enabled":false,"port":587,"host":"smtp.example.com","username":"","authMethod":"","tls":false,"localName":""},
+     "backups":{"cron":"","cronMaxKeep":3,"s3":{"enabled":false,"bucket":"","region":"","endpoint":"","accessKey":"","forcePathStyle":false}},
+     "s3":{"enabled":false,"bucket":"","region":"","endpoint":"","accessKey":"","forcePathStyle":false},
+     "meta":{"accentColor":"#1055c9","appName":"Acme","appURL":"http://localhost:8090","senderName":"Support","senderAddress":"support@example.com","hideControls":false},
+     "rateLimits":{"rules":[{"label":"*:auth","audience":"","duration":3,"maxRequests":2},{"label":"*:create","audience":"","duration":5,"maxRequests":20},{"label":"/api/batch","audience":"","duration":1,"maxRequests":3},{"label":"/api/","audience":"","duration":10,"maxRequests":300}],"excludedIPs":[],"enabled":false},
+     "trustedProxy":{"headers":[],"useLeftmostIP":false},
+     "batch":{"enabled":false,"maxRequests":50,"timeout":3,"maxBodySize":0},
+     "logs":{"maxDataSize":0,"maxDays":5,"minLevel":0,"logIP":true,"logAuthId":false}})
+}
+
+/// Gives every token kind of an auth collection a fresh secret when it has none.
+pub fn ensure_secrets(collection: &mut Collection) {
+    if !collection.is_auth() {
+        return;
+    }
+    for key in TOKEN_KEYS {
+        let mut option = collection.auth_option(key);
+        if let Value::Object(map) = &mut option {
+            if map
+                .get("secret")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                map.insert("secret".into(), json!(token::new_collection_secret()));
+            }
+        }
+        collection.rest.insert((*key).to_string(), option);
+    }
+}
+
+fn bootstrap_collections(now: &str) -> Vec<Collection> {
+    let mut superusers = Collection {
+        id: SUPERUSERS_ID.into(),
+        name: SUPERUSERS.into(),
+        kind: "auth".into(),
+        fields: vec![id_field()],
+        rest: Map::new(),
+    };
+    superusers.fields.extend(auth_system_fields());
+    superusers.fields.push(field(json!({"name":"created","type":"autodate","onCreate":true,"system":true,"id":"autodate2990389176"})));
+    superusers.fields.push(field(json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true,"system":true,"id":"autodate3332085495"})));
+    for key in [
+        "listRule",
+        "viewRule",
+        "createRule",
+        "updateRule",
+        "deleteRule",
+        "manageRule",
+    ] {
+        superusers.rest.insert(key.into(), Value::Null);
+    }
+    superusers.rest.insert("authRule".into(), json!(""));
+    superusers.rest.insert("system".into(), json!(true));
+    superusers
+        .rest
+        .insert("authToken".into(), json!({"duration": 86400}));
+    superusers.rest.insert(
+        "indexes".into(),
+        json!([
+            "CREATE UNIQUE INDEX `idx_tokenKey_pbc_3142635823` ON `_superusers` (`tokenKey`)",
+            "CREATE UNIQUE INDEX `idx_email_pbc_3142635823` ON `_superusers` (`email`) WHERE `email` != ''"
+        ]),
+    );
+    let mut users = Collection {
+        id: USERS_ID.into(),
+        name: "users".into(),
+        kind: "auth".into(),
+        fields: vec![id_field()],
+        rest: Map::new(),
+    };
+    users.fields.extend(auth_system_fields());
+    users.fields.push(field(
+        json!({"name":"name","type":"text","max":255,"id":"text1579384326"}),
+    ));
+    users.fields.push(field(
+        json!({"name":"avatar","type":"file","maxSelect":1,"id":"file376926767",
+        "mimeTypes":["image/jpeg","image/png","image/svg+xml","image/gif","image/webp"]}),
+    ));
+    users.fields.push(field(
+        json!({"name":"created","type":"autodate","onCreate":true,"id":"autodate2990389176"}),
+    ));
+    users.fields.push(field(json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true,"id":"autodate3332085495"})));
+    for key in ["listRule", "viewRule", "updateRule", "deleteRule"] {
+        users
+            .rest
+            .insert(key.into(), json!("id = @request.auth.id"));
+    }
+    users.rest.insert("createRule".into(), json!(""));
+    users.rest.insert("authRule".into(), json!(""));
+    users.rest.insert("manageRule".into(), Value::Null);
+    users.rest.insert("system".into(), json!(false));
+    users.rest.insert(
+        "oauth2".into(),
+        json!({"providers":[],"mappedFields":{"id":"","name":"name","username":"","avatarURL":"avatar"},"enabled":false}),
+    );
+    users.rest.insert(
+        "indexes".into(),
+        json!([
+            "CREATE UNIQUE INDEX `idx_tokenKey__pb_users_auth_` ON `users` (`tokenKey`)",
+            "CREATE UNIQUE INDEX `idx_email__pb_users_auth_` ON `users` (`email`) WHERE `email` != ''"
+        ]),
+    );
+    let mut out = vec![superusers, users];
+    for collection in &mut out {
+        collection.rest.insert("created".into(), json!(now));
+        collection.rest.insert("updated".into(), json!(now));
+        ensure_secrets(collection);
+    }
+    out
+}
+
+/// Loads every collection from the projection, in creation order.
+pub fn load_collections(engine: &Engine) -> engine::Result<Vec<Collection>> {
+    let rows =
+        engine.read(|conn| conn.query("SELECT meta FROM _collections ORDER BY rowid", &[]))?;
+    Ok(rows
+        .rows
+        .iter()
+        .filter_map(|row| {
+            row[0]
+                .as_str()
+                .and_then(|meta| Collection::from_meta(meta).ok())
+        })
+        .collect())
+}
+
+fn load_settings(engine: &Engine) -> engine::Result<Value> {
+    let rows = engine.read(|conn| {
+        conn.query(
+            "SELECT value FROM _params WHERE key = ?1",
+            &[engine::Value::from(SETTINGS_KEY)],
+        )
+    })?;
+    Ok(rows
+        .rows
+        .first()
+        .and_then(|row| row[0].as_str())
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_else(default_settings))
+}
+
+impl AppState {
+    /// Wraps an open engine, bootstrapping a fresh data dir.
+    pub fn new(engine: Engine, options: ServerOptions) -> anyhow::Result<Arc<AppState>> {
+        let existing = load_collections(&engine)?;
+        if existing.is_empty() {
+            let result = engine.execute(Actor::System, |tx: &mut Tx<'_>| -> engine::Result<()> {
+                let now = format_ms(tx.timestamp_ms());
+                for collection in bootstrap_collections(&now) {
+                    tx.stage(Change::CollectionCreated(collection.to_def()))?;
+                }
+                tx.stage(Change::ParamSet {
+                    key: SETTINGS_KEY.into(),
+                    value: Some(default_settings().to_string()),
+                })?;
+                Ok(())
+            });
+            match result {
+                Ok(_) => tracing::info!("initialized a fresh data dir"),
+                Err(Failure::Command(err)) | Err(Failure::Engine(err)) => {
+                    return Err(anyhow::anyhow!("bootstrapping the data dir failed: {err}"))
+                }
+            }
+        }
+        let schema = Schema::new(load_collections(&engine)?);
+        let settings = load_settings(&engine)?;
+        Ok(Arc::new(AppState {
+            engine,
+            schema: RwLock::new(Arc::new(schema)),
+            settings: RwLock::new(Arc::new(settings)),
+            options,
+        }))
+    }
+
+    /// The current schema.
+    pub fn schema(&self) -> Arc<Schema> {
+        Arc::clone(&self.schema.read().expect("schema lock"))
+    }
+
+    /// Reloads the schema from the projection (after a collection change).
+    pub fn reload_schema(&self) -> ApiResult<()> {
+        let collections = load_collections(&self.engine)?;
+        *self.schema.write().expect("schema lock") = Arc::new(Schema::new(collections));
+        Ok(())
+    }
+
+    /// The current settings (with secrets).
+    pub fn settings(&self) -> Arc<Value> {
+        Arc::clone(&self.settings.read().expect("settings lock"))
+    }
+
+    /// Replaces the cached settings.
+    pub fn set_settings(&self, settings: Value) {
+        *self.settings.write().expect("settings lock") = Arc::new(settings);
+    }
+
+    /// Runs a command on the writer thread and waits for its durable commit.
+    pub async fn write<T, C>(&self, actor: Actor, command: C) -> ApiResult<Outcome<T>>
+    where
+        T: Send + 'static,
+        C: FnOnce(&mut Tx<'_>) -> ApiResult<T> + Send + 'static,
+    {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.engine
+            .submit(actor, command, move |result| {
+                let _ = sender.send(result);
+            })
+            .map_err(ApiError::from)?;
+        match receiver.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(Failure::Command(err))) => Err(err),
+            Ok(Err(Failure::Engine(err))) => Err(ApiError::from(err)),
+            Err(_) => Err(ApiError::internal("the writer dropped the reply")),
+        }
+    }
+
+    /// Runs a read on a pooled connection off the async runtime.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&engine::ReadConn<'_>) -> engine::Result<T> + Send + 'static,
+    {
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || state.engine.read(f))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+}
