@@ -233,6 +233,12 @@ pub(crate) fn remove_projection(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Applies commits (which must continue the projection's seq) to a projection connection in
+/// one SQLite transaction, with the same code as replay; returns the last applied seq.
+pub fn apply_commits(conn: &Connection, catalog: &mut Catalog, commits: &[Commit]) -> Result<Seq> {
+    crate::writer::apply_batch(conn, catalog, commits)
+}
+
 /// Replays commits `[from, to]` from a log reader into a projection connection, reporting
 /// progress as (applied, total). Returns the last applied seq.
 pub fn replay_into(

@@ -24,8 +24,8 @@ mod writer;
 pub use codec::{decode_commit, encode_commit, DecodeError, PAYLOAD_VERSION};
 pub use commit::{Actor, Change, CollectionDef, ColumnDef, Commit, Seq};
 pub use engine::{
-    open_projection, replay_into, Engine, EngineConfig, Failure, Outcome, ReadConn, SyncPolicy,
-    DATA_DB, LOCK_FILE, LOG_DIR,
+    apply_commits, open_projection, replay_into, Engine, EngineConfig, Failure, Outcome, ReadConn,
+    SyncPolicy, DATA_DB, LOCK_FILE, LOG_DIR, REPLAY_BATCH_COMMITS,
 };
 pub use error::{Error, Result};
 pub use frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
