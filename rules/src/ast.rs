@@ -7,7 +7,8 @@
 //!
 //! Invariants:
 //! 1. `Display` prints text that parses back to an equal tree (`&&`/`||` chains are
-//!    left-associative, so a right operand of the same operator is parenthesised).
+//!    left-associative, so a right operand of the same operator is parenthesised), for
+//!    every tree the parser can produce (a text literal never ends with `\`).
 //! 2. Every string in the tree is user text and must only ever reach SQL as a bound
 //!    parameter (literals) or after an allow-list lookup (identifiers).
 
