@@ -18,7 +18,7 @@ use crate::model::{Collection, Schema, SUPERUSERS_ID};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use engine::{Change, Tx, Value as SqlValue};
 use serde_json::{json, Map, Value};
@@ -473,14 +473,23 @@ pub async fn records_view(
     Ok(json_response(&query, items.remove(0)))
 }
 
-/// What a write command needs to know about the request.
-struct WriteInput {
-    collection: Arc<Collection>,
-    schema: Arc<Schema>,
-    auth: Option<Auth>,
-    body: Map<String, Value>,
-    data: RequestData,
-    password_hash: Option<String>,
+/// What a write command needs to know about the request (built by the `prepare_*`
+/// functions off the writer thread, consumed by the `run_*` functions on it).
+pub struct WriteInput {
+    /// The collection.
+    pub collection: Arc<Collection>,
+    /// The schema snapshot the request was checked against.
+    pub schema: Arc<Schema>,
+    /// The caller.
+    pub auth: Option<Auth>,
+    /// The submitted body.
+    pub body: Map<String, Value>,
+    /// Request data for the rules.
+    pub data: RequestData,
+    /// The new password's hash, computed before queueing.
+    pub password_hash: Option<String>,
+    /// The caller may manage auth records (superuser).
+    pub manager: bool,
 }
 
 /// Maps a staging error: unique violations become `validation_not_unique` on the field.
@@ -724,7 +733,9 @@ fn password_field_checks(
     }
 }
 
-fn run_create(tx: &mut Tx<'_>, input: &WriteInput, manager: bool) -> ApiResult<Map<String, Value>> {
+/// Creates a record inside a command.
+pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, Value>> {
+    let manager = input.manager;
     const FAILED: &str = "Failed to create record.";
     let collection = &input.collection;
     auth_form_checks(input, None, manager, FAILED)?;
@@ -880,15 +891,14 @@ pub async fn records_create(
     Ok(json_response(&query, items.remove(0)))
 }
 
-/// Creates a record through the writer (shared by the records API and batch).
-pub async fn create_record(
-    state: &Arc<AppState>,
+/// Checks and prepares a create off the writer thread (rule lock, password hashing).
+pub async fn prepare_create(
     schema: &Arc<Schema>,
     collection: &Arc<Collection>,
     auth: &Option<Auth>,
     body: Map<String, Value>,
     mut data: RequestData,
-) -> ApiResult<Map<String, Value>> {
+) -> ApiResult<WriteInput> {
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
@@ -902,27 +912,36 @@ pub async fn create_record(
         None
     };
     data.body = body.clone();
-    let input = WriteInput {
+    Ok(WriteInput {
         collection: Arc::clone(collection),
         schema: Arc::clone(schema),
         auth: auth.clone(),
         body,
         data,
         password_hash,
-    };
-    let manager = is_superuser(auth);
+        manager: is_superuser(auth),
+    })
+}
+
+/// Creates a record through the writer (one commit).
+pub async fn create_record(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: &Option<Auth>,
+    body: Map<String, Value>,
+    data: RequestData,
+) -> ApiResult<Map<String, Value>> {
+    let input = prepare_create(schema, collection, auth, body, data).await?;
     let outcome = state
-        .write(actor_of(auth), move |tx| run_create(tx, &input, manager))
+        .write(actor_of(auth), move |tx| run_create(tx, &input))
         .await?;
     Ok(outcome.value)
 }
 
-fn run_update(
-    tx: &mut Tx<'_>,
-    input: &WriteInput,
-    id: &str,
-    manager: bool,
-) -> ApiResult<Map<String, Value>> {
+/// Updates a record inside a command.
+pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Map<String, Value>> {
+    let manager = input.manager;
     const FAILED: &str = "Failed to update record.";
     let collection = &input.collection;
     let superuser = is_superuser(&input.auth);
@@ -1018,9 +1037,8 @@ pub async fn records_update(
     Ok(json_response(&query, items.remove(0)))
 }
 
-/// Updates a record through the writer (shared by the records API and batch).
-#[allow(clippy::too_many_arguments)]
-pub async fn update_record(
+/// Checks and prepares an update off the writer thread (rule lock, old password, hashing).
+pub async fn prepare_update(
     state: &Arc<AppState>,
     schema: &Arc<Schema>,
     collection: &Arc<Collection>,
@@ -1028,7 +1046,7 @@ pub async fn update_record(
     id: &str,
     body: Map<String, Value>,
     mut data: RequestData,
-) -> ApiResult<Map<String, Value>> {
+) -> ApiResult<WriteInput> {
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
@@ -1085,24 +1103,37 @@ pub async fn update_record(
         None
     };
     data.body = body.clone();
-    let input = WriteInput {
+    Ok(WriteInput {
         collection: Arc::clone(collection),
         schema: Arc::clone(schema),
         auth: auth.clone(),
         body,
         data,
         password_hash,
-    };
+        manager,
+    })
+}
+
+/// Updates a record through the writer (one commit).
+pub async fn update_record(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: &Option<Auth>,
+    id: &str,
+    body: Map<String, Value>,
+    data: RequestData,
+) -> ApiResult<Map<String, Value>> {
+    let input = prepare_update(state, schema, collection, auth, id, body, data).await?;
     let id = id.to_string();
     let outcome = state
-        .write(actor_of(auth), move |tx| {
-            run_update(tx, &input, &id, manager)
-        })
+        .write(actor_of(auth), move |tx| run_update(tx, &input, &id))
         .await?;
     Ok(outcome.value)
 }
 
-fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()> {
+/// Deletes a record (and fixes references) inside a command.
+pub fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()> {
     let collection = &input.collection;
     let Some(existing) = load_staged(tx, collection, id)? else {
         return Err(ApiError::not_found());
@@ -1233,7 +1264,32 @@ pub async fn records_delete(
     Ok(no_content())
 }
 
-/// Deletes a record through the writer (shared by the records API and batch).
+/// Checks and prepares a delete (rule lock).
+pub fn prepare_delete(
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: &Option<Auth>,
+    data: RequestData,
+) -> ApiResult<WriteInput> {
+    if collection.is_view() {
+        return Err(ApiError::bad_request("Unsupported collection type."));
+    }
+    let rule = schema.rule(&collection.id, "deleteRule");
+    if matches!(rule, Rule::Locked) && !is_superuser(auth) {
+        return Err(superusers_only());
+    }
+    Ok(WriteInput {
+        collection: Arc::clone(collection),
+        schema: Arc::clone(schema),
+        auth: auth.clone(),
+        body: Map::new(),
+        data,
+        password_hash: None,
+        manager: is_superuser(auth),
+    })
+}
+
+/// Deletes a record through the writer (one commit).
 pub async fn delete_record(
     state: &Arc<AppState>,
     schema: &Arc<Schema>,
@@ -1242,32 +1298,10 @@ pub async fn delete_record(
     id: &str,
     data: RequestData,
 ) -> ApiResult<()> {
-    if collection.is_view() {
-        return Err(ApiError::bad_request("Unsupported collection type."));
-    }
-    let rule = schema.rule(&collection.id, "deleteRule");
-    if matches!(rule, Rule::Locked) && !is_superuser(auth) {
-        return Err(superusers_only());
-    }
-    let input = WriteInput {
-        collection: Arc::clone(collection),
-        schema: Arc::clone(schema),
-        auth: auth.clone(),
-        body: Map::new(),
-        data,
-        password_hash: None,
-    };
+    let input = prepare_delete(schema, collection, auth, data)?;
     let id = id.to_string();
     state
         .write(actor_of(auth), move |tx| run_delete(tx, &input, &id))
         .await?;
     Ok(())
-}
-
-/// Unused-method guard: keeps `Method` and `StatusCode` imports meaningful for batch.
-pub fn method_allowed(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::POST | Method::PATCH | Method::DELETE | Method::PUT
-    ) && StatusCode::OK.is_success()
 }
