@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use rules::{
-    compile, eval, parse_rule, AuthInfo, CollectionInfo, CollectionKind, CompileOptions,
-    FieldInfo, FieldKind, Params, RequestInfo,
+    compile, eval, parse_rule, AuthInfo, CollectionInfo, CollectionKind, CompileOptions, FieldInfo,
+    FieldKind, Params, RequestInfo,
 };
 use serde_json::json;
 
@@ -29,7 +29,10 @@ fn main() {
     req.auth = Some(AuthInfo {
         collection_id: "_pb_users_auth_".into(),
         collection_name: "users".into(),
-        record: json!({"id": "o0k6hlh1ivc6xwf"}).as_object().cloned().unwrap_or_default(),
+        record: json!({"id": "o0k6hlh1ivc6xwf"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
     });
     let opts = CompileOptions::default();
 
@@ -48,7 +51,11 @@ fn main() {
     let expr = parse_rule(RULE).expect("rule parses");
     let records: Vec<_> = (0..1000)
         .map(|i| {
-            let owner = if i % 3 == 0 { "o0k6hlh1ivc6xwf" } else { "someoneelse1234" };
+            let owner = if i % 3 == 0 {
+                "o0k6hlh1ivc6xwf"
+            } else {
+                "someoneelse1234"
+            };
             json!({"id": format!("rec{i:012}"), "owner": owner, "public": i % 2 == 0})
                 .as_object()
                 .cloned()

@@ -266,8 +266,8 @@ impl<'a, 's> Compiler<'a, 's> {
         main: &str,
     ) -> Result<String, RuleError> {
         let any = c.op.any;
-        let left = self.operand(&c.left, collection, main, any, 0)?;
-        let right = self.operand(&c.right, collection, main, any, 0)?;
+        let left = self.operand(&c.left, collection, main, any)?;
+        let right = self.operand(&c.right, collection, main, any)?;
         if left.sources.is_empty() && right.sources.is_empty() {
             return Ok(self.cmp_sql(c.op, &left, &right));
         }
@@ -356,7 +356,6 @@ impl<'a, 's> Compiler<'a, 's> {
         collection: &'s CollectionInfo,
         main: &str,
         any: bool,
-        depth: usize,
     ) -> Result<SqlOperand, RuleError> {
         match operand {
             Operand::Null => Ok(SqlOperand::fixed(SqlValue::Null)),
@@ -366,7 +365,7 @@ impl<'a, 's> Compiler<'a, 's> {
             Operand::Func(func) => {
                 let mut args = Vec::new();
                 for arg in &func.args {
-                    args.push(self.operand(arg, collection, main, any, depth + 1)?);
+                    args.push(self.operand(arg, collection, main, any)?);
                 }
                 if func.name == FuncName::GeoDistance {
                     let statics: Vec<f64> = args

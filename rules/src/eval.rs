@@ -263,10 +263,7 @@ fn like_from(v: &[char], p: &[char]) -> bool {
                         (c, 1)
                     };
                     let underscore = c == '_';
-                    if !underscore
-                        && vi < v.len()
-                        && v[vi].to_ascii_lowercase() == literal.to_ascii_lowercase()
-                    {
+                    if !underscore && vi < v.len() && v[vi].eq_ignore_ascii_case(&literal) {
                         vi += 1;
                         pi += width;
                         continue;

@@ -3,6 +3,35 @@
 //! Pipeline: `lexer` → `parser` → `ast` (schema-free, parsed once per rule) → `resolve`
 //! (identifiers against a [`Schema`] allow-list) → `compile_sql` (SQL text with numbered
 //! placeholders) or `eval` (in memory, no SQLite).
+//!
+//! Public API (the api crate codes against this):
+//! - [`parse`] (client filter, ≤ 3500 chars) / [`parse_rule`] (collection rules) → [`Expr`];
+//!   [`parse_sort`] → `Vec<`[`SortItem`]`>`. Parse once when a schema loads; `Expr: Clone`.
+//! - [`compile`]`(expr, schema, collection, main_alias, req, params, opts)` → [`SqlFilter`]
+//!   `{ joins, where_sql, needs_distinct, traversed_collections }`; [`compile_sort`] → the
+//!   `ORDER BY` body. Share one [`Params`] across rule, filter and sort fragments.
+//!   [`CompileOptions::client_filter`] enables the non-superuser restrictions (403 for
+//!   `@request.*`/`@collection.*`, 400 for hidden/secret fields, listRule of every traversed
+//!   collection AND-ed in, emails matched only where `emailVisibility`).
+//! - [`eval`]`(expr, schema, collection, record, req)` in memory; `Err(`[`EvalError::NeedsDatabase`]`)`
+//!   when joins are required; [`needs_database`]`(expr, schema, collection)` decides ahead.
+//!   (Deviation from the first sketch: both take the `schema`, needed to resolve
+//!   `@request.auth.*` relation paths and back-relations.)
+//! - [`RuleError::status`] (400/403), [`RuleError::public_message`] (client envelope) and
+//!   [`RuleError::invalid_rule_message`] (`validation_invalid_rule`).
+//!
+//! SQL shape: own fields are columns of `main_alias`; relation paths, back-relations and
+//! `:each` are correlated subqueries (one row per main record, so no DISTINCT needed);
+//! `@collection.x[:alias]` inside a `?op` comparison is a `LEFT JOIN … ON 1=1` shared by all
+//! comparisons naming the same alias, and sets `needs_distinct`. `geoDistance` with
+//! constant arguments is folded in Rust; with field arguments it emits SQLite math
+//! functions (`asin`, `sqrt`, `sin`, `cos`, `radians`, `pow`), which the connection must
+//! provide (SQLITE_ENABLE_MATH_FUNCTIONS or registered functions).
+//!
+//! Invariants:
+//! 1. No user text is ever spliced into SQL: literals, `@request.*` values, JSON paths and
+//!    LIKE patterns are bound parameters; identifiers are quoted schema names.
+//! 2. No input makes any function here panic; limits live in `limits.rs`.
 
 mod ast;
 mod compile_sql;

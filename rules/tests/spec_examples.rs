@@ -13,7 +13,6 @@ use rules::{
 
 #[derive(Clone, Copy)]
 enum Who {
-    Su,
     Guest,
     Alice,
     Bob,
@@ -21,7 +20,6 @@ enum Who {
 
 fn request(who: Who) -> RequestInfo {
     match who {
-        Who::Su => superuser(),
         Who::Guest => RequestInfo::guest(now()),
         Who::Alice => as_user(alice_record()),
         Who::Bob => as_user(bob_record()),
