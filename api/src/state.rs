@@ -80,7 +80,7 @@ pub fn ensure_secrets(collection: &mut Collection) {
     }
 }
 
-fn bootstrap_collections(now: &str) -> Vec<Collection> {
+fn bootstrap_collections(now: i64) -> Vec<Collection> {
     let mut superusers = Collection {
         id: SUPERUSERS_ID.into(),
         name: SUPERUSERS.into(),
@@ -152,10 +152,89 @@ fn bootstrap_collections(now: &str) -> Vec<Collection> {
             "CREATE UNIQUE INDEX `idx_email__pb_users_auth_` ON `users` (`email`) WHERE `email` != ''"
         ]),
     );
-    let mut out = vec![superusers, users];
-    for collection in &mut out {
-        collection.rest.insert("created".into(), json!(now));
-        collection.rest.insert("updated".into(), json!(now));
+    let owner_rule = "@request.auth.id != '' && recordRef = @request.auth.id && collectionRef = @request.auth.collectionId";
+    let system_base = |id: &str,
+                       name: &str,
+                       extra: Vec<crate::model::Field>,
+                       rules_set: &[&str]| {
+        let mut collection = Collection {
+            id: id.into(),
+            name: name.into(),
+            kind: "base".into(),
+            fields: vec![id_field()],
+            rest: Map::new(),
+        };
+        collection.fields.push(field(
+            json!({"name":"collectionRef","type":"text","required":true,"system":true}),
+        ));
+        collection.fields.push(field(
+            json!({"name":"recordRef","type":"text","required":true,"system":true}),
+        ));
+        collection.fields.extend(extra);
+        collection.fields.push(field(
+            json!({"name":"created","type":"autodate","onCreate":true,"system":true}),
+        ));
+        collection.fields.push(field(json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true,"system":true})));
+        for key in [
+            "listRule",
+            "viewRule",
+            "createRule",
+            "updateRule",
+            "deleteRule",
+        ] {
+            let value = if rules_set.contains(&key) {
+                json!(owner_rule)
+            } else {
+                Value::Null
+            };
+            collection.rest.insert(key.into(), value);
+        }
+        collection.rest.insert("system".into(), json!(true));
+        collection.rest.insert("indexes".into(), json!([]));
+        collection
+    };
+    let mfas = system_base(
+        "pbc_2279338944",
+        "_mfas",
+        vec![field(
+            json!({"name":"method","type":"text","required":true,"system":true}),
+        )],
+        &["listRule", "viewRule"],
+    );
+    let otps = system_base(
+        "pbc_1638494021",
+        "_otps",
+        vec![
+            field(
+                json!({"name":"password","type":"password","required":true,"system":true,"hidden":true}),
+            ),
+            field(json!({"name":"sentTo","type":"text","system":true,"hidden":true})),
+        ],
+        &["listRule", "viewRule"],
+    );
+    let external_auths = system_base(
+        "pbc_2281828961",
+        "_externalAuths",
+        vec![
+            field(json!({"name":"provider","type":"text","required":true,"system":true})),
+            field(json!({"name":"providerId","type":"text","required":true,"system":true})),
+        ],
+        &["listRule", "viewRule", "deleteRule"],
+    );
+    let auth_origins = system_base(
+        "pbc_4275539003",
+        "_authOrigins",
+        vec![field(
+            json!({"name":"fingerprint","type":"text","required":true,"system":true,"hidden":true}),
+        )],
+        &["listRule", "viewRule", "deleteRule"],
+    );
+    let mut out = vec![mfas, otps, external_auths, auth_origins, superusers, users];
+    for (offset, collection) in out.iter_mut().enumerate() {
+        // One millisecond apart, so sorting by `created` gives the creation order.
+        let created = format_ms(now + offset as i64);
+        collection.rest.insert("created".into(), json!(created));
+        collection.rest.insert("updated".into(), json!(created));
         ensure_secrets(collection);
     }
     out
@@ -197,8 +276,7 @@ impl AppState {
         let existing = load_collections(&engine)?;
         if existing.is_empty() {
             let result = engine.execute(Actor::System, |tx: &mut Tx<'_>| -> engine::Result<()> {
-                let now = format_ms(tx.timestamp_ms());
-                for collection in bootstrap_collections(&now) {
+                for collection in bootstrap_collections(tx.timestamp_ms()) {
                     tx.stage(Change::CollectionCreated(collection.to_def()))?;
                 }
                 tx.stage(Change::ParamSet {

@@ -338,22 +338,37 @@ fn update_relation(conn: &Connection, old: &CollectionDef, new: &CollectionDef) 
 /// Runs a query with bound values and collects the rows.
 pub(crate) fn query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows> {
     let mut statement = conn.prepare_cached(sql)?;
-    let columns: std::sync::Arc<[String]> = statement
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>()
-        .into();
-    let width = columns.len();
     let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
     let mut out = Vec::new();
+    // Column names are read after the first step: a cached statement is re-prepared by SQLite
+    // when the schema changed (a renamed or dropped column), and only then are its names current.
+    let mut columns: Option<std::sync::Arc<[String]>> = None;
     while let Some(row) = rows.next()? {
+        let names = columns.get_or_insert_with(|| {
+            row.as_ref()
+                .column_names()
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .into()
+        });
+        let width = names.len();
         let mut values = Vec::with_capacity(width);
         for index in 0..width {
             values.push(Value::from_ref(row.get_ref(index)?));
         }
         out.push(values);
     }
+    drop(rows);
+    let columns = match columns {
+        Some(columns) => columns,
+        None => statement
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into(),
+    };
     Ok(Rows { columns, rows: out })
 }
 

@@ -416,13 +416,50 @@ fn derive_view_fields(tx: &Tx<'_>, collection: &mut Collection, message: &str) -
     if !rows.columns.iter().any(|c| c == "id") {
         return Err(invalid("the view query must select an id column".into()));
     }
+    // Column types: a column named like a field of a collection the query mentions copies that
+    // field; anything else is typed from its first value (numbers → number, else json).
+    let sample = tx
+        .query(&format!("SELECT * FROM ({trimmed}) LIMIT 1"), &[])
+        .map_err(|err| invalid(err.to_string()))?;
+    let lowered = trimmed.to_ascii_lowercase();
+    let sources: Vec<Collection> = tx
+        .collections()
+        .into_iter()
+        .filter(|def| !def.is_view() && lowered.contains(&def.name.to_ascii_lowercase()))
+        .filter_map(|def| Collection::from_meta(&def.meta).ok())
+        .collect();
     let mut fields = Vec::new();
     for (index, column) in rows.columns.iter().enumerate() {
-        let kind = if column == "id" { "text" } else { "json" };
         let mut input = Map::new();
-        input.insert("name".into(), json!(column));
-        input.insert("type".into(), json!(kind));
-        input.insert("id".into(), json!(format!("_clone_{index}")));
+        let cloned = sources
+            .iter()
+            .find_map(|source| source.field(column))
+            .filter(|f| f.kind() != "password");
+        match cloned {
+            Some(source_field) if column != "id" => {
+                input = source_field.json.clone();
+                input.insert("system".into(), json!(false));
+            }
+            _ => {
+                let kind = if column == "id" {
+                    "text"
+                } else {
+                    match sample.rows.first().map(|row| &row[index]) {
+                        Some(engine::Value::Int(_)) | Some(engine::Value::Real(_)) => "number",
+                        _ => "json",
+                    }
+                };
+                input.insert("name".into(), json!(column));
+                input.insert("type".into(), json!(kind));
+            }
+        }
+        input.insert(
+            "id".into(),
+            json!(format!(
+                "_clone_{}",
+                crc32fast::hash(format!("{}{column}", collection.name).as_bytes()) % 100000
+            )),
+        );
         if let Ok(field) = Field::from_input(&input) {
             fields.push(field);
         }

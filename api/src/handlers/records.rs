@@ -117,11 +117,12 @@ pub async fn present(
     expand: Option<&str>,
 ) -> ApiResult<Vec<Value>> {
     let mut out = Vec::with_capacity(records.len());
+    let schema = state.schema();
     let expand_paths: Vec<String> = expand
         .map(|e| {
             e.split(',')
                 .map(|p| p.replace(' ', ""))
-                .filter(|p| !p.is_empty())
+                .filter(|p| !p.is_empty() && valid_expand_path(&schema, collection, p))
                 .collect()
         })
         .unwrap_or_default();
@@ -139,6 +140,39 @@ pub async fn present(
         out.push(Value::Object(visible));
     }
     Ok(out)
+}
+
+/// True when every segment of an expand path names a relation (or back-relation) of the
+/// collection reached so far; PocketBase drops invalid paths entirely.
+fn valid_expand_path(schema: &Schema, collection: &Collection, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    if segments.len() > EXPAND_DEPTH_MAX {
+        return false;
+    }
+    let mut current: Arc<Collection> = match schema.find(&collection.id) {
+        Some(found) => Arc::clone(found),
+        None => return false,
+    };
+    for segment in segments {
+        let next = if let Some(field) = current.field(segment).filter(|f| f.kind() == "relation") {
+            schema.find(field.str_opt("collectionId")).cloned()
+        } else if let Some((other, via)) = segment.split_once("_via_") {
+            schema.find(other).cloned().filter(|source| {
+                source.field(via).is_some_and(|f| {
+                    f.kind() == "relation"
+                        && (f.str_opt("collectionId") == current.id
+                            || f.str_opt("collectionId") == current.name)
+                })
+            })
+        } else {
+            None
+        };
+        match next {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The output viewer of a caller.
@@ -365,6 +399,7 @@ pub async fn records_list(
     let clause = build_where(&schema, &collection, &auth, Some(&rule), filter, &data)?;
     let order = match query.get("sort").filter(|s| !s.trim().is_empty()) {
         Some(sort) => sort_sql(&collection, sort, is_superuser(&auth))?,
+        None if collection.is_view() => String::new(),
         None => format!("ORDER BY {MAIN}.rowid"),
     };
     let total = if paging.skip_total {
@@ -422,6 +457,7 @@ fn sort_sql(collection: &Collection, sort: &str, superuser: bool) -> ApiResult<S
         let direction = if desc { "DESC" } else { "ASC" };
         match name {
             "@random" => terms.push("RANDOM()".to_string()),
+            "@rowid" if collection.is_view() => {}
             "@rowid" => terms.push(format!("{MAIN}.rowid {direction}")),
             _ => {
                 let field = collection
@@ -824,9 +860,7 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         password_field_checks(collection, &input.body, &mut errors);
     }
     validate(collection, &record, &mut errors);
-    if errors.is_empty() {
-        check_relations(tx, &input.schema, collection, &record, &mut errors)?;
-    }
+    check_relations(tx, &input.schema, collection, &record, &mut errors)?;
     if !errors.is_empty() {
         return Err(errors.into_error(FAILED));
     }
@@ -989,9 +1023,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
         }
     }
     validate(collection, &record, &mut errors);
-    if errors.is_empty() {
-        check_relations(tx, &input.schema, collection, &record, &mut errors)?;
-    }
+    check_relations(tx, &input.schema, collection, &record, &mut errors)?;
     if !errors.is_empty() {
         return Err(errors.into_error(FAILED));
     }

@@ -78,15 +78,38 @@ pub async fn settings_update(
     let mut settings = (*state.settings()).clone();
     merge(&mut settings, &Value::Object(body));
     let mut errors = crate::error::FieldErrors::default();
-    if let Some(name) = settings.pointer("/meta/appName").and_then(Value::as_str) {
-        if name.trim().is_empty() {
-            let mut meta = Map::new();
-            meta.insert(
-                "appName".into(),
-                crate::error::field_error("validation_required", "Cannot be blank.", None),
-            );
-            errors.0.insert("meta".into(), Value::Object(meta));
-        }
+    let mut meta = Map::new();
+    if settings
+        .pointer("/meta/appName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .is_empty()
+    {
+        meta.insert(
+            "appName".into(),
+            crate::error::field_error("validation_required", "Cannot be blank.", None),
+        );
+    }
+    let app_url = settings
+        .pointer("/meta/appURL")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if app_url.trim().is_empty() {
+        meta.insert(
+            "appURL".into(),
+            crate::error::field_error("validation_required", "Cannot be blank.", None),
+        );
+    } else if !(app_url.starts_with("http://") || app_url.starts_with("https://"))
+        || app_url.contains(char::is_whitespace)
+    {
+        meta.insert(
+            "appURL".into(),
+            crate::error::field_error("validation_is_url", "Must be a valid URL.", None),
+        );
+    }
+    if !meta.is_empty() {
+        errors.0.insert("meta".into(), Value::Object(meta));
     }
     if !errors.is_empty() {
         return Err(errors.into_error("An error occurred while saving the new settings."));

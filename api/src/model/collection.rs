@@ -431,6 +431,8 @@ impl Collection {
                 }
             }
         }
+        self.validate_rules_against(others, &mut errors);
+        self.validate_indexes(&mut errors);
         if self.is_view() {
             let query = self
                 .rest
@@ -460,6 +462,116 @@ impl Collection {
             Err(errors.into_error(message))
         }
     }
+}
+
+impl Collection {
+    /// Checks that every rule resolves against the schema (unknown fields are errors).
+    fn validate_rules_against(&self, others: &[&Collection], errors: &mut FieldErrors) {
+        let mut all: Vec<Collection> = others
+            .iter()
+            .filter(|c| c.id != self.id)
+            .map(|c| (*c).clone())
+            .collect();
+        all.push(self.clone());
+        let schema = super::Schema::new(all);
+        let Some(info) = schema.info(&self.id) else {
+            return;
+        };
+        let mut keys: Vec<&str> = RULE_KEYS.to_vec();
+        if self.is_auth() {
+            keys.extend_from_slice(AUTH_RULE_KEYS);
+        }
+        let request = rules::RequestInfo::guest(chrono::Utc::now());
+        for key in keys {
+            if errors.0.contains_key(key) {
+                continue;
+            }
+            let Some(text) = self.rule(key).filter(|text| !text.trim().is_empty()) else {
+                continue;
+            };
+            let Ok(expr) = rules::parse_rule(text) else {
+                continue;
+            };
+            let mut params = rules::Params::new();
+            if let Err(err) = rules::compile(
+                &expr,
+                &schema,
+                info,
+                "main",
+                &request,
+                &mut params,
+                &rules::CompileOptions::default(),
+            ) {
+                errors.add(
+                    key,
+                    "validation_invalid_rule",
+                    &err.invalid_rule_message(),
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Checks that index statements parse and name existing columns.
+    fn validate_indexes(&self, errors: &mut FieldErrors) {
+        if self.is_view() {
+            return;
+        }
+        let mut index_errors = Map::new();
+        for (position, sql) in self.indexes().iter().enumerate() {
+            let name = index_name(sql).unwrap_or_default();
+            match parse_index(sql) {
+                None => {
+                    index_errors.insert(
+                        position.to_string(),
+                        crate::error::field_error(
+                            "validation_invalid_index_expression",
+                            "Invalid index expression.",
+                            None,
+                        ),
+                    );
+                }
+                Some((_, columns)) => {
+                    if let Some(missing) = columns
+                        .iter()
+                        .find(|c| !self.fields.iter().any(|f| f.name().eq_ignore_ascii_case(c)))
+                    {
+                        index_errors.insert(
+                            position.to_string(),
+                            crate::error::field_error(
+                                "validation_invalid_index_expression",
+                                &format!("Failed to create index {name} - SQL logic error: no such column: {missing} (1)."),
+                                None,
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if !index_errors.is_empty() {
+            errors
+                .0
+                .insert("indexes".into(), Value::Object(index_errors));
+        }
+    }
+}
+
+/// The name of an index statement.
+pub fn index_name(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let position = words.iter().position(|w| w.eq_ignore_ascii_case("INDEX"))?;
+    let mut rest = &words[position + 1..];
+    if rest.len() >= 3
+        && rest[0].eq_ignore_ascii_case("IF")
+        && rest[1].eq_ignore_ascii_case("NOT")
+        && rest[2].eq_ignore_ascii_case("EXISTS")
+    {
+        rest = &rest[3..];
+    }
+    rest.first().map(|name| {
+        name.trim_matches(|c| c == '`' || c == '"' || c == '[' || c == ']')
+            .to_string()
+    })
 }
 
 /// Parses `CREATE [UNIQUE] INDEX name ON table (cols) [WHERE ...]` loosely: returns
