@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod handlers;
 pub mod model;

@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/settings",
             get(settings::settings_get).patch(settings::settings_update),
         )
+        .merge(crate::dashboard::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
