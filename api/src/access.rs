@@ -206,10 +206,7 @@ impl Where {
         let coll_info = schema
             .info(&collection.id)
             .ok_or_else(|| ApiError::internal("collection missing from the schema"))?;
-        let options = rules::CompileOptions {
-            client_filter,
-            ..rules::CompileOptions::default()
-        };
+        let options = rules::CompileOptions { client_filter };
         let filter = rules::compile(
             expr,
             schema,
