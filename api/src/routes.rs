@@ -2,7 +2,7 @@
 //! (security headers, CORS, body limit, panic catching).
 
 use crate::error::ApiError;
-use crate::handlers::{auth, collections, health, records, settings};
+use crate::handlers::{auth, batch, collections, health, records, settings};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -107,6 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/collections/{c}/auth-refresh",
             post(auth::auth_refresh),
         )
+        .route("/api/batch", post(batch::batch))
         .route(
             "/api/settings",
             get(settings::settings_get).patch(settings::settings_update),

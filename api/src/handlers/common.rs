@@ -40,7 +40,8 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Va
     }
 }
 
-fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+/// Splits `a=1&b=2` (query strings, form bodies) into percent-decoded pairs.
+pub fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(bytes);
     text.split('&')
         .filter(|part| !part.is_empty())
@@ -51,7 +52,8 @@ fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes and `+` (as a space), lossily for invalid UTF-8.
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per resource.
 
 pub mod auth;
+pub mod batch;
 pub mod collections;
 pub mod common;
 pub mod health;
