@@ -140,6 +140,7 @@ impl ReadPool {
         )?;
         conn.pragma_update(None, "query_only", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        projection::register_functions(&conn)?;
         Ok(conn)
     }
 

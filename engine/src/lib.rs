@@ -33,7 +33,9 @@ pub use log::{
     parse_segment_name, scan_log_dir, segment_name, LogReader, RecoveryReport, TornTail,
     SEGMENT_HEADER_LEN,
 };
-pub use projection::{apply_commit, dump, last_applied, load_catalog, quote_ident, Catalog};
+pub use projection::{
+    apply_commit, dump, last_applied, load_catalog, quote_ident, register_functions, Catalog,
+};
 pub use storage::{AppendFile, FsStorage, Storage};
 pub use subscribe::Subscription;
 pub use value::{Rows, Value};

@@ -53,10 +53,40 @@ impl Catalog {
 
 /// Sets up the bookkeeping tables and pragmas of a writable projection connection.
 pub(crate) fn init(conn: &Connection) -> Result<()> {
+    register_functions(conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.execute_batch(SCHEMA_SQL)?;
+    Ok(())
+}
+
+/// Registers the math functions rules may compile to (`geoDistance` uses them) on a
+/// connection; the bundled SQLite is built without its own math functions.
+pub fn register_functions(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    let unary: [(&str, fn(f64) -> f64); 5] = [
+        ("sqrt", f64::sqrt),
+        ("sin", f64::sin),
+        ("cos", f64::cos),
+        ("asin", f64::asin),
+        ("radians", f64::to_radians),
+    ];
+    for (name, function) in unary {
+        conn.create_scalar_function(name, 1, flags, move |ctx| {
+            let value: Option<f64> = ctx.get(0)?;
+            Ok(value.map(function).filter(|result| result.is_finite()))
+        })?;
+    }
+    conn.create_scalar_function("pow", 2, flags, |ctx| {
+        let base: Option<f64> = ctx.get(0)?;
+        let exponent: Option<f64> = ctx.get(1)?;
+        Ok(base
+            .zip(exponent)
+            .map(|(base, exponent)| base.powf(exponent))
+            .filter(|result| result.is_finite()))
+    })?;
     Ok(())
 }
 

@@ -397,20 +397,49 @@ pub async fn records_list(
     }
     let data = RequestData::new("GET", &headers, &query);
     let clause = build_where(&schema, &collection, &auth, Some(&rule), filter, &data)?;
+    // The count runs without the sort's parameters (their placeholders are not in it).
+    let count_clause = clause.clone();
+    let mut clause = clause;
     let order = match query.get("sort").filter(|s| !s.trim().is_empty()) {
-        Some(sort) => sort_sql(&collection, sort, is_superuser(&auth))?,
+        Some(sort) if collection.is_view() => sort_sql(&collection, sort, is_superuser(&auth))?,
+        Some(sort) => {
+            // Relation paths and every access check go through the rules compiler.
+            let items = rules::parse_sort(sort).map_err(access::rule_error)?;
+            let info = access::request_info(&auth, &data);
+            let coll_info = schema
+                .info(&collection.id)
+                .ok_or_else(|| ApiError::internal("collection missing from the schema"))?;
+            let options = rules::CompileOptions {
+                client_filter: !is_superuser(&auth),
+            };
+            let body = rules::compile_sort(
+                &items,
+                &*schema,
+                coll_info,
+                MAIN,
+                &info,
+                &mut clause.params,
+                &options,
+            )
+            .map_err(access::rule_error)?;
+            if body.is_empty() {
+                String::new()
+            } else {
+                format!("ORDER BY {body}")
+            }
+        }
         None if collection.is_view() => String::new(),
         None => format!("ORDER BY {MAIN}.rowid"),
     };
     let total = if paging.skip_total {
         None
     } else {
-        let params = clause.engine_params();
+        let params = count_clause.engine_params();
         let sql = format!(
             "SELECT COUNT(DISTINCT {MAIN}.id) FROM {} {MAIN} {} {}",
             engine::quote_ident(&collection.name),
-            clause.joins_sql(),
-            clause.where_sql()
+            count_clause.joins_sql(),
+            count_clause.where_sql()
         );
         let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
         Some(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
