@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod error;
 pub mod handlers;
 pub mod model;
+pub mod realtime;
 pub mod routes;
 pub mod state;
 

@@ -113,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(settings::settings_get).patch(settings::settings_update),
         )
         .merge(crate::dashboard::routes())
+        .merge(crate::handlers::realtime::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -23,6 +23,8 @@ pub struct ServerOptions {
     pub body_limit_bytes: usize,
     /// Allowed CORS origins (`*` = any).
     pub origins: Vec<String>,
+    /// Realtime tunables (grace period, queue bounds, keep-alive, limits).
+    pub realtime: crate::realtime::RealtimeOptions,
 }
 
 impl Default for ServerOptions {
@@ -30,6 +32,7 @@ impl Default for ServerOptions {
         ServerOptions {
             body_limit_bytes: 32 * 1024 * 1024,
             origins: vec!["*".into()],
+            realtime: crate::realtime::RealtimeOptions::default(),
         }
     }
 }
@@ -42,6 +45,8 @@ pub struct AppState {
     settings: RwLock<Arc<Value>>,
     /// Options from the command line.
     pub options: ServerOptions,
+    /// The realtime hub (SSE sessions and the commit dispatcher).
+    pub realtime: Arc<crate::realtime::Hub>,
 }
 
 /// The settings key in `_params`.
@@ -298,6 +303,7 @@ impl AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),
             settings: RwLock::new(Arc::new(settings)),
+            realtime: Arc::new(crate::realtime::Hub::new(options.realtime.clone())),
             options,
         }))
     }

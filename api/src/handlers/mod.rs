@@ -1,9 +1,11 @@
 //! HTTP handlers, one file per resource.
 
 pub mod auth;
+pub mod changes;
 pub mod batch;
 pub mod collections;
 pub mod common;
 pub mod health;
+pub mod realtime;
 pub mod records;
 pub mod settings;

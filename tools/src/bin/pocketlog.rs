@@ -129,8 +129,13 @@ fn serve(dir: &std::path::Path, http: &str, origins: Vec<String>, sync: &str) ->
             );
         }
         let app = api::router(Arc::clone(&state));
+        let hub = Arc::clone(&state.realtime);
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Open SSE streams would otherwise keep the graceful shutdown waiting.
+                hub.shutdown().await;
+            })
             .await
             .context("serving")?;
         state.engine.shutdown();

@@ -1,0 +1,837 @@
+//! The realtime hub: the table of sessions, the single dispatcher task that fans committed
+//! commits out to them, log catch-up for sessions that fell behind or resumed, expiry of
+//! disconnected sessions, and their persistence across restarts.
+//!
+//! Delivery state machine of one session (see [`Mode`]):
+//!
+//! ```text
+//!            connect                 queue full / cursor behind
+//!   (new) ───────────▶ Live ─────────────────────────────────────▶ CatchUp
+//!                       ▲   dispatcher renders seq == cursor          │
+//!                       └─────────────────────────────────────────────┘
+//!   stream dropped: Live|CatchUp ──▶ Parked ──resume (Last-Event-ID)──▶ CatchUp
+//!   Parked for longer than the grace period, or evicted by the count bound: removed.
+//! ```
+//!
+//! Invariants:
+//! 1. Only the dispatcher consumes the engine subscription; writers never wait for it.
+//! 2. A commit is rendered for a session only under the session's lock and only when
+//!    `cursor == seq`; the cursor then moves to `seq + 1`. Dispatcher and catch-up task may
+//!    race, but exactly one of them renders each commit, in seq order.
+//! 3. The catch-up task never reads past `engine.published_seq()`, so nothing is delivered
+//!    before it is durable.
+//! 4. At most one catch-up task runs per session (`catch_up_running`, decided under the lock).
+//! 5. Auth maintenance (token key change, record or collection deleted, auth secret rotated)
+//!    is applied by the dispatcher to every session, in log order, whatever its mode.
+//!
+//! Resume across restarts: sessions (client id, subscriptions, bound auth as collection id +
+//! record id + a hash of the record's token key, and the position where the last stream
+//! started) are written to [`SESSIONS_FILE`] in the data dir, at most once per second when
+//! something changed and on shutdown. On start they come back parked; a bound auth whose
+//! record is gone or whose token key changed comes back as guest.
+
+use super::render::{self, EncodeCache};
+use super::session::{now_ms, Mode, Session, SessionInner};
+use super::sse;
+use super::topic;
+use super::{RealtimeOptions, CATCH_UP_BATCH_COMMITS, DISPATCH_BATCH_COMMITS, SESSIONS_FILE};
+use crate::access::{self, Auth};
+use crate::auth::token;
+use crate::error::ApiError;
+use crate::model::record::from_row;
+use crate::model::Schema;
+use crate::state::AppState;
+use axum::http::StatusCode;
+use engine::{Change, Commit, Seq};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+/// A position named by a client: the `Last-Event-ID` it last received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeToken {
+    /// The client id.
+    pub client_id: String,
+    /// `(seq, part)` of the last event received, or `None` when only `PB_CONNECT` was.
+    pub position: Option<(Seq, u64)>,
+}
+
+impl ResumeToken {
+    /// Parses `<clientId>` or `<clientId>.<seq>.<part>`.
+    pub fn parse(text: &str) -> Option<ResumeToken> {
+        let mut parts = text.trim().split('.');
+        let client_id = parts.next()?.to_string();
+        if client_id.is_empty()
+            || client_id.len() > super::CLIENT_ID_LEN_MAX
+            || !client_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return None;
+        }
+        let position = match (parts.next(), parts.next(), parts.next()) {
+            (None, _, _) => None,
+            (Some(seq), Some(part), None) => Some((seq.parse().ok()?, part.parse().ok()?)),
+            _ => return None,
+        };
+        Some(ResumeToken {
+            client_id,
+            position,
+        })
+    }
+}
+
+/// The realtime hub. Created with the [`AppState`]; its tasks start on first use.
+#[derive(Debug)]
+pub struct Hub {
+    options: RealtimeOptions,
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    started: tokio::sync::OnceCell<()>,
+    shutting_down: AtomicBool,
+    dirty: AtomicBool,
+    sessions_file: RwLock<Option<PathBuf>>,
+}
+
+/// What a stream starts with.
+#[derive(Debug)]
+pub struct Connected {
+    /// The session.
+    pub session: Arc<Session>,
+    /// The stream generation.
+    pub generation: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PersistedAuth {
+    collection_id: String,
+    record_id: String,
+    token_key_hash: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PersistedSession {
+    client_id: String,
+    subscriptions: Vec<String>,
+    auth: Option<PersistedAuth>,
+    connect_seq: Seq,
+    connect_skip: Option<(Seq, u64)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PersistedFile {
+    version: u32,
+    sessions: Vec<PersistedSession>,
+}
+
+fn token_key_hash(record: &serde_json::Map<String, Value>) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let key = record.get("tokenKey").and_then(Value::as_str).unwrap_or("");
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+impl Hub {
+    /// A hub with `options` (no task runs until [`Hub::ensure_started`]).
+    pub fn new(options: RealtimeOptions) -> Hub {
+        Hub {
+            options,
+            sessions: RwLock::new(HashMap::new()),
+            started: tokio::sync::OnceCell::new(),
+            shutting_down: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            sessions_file: RwLock::new(None),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &RealtimeOptions {
+        &self.options
+    }
+
+    /// A session by client id.
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions
+            .read()
+            .expect("sessions lock")
+            .get(client_id)
+            .cloned()
+    }
+
+    /// Number of sessions (connected and parked).
+    pub fn session_count(&self) -> usize {
+        self.sessions.read().expect("sessions lock").len()
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .read()
+            .expect("sessions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn mark_dirty(&self) {
+        if self.options.persist_sessions {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Starts the dispatcher, the sweeper and the persister once, restoring persisted
+    /// sessions first.
+    pub async fn ensure_started(self: &Arc<Self>, state: &Arc<AppState>) {
+        self.started
+            .get_or_init(|| async {
+                let path = state.engine.dir().join(SESSIONS_FILE);
+                if self.options.persist_sessions {
+                    self.restore(state, &path).await;
+                    *self.sessions_file.write().expect("sessions file lock") = Some(path);
+                }
+                let from = state.engine.published_seq() + 1;
+                match state.engine.subscribe(from) {
+                    Ok(subscription) => {
+                        tokio::spawn(dispatch_loop(
+                            Arc::clone(self),
+                            Arc::downgrade(state),
+                            subscription,
+                        ));
+                    }
+                    Err(err) => tracing::error!(error = %err, "realtime: cannot subscribe"),
+                }
+                tokio::spawn(sweep_loop(Arc::downgrade(self)));
+                if self.options.persist_sessions {
+                    tokio::spawn(persist_loop(Arc::downgrade(self)));
+                }
+            })
+            .await;
+    }
+
+    /// Opens a stream: a new session, or the resumed session named by `resume`.
+    pub async fn connect(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        resume: Option<ResumeToken>,
+    ) -> Result<Connected, ApiError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down.",
+            ));
+        }
+        self.ensure_started(state).await;
+        let mut reset: Option<(&str, &str)> = None;
+        if let Some(token) = resume {
+            if let Some(session) = self.session(&token.client_id) {
+                return Ok(self.resume(state, session, token).await);
+            }
+            reset = Some((
+                "session_expired",
+                "The realtime session to resume is unknown or expired; reload your data and subscribe again.",
+            ));
+        }
+        let published = state.engine.published_seq();
+        let session = Arc::new(Session::new(
+            token::new_realtime_client_id(),
+            published + 1,
+            Mode::Live,
+            &self.options,
+        ));
+        let generation = {
+            let mut inner = session.inner.lock().await;
+            inner.generation = 1;
+            inner.generation
+        };
+        let mut first = vec![sse::connect_frame(&session.id, None)];
+        if let Some((reason, message)) = reset {
+            first.push(sse::reset_frame(&session.id, reason, message, published));
+        }
+        session.attach(generation, first);
+        self.insert(Arc::clone(&session))?;
+        self.mark_dirty();
+        Ok(Connected {
+            session,
+            generation,
+        })
+    }
+
+    fn insert(&self, session: Arc<Session>) -> Result<(), ApiError> {
+        let mut sessions = self.sessions.write().expect("sessions lock");
+        while sessions.len() >= self.options.sessions_max.max(1) {
+            let oldest = sessions
+                .values()
+                .filter(|s| s.is_parked())
+                .min_by_key(|s| s.parked_since_ms.load(Ordering::Acquire))
+                .map(|s| s.id.clone());
+            match oldest {
+                Some(id) => {
+                    sessions.remove(&id);
+                }
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Too many realtime clients, please try again later.",
+                    ))
+                }
+            }
+        }
+        sessions.insert(session.id.clone(), session);
+        Ok(())
+    }
+
+    async fn resume(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        session: Arc<Session>,
+        token: ResumeToken,
+    ) -> Connected {
+        let mut inner = session.inner.lock().await;
+        inner.generation += 1;
+        let generation = inner.generation;
+        let published = state.engine.published_seq();
+        let (mut cursor, mut skip) = match token.position {
+            Some((seq, part)) => (seq, Some((seq, part))),
+            None => (inner.connect_seq, None),
+        };
+        if token.position.is_none() {
+            skip = inner.skip.filter(|(seq, _)| *seq == cursor);
+        }
+        let mut first = vec![sse::connect_frame(
+            &session.id,
+            Some(serde_json::json!({"resumed": true})),
+        )];
+        let first_available = state.engine.log().first_seq();
+        if cursor > published + 1 {
+            cursor = published + 1;
+            skip = None;
+        }
+        if cursor < first_available && cursor <= published {
+            first.push(sse::reset_frame(
+                &session.id,
+                "position_compacted",
+                "Events after the resumed position are no longer in the log; reload your data.",
+                published,
+            ));
+            cursor = published + 1;
+            skip = None;
+        }
+        inner.cursor = cursor;
+        inner.skip = skip;
+        inner.connect_seq = cursor;
+        inner.mode = Mode::CatchUp;
+        session.attach(generation, first);
+        self.spawn_catch_up(state, &session, &mut inner);
+        drop(inner);
+        self.mark_dirty();
+        Connected {
+            session,
+            generation,
+        }
+    }
+
+    /// Called when a stream's body is dropped: parks the session unless a newer stream took
+    /// over.
+    pub fn stream_closed(self: &Arc<Self>, session: &Arc<Session>, generation: u64) {
+        if !session.detach(generation) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = Arc::clone(session);
+        let hub = Arc::clone(self);
+        handle.spawn(async move {
+            let mut inner = session.inner.lock().await;
+            if inner.generation == generation {
+                inner.mode = Mode::Parked;
+            }
+            drop(inner);
+            session.writable.notify_waiters();
+            hub.mark_dirty();
+        });
+    }
+
+    fn spawn_catch_up(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        session: &Arc<Session>,
+        inner: &mut SessionInner,
+    ) {
+        if inner.catch_up_running {
+            return;
+        }
+        inner.catch_up_running = true;
+        tokio::spawn(catch_up(Arc::clone(state), Arc::clone(session)));
+    }
+
+    /// Fans one published commit out to every session.
+    async fn dispatch(self: &Arc<Self>, state: &Arc<AppState>, commit: &Commit) {
+        let touches_collections = commit.changes.iter().any(|change| {
+            matches!(
+                change,
+                Change::CollectionCreated(_)
+                    | Change::CollectionUpdated(_)
+                    | Change::CollectionDeleted { .. }
+            )
+        });
+        if touches_collections {
+            if let Err(err) = state.reload_schema() {
+                tracing::warn!(error = %err.message, "realtime: schema reload failed");
+            }
+        }
+        let schema = state.schema();
+        let events = render::record_events(&schema, commit);
+        let mut cache = EncodeCache::default();
+        for session in self.snapshot() {
+            let mut inner = session.inner.lock().await;
+            if maintain_auth(&mut inner, commit, &schema) {
+                self.mark_dirty();
+            }
+            let seq = commit.seq;
+            match inner.mode {
+                Mode::Parked => continue,
+                Mode::Live if inner.cursor > seq => continue,
+                Mode::Live if inner.cursor < seq => {
+                    inner.mode = Mode::CatchUp;
+                    self.spawn_catch_up(state, &session, &mut inner);
+                    continue;
+                }
+                Mode::CatchUp if inner.cursor != seq => continue,
+                Mode::Live | Mode::CatchUp => {}
+            }
+            let frames = if events.is_empty() {
+                Vec::new()
+            } else {
+                render::render(
+                    state,
+                    &schema,
+                    &session.id,
+                    &inner,
+                    seq,
+                    &events,
+                    &mut cache,
+                )
+                .await
+            };
+            if session.try_push(frames) {
+                inner.cursor = seq + 1;
+                inner.skip = None;
+                inner.mode = Mode::Live;
+            } else if inner.mode == Mode::Live {
+                inner.mode = Mode::CatchUp;
+                self.spawn_catch_up(state, &session, &mut inner);
+            }
+        }
+    }
+
+    /// Replaces a connected session's subscriptions and binds the POST's auth.
+    ///
+    /// Errors: 404 for an unknown or disconnected client, 403 when the auth differs from the
+    /// one already bound (allowed: guest→guest, guest→user, user→same user).
+    pub async fn set_subscriptions(
+        &self,
+        client_id: &str,
+        auth: Option<Auth>,
+        subscriptions: Vec<String>,
+    ) -> Result<(), ApiError> {
+        let missing = || ApiError::new(StatusCode::NOT_FOUND, "Missing or invalid client id.");
+        let session = self.session(client_id).ok_or_else(missing)?;
+        if session.is_parked() {
+            return Err(missing());
+        }
+        let mut inner = session.inner.lock().await;
+        let compatible = match (&inner.auth, &auth) {
+            (None, _) => true,
+            (Some(bound), Some(new)) => {
+                bound.collection.id == new.collection.id && bound.id() == new.id()
+            }
+            (Some(_), None) => false,
+        };
+        if !compatible {
+            return Err(ApiError::forbidden(
+                "The current and the previous request authorization don't match.",
+            ));
+        }
+        if auth.is_some() {
+            inner.auth = auth;
+        }
+        inner.subscriptions = Arc::new(subscriptions.iter().map(|s| topic::parse(s)).collect());
+        drop(inner);
+        self.mark_dirty();
+        Ok(())
+    }
+
+    /// Ends every stream and writes the sessions file (graceful shutdown).
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        for session in self.snapshot() {
+            session.end();
+        }
+        if self.options.persist_sessions {
+            self.persist().await;
+        }
+    }
+
+    async fn persist(&self) {
+        let Some(path) = self
+            .sessions_file
+            .read()
+            .expect("sessions file lock")
+            .clone()
+        else {
+            return;
+        };
+        self.dirty.store(false, Ordering::Release);
+        let mut sessions = Vec::new();
+        for session in self.snapshot() {
+            let inner = session.inner.lock().await;
+            sessions.push(PersistedSession {
+                client_id: session.id.clone(),
+                subscriptions: inner
+                    .subscriptions
+                    .iter()
+                    .map(|t| t.raw.to_string())
+                    .collect(),
+                auth: inner.auth.as_ref().map(|auth| PersistedAuth {
+                    collection_id: auth.collection.id.clone(),
+                    record_id: auth.id().to_string(),
+                    token_key_hash: token_key_hash(&auth.record),
+                }),
+                connect_seq: inner.connect_seq,
+                connect_skip: inner.skip.filter(|(seq, _)| *seq == inner.connect_seq),
+            });
+        }
+        let file = PersistedFile {
+            version: 1,
+            sessions,
+        };
+        let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let text = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "realtime: cannot write the sessions file")
+            }
+            Err(err) => tracing::warn!(error = %err, "realtime: sessions writer failed"),
+        }
+    }
+
+    async fn restore(&self, state: &Arc<AppState>, path: &std::path::Path) {
+        let path = path.to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
+        let Ok(Ok(bytes)) = loaded else {
+            return;
+        };
+        let file: PersistedFile = match serde_json::from_slice(&bytes) {
+            Ok(file) => file,
+            Err(err) => {
+                tracing::warn!(error = %err, "realtime: ignoring an unreadable sessions file");
+                return;
+            }
+        };
+        let schema = state.schema();
+        let mut restored = 0usize;
+        for persisted in file.sessions.into_iter().take(self.options.sessions_max) {
+            let auth = match &persisted.auth {
+                Some(saved) => restore_auth(state, &schema, saved).await,
+                None => None,
+            };
+            let session = Arc::new(Session::new(
+                persisted.client_id,
+                persisted.connect_seq,
+                Mode::Parked,
+                &self.options,
+            ));
+            {
+                let mut inner = session.inner.lock().await;
+                inner.auth = auth;
+                inner.subscriptions = Arc::new(
+                    persisted
+                        .subscriptions
+                        .iter()
+                        .map(|s| topic::parse(s))
+                        .collect(),
+                );
+                inner.skip = persisted.connect_skip;
+            }
+            self.sessions
+                .write()
+                .expect("sessions lock")
+                .insert(session.id.clone(), session);
+            restored += 1;
+        }
+        if restored > 0 {
+            tracing::info!(
+                sessions = restored,
+                "realtime: restored sessions for resume"
+            );
+        }
+    }
+
+    fn sweep(&self) {
+        let grace = self.options.grace_ms;
+        let now = now_ms();
+        let mut sessions = self.sessions.write().expect("sessions lock");
+        let before = sessions.len();
+        sessions.retain(|_, session| {
+            let since = session.parked_since_ms.load(Ordering::Acquire);
+            since == 0 || now.saturating_sub(since) < grace
+        });
+        if sessions.len() != before {
+            drop(sessions);
+            self.mark_dirty();
+        }
+    }
+}
+
+async fn restore_auth(
+    state: &Arc<AppState>,
+    schema: &Schema,
+    saved: &PersistedAuth,
+) -> Option<Auth> {
+    let collection = Arc::clone(schema.find(&saved.collection_id)?);
+    let record = access::load_record(state, &collection, &saved.record_id)
+        .await
+        .ok()??;
+    (token_key_hash(&record) == saved.token_key_hash).then_some(Auth { collection, record })
+}
+
+/// Applies auth-relevant changes of `commit` to the session's bound auth; true when it
+/// changed. A changed token key, a deleted record or collection, or a rotated auth secret
+/// downgrade the session to guest (spec §2.1).
+fn maintain_auth(inner: &mut SessionInner, commit: &Commit, schema: &Schema) -> bool {
+    let mut changed = false;
+    for change in &commit.changes {
+        let Some(auth) = &inner.auth else {
+            return changed;
+        };
+        match change {
+            Change::RecordUpdated {
+                collection_id,
+                id,
+                values,
+            } if *collection_id == auth.collection.id && id == auth.id() => {
+                let columns: Vec<String> = values.iter().map(|(name, _)| name.clone()).collect();
+                let row: Vec<engine::Value> = values.iter().map(|(_, v)| v.clone()).collect();
+                let record = from_row(&auth.collection, &columns, &row);
+                let old_key = auth.record.get("tokenKey");
+                if record.get("tokenKey") != old_key {
+                    inner.auth = None;
+                } else if let Some(auth) = inner.auth.as_mut() {
+                    auth.record = record;
+                }
+                changed = true;
+            }
+            Change::RecordDeleted {
+                collection_id, id, ..
+            } if *collection_id == auth.collection.id && id == auth.id() => {
+                inner.auth = None;
+                changed = true;
+            }
+            Change::CollectionDeleted { id, .. } if *id == auth.collection.id => {
+                inner.auth = None;
+                changed = true;
+            }
+            Change::CollectionUpdated(def) if def.id == auth.collection.id => {
+                match schema.find(&def.id) {
+                    Some(collection)
+                        if collection.token_secret("authToken")
+                            == auth.collection.token_secret("authToken") =>
+                    {
+                        let collection = Arc::clone(collection);
+                        if let Some(auth) = inner.auth.as_mut() {
+                            auth.collection = collection;
+                        }
+                    }
+                    _ => inner.auth = None,
+                }
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
+async fn dispatch_loop(
+    hub: Arc<Hub>,
+    state: Weak<AppState>,
+    mut subscription: engine::Subscription,
+) {
+    loop {
+        std::future::poll_fn(|cx| subscription.poll_ready(cx)).await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let batch = match subscription.try_next_batch(DISPATCH_BATCH_COMMITS) {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::error!(error = %err, "realtime: reading commits failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            if subscription.is_closed() {
+                return;
+            }
+            continue;
+        }
+        for commit in batch {
+            hub.dispatch(&state, &commit).await;
+        }
+    }
+}
+
+/// Waits until the session's queue has room again, or it left catch-up mode (then false).
+async fn wait_for_room(session: &Arc<Session>) -> bool {
+    loop {
+        let notified = session.writable.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if session.has_room() {
+            return true;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        if session.inner.lock().await.mode != Mode::CatchUp {
+            return false;
+        }
+    }
+}
+
+/// Reads the log from the session's cursor and renders it until the dispatcher takes over.
+async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
+    let stop = |mut inner: tokio::sync::MutexGuard<'_, SessionInner>| {
+        inner.catch_up_running = false;
+    };
+    loop {
+        if !wait_for_room(&session).await {
+            let inner = session.inner.lock().await;
+            if inner.mode != Mode::CatchUp {
+                return stop(inner);
+            }
+            continue;
+        }
+        let cursor = {
+            let inner = session.inner.lock().await;
+            if inner.mode != Mode::CatchUp {
+                return stop(inner);
+            }
+            inner.cursor
+        };
+        let published = state.engine.published_seq();
+        if cursor > published {
+            // The dispatcher renders `cursor` as soon as it is published.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let reader_state = Arc::clone(&state);
+        let limit = CATCH_UP_BATCH_COMMITS.min((published - cursor + 1) as usize);
+        let read =
+            tokio::task::spawn_blocking(move || reader_state.engine.log().read_from(cursor, limit))
+                .await;
+        let commits = match read {
+            Ok(Ok(commits)) => commits,
+            Ok(Err(engine::Error::SeqUnavailable { .. })) => {
+                let mut inner = session.inner.lock().await;
+                if inner.mode != Mode::CatchUp {
+                    return stop(inner);
+                }
+                if inner.cursor == cursor {
+                    let frame = sse::reset_frame(
+                        &session.id,
+                        "position_compacted",
+                        "Events after the delivered position are no longer in the log; reload your data.",
+                        published,
+                    );
+                    if session.try_push(vec![frame]) {
+                        inner.cursor = published + 1;
+                        inner.skip = None;
+                    }
+                }
+                continue;
+            }
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "realtime: catch-up read failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "realtime: catch-up reader failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        'commits: for commit in commits.iter().filter(|c| c.seq <= published) {
+            loop {
+                let mut inner = session.inner.lock().await;
+                if inner.mode != Mode::CatchUp {
+                    return stop(inner);
+                }
+                if inner.cursor != commit.seq {
+                    break 'commits;
+                }
+                let schema = state.schema();
+                let events = render::record_events(&schema, commit);
+                let frames = if events.is_empty() {
+                    Vec::new()
+                } else {
+                    let mut cache = EncodeCache::default();
+                    render::render(
+                        &state,
+                        &schema,
+                        &session.id,
+                        &inner,
+                        commit.seq,
+                        &events,
+                        &mut cache,
+                    )
+                    .await
+                };
+                if session.try_push(frames) {
+                    inner.cursor = commit.seq + 1;
+                    inner.skip = None;
+                    break;
+                }
+                drop(inner);
+                if !wait_for_room(&session).await {
+                    let inner = session.inner.lock().await;
+                    if inner.mode != Mode::CatchUp {
+                        return stop(inner);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sweep_loop(hub: Weak<Hub>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        hub.sweep();
+    }
+}
+
+async fn persist_loop(hub: Weak<Hub>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        if hub.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        if hub.dirty.load(Ordering::Acquire) {
+            hub.persist().await;
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Turns one commit into the SSE frames of one session: topic matching, the access check
+//! (listRule/viewRule plus the `filter` option), visibility, `expand` and `fields`.
+//!
+//! 1. Rules are checked in memory with `rules::eval` when they only touch the record and
+//!    `@request`; otherwise (relations, `@collection`, ...) with one SQL query that evaluates
+//!    the rule against the event's values placed in a one-row subquery aliased `main`, joined
+//!    with the current database. This works for deletes too, whose row is gone.
+//! 2. The JSON of an event is encoded once per distinct visibility (superuser or not, owner of
+//!    an auth record or not, `expand`/`fields` options, and the viewer for `expand`), shared by
+//!    every session through an [`EncodeCache`] that lives for one commit.
+//! 3. Frames of one commit are ordered by change, then by subscription; each carries the id
+//!    `<clientId>.<seq>.<part>` with `part = change_index * SUBSCRIPTIONS_MAX + topic_index`.
+
+use super::session::SessionInner;
+use super::sse;
+use super::topic::Topic;
+use super::SUBSCRIPTIONS_MAX;
+use crate::access::{self, Auth, RequestData, Where, MAIN};
+use crate::handlers::common::pick_fields;
+use crate::handlers::records::{present, viewer};
+use crate::model::record::{from_row, to_storage, visible_json};
+use crate::model::schema::Rule;
+use crate::model::{Collection, Schema};
+use crate::state::AppState;
+use axum::body::Bytes;
+use engine::{Change, Commit};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One record change of a commit, decoded once per commit.
+#[derive(Debug)]
+pub struct RecordEvent {
+    /// Index of the change inside the commit.
+    pub change_index: usize,
+    /// `create`, `update` or `delete`.
+    pub action: &'static str,
+    /// The collection (as the schema has it now).
+    pub collection: Arc<Collection>,
+    /// The full record JSON (hidden fields included): new values, or old ones for a delete.
+    pub record: Map<String, Value>,
+}
+
+/// Decodes the record changes of a commit against the current schema; changes of collections
+/// that no longer exist are dropped.
+pub fn record_events(schema: &Schema, commit: &Commit) -> Vec<RecordEvent> {
+    let mut out = Vec::new();
+    for (change_index, change) in commit.changes.iter().enumerate() {
+        let (action, collection_id, values) = match change {
+            Change::RecordCreated {
+                collection_id,
+                values,
+                ..
+            } => ("create", collection_id, values),
+            Change::RecordUpdated {
+                collection_id,
+                values,
+                ..
+            } => ("update", collection_id, values),
+            Change::RecordDeleted {
+                collection_id, old, ..
+            } => ("delete", collection_id, old),
+            _ => continue,
+        };
+        let Some(collection) = schema.find(collection_id) else {
+            continue;
+        };
+        let columns: Vec<String> = values.iter().map(|(name, _)| name.clone()).collect();
+        let row: Vec<engine::Value> = values.iter().map(|(_, value)| value.clone()).collect();
+        out.push(RecordEvent {
+            change_index,
+            action,
+            collection: Arc::clone(collection),
+            record: from_row(collection, &columns, &row),
+        });
+    }
+    out
+}
+
+/// Encoded event data shared between sessions, for one commit.
+#[derive(Debug, Default)]
+pub struct EncodeCache {
+    data: HashMap<EncodeKey, Arc<str>>,
+}
+
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct EncodeKey {
+    change_index: usize,
+    superuser: bool,
+    owner: bool,
+    expand: Option<String>,
+    fields: Option<String>,
+    /// Only set when `expand` is: expanded relations depend on the viewer's rules.
+    viewer: Option<(String, String)>,
+}
+
+/// Whether `auth` passes `rule` (plus an optional filter) for `record`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the inputs of one access decision"
+)]
+pub async fn allowed(
+    state: &Arc<AppState>,
+    schema: &Schema,
+    collection: &Arc<Collection>,
+    rule: &Rule,
+    filter: Option<&rules::Expr>,
+    record: &Map<String, Value>,
+    auth: &Option<Auth>,
+    data: &RequestData,
+) -> bool {
+    let superuser = access::is_superuser(auth);
+    let mut exprs: Vec<&rules::Expr> = Vec::new();
+    if !superuser {
+        match rule {
+            Rule::Locked => return false,
+            Rule::Open => {}
+            Rule::Expr(expr) => exprs.push(expr),
+        }
+    }
+    exprs.extend(filter);
+    if exprs.is_empty() {
+        return true;
+    }
+    let Some(info) = schema.info(&collection.id) else {
+        return false;
+    };
+    let request = access::request_info(auth, data);
+    for expr in exprs {
+        let passes = match rules::eval(expr, schema, info, record, &request) {
+            Ok(passes) => passes,
+            Err(rules::EvalError::NeedsDatabase) => {
+                sql_check(state, schema, collection, expr, record, &request).await
+            }
+            Err(_) => false,
+        };
+        if !passes {
+            return false;
+        }
+    }
+    true
+}
+
+/// Evaluates `expr` with SQLite against the record's values in a one-row subquery.
+async fn sql_check(
+    state: &Arc<AppState>,
+    schema: &Schema,
+    collection: &Collection,
+    expr: &rules::Expr,
+    record: &Map<String, Value>,
+    request: &rules::RequestInfo,
+) -> bool {
+    let mut clause = Where::default();
+    if clause
+        .add(schema, collection, expr, request, false)
+        .is_err()
+    {
+        return false;
+    }
+    let mut columns = Vec::new();
+    for (name, value) in to_storage(collection, record) {
+        let placeholder = clause.params.push(match value {
+            engine::Value::Null => rules::SqlValue::Null,
+            engine::Value::Int(int) => rules::SqlValue::Int(int),
+            engine::Value::Real(real) => rules::SqlValue::Real(real),
+            engine::Value::Text(text) => rules::SqlValue::Text(text),
+        });
+        columns.push(format!("{placeholder} AS {}", engine::quote_ident(&name)));
+    }
+    let sql = format!(
+        "SELECT 1 FROM (SELECT {}) {MAIN} {} {} LIMIT 1",
+        columns.join(", "),
+        clause.joins_sql(),
+        clause.where_sql()
+    );
+    let params = clause.engine_params();
+    match state.read(move |conn| conn.query(&sql, &params)).await {
+        Ok(rows) => !rows.rows.is_empty(),
+        Err(err) => {
+            tracing::warn!(error = %err.message, "realtime rule check failed; not delivering");
+            false
+        }
+    }
+}
+
+/// True when `topic` names `collection` (by id, or by name case-insensitively).
+fn topic_names(topic: &Topic, collection: &Collection) -> bool {
+    topic.collection == collection.id || topic.collection.eq_ignore_ascii_case(&collection.name)
+}
+
+/// Renders the frames of `events` (one commit at `seq`) for a session.
+pub async fn render(
+    state: &Arc<AppState>,
+    schema: &Schema,
+    client_id: &str,
+    inner: &SessionInner,
+    seq: engine::Seq,
+    events: &[RecordEvent],
+    cache: &mut EncodeCache,
+) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    if inner.subscriptions.is_empty() {
+        return frames;
+    }
+    for event in events {
+        for (topic_index, topic) in inner.subscriptions.iter().enumerate() {
+            if !topic.valid || !topic_names(topic, &event.collection) {
+                continue;
+            }
+            let record_id = event.record.get("id").and_then(Value::as_str).unwrap_or("");
+            if topic
+                .record_id
+                .as_deref()
+                .is_some_and(|wanted| wanted != record_id)
+            {
+                continue;
+            }
+            let part = (event.change_index * SUBSCRIPTIONS_MAX + topic_index) as u64;
+            if inner
+                .skip
+                .is_some_and(|(skip_seq, skip_part)| skip_seq == seq && part <= skip_part)
+            {
+                continue;
+            }
+            let filter = match &topic.filter {
+                None => None,
+                Some(Some(expr)) => Some(&**expr),
+                Some(None) => continue,
+            };
+            let rule = schema.rule(&event.collection.id, topic.rule_key());
+            let data = RequestData {
+                method: "GET".into(),
+                context: "realtime".into(),
+                body: Map::new(),
+                query: topic.query.clone(),
+                headers: topic.headers.clone(),
+            };
+            if !allowed(
+                state,
+                schema,
+                &event.collection,
+                &rule,
+                filter,
+                &event.record,
+                &inner.auth,
+                &data,
+            )
+            .await
+            {
+                continue;
+            }
+            let payload = encode(state, inner, event, topic, cache).await;
+            frames.push(sse::event_frame(
+                &format!("{client_id}.{seq}.{part}"),
+                &topic.raw,
+                &payload,
+            ));
+        }
+    }
+    frames
+}
+
+/// The `data` JSON of one event for one viewer, from the cache when possible.
+async fn encode(
+    state: &Arc<AppState>,
+    inner: &SessionInner,
+    event: &RecordEvent,
+    topic: &Topic,
+    cache: &mut EncodeCache,
+) -> Arc<str> {
+    let view = viewer(&inner.auth);
+    let owner = event.collection.is_auth()
+        && view.auth.is_some_and(|(collection_id, id)| {
+            collection_id == event.collection.id
+                && event.record.get("id").and_then(Value::as_str) == Some(id)
+        });
+    let key = EncodeKey {
+        change_index: event.change_index,
+        superuser: view.superuser,
+        owner,
+        expand: topic.expand.clone(),
+        fields: topic.fields.clone(),
+        viewer: topic.expand.as_ref().and_then(|_| {
+            inner
+                .auth
+                .as_ref()
+                .map(|auth| (auth.collection.id.clone(), auth.id().to_string()))
+        }),
+    };
+    if let Some(data) = cache.data.get(&key) {
+        return Arc::clone(data);
+    }
+    let record = match &topic.expand {
+        Some(expand) => present(
+            state,
+            &inner.auth,
+            &event.collection,
+            vec![event.record.clone()],
+            Some(expand),
+        )
+        .await
+        .ok()
+        .and_then(|mut items| items.pop())
+        .unwrap_or_else(|| Value::Object(visible_json(&event.collection, &event.record, view))),
+        None => Value::Object(visible_json(&event.collection, &event.record, view)),
+    };
+    let record = match &topic.fields {
+        Some(fields) => pick_fields(record, fields),
+        None => record,
+    };
+    let data: Arc<str> = Arc::from(json!({"record": record, "action": event.action}).to_string());
+    cache.data.insert(key, Arc::clone(&data));
+    data
+}
