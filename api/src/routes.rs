@@ -2,7 +2,7 @@
 //! (security headers, CORS, body limit, panic catching).
 
 use crate::error::ApiError;
-use crate::handlers::{auth, batch, collections, health, records, settings};
+use crate::handlers::{auth, auth_flows, batch, collections, health, records, settings};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -20,6 +20,7 @@ async fn fallback(method: Method) -> Response {
 }
 
 async fn security_headers(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -49,8 +50,17 @@ async fn security_headers(
         HeaderValue::from_static("same-origin"),
     );
     headers.insert("vary", HeaderValue::from_static("Origin"));
-    if origin.is_some() {
-        headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    let allowed = origin.as_ref().and_then(|origin| {
+        let origins = &state.options.origins;
+        if origins.iter().any(|o| o == "*") {
+            Some(HeaderValue::from_static("*"))
+        } else {
+            let text = origin.to_str().ok()?;
+            origins.iter().any(|o| o == text).then(|| origin.clone())
+        }
+    });
+    if let Some(allowed) = allowed {
+        headers.insert("access-control-allow-origin", allowed);
         if is_preflight {
             headers.insert(
                 "access-control-allow-methods",
@@ -107,6 +117,27 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/collections/{c}/auth-refresh",
             post(auth::auth_refresh),
         )
+        .route(
+            "/api/collections/{c}/request-verification",
+            post(auth_flows::request_verification),
+        )
+        .route(
+            "/api/collections/{c}/confirm-verification",
+            post(auth_flows::confirm_verification),
+        )
+        .route(
+            "/api/collections/{c}/request-password-reset",
+            post(auth_flows::request_password_reset),
+        )
+        .route(
+            "/api/collections/{c}/confirm-password-reset",
+            post(auth_flows::confirm_password_reset),
+        )
+        .route(
+            "/api/collections/{c}/impersonate/{id}",
+            post(auth_flows::impersonate),
+        )
+        .route("/api/files/token", post(auth_flows::files_token))
         .route("/api/batch", post(batch::batch))
         .route(
             "/api/settings",
@@ -119,6 +150,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            security_headers,
+        ))
         .with_state(state)
 }

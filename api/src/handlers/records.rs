@@ -1098,6 +1098,36 @@ pub async fn records_update(
     Ok(json_response(&query, items.remove(0)))
 }
 
+/// True when a (non-superuser) caller satisfies an auth collection's manageRule for the
+/// record `id`: such a caller may change email, verified and password without the old one.
+async fn passes_manage_rule(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: &Option<Auth>,
+    id: &str,
+) -> ApiResult<bool> {
+    if !collection.is_auth() || auth.is_none() {
+        return Ok(false);
+    }
+    let Rule::Expr(expr) = schema.rule(&collection.id, "manageRule") else {
+        return Ok(false);
+    };
+    let info = access::request_info(auth, &RequestData::default());
+    let mut clause = Where::default();
+    clause.add(schema, collection, &expr, &info, false)?;
+    clause.add_eq("id", SqlValue::Text(id.to_string()));
+    let sql = format!(
+        "SELECT 1 FROM {} {MAIN} {} {} LIMIT 1",
+        engine::quote_ident(&collection.name),
+        clause.joins_sql(),
+        clause.where_sql()
+    );
+    let params = clause.engine_params();
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    Ok(!rows.is_empty())
+}
+
 /// Checks and prepares an update off the writer thread (rule lock, old password, hashing).
 pub async fn prepare_update(
     state: &Arc<AppState>,
@@ -1115,7 +1145,8 @@ pub async fn prepare_update(
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
-    let manager = is_superuser(auth);
+    let manager =
+        is_superuser(auth) || passes_manage_rule(state, schema, collection, auth, id).await?;
     // A non-manager changing a password must prove the old one (checked before queueing:
     // argon2 is too expensive for the writer thread).
     if collection.is_auth() && !manager && body.get("password").is_some() {
