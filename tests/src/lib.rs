@@ -1,1 +1,2 @@
+//! Workspace-level tests of pocketlog: crash, tidy and robustness suites live in `tests/`.
 
