@@ -20,7 +20,8 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-fn auth_collection(state: &AppState, name: &str) -> ApiResult<Arc<Collection>> {
+/// The auth collection of an auth route (404 `Missing or invalid auth collection context.`).
+pub fn auth_collection(state: &AppState, name: &str) -> ApiResult<Arc<Collection>> {
     state
         .schema()
         .find(name)
@@ -32,7 +33,7 @@ fn auth_collection(state: &AppState, name: &str) -> ApiResult<Arc<Collection>> {
 }
 
 /// Builds `{"record":…,"token":…}` for a freshly authenticated record.
-async fn auth_response(
+pub async fn auth_response(
     state: &Arc<AppState>,
     collection: &Arc<Collection>,
     record: Map<String, Value>,

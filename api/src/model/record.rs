@@ -419,7 +419,8 @@ fn domain_of(text: &str) -> &str {
     text.rsplit('@').next().unwrap_or("")
 }
 
-fn is_email(text: &str) -> bool {
+/// PocketBase's (loose) email shape check: `local@domain.tld`.
+pub fn is_email(text: &str) -> bool {
     let Some((local, domain)) = text.split_once('@') else {
         return false;
     };
