@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 /// Deepest `expand` nesting.
 pub const EXPAND_DEPTH_MAX: usize = 6;
+/// Most distinct `expand` paths per request.
+pub const EXPAND_PATHS_MAX: usize = 16;
 /// Most back-relation records expanded per record.
 pub const BACK_RELATION_MAX: usize = 1000;
 
@@ -116,26 +118,29 @@ pub async fn present(
     records: Vec<Map<String, Value>>,
     expand: Option<&str>,
 ) -> ApiResult<Vec<Value>> {
-    let mut out = Vec::with_capacity(records.len());
     let schema = state.schema();
-    let expand_paths: Vec<String> = expand
-        .map(|e| {
-            e.split(',')
-                .map(|p| p.replace(' ', ""))
-                .filter(|p| !p.is_empty() && valid_expand_path(&schema, collection, p))
-                .collect()
-        })
-        .unwrap_or_default();
-    for mut record in records {
+    let mut expand_paths: Vec<String> = Vec::new();
+    for path in expand.unwrap_or("").split(',').map(|p| p.replace(' ', "")) {
+        if !path.is_empty()
+            && !expand_paths.contains(&path)
+            && expand_paths.len() < EXPAND_PATHS_MAX
+            && valid_expand_path(&schema, collection, &path)
+        {
+            expand_paths.push(path);
+        }
+    }
+    let expanded = if expand_paths.is_empty() {
+        vec![None; records.len()]
+    } else {
+        expand_records(state, auth, collection, &records, &expand_paths, 0).await?
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for (mut record, expansion) in records.into_iter().zip(expanded) {
         record.insert("collectionId".into(), json!(collection.id));
         record.insert("collectionName".into(), json!(collection.name));
         let mut visible = visible_json(collection, &record, viewer(auth));
-        if !expand_paths.is_empty() {
-            let expanded =
-                expand_record(state, auth, collection, &record, &expand_paths, 0).await?;
-            if let Some(expanded) = expanded {
-                visible.insert("expand".into(), Value::Object(expanded));
-            }
+        if let Some(expansion) = expansion {
+            visible.insert("expand".into(), Value::Object(expansion));
         }
         out.push(Value::Object(visible));
     }
@@ -184,18 +189,31 @@ pub fn viewer(auth: &Option<Auth>) -> Viewer<'_> {
     }
 }
 
-/// Expands the given paths of one record; `None` when no path was valid.
-fn expand_record<'a>(
+/// The ids a relation value holds.
+fn relation_ids(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Expands `paths` for a batch of records with one query per path segment (not per record);
+/// returns each record's `expand` object (`None` when no path was valid).
+fn expand_records<'a>(
     state: &'a Arc<AppState>,
     auth: &'a Option<Auth>,
     collection: &'a Arc<Collection>,
-    record: &'a Map<String, Value>,
+    records: &'a [Map<String, Value>],
     paths: &'a [String],
     depth: usize,
-) -> futures::future::BoxFuture<'a, ApiResult<Option<Map<String, Value>>>> {
+) -> futures::future::BoxFuture<'a, ApiResult<Vec<Option<Map<String, Value>>>>> {
     Box::pin(async move {
-        if depth >= EXPAND_DEPTH_MAX {
-            return Ok(None);
+        if depth >= EXPAND_DEPTH_MAX || records.is_empty() {
+            return Ok(vec![None; records.len()]);
         }
         let schema = state.schema();
         // Group paths by their first segment.
@@ -210,103 +228,136 @@ fn expand_record<'a>(
                 None => groups.push((head, rest.into_iter().collect())),
             }
         }
-        let mut out = Map::new();
+        let mut out: Vec<Map<String, Value>> = vec![Map::new(); records.len()];
         let mut any_valid = false;
         for (head, rests) in groups {
-            // Direct relation field.
             if let Some(field) = collection.field(&head).filter(|f| f.kind() == "relation") {
                 let Some(target) = schema.find(field.str_opt("collectionId")).cloned() else {
                     continue;
                 };
                 any_valid = true;
-                let ids: Vec<String> = match record.get(&head) {
-                    Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                if ids.is_empty() {
+                let mut all_ids: Vec<String> = Vec::new();
+                for record in records {
+                    for id in relation_ids(record.get(&head)) {
+                        if !all_ids.contains(&id) {
+                            all_ids.push(id);
+                        }
+                    }
+                }
+                if all_ids.is_empty() {
                     continue;
                 }
                 let related =
-                    load_visible_related(state, auth, &schema, &target, "id", &ids).await?;
-                let mut presented = Vec::new();
-                for id in &ids {
-                    if let Some(item) = related
-                        .iter()
-                        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
-                    {
+                    load_visible_related(state, auth, &schema, &target, "id", &all_ids).await?;
+                let nested = if rests.is_empty() {
+                    vec![None; related.len()]
+                } else {
+                    expand_records(state, auth, &target, &related, &rests, depth + 1).await?
+                };
+                let presented: Vec<(String, Value)> = related
+                    .iter()
+                    .zip(nested)
+                    .map(|(item, nested)| {
                         let mut visible = visible_json(&target, item, viewer(auth));
-                        if !rests.is_empty() {
-                            if let Some(nested) =
-                                expand_record(state, auth, &target, item, &rests, depth + 1).await?
-                            {
-                                visible.insert("expand".into(), Value::Object(nested));
-                            }
+                        if let Some(nested) = nested {
+                            visible.insert("expand".into(), Value::Object(nested));
                         }
-                        presented.push(Value::Object(visible));
+                        let id = item
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        (id, Value::Object(visible))
+                    })
+                    .collect();
+                for (record, expansion) in records.iter().zip(out.iter_mut()) {
+                    let items: Vec<Value> = relation_ids(record.get(&head))
+                        .iter()
+                        .filter_map(|id| {
+                            presented
+                                .iter()
+                                .find(|(pid, _)| pid == id)
+                                .map(|(_, v)| v.clone())
+                        })
+                        .collect();
+                    if field.is_multi() {
+                        if !items.is_empty() {
+                            expansion.insert(head.clone(), Value::Array(items));
+                        }
+                    } else if let Some(first) = items.into_iter().next() {
+                        expansion.insert(head.clone(), first);
                     }
-                }
-                if field.is_multi() {
-                    out.insert(head.clone(), Value::Array(presented));
-                } else if let Some(first) = presented.into_iter().next() {
-                    out.insert(head.clone(), first);
                 }
                 continue;
             }
             // Back relation `<collection>_via_<field>`.
-            if let Some((other, via)) = head.split_once("_via_") {
-                let Some(source) = schema.find(other).cloned() else {
-                    continue;
-                };
-                let Some(via_field) = source.field(via).filter(|f| f.kind() == "relation") else {
-                    continue;
-                };
-                let target_id = via_field.str_opt("collectionId");
-                if target_id != collection.id && target_id != collection.name {
-                    continue;
-                }
-                any_valid = true;
-                let id = record
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let related = load_back_related(
-                    state,
-                    auth,
-                    &schema,
-                    &source,
-                    via,
-                    via_field.is_multi(),
-                    &id,
-                )
-                .await?;
-                let mut presented = Vec::new();
-                for item in &related {
+            let Some((other, via)) = head.split_once("_via_") else {
+                continue;
+            };
+            let Some(source) = schema.find(other).cloned() else {
+                continue;
+            };
+            let Some(via_field) = source.field(via).filter(|f| f.kind() == "relation") else {
+                continue;
+            };
+            let target_id = via_field.str_opt("collectionId");
+            if target_id != collection.id && target_id != collection.name {
+                continue;
+            }
+            any_valid = true;
+            let ids: Vec<String> = records
+                .iter()
+                .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            let related = load_back_related(
+                state,
+                auth,
+                &schema,
+                &source,
+                via,
+                via_field.is_multi(),
+                &ids,
+            )
+            .await?;
+            let nested = if rests.is_empty() {
+                vec![None; related.len()]
+            } else {
+                expand_records(state, auth, &source, &related, &rests, depth + 1).await?
+            };
+            let presented: Vec<(Vec<String>, Value)> = related
+                .iter()
+                .zip(nested)
+                .map(|(item, nested)| {
                     let mut visible = visible_json(&source, item, viewer(auth));
-                    if !rests.is_empty() {
-                        if let Some(nested) =
-                            expand_record(state, auth, &source, item, &rests, depth + 1).await?
-                        {
-                            visible.insert("expand".into(), Value::Object(nested));
-                        }
+                    if let Some(nested) = nested {
+                        visible.insert("expand".into(), Value::Object(nested));
                     }
-                    presented.push(Value::Object(visible));
-                }
-                let unique = crate::model::collection::has_unique_index(&source.indexes(), via);
+                    (relation_ids(item.get(via)), Value::Object(visible))
+                })
+                .collect();
+            let unique = crate::model::collection::has_unique_index(&source.indexes(), via);
+            for (record, expansion) in records.iter().zip(out.iter_mut()) {
+                let id = record.get("id").and_then(Value::as_str).unwrap_or("");
+                let items: Vec<Value> = presented
+                    .iter()
+                    .filter(|(targets, _)| targets.iter().any(|t| t == id))
+                    .take(BACK_RELATION_MAX)
+                    .map(|(_, v)| v.clone())
+                    .collect();
                 if unique {
-                    if let Some(first) = presented.into_iter().next() {
-                        out.insert(head.clone(), first);
+                    if let Some(first) = items.into_iter().next() {
+                        expansion.insert(head.clone(), first);
                     }
-                } else if !presented.is_empty() {
-                    out.insert(head.clone(), Value::Array(presented));
+                } else if !items.is_empty() {
+                    expansion.insert(head.clone(), Value::Array(items));
                 }
             }
         }
-        Ok(if any_valid { Some(out) } else { None })
+        Ok(if any_valid {
+            out.into_iter().map(Some).collect()
+        } else {
+            vec![None; records.len()]
+        })
     })
 }
 
@@ -347,10 +398,10 @@ async fn load_back_related(
     source: &Arc<Collection>,
     via: &str,
     multi: bool,
-    id: &str,
+    ids: &[String],
 ) -> ApiResult<Vec<Map<String, Value>>> {
     let rule = schema.rule(&source.id, "viewRule");
-    if matches!(rule, Rule::Locked) && !is_superuser(auth) {
+    if (matches!(rule, Rule::Locked) && !is_superuser(auth)) || ids.is_empty() {
         return Ok(Vec::new());
     }
     let data = RequestData {
@@ -359,21 +410,19 @@ async fn load_back_related(
         ..RequestData::default()
     };
     let mut clause = build_where(schema, source, auth, Some(&rule), None, &data)?;
-    let placeholder = clause.params.push(rules::SqlValue::Text(id.to_string()));
+    let placeholders: Vec<String> = ids
+        .iter()
+        .map(|id| clause.params.push(rules::SqlValue::Text(id.clone())))
+        .collect();
+    let list = placeholders.join(",");
     let column = format!("{MAIN}.{}", engine::quote_ident(via));
     clause.conditions.push(if multi {
-        format!("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({column}) THEN {column} ELSE '[]' END) WHERE value = {placeholder})")
+        format!("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({column}) THEN {column} ELSE '[]' END) WHERE value IN ({list}))")
     } else {
-        format!("{column} = {placeholder}")
+        format!("{column} IN ({list})")
     });
-    query_records(
-        state,
-        source,
-        &clause,
-        "",
-        Some((BACK_RELATION_MAX as i64, 0)),
-    )
-    .await
+    let limit = (BACK_RELATION_MAX * ids.len()) as i64;
+    query_records(state, source, &clause, "", Some((limit, 0))).await
 }
 
 /// `GET /api/collections/{c}/records`
