@@ -72,6 +72,12 @@ pub struct EngineConfig {
     pub storage: Arc<dyn Storage>,
     /// Wall clock in ms since the epoch (replaceable in tests).
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Cut a snapshot in the background once this many commits were made since the last one
+    /// (None: not by count).
+    pub snapshot_every_commits: Option<u64>,
+    /// Cut a snapshot in the background when this much time passed since the last one and
+    /// there are new commits (None: not by time).
+    pub snapshot_every_ms: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +91,8 @@ impl Default for EngineConfig {
             hub_ring_commits: HUB_RING_COMMITS_DEFAULT,
             storage: Arc::new(FsStorage),
             clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
+            snapshot_every_commits: None,
+            snapshot_every_ms: None,
         }
     }
 }
@@ -184,6 +192,11 @@ struct Inner {
     log_reader: LogReader,
     pool: ReadPool,
     writer: Mutex<Option<JoinHandle<()>>>,
+    storage: Arc<dyn Storage>,
+    /// Serializes snapshots and compactions of this data dir.
+    maintenance: Mutex<()>,
+    /// Dropping the sender stops the periodic snapshot thread.
+    snapshotter: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
     _lock: File,
 }
 
@@ -274,10 +287,44 @@ impl Engine {
             .map_err(|err| Error::io("create dir", dir, err))?;
         let lock = lock_data_dir(dir)?;
         let db_path = dir.join(DATA_DB);
-        let mut conn = open_projection(&db_path)?;
-        let mut catalog = projection::load_catalog(&conn)?;
-        let applied = projection::last_applied(&conn)?;
         let log_dir = dir.join(LOG_DIR);
+        let snapshots_dir = crate::snapshot::snapshots_dir(dir);
+        let mut conn = open_projection(&db_path)?;
+        let mut applied = projection::last_applied(&conn)?;
+        // A compacted log starts at some seq F > 1: a projection older than F - 1 cannot be
+        // caught up from it and is replaced by the newest snapshot the log continues.
+        let log_first = crate::log::list_segments(config.storage.as_ref(), &log_dir)
+            .ok()
+            .and_then(|segments| segments.first().map(|(seq, _)| *seq))
+            .unwrap_or(1);
+        if log_first > applied + 1 {
+            let snapshots = crate::snapshot::list_snapshots(&snapshots_dir)?;
+            let (seq, path) = snapshots
+                .iter()
+                .rev()
+                .find(|(seq, _)| *seq >= log_first - 1)
+                .cloned()
+                .ok_or_else(|| Error::SeqUnavailable {
+                    seq: applied + 1,
+                    reason: format!(
+                        "the log starts at seq {log_first}, the projection is at seq {applied} \
+                         and {} has no snapshot at or after seq {}; restore from a backup",
+                        snapshots_dir.display(),
+                        log_first - 1
+                    ),
+                })?;
+            tracing::info!(
+                snapshot = seq,
+                projection = applied,
+                "the log starts after the projection; starting from a snapshot"
+            );
+            drop(conn);
+            remove_projection(&db_path)?;
+            crate::snapshot::copy_projection(&path, &db_path)?;
+            conn = open_projection(&db_path)?;
+            applied = projection::last_applied(&conn)?;
+        }
+        let mut catalog = projection::load_catalog(&conn)?;
         // Catch the projection up while the log is scanned: one transaction per batch.
         let mut pending: Vec<Commit> = Vec::new();
         let mut replayed = 0u64;
@@ -313,11 +360,17 @@ impl Engine {
             );
             drop(conn);
             remove_projection(&db_path)?;
+            let built = crate::snapshot::build_projection_at(
+                &log_reader,
+                &snapshots_dir,
+                log_last,
+                &db_path,
+                |_| {},
+            )?;
             conn = open_projection(&db_path)?;
-            catalog = Catalog::default();
-            replay_into(&conn, &mut catalog, &log_reader, 1, log_last, |_| {})?;
+            catalog = projection::load_catalog(&conn)?;
             report.rebuilt_projection = true;
-            report.replayed = log_last;
+            report.replayed = built.replayed;
         }
         if report.replayed > 0 {
             tracing::info!(
@@ -359,9 +412,15 @@ impl Engine {
                 log_reader,
                 pool,
                 writer: Mutex::new(Some(handle)),
+                storage: Arc::clone(&config.storage),
+                maintenance: Mutex::new(()),
+                snapshotter: Mutex::new(None),
                 _lock: lock,
             }),
         };
+        if config.snapshot_every_commits.is_some() || config.snapshot_every_ms.is_some() {
+            engine.start_snapshotter(config.snapshot_every_commits, config.snapshot_every_ms)?;
+        }
         Ok((engine, report))
     }
 
@@ -467,6 +526,78 @@ impl Engine {
         ))
     }
 
+    /// Cuts a snapshot of the projection now (`snapshots/snap-<seq>.db`) from a read
+    /// transaction; the writer goes on meanwhile. Returns the snapshot's seq and path.
+    pub fn snapshot(&self) -> Result<(Seq, PathBuf)> {
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        crate::snapshot::write_snapshot(
+            &self.inner.dir.join(DATA_DB),
+            &crate::snapshot::snapshots_dir(&self.inner.dir),
+        )
+    }
+
+    /// Copies the projection as it is now into the new file `target` (a consistent copy from
+    /// one read transaction; the writer goes on). Returns the copy's seq.
+    pub fn copy_projection(&self, target: &Path) -> Result<Seq> {
+        crate::snapshot::copy_projection(&self.inner.dir.join(DATA_DB), target)
+    }
+
+    /// Removes log history older than `retention` while serving: readers of older positions
+    /// get [`Error::SeqUnavailable`] from then on. See `compact.rs` for the crash-safe steps.
+    pub fn compact(
+        &self,
+        retention: crate::compact::Retention,
+    ) -> Result<crate::compact::CompactReport> {
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        let reader = self.inner.log_reader.clone();
+        crate::compact::compact_dir(
+            self.inner.storage.as_ref(),
+            &self.inner.dir,
+            &self.inner.log_reader,
+            retention,
+            &mut |cut| reader.forget_before(cut),
+            &mut |_| Ok(()),
+        )
+    }
+
+    fn start_snapshotter(&self, every_commits: Option<u64>, every_ms: Option<u64>) -> Result<()> {
+        let (stop, stopped) = sync_channel::<()>(1);
+        let weak = Arc::downgrade(&self.inner);
+        let snapshots =
+            crate::snapshot::list_snapshots(&crate::snapshot::snapshots_dir(&self.inner.dir))?;
+        let mut last_seq = snapshots.last().map_or(0, |(seq, _)| *seq);
+        let mut last_at = std::time::Instant::now();
+        let tick = std::time::Duration::from_millis(every_ms.unwrap_or(1000).clamp(10, 1000));
+        let handle = std::thread::Builder::new()
+            .name("pocketlog-snapshots".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(tick) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let engine = Engine { inner };
+                let published = engine.published_seq();
+                let by_count = every_commits.is_some_and(|n| published >= last_seq + n.max(1));
+                let by_time = every_ms.is_some_and(|ms| {
+                    published > last_seq && last_at.elapsed().as_millis() as u64 >= ms
+                });
+                if by_count || by_time {
+                    match engine.snapshot() {
+                        Ok((seq, path)) => {
+                            tracing::debug!(seq, path = %path.display(), "periodic snapshot");
+                            last_seq = seq;
+                        }
+                        Err(err) => tracing::warn!(error = %err, "periodic snapshot failed"),
+                    }
+                    last_at = std::time::Instant::now();
+                }
+            })
+            .map_err(|err| Error::io("spawn snapshot thread", &self.inner.dir, err))?;
+        *self.inner.snapshotter.lock().expect("snapshotter lock") = Some((stop, handle));
+        Ok(())
+    }
+
     /// The poison reason, if a write failed.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.poisoned.lock().expect("poison lock").clone()
@@ -474,6 +605,16 @@ impl Engine {
 
     /// Stops the writer after the queued jobs, and wakes subscribers. Idempotent.
     pub fn shutdown(&self) {
+        let snapshotter = self
+            .inner
+            .snapshotter
+            .lock()
+            .expect("snapshotter lock")
+            .take();
+        if let Some((stop, handle)) = snapshotter {
+            drop(stop);
+            let _ = handle.join();
+        }
         let _ = self.inner.sender.send(Message::Shutdown);
         if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
             let _ = handle.join();

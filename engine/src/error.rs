@@ -66,6 +66,13 @@ pub enum Error {
     /// A change refers to something that does not exist (unknown collection, ...).
     #[error("invalid change: {0}")]
     InvalidChange(String),
+    /// A restore or backup target that names no state of the log (a time before the first
+    /// commit, a malformed position, ...).
+    #[error("invalid restore point: {0}")]
+    InvalidTarget(String),
+    /// A backup archive that is damaged, of an unknown format, or holds unsafe entries.
+    #[error("bad backup archive: {0}")]
+    BadArchive(String),
     /// A requested log position is no longer (or not yet) in the log.
     #[error("position {seq} is not available: {reason}")]
     SeqUnavailable {
@@ -74,6 +81,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+/// Extra variants used by snapshots, restores and archives.
+impl Error {
+    /// A restore target (position or time) that names no state of the log.
+    pub fn invalid_target(reason: impl Into<String>) -> Self {
+        Error::InvalidTarget(reason.into())
+    }
 }
 
 /// Result with [`Error`].

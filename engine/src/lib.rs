@@ -8,21 +8,31 @@
 
 #![warn(missing_docs)]
 
+mod backup;
 mod codec;
 mod commit;
+mod compact;
 mod engine;
 mod error;
 mod frame;
 mod log;
 mod projection;
+mod snapshot;
 mod storage;
 mod subscribe;
 pub mod testing;
 mod value;
 mod writer;
 
+pub use backup::{
+    apply_staged_restore, read_manifest, resolve_target, restore_archive, restore_dir,
+    stage_restore, unpack_archive, write_backup, At, BackupReport, Manifest, ManifestFile,
+    Progress, RestoreOptions, RestoreReport, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME,
+    PENDING_RESTORE,
+};
 pub use codec::{decode_commit, encode_commit, DecodeError, PAYLOAD_VERSION};
 pub use commit::{Actor, Change, CollectionDef, ColumnDef, Commit, Seq};
+pub use compact::{compact_dir, retained_from, CompactReport, CompactStep, Retention};
 pub use engine::{
     apply_commits, open_projection, replay_into, Engine, EngineConfig, Failure, Outcome, ReadConn,
     SyncPolicy, DATA_DB, LOCK_FILE, LOG_DIR, REPLAY_BATCH_COMMITS,
@@ -30,11 +40,15 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
 pub use log::{
-    parse_segment_name, scan_log_dir, segment_name, LogReader, RecoveryReport, TornTail,
-    SEGMENT_HEADER_LEN,
+    parse_segment_name, scan_log_dir, segment_name, write_log_range, LogReader, RecoveryReport,
+    TornTail, SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_HEADER_LEN,
 };
 pub use projection::{
     apply_commit, dump, last_applied, load_catalog, quote_ident, register_functions, Catalog,
+};
+pub use snapshot::{
+    base_snapshot, build_projection_at, copy_projection, list_snapshots, parse_snapshot_name,
+    snapshot_name, snapshots_dir, write_snapshot, BuildReport, SNAPSHOT_DIR,
 };
 pub use storage::{AppendFile, FsStorage, Storage};
 pub use subscribe::Subscription;

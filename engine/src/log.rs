@@ -577,6 +577,23 @@ impl LogReader {
                 reason: format!("the log starts at {first} (older history was compacted)"),
             });
         }
+        match self.read_from_inner(from, last, limit) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && from < self.first_seq() =>
+            {
+                Err(Error::SeqUnavailable {
+                    seq: from,
+                    reason: format!(
+                        "the log starts at {} (older history was compacted)",
+                        self.first_seq()
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn read_from_inner(&self, from: Seq, last: Seq, limit: usize) -> Result<Vec<Commit>> {
         let mut out = Vec::new();
         let mut next = from;
         while out.len() < limit && next <= last {
@@ -680,6 +697,74 @@ impl LogReader {
             }
         }
     }
+}
+
+impl LogReader {
+    /// Drops the segments before `cut` from the index (compaction, before their files go):
+    /// later reads of older seqs get [`Error::SeqUnavailable`].
+    pub(crate) fn forget_before(&self, cut: Seq) {
+        let mut segments = self.shared.segments.write().expect("log index lock");
+        let keep_from = segments
+            .iter()
+            .rposition(|info| info.seq_first <= cut)
+            .unwrap_or(0);
+        segments.drain(..keep_from);
+    }
+}
+
+/// Writes commits `[from, to]` of `reader` as fresh segments into the empty directory
+/// `log_dir` (rolling at `segment_bytes_max`), byte-identical frames with the same seqs. When
+/// the range is empty, writes one empty segment starting at `from`, so a log copied "up to
+/// seq N" continues at N + 1. Every file is fsynced, then the directory.
+pub fn write_log_range(
+    storage: &dyn Storage,
+    reader: &LogReader,
+    from: Seq,
+    to: Seq,
+    log_dir: &Path,
+    segment_bytes_max: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<()> {
+    storage
+        .create_dir_all(log_dir)
+        .map_err(|err| Error::io("create dir", log_dir, err))?;
+    let write_segment = |seq_first: Seq, bytes: &[u8]| -> Result<()> {
+        let path = join(log_dir, &segment_name(seq_first));
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        storage
+            .write_new(&tmp, bytes)
+            .map_err(|err| Error::io("write segment", &tmp, err))?;
+        storage
+            .rename(&tmp, &path)
+            .map_err(|err| Error::io("rename", &path, err))
+    };
+    let mut buf: Vec<u8> = segment_header(from).to_vec();
+    let mut seq_first = from;
+    let mut next = from;
+    while next <= to {
+        let limit = ((to - next + 1) as usize).min(4096);
+        let commits = reader.read_from(next, limit)?;
+        if commits.is_empty() {
+            return Err(Error::SeqUnavailable {
+                seq: next,
+                reason: format!("the log ends at seq {}", reader.last_seq()),
+            });
+        }
+        for commit in &commits {
+            if buf.len() as u64 >= segment_bytes_max && buf.len() > SEGMENT_HEADER_LEN {
+                write_segment(seq_first, &buf)?;
+                seq_first = commit.seq;
+                buf = segment_header(seq_first).to_vec();
+            }
+            encode_frame(&encode_commit(commit), &mut buf);
+        }
+        next = commits.last().map_or(next, |commit| commit.seq + 1);
+        progress(commits.len() as u64);
+    }
+    write_segment(seq_first, &buf)?;
+    storage
+        .sync_dir(log_dir)
+        .map_err(|err| Error::io("fsync dir", log_dir, err))
 }
 
 /// Verifies a log directory without opening it for writing (no torn-tail repair).
