@@ -2,7 +2,9 @@
 //! (security headers, CORS, body limit, panic catching).
 
 use crate::error::ApiError;
-use crate::handlers::{auth, auth_flows, batch, collections, health, records, settings};
+use crate::handlers::{
+    auth, auth_flows, batch, collections, collections_extra, health, records, settings,
+};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -93,6 +95,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(collections::collections_view)
                 .patch(collections::collections_update)
                 .delete(collections::collections_delete),
+        )
+        .route(
+            "/api/collections/import",
+            axum::routing::put(collections_extra::collections_import),
+        )
+        .route(
+            "/api/collections/meta/scaffolds",
+            get(collections_extra::collections_scaffolds),
         )
         .route(
             "/api/collections/{c}/truncate",

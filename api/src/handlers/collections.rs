@@ -253,7 +253,8 @@ fn merge_body(collection: &mut Collection, body: &Map<String, Value>) -> ApiResu
     Ok(())
 }
 
-fn stage_collection(
+/// Stages a collection create/update; SQLite errors become index/viewQuery field errors.
+pub fn stage_collection(
     tx: &mut Tx<'_>,
     collection: &Collection,
     created: bool,
@@ -285,16 +286,9 @@ fn stage_collection(
     })
 }
 
-/// `POST /api/collections`
-pub async fn collections_create(
-    State(state): State<Arc<AppState>>,
-    QueryExtract(query): QueryExtract<Query>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<Response> {
-    const FAILED: &str = "Failed to create collection.";
-    let auth = require_superuser(&state, &headers).await?;
-    let body = parse_body(&headers, &bytes)?;
+/// Builds a new collection from a create body: defaults, the body merged in, system fields,
+/// auth indexes and secrets. Validation against the other collections is the caller's.
+pub fn new_collection(body: &Map<String, Value>) -> ApiResult<Collection> {
     let kind = match body.get("type") {
         None => "base".to_string(),
         Some(Value::String(kind)) => kind.clone(),
@@ -338,7 +332,7 @@ pub async fn collections_create(
     }
     collection.rest.insert("indexes".into(), json!([]));
     collection.rest.insert("system".into(), json!(false));
-    merge_body(&mut collection, &body)?;
+    merge_body(&mut collection, body)?;
     if collection.is_view() {
         for key in ["createRule", "updateRule", "deleteRule"] {
             collection.rest.insert(key.into(), Value::Null);
@@ -349,6 +343,20 @@ pub async fn collections_create(
         add_auth_indexes(&mut collection);
     }
     ensure_secrets(&mut collection);
+    Ok(collection)
+}
+
+/// `POST /api/collections`
+pub async fn collections_create(
+    State(state): State<Arc<AppState>>,
+    QueryExtract(query): QueryExtract<Query>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    const FAILED: &str = "Failed to create collection.";
+    let auth = require_superuser(&state, &headers).await?;
+    let body = parse_body(&headers, &bytes)?;
+    let mut collection = new_collection(&body)?;
     let schema = state.schema();
     let others: Vec<&Collection> = schema.collections.iter().map(|c| c.as_ref()).collect();
     collection.validate(FAILED, &others)?;
@@ -388,7 +396,11 @@ fn add_auth_indexes(collection: &mut Collection) {
 }
 
 /// Derives a view collection's fields from its query's columns.
-fn derive_view_fields(tx: &Tx<'_>, collection: &mut Collection, message: &str) -> ApiResult<()> {
+pub fn derive_view_fields(
+    tx: &Tx<'_>,
+    collection: &mut Collection,
+    message: &str,
+) -> ApiResult<()> {
     let query = collection
         .rest
         .get("viewQuery")
@@ -469,21 +481,16 @@ fn derive_view_fields(tx: &Tx<'_>, collection: &mut Collection, message: &str) -
     Ok(())
 }
 
-/// `PATCH /api/collections/{c}`
-pub async fn collections_update(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    QueryExtract(query): QueryExtract<Query>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<Response> {
-    const FAILED: &str = "Failed to update collection.";
-    let auth = require_superuser(&state, &headers).await?;
-    let body = parse_body(&headers, &bytes)?;
-    let schema = state.schema();
-    let existing = find(&schema, &name)?;
-    let mut collection = (*existing).clone();
-    merge_body(&mut collection, &body)?;
+/// Applies an update body to a copy of `existing` (partial merge, `fields` replaced, system
+/// fields and auth indexes ensured, auth secret rotated when `authRule` changes). Validation
+/// against the other collections is the caller's.
+pub fn updated_collection(
+    existing: &Collection,
+    body: &Map<String, Value>,
+    message: &str,
+) -> ApiResult<Collection> {
+    let mut collection = existing.clone();
+    merge_body(&mut collection, body)?;
     if let Some(kind) = body.get("type").and_then(Value::as_str) {
         if kind != existing.kind {
             let mut errors = crate::error::FieldErrors::default();
@@ -493,7 +500,7 @@ pub async fn collections_update(
                 "Collection type cannot be changed.",
                 None,
             );
-            return Err(errors.into_error(FAILED));
+            return Err(errors.into_error(message));
         }
     }
     collection.ensure_system_fields();
@@ -509,6 +516,23 @@ pub async fn collections_update(
             }
         }
     }
+    Ok(collection)
+}
+
+/// `PATCH /api/collections/{c}`
+pub async fn collections_update(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    QueryExtract(query): QueryExtract<Query>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    const FAILED: &str = "Failed to update collection.";
+    let auth = require_superuser(&state, &headers).await?;
+    let body = parse_body(&headers, &bytes)?;
+    let schema = state.schema();
+    let existing = find(&schema, &name)?;
+    let mut collection = updated_collection(&existing, &body, FAILED)?;
     let others: Vec<&Collection> = schema.collections.iter().map(|c| c.as_ref()).collect();
     collection.validate(FAILED, &others)?;
     let outcome = state

@@ -5,6 +5,7 @@ pub mod auth_flows;
 pub mod batch;
 pub mod changes;
 pub mod collections;
+pub mod collections_extra;
 pub mod common;
 pub mod health;
 pub mod realtime;
