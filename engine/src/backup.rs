@@ -710,6 +710,13 @@ pub fn unpack_archive(
         .metadata()
         .map_err(|err| Error::io("stat", archive, err))?
         .len();
+    let mut magic = [0u8; 2];
+    if (&file).read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b] {
+        return Err(bad(
+            "it is gzip-compressed; this build reads plain tar archives (gunzip it first)",
+        ));
+    }
+    let file = std::fs::File::open(archive).map_err(|err| Error::io("open", archive, err))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; TAR_BLOCK];
     let mut manifest: Option<Manifest> = None;
@@ -722,11 +729,6 @@ pub fn unpack_archive(
                 return Err(bad(format!("truncated at byte {offset} (no end marker)")))
             }
             Err(err) => return Err(Error::io("read", archive, err)),
-        }
-        if offset == 0 && header[..2] == [0x1f, 0x8b] {
-            return Err(bad(
-                "it is gzip-compressed; this build reads plain tar archives (gunzip it first)",
-            ));
         }
         offset += TAR_BLOCK as u64;
         if header.iter().all(|byte| *byte == 0) {
