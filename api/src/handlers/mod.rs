@@ -1,6 +1,7 @@
 //! HTTP handlers, one file per resource.
 
 pub mod auth;
+pub mod changes;
 pub mod auth_flows;
 pub mod batch;
 pub mod changes;

@@ -147,7 +147,7 @@ pub async fn realtime_subscribe(
     let auth = access::authenticate(&state, &headers).await;
     state
         .realtime
-        .set_subscriptions(&client_id, auth, subscriptions)
+        .set_subscriptions(&client_id, auth, subscriptions, state.engine.last_seq() + 1)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

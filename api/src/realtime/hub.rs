@@ -91,6 +91,7 @@ pub struct Hub {
     started: tokio::sync::OnceCell<()>,
     shutting_down: AtomicBool,
     dirty: AtomicBool,
+    catch_ups: std::sync::atomic::AtomicU64,
     sessions_file: RwLock<Option<PathBuf>>,
 }
 
@@ -141,6 +142,7 @@ impl Hub {
             started: tokio::sync::OnceCell::new(),
             shutting_down: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
+            catch_ups: std::sync::atomic::AtomicU64::new(0),
             sessions_file: RwLock::new(None),
         }
     }
@@ -162,6 +164,11 @@ impl Hub {
     /// Number of sessions (connected and parked).
     pub fn session_count(&self) -> usize {
         self.sessions.read().expect("sessions lock").len()
+    }
+
+    /// How many catch-up tasks were started (slow readers and resumes), for metrics/tests.
+    pub fn catch_ups_started(&self) -> u64 {
+        self.catch_ups.load(Ordering::Relaxed)
     }
 
     fn snapshot(&self) -> Vec<Arc<Session>> {
@@ -295,7 +302,7 @@ impl Hub {
             None => (inner.connect_seq, None),
         };
         if token.position.is_none() {
-            skip = inner.skip.filter(|(seq, _)| *seq == cursor);
+            skip = inner.connect_skip;
         }
         let mut first = vec![sse::connect_frame(
             &session.id,
@@ -319,6 +326,7 @@ impl Hub {
         inner.cursor = cursor;
         inner.skip = skip;
         inner.connect_seq = cursor;
+        inner.connect_skip = skip;
         inner.mode = Mode::CatchUp;
         session.attach(generation, first);
         self.spawn_catch_up(state, &session, &mut inner);
@@ -362,6 +370,7 @@ impl Hub {
             return;
         }
         inner.catch_up_running = true;
+        self.catch_ups.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(catch_up(Arc::clone(state), Arc::clone(session)));
     }
 
@@ -425,7 +434,8 @@ impl Hub {
         }
     }
 
-    /// Replaces a connected session's subscriptions and binds the POST's auth.
+    /// Replaces a connected session's subscriptions and binds the POST's auth. The new set
+    /// applies to commits from `switch_seq` on (the first seq not yet acknowledged).
     ///
     /// Errors: 404 for an unknown or disconnected client, 403 when the auth differs from the
     /// one already bound (allowed: guest→guest, guest→user, user→same user).
@@ -434,6 +444,7 @@ impl Hub {
         client_id: &str,
         auth: Option<Auth>,
         subscriptions: Vec<String>,
+        switch_seq: Seq,
     ) -> Result<(), ApiError> {
         let missing = || ApiError::new(StatusCode::NOT_FOUND, "Missing or invalid client id.");
         let session = self.session(client_id).ok_or_else(missing)?;
@@ -456,7 +467,9 @@ impl Hub {
         if auth.is_some() {
             inner.auth = auth;
         }
-        inner.subscriptions = Arc::new(subscriptions.iter().map(|s| topic::parse(s)).collect());
+        let topics = Arc::new(subscriptions.iter().map(|s| topic::parse(s)).collect());
+        let old = std::mem::replace(&mut inner.subscriptions, topics);
+        inner.previous = (inner.cursor < switch_seq).then_some((old, switch_seq));
         drop(inner);
         self.mark_dirty();
         Ok(())
@@ -499,7 +512,7 @@ impl Hub {
                     token_key_hash: token_key_hash(&auth.record),
                 }),
                 connect_seq: inner.connect_seq,
-                connect_skip: inner.skip.filter(|(seq, _)| *seq == inner.connect_seq),
+                connect_skip: inner.connect_skip,
             });
         }
         let file = PersistedFile {
@@ -558,7 +571,7 @@ impl Hub {
                         .map(|s| topic::parse(s))
                         .collect(),
                 );
-                inner.skip = persisted.connect_skip;
+                inner.connect_skip = persisted.connect_skip;
             }
             self.sessions
                 .write()

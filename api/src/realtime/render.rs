@@ -199,11 +199,12 @@ pub async fn render(
     cache: &mut EncodeCache,
 ) -> Vec<Bytes> {
     let mut frames = Vec::new();
-    if inner.subscriptions.is_empty() {
+    let subscriptions = inner.subscriptions_at(seq);
+    if subscriptions.is_empty() {
         return frames;
     }
     for event in events {
-        for (topic_index, topic) in inner.subscriptions.iter().enumerate() {
+        for (topic_index, topic) in subscriptions.iter().enumerate() {
             if !topic.valid || !topic_names(topic, &event.collection) {
                 continue;
             }

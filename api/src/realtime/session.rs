@@ -36,6 +36,10 @@ pub enum Mode {
 pub struct SessionInner {
     /// The subscription set (replaced as a whole by `POST /api/realtime`).
     pub subscriptions: Arc<Vec<Topic>>,
+    /// The set replaced by the last POST and the seq from which `subscriptions` apply:
+    /// commits acknowledged before the POST are still rendered with the set they were
+    /// committed under.
+    pub previous: Option<(Arc<Vec<Topic>>, Seq)>,
     /// The auth bound by the POSTs (`None` = guest).
     pub auth: Option<Auth>,
     /// How commits reach the session.
@@ -46,6 +50,8 @@ pub struct SessionInner {
     /// The cursor when the current stream started: where a resume that names no event
     /// position starts again.
     pub connect_seq: Seq,
+    /// The `skip` that applied when the current stream started.
+    pub connect_skip: Option<(Seq, u64)>,
     /// Frames of commit `.0` with a part number `<= .1` were already received by the client
     /// (resume from the middle of a multi-event commit).
     pub skip: Option<(Seq, u64)>,
@@ -53,6 +59,16 @@ pub struct SessionInner {
     pub catch_up_running: bool,
     /// Bumped on every (re)connection.
     pub generation: u64,
+}
+
+impl SessionInner {
+    /// The subscription set that applies to commit `seq`.
+    pub fn subscriptions_at(&self, seq: Seq) -> &Arc<Vec<Topic>> {
+        match &self.previous {
+            Some((previous, switch_seq)) if seq < *switch_seq => previous,
+            _ => &self.subscriptions,
+        }
+    }
 }
 
 /// The frames waiting for the stream.
@@ -107,10 +123,12 @@ impl Session {
             id,
             inner: tokio::sync::Mutex::new(SessionInner {
                 subscriptions: Arc::new(Vec::new()),
+                previous: None,
                 auth: None,
                 mode,
                 cursor,
                 connect_seq: cursor,
+                connect_skip: None,
                 skip: None,
                 catch_up_running: false,
                 generation: 0,
