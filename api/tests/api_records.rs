@@ -184,9 +184,34 @@ async fn rules_decide_statuses() {
                 .expect(&[r#""id":{"code":"validation_pk_change","message":"The record primary key cannot be changed."}"#]),
             scenario("delete: author ok", "DELETE", &msg, 204).auth(&f.alice_token),
             scenario("view: after delete", "GET", &msg, 404).auth(&f.alice_token),
-            scenario("delete: last superuser", "DELETE", "/api/collections/_superusers/records/x", 404)
+            scenario("delete: unknown superuser id", "DELETE", "/api/collections/_superusers/records/x", 404)
                 .auth(&admin),
         ])
+        .await;
+    let superusers = server
+        .json(
+            "GET",
+            "/api/collections/_superusers/records",
+            Value::Null,
+            Some(&admin),
+            200,
+        )
+        .await;
+    let admin_id = superusers["items"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    server
+        .run(&[scenario(
+            "delete: the only superuser",
+            "DELETE",
+            &format!("/api/collections/_superusers/records/{admin_id}"),
+            400,
+        )
+        .auth(&admin)
+        .expect(&[
+            r#"{"data":{},"message":"You can't delete the only existing superuser.","status":400}"#,
+        ])])
         .await;
 }
 
