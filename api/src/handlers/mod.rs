@@ -1,9 +1,9 @@
 //! HTTP handlers, one file per resource.
 
 pub mod auth;
-pub mod changes;
 pub mod auth_flows;
 pub mod batch;
+pub mod changes;
 pub mod collections;
 pub mod collections_extra;
 pub mod common;
