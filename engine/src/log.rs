@@ -700,6 +700,14 @@ impl LogReader {
 }
 
 impl LogReader {
+    /// The directory holding the segments (None for a log with no segment yet).
+    pub fn log_dir(&self) -> Option<PathBuf> {
+        let segments = self.shared.segments.read().expect("log index lock");
+        segments
+            .first()
+            .and_then(|info| info.path.parent().map(Path::to_path_buf))
+    }
+
     /// Drops the segments before `cut` from the index (compaction, before their files go):
     /// later reads of older seqs get [`Error::SeqUnavailable`].
     pub(crate) fn forget_before(&self, cut: Seq) {

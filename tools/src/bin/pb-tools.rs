@@ -1,4 +1,5 @@
-//! `pb-tools`: offline tools for a pocketlog data dir (verify, replay, inspect, bench-engine).
+//! `pb-tools`: tools for a pocketlog data dir (verify, replay, inspect, restore, backup,
+//! compact, bench-engine, bench-backup).
 //!
 //! This file only parses arguments, dispatches to `cmd/*.rs` and maps the result to an exit
 //! code; it never does the work itself.
@@ -46,6 +47,22 @@ enum Command {
     /// and print one JSON line per scenario.
     #[command(after_help = EXIT_CODES)]
     BenchEngine(cmd::bench::Args),
+    /// Build a new data dir at a point in time (a seq or an RFC 3339 time), from a data dir
+    /// (--dir; safe while a server runs) or a backup archive (--from).
+    #[command(after_help = EXIT_CODES)]
+    Restore(cmd::restore::Args),
+    /// Write a self-contained backup archive (tar with a manifest, the log range and
+    /// snapshots) of a data dir at a point in time; never blocks a running server's writes.
+    #[command(after_help = EXIT_CODES)]
+    Backup(cmd::backup::Args),
+    /// Take a snapshot and remove log history older than the retention window (whole
+    /// segments). Needs the data dir lock (stop the server first).
+    #[command(after_help = EXIT_CODES)]
+    Compact(cmd::compact::Args),
+    /// Measure backup and point-in-time restore rates and create latency during a backup,
+    /// one JSON line per scenario.
+    #[command(after_help = EXIT_CODES)]
+    BenchBackup(cmd::bench_backup::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +79,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => cmd::replay::run(&args).map(|()| cmd::Verdict::Sound),
         Command::Inspect(args) => cmd::inspect::run(&args).map(|()| cmd::Verdict::Sound),
         Command::BenchEngine(args) => cmd::bench::run(&args).map(|()| cmd::Verdict::Sound),
+        Command::Restore(args) => cmd::restore::run(&args).map(|()| cmd::Verdict::Sound),
+        Command::Backup(args) => cmd::backup::run(&args).map(|()| cmd::Verdict::Sound),
+        Command::Compact(args) => cmd::compact::run(&args).map(|()| cmd::Verdict::Sound),
+        Command::BenchBackup(args) => cmd::bench_backup::run(&args).map(|()| cmd::Verdict::Sound),
     };
     match result {
         Ok(cmd::Verdict::Sound) => ExitCode::SUCCESS,

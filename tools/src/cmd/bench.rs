@@ -24,7 +24,7 @@ pub struct Args {
     pub dir: Option<PathBuf>,
 }
 
-fn bench_def() -> CollectionDef {
+pub(crate) fn bench_def() -> CollectionDef {
     let column = |name: &str, decl: &str| ColumnDef {
         id: format!("f_{name}"),
         name: name.into(),
@@ -46,7 +46,7 @@ fn bench_def() -> CollectionDef {
     }
 }
 
-fn insert(engine: &Engine, id: String, n: i64) -> Result<()> {
+pub(crate) fn insert(engine: &Engine, id: String, n: i64) -> Result<()> {
     engine
         .execute(Actor::Guest, move |tx| {
             let created = tx.timestamp_ms();

@@ -3,9 +3,13 @@
 //! 1. Commands return `anyhow::Result`; every I/O carries a context naming the path.
 //! 2. Commands never call `std::process::exit`; the binary maps results to exit codes.
 
+pub mod backup;
 pub mod bench;
+pub mod bench_backup;
+pub mod compact;
 pub mod inspect;
 pub mod replay;
+pub mod restore;
 pub mod verify;
 
 use anyhow::{bail, Context, Result};
@@ -47,6 +51,51 @@ pub fn rfc3339(timestamp_ms: i64) -> String {
         .unwrap_or_else(|| format!("invalid-timestamp({timestamp_ms})"))
 }
 
+/// A progress bar that follows an engine operation's phases.
+pub fn phase_bar() -> (indicatif::ProgressBar, impl FnMut(engine::Progress)) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>9} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("the progress template is valid"),
+    );
+    let handle = bar.clone();
+    let update = move |progress: engine::Progress| {
+        if handle.message() != progress.phase {
+            handle.set_message(progress.phase);
+            handle.reset();
+        }
+        handle.set_length(progress.total);
+        handle.set_position(progress.done);
+    };
+    (bar, update)
+}
+
+/// Parses a duration such as `30d`, `12h`, `15m`, `45s` or `500ms` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration such as 7d, 12h, 30m or 45s"))?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        other => bail!("unknown duration unit {other:?} in {text:?} (use ms, s, m, h, d or w)"),
+    };
+    number
+        .checked_mul(factor)
+        .with_context(|| format!("duration {text:?} is too large"))
+}
+
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
@@ -59,47 +108,34 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Replays log commits `[1, last]` (stopping early at the first commit newer than `until_ms`)
+/// Replays log commits `[1, last]` (stopping early at the last commit at or before `until_ms`)
 /// into a fresh projection at `out`, calling `progress` per batch. Returns (last applied seq,
-/// commits applied).
+/// commits applied). A compacted log (first seq > 1) starts from the snapshot at or after its
+/// start (`snapshots/` beside `log/`); an uncompacted one is always replayed from seq 1, so
+/// `verify` never trusts a snapshot it does not need.
 pub fn replay_to_file(
     reader: &engine::LogReader,
     out: &Path,
     last: engine::Seq,
     until_ms: Option<i64>,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<(engine::Seq, u64)> {
-    let conn = engine::open_projection(out)
-        .with_context(|| format!("cannot create projection {}", out.display()))?;
-    let mut catalog = engine::Catalog::default();
-    let mut next = 1;
-    let mut applied = 0u64;
-    let mut last_applied = 0;
-    while next <= last {
-        let limit = ((last - next + 1) as usize).min(engine::REPLAY_BATCH_COMMITS);
-        let mut commits = reader
-            .read_from(next, limit)
-            .with_context(|| format!("cannot read the log at seq {next}"))?;
-        if commits.is_empty() {
-            break;
-        }
-        let mut stop = false;
-        if let Some(until) = until_ms {
-            if let Some(cut) = commits.iter().position(|c| c.timestamp_ms > until) {
-                commits.truncate(cut);
-                stop = true;
-            }
-        }
-        if let Some(end) = commits.last() {
-            last_applied = engine::apply_commits(&conn, &mut catalog, &commits)
-                .with_context(|| format!("cannot apply commits up to seq {}", end.seq))?;
-            applied += commits.len() as u64;
-            progress(commits.len() as u64);
-            next = last_applied + 1;
-        }
-        if stop || commits.is_empty() {
-            break;
-        }
-    }
-    Ok((last_applied, applied))
+    let target = match until_ms {
+        Some(time_ms) => match engine::resolve_target(reader, engine::At::TimeMs(time_ms)) {
+            Ok(seq) => seq.min(last),
+            Err(engine::Error::InvalidTarget(_)) if reader.first_seq() == 1 => 0,
+            Err(err) => return Err(err).context("cannot resolve the time"),
+        },
+        None => last,
+    };
+    let snapshots = match reader.log_dir() {
+        Some(log) if reader.first_seq() > 1 => engine::snapshots_dir(
+            log.parent()
+                .context("the log directory has no parent data dir")?,
+        ),
+        _ => PathBuf::from("/nonexistent-no-snapshots-needed"),
+    };
+    let report = engine::build_projection_at(reader, &snapshots, target, out, progress)
+        .with_context(|| format!("cannot build the projection up to seq {target}"))?;
+    Ok((report.seq, report.replayed))
 }
