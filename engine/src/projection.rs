@@ -66,7 +66,8 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
 pub fn register_functions(conn: &Connection) -> Result<()> {
     use rusqlite::functions::FunctionFlags;
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    let unary: [(&str, fn(f64) -> f64); 5] = [
+    type Unary = fn(f64) -> f64;
+    let unary: [(&str, Unary); 5] = [
         ("sqrt", f64::sqrt),
         ("sin", f64::sin),
         ("cos", f64::cos),
