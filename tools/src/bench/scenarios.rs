@@ -1,0 +1,507 @@
+//! The schema the benchmark sets up (as a superuser, through the public API) and the scenarios.
+//!
+//! Collections (created when missing, so a second run against the same server reuses them):
+//! - `bench_pub`: public createRule `""`; the create scenarios write here.
+//! - `bench_owned`: createRule `@request.auth.id != "" && user = @request.auth.id`.
+//! - `bench_authors` (100 records) and `bench_list` (`--records`, default 100,000) with a
+//!   relation to an author; list and view scenarios read here.
+//! - `bench_rt`: the realtime fan-out target.
+//!
+//! Users `benchuserN@example.com` in the default `users` collection sign in for the auth
+//! scenarios.
+
+use super::client::{run_load, Server};
+use super::sse::{now_us, Subscriber, SubscriberReport};
+use super::stats::{memory_into, percentiles_into, round1, Recorder};
+use anyhow::{bail, Context, Result};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const USER_PASSWORD: &str = "benchpass123";
+const USERS: usize = 64;
+const AUTHORS: usize = 100;
+const LOAD_BATCH: usize = 500;
+
+/// Every scenario, in run order.
+pub const ALL: &[&str] = &[
+    "create_c1",
+    "create_c64",
+    "create_auth_c64",
+    "view_c64",
+    "list_c64",
+    "list_expand_c64",
+    "auth_c16",
+    "realtime",
+];
+
+/// Knobs shared by the scenarios.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub duration: Duration,
+    pub records: usize,
+    /// Subscriber counts for the realtime scenario (one JSON line each).
+    pub subscribers: Vec<usize>,
+    /// Concurrent writers during the realtime scenario.
+    pub rt_writers: usize,
+    /// Records created during the realtime scenario.
+    pub rt_events: u64,
+    /// Seconds to wait for every subscriber to receive every event.
+    pub rt_drain: Duration,
+}
+
+/// What set-up produced.
+pub struct Fixture {
+    pub users: Vec<(String, String)>,
+    pub list_ids: Vec<String>,
+}
+
+async fn ensure_collection(server: &Server, body: Value) -> Result<String> {
+    let name = body["name"]
+        .as_str()
+        .expect("collection bodies have a name")
+        .to_string();
+    let (status, existing) = server
+        .call(
+            Method::GET,
+            &format!("/api/collections/{name}"),
+            Some(&server.superuser_token),
+            None,
+        )
+        .await?;
+    if status == 200 {
+        return Ok(existing["id"].as_str().unwrap_or_default().to_string());
+    }
+    let created = server.admin(Method::POST, "/api/collections", body).await?;
+    Ok(created["id"].as_str().unwrap_or_default().to_string())
+}
+
+fn autodates() -> [Value; 2] {
+    [
+        json!({"name":"created","type":"autodate","onCreate":true}),
+        json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true}),
+    ]
+}
+
+/// Creates the schema, users and list data (idempotent).
+pub async fn setup(server: &Server, options: &Options) -> Result<Fixture> {
+    // Batch on (for the bulk load), request logs off (the reference's logs.maxDays = 0).
+    if let Err(err) = server
+        .admin(
+            Method::PATCH,
+            "/api/settings",
+            json!({"batch":{"enabled":true,"maxRequests":1000,"timeout":120,"maxBodySize":0},
+                   "logs":{"maxDays":0}}),
+        )
+        .await
+    {
+        eprintln!("warning: settings not applied: {err:#}");
+    }
+    let [created, updated] = autodates();
+    ensure_collection(server, json!({"name":"bench_pub","type":"base","listRule":"","viewRule":"","createRule":"",
+        "fields":[{"name":"title","type":"text"},{"name":"n","type":"number"},created.clone(),updated.clone()]})).await?;
+    ensure_collection(server, json!({"name":"bench_owned","type":"base","listRule":"","viewRule":"",
+        "createRule":"@request.auth.id != \"\" && user = @request.auth.id",
+        "fields":[{"name":"title","type":"text"},
+                  {"name":"user","type":"relation","collectionId":"_pb_users_auth_","maxSelect":1,"required":true},
+                  created.clone(),updated.clone()]})).await?;
+    let authors_id = ensure_collection(
+        server,
+        json!({"name":"bench_authors","type":"base","listRule":"","viewRule":"","createRule":"",
+        "fields":[{"name":"name","type":"text"},created.clone(),updated.clone()]}),
+    )
+    .await?;
+    ensure_collection(server, json!({"name":"bench_list","type":"base","listRule":"","viewRule":"","createRule":"",
+        "fields":[{"name":"title","type":"text"},{"name":"score","type":"number"},{"name":"category","type":"text"},
+                  {"name":"author","type":"relation","collectionId":authors_id,"maxSelect":1},
+                  created.clone(),updated.clone()]})).await?;
+    ensure_collection(server, json!({"name":"bench_rt","type":"base","listRule":"","viewRule":"","createRule":"",
+        "fields":[{"name":"w","type":"number"},{"name":"n","type":"number"},{"name":"t","type":"number"},
+                  {"name":"title","type":"text"},created,updated]})).await?;
+
+    let users = ensure_users(server).await?;
+    let authors = ensure_records(
+        server,
+        "bench_authors",
+        AUTHORS,
+        |i, _| json!({"name": format!("author {i}")}),
+        &[],
+    )
+    .await?;
+    let started = Instant::now();
+    let list_ids = ensure_records(
+        server,
+        "bench_list",
+        options.records,
+        |i, authors| {
+            json!({"title": format!("record {i}"), "score": (i * 7919) % 1000,
+                   "category": format!("c{}", i % 10), "author": authors[i % authors.len()]})
+        },
+        &authors,
+    )
+    .await?;
+    eprintln!(
+        "set-up: {} list records ready ({:.1} s)",
+        options.records,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Fixture { users, list_ids })
+}
+
+async fn ensure_users(server: &Server) -> Result<Vec<(String, String)>> {
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        let email = format!("benchuser{i}@example.com");
+        let (status, body) = server
+            .call(Method::POST, "/api/collections/users/records", None,
+                Some(&json!({"email": email, "password": USER_PASSWORD, "passwordConfirm": USER_PASSWORD, "name": format!("user {i}")})))
+            .await?;
+        if status != 200 && status != 400 {
+            bail!("creating {email}: {status} {body}");
+        }
+        let (status, body) = server
+            .call(
+                Method::POST,
+                "/api/collections/users/auth-with-password",
+                None,
+                Some(&json!({"identity": email, "password": USER_PASSWORD})),
+            )
+            .await?;
+        if status != 200 {
+            bail!("signing in as {email}: {status} {body}");
+        }
+        users.push((
+            body["record"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            body["token"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    Ok(users)
+}
+
+/// Makes `collection` hold at least `count` records (bulk-loaded through the batch API, with
+/// plain creates as the fallback); returns up to 2,000 of their ids.
+async fn ensure_records(
+    server: &Server,
+    collection: &str,
+    count: usize,
+    make: impl Fn(usize, &[String]) -> Value,
+    context: &[String],
+) -> Result<Vec<String>> {
+    let path = format!("/api/collections/{collection}/records");
+    let existing = server
+        .admin(Method::GET, &format!("{path}?perPage=1"), Value::Null)
+        .await?["totalItems"]
+        .as_u64()
+        .unwrap_or(0) as usize;
+    let mut bodies: Vec<Value> = (existing..count).map(|i| make(i, context)).collect();
+    let mut pending = Vec::new();
+    while !bodies.is_empty() {
+        let rest = bodies.split_off(bodies.len().min(LOAD_BATCH));
+        let chunk = std::mem::replace(&mut bodies, rest);
+        let server = server.clone();
+        let path = path.clone();
+        pending.push(async move {
+            let requests: Vec<Value> = chunk
+                .iter()
+                .map(|body| json!({"method":"POST","url": path, "body": body}))
+                .collect();
+            let (status, _) = server
+                .call(
+                    Method::POST,
+                    "/api/batch",
+                    Some(&server.superuser_token),
+                    Some(&json!({"requests": requests})),
+                )
+                .await?;
+            if status != 200 {
+                for body in &chunk {
+                    server.admin(Method::POST, &path, body.clone()).await?;
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        });
+    }
+    let mut stream = futures::stream::iter(pending).buffer_unordered(4);
+    use futures::StreamExt;
+    while let Some(result) = stream.next().await {
+        result?;
+    }
+    // Ids, oldest first.
+    let mut ids = Vec::new();
+    let mut page = 1;
+    while ids.len() < count.min(2000) {
+        let body = server
+            .admin(
+                Method::GET,
+                &format!("{path}?perPage=1000&page={page}&skipTotal=1&fields=id"),
+                Value::Null,
+            )
+            .await?;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            break;
+        }
+        ids.extend(
+            items
+                .iter()
+                .filter_map(|item| item["id"].as_str().map(str::to_string)),
+        );
+        page += 1;
+    }
+    Ok(ids)
+}
+
+fn line(server_name: &str, scenario: &str, mut fields: Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    out.insert("server".into(), json!(server_name));
+    out.insert("scenario".into(), json!(scenario));
+    out.append(&mut fields);
+    Value::Object(out)
+}
+
+/// Runs the named scenarios; one JSON object per scenario (printed by the caller).
+pub async fn run(
+    server: &Server,
+    server_name: &str,
+    fixture: &Fixture,
+    options: &Options,
+    names: &[String],
+    emit: &mut dyn FnMut(Value),
+) -> Result<()> {
+    for name in names {
+        match name.as_str() {
+            "realtime" => {
+                for &subscribers in &options.subscribers {
+                    let fields = realtime(server, options, subscribers).await?;
+                    emit(line(
+                        server_name,
+                        &format!("realtime_{subscribers}"),
+                        fields,
+                    ));
+                }
+            }
+            other => {
+                let fields = scenario(server, fixture, options, other).await?;
+                emit(line(server_name, other, fields));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn scenario(
+    server: &Server,
+    fixture: &Fixture,
+    options: &Options,
+    name: &str,
+) -> Result<Map<String, Value>> {
+    let s = server.clone();
+    let d = options.duration;
+    let fields = match name {
+        "create_c1" | "create_c64" => {
+            let concurrency = if name == "create_c1" { 1 } else { 64 };
+            let url = s.url("/api/collections/bench_pub/records");
+            run_load(server, concurrency, d, move |w, i| {
+                let request = s
+                    .http
+                    .post(url.as_str())
+                    .json(&json!({"title": format!("w{w} i{i}"), "n": i}));
+                let s = s.clone();
+                async move { s.fire(request).await }
+            })
+            .await
+        }
+        "create_auth_c64" => {
+            let url = s.url("/api/collections/bench_owned/records");
+            let users = fixture.users.clone();
+            run_load(server, 64, d, move |w, i| {
+                let (id, token) = &users[w % users.len()];
+                let request = s
+                    .http
+                    .post(url.as_str())
+                    .header("Authorization", token)
+                    .json(&json!({"title": format!("w{w} i{i}"), "user": id}));
+                let s = s.clone();
+                async move { s.fire(request).await }
+            })
+            .await
+        }
+        "view_c64" => {
+            let ids = fixture.list_ids.clone();
+            if ids.is_empty() {
+                bail!("no records to view");
+            }
+            let base = s.url("/api/collections/bench_list/records/");
+            run_load(server, 64, d, move |w, i| {
+                let id = &ids[(w * 7 + i as usize * 13) % ids.len()];
+                let request = s.http.get(format!("{base}{id}"));
+                let s = s.clone();
+                async move { s.fire(request).await }
+            })
+            .await
+        }
+        "list_c64" | "list_expand_c64" => {
+            let url = s.url("/api/collections/bench_list/records");
+            let expand = name == "list_expand_c64";
+            run_load(server, 64, d, move |w, i| {
+                let category = format!("c{}", (w + i as usize) % 10);
+                let filter = format!("category = '{category}' && score > 500");
+                let mut query = vec![
+                    ("page", "1".to_string()),
+                    ("perPage", "30".to_string()),
+                    ("filter", filter),
+                    ("sort", "-score,created".to_string()),
+                ];
+                if expand {
+                    query.push(("expand", "author".to_string()));
+                }
+                let request = s.http.get(url.as_str()).query(&query);
+                let s = s.clone();
+                async move { s.fire(request).await }
+            })
+            .await
+        }
+        "auth_c16" => {
+            let url = s.url("/api/collections/users/auth-with-password");
+            run_load(server, 16, d, move |w, i| {
+                let user = (w + i as usize * 16) % USERS;
+                let request = s.http.post(url.as_str())
+                    .json(&json!({"identity": format!("benchuser{user}@example.com"), "password": USER_PASSWORD}));
+                let s = s.clone();
+                async move { s.fire(request).await }
+            }).await
+        }
+        other => bail!("unknown scenario {other:?} (known: {})", ALL.join(", ")),
+    };
+    Ok(fields)
+}
+
+/// Realtime fan-out: `subscribers` SSE clients on `bench_rt/*`, then `rt_writers` writers
+/// create `rt_events` records; reports the create rate while they listen, and delivery
+/// completeness, order and latency once every subscriber has everything (or the drain ends).
+async fn realtime(
+    server: &Server,
+    options: &Options,
+    subscribers: usize,
+) -> Result<Map<String, Value>> {
+    const TOPIC: &str = "bench_rt/*";
+    let writers = options.rt_writers.max(1);
+    let connect_started = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let counts: Vec<Arc<AtomicU64>> = (0..subscribers)
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
+    let mut tasks = Vec::with_capacity(subscribers);
+    let connected =
+        {
+            use futures::StreamExt;
+            let attempts = futures::stream::iter(0..subscribers)
+                .map(|_| Subscriber::connect(server, TOPIC, writers))
+                .buffered(64);
+            futures::pin_mut!(attempts);
+            let mut connected = Vec::with_capacity(subscribers);
+            while let Some(result) = attempts.next().await {
+                connected.push(result.with_context(|| {
+                    format!("subscriber {} of {subscribers}", connected.len() + 1)
+                })?);
+            }
+            connected
+        };
+    for (subscriber, count) in connected.into_iter().zip(&counts) {
+        let count = Arc::clone(count);
+        let stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            subscriber.consume(TOPIC, count, stop).await
+        }));
+    }
+    let connect_s = connect_started.elapsed().as_secs_f64();
+    let memory_subscribed = server.pid.and_then(super::stats::proc_memory_kb);
+
+    // Writers.
+    let next = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut writer_tasks = Vec::new();
+    for w in 0..writers {
+        let s = server.clone();
+        let next = Arc::clone(&next);
+        let acked = Arc::clone(&acked);
+        let total = options.rt_events;
+        writer_tasks.push(tokio::spawn(async move {
+            let mut recorder = Recorder::default();
+            let url = s.url("/api/collections/bench_rt/records");
+            let mut n = 0u64;
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let sent = Instant::now();
+                let request = s
+                    .http
+                    .post(url.as_str())
+                    .json(&json!({"w": w, "n": n, "t": now_us(), "title": "fan-out"}));
+                let outcome = s.fire(request).await;
+                if outcome == Ok(200) {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                recorder.record(sent.elapsed(), outcome);
+                n += 1;
+            }
+            recorder
+        }));
+    }
+    let mut creates = Recorder::default();
+    for task in writer_tasks {
+        if let Ok(recorder) = task.await {
+            creates.merge(recorder);
+        }
+    }
+    let create_elapsed = started.elapsed();
+    let acked = acked.load(Ordering::Relaxed);
+    let expected = acked * subscribers as u64;
+    let drain_deadline = Instant::now() + options.rt_drain;
+    loop {
+        let delivered: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        if delivered >= expected || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_delivered_s = started.elapsed().as_secs_f64();
+    let mut out = creates.summary(create_elapsed);
+    memory_into(&mut out, server.pid);
+    let _ = stop_tx.send(true);
+    let mut total = SubscriberReport::default();
+    let mut complete = 0u64;
+    for task in tasks {
+        if let Ok(report) = task.await {
+            if report.received >= acked {
+                complete += 1;
+            }
+            total.received += report.received;
+            total.out_of_order += report.out_of_order;
+            total.duplicates += report.duplicates;
+            total.latencies_us.extend(report.latencies_us);
+        }
+    }
+    out.insert("subscribers".into(), json!(subscribers));
+    out.insert("writers".into(), json!(writers));
+    out.insert("connect_s".into(), json!(round1(connect_s)));
+    if let Some((_, rss)) = memory_subscribed {
+        out.insert(
+            "server_rss_subscribed_mb".into(),
+            json!(round1(rss as f64 / 1024.0)),
+        );
+    }
+    out.insert("events_acked".into(), json!(acked));
+    out.insert("deliveries_expected".into(), json!(expected));
+    out.insert("deliveries".into(), json!(total.received));
+    out.insert("subscribers_complete".into(), json!(complete));
+    out.insert("out_of_order".into(), json!(total.out_of_order));
+    out.insert("duplicates".into(), json!(total.duplicates));
+    out.insert("all_delivered_s".into(), json!(round1(all_delivered_s)));
+    percentiles_into(&mut out, "delivery_", &mut total.latencies_us);
+    Ok(out)
+}
