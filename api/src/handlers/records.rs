@@ -189,6 +189,9 @@ pub fn viewer(auth: &Option<Auth>) -> Viewer<'_> {
     }
 }
 
+/// One record's `expand` object (`None`: no valid path).
+type Expansion = Option<Map<String, Value>>;
+
 /// The ids a relation value holds.
 fn relation_ids(value: Option<&Value>) -> Vec<String> {
     match value {
@@ -210,7 +213,7 @@ fn expand_records<'a>(
     records: &'a [Map<String, Value>],
     paths: &'a [String],
     depth: usize,
-) -> futures::future::BoxFuture<'a, ApiResult<Vec<Option<Map<String, Value>>>>> {
+) -> futures::future::BoxFuture<'a, ApiResult<Vec<Expansion>>> {
     Box::pin(async move {
         if depth >= EXPAND_DEPTH_MAX || records.is_empty() {
             return Ok(vec![None; records.len()]);
