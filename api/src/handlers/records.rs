@@ -147,6 +147,20 @@ pub async fn present(
     Ok(out)
 }
 
+/// Presents a single record as a JSON response (`expand` and `fields` from the query).
+pub async fn present_one(
+    state: &Arc<AppState>,
+    auth: &Option<Auth>,
+    collection: &Arc<Collection>,
+    record: Map<String, Value>,
+    query: &Query,
+) -> ApiResult<Response> {
+    let expand = query.get("expand").map(String::as_str);
+    let mut items = present(state, auth, collection, vec![record], expand).await?;
+    let item = items.pop().unwrap_or(Value::Null);
+    Ok(json_response(query, item))
+}
+
 /// True when every segment of an expand path names a relation (or back-relation) of the
 /// collection reached so far; PocketBase drops invalid paths entirely.
 fn valid_expand_path(schema: &Schema, collection: &Collection, path: &str) -> bool {
@@ -575,19 +589,11 @@ pub async fn records_view(
     let data = RequestData::new("GET", &headers, &query);
     let mut clause = build_where(&schema, &collection, &auth, Some(&rule), None, &data)?;
     clause.add_eq("id", SqlValue::Text(id));
-    let records = query_records(&state, &collection, &clause, "", Some((1, 0))).await?;
-    if records.is_empty() {
+    let mut records = query_records(&state, &collection, &clause, "", Some((1, 0))).await?;
+    let Some(record) = records.pop() else {
         return Err(ApiError::not_found());
-    }
-    let mut items = present(
-        &state,
-        &auth,
-        &collection,
-        records,
-        query.get("expand").map(String::as_str),
-    )
-    .await?;
-    Ok(json_response(&query, items.remove(0)))
+    };
+    present_one(&state, &auth, &collection, record, &query).await
 }
 
 /// What a write command needs to know about the request (built by the `prepare_*`
@@ -995,15 +1001,7 @@ pub async fn records_create(
         RequestData::new("POST", &headers, &query),
     )
     .await?;
-    let mut items = present(
-        &state,
-        &auth,
-        &collection,
-        vec![record],
-        query.get("expand").map(String::as_str),
-    )
-    .await?;
-    Ok(json_response(&query, items.remove(0)))
+    present_one(&state, &auth, &collection, record, &query).await
 }
 
 /// Checks and prepares a create off the writer thread (rule lock, password hashing).
@@ -1139,15 +1137,7 @@ pub async fn records_update(
         RequestData::new("PATCH", &headers, &query),
     )
     .await?;
-    let mut items = present(
-        &state,
-        &auth,
-        &collection,
-        vec![record],
-        query.get("expand").map(String::as_str),
-    )
-    .await?;
-    Ok(json_response(&query, items.remove(0)))
+    present_one(&state, &auth, &collection, record, &query).await
 }
 
 /// True when a (non-superuser) caller satisfies an auth collection's manageRule for the
