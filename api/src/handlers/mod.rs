@@ -2,12 +2,14 @@
 
 pub mod auth;
 pub mod auth_flows;
+pub mod backups;
 pub mod batch;
 pub mod changes;
 pub mod collections;
 pub mod collections_extra;
 pub mod common;
 pub mod health;
+pub mod history;
 pub mod realtime;
 pub mod records;
 pub mod settings;

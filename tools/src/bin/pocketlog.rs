@@ -11,6 +11,10 @@ use engine::{Engine, EngineConfig, SyncPolicy};
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "../http_server.rs"]
+mod http_server;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +46,16 @@ enum Command {
         /// fsync policy for the log: `always` (durable, default) or `none`.
         #[arg(long, default_value = "always")]
         sync: String,
+        /// Seconds a connection may take to send a request head (slowloris guard; also the
+        /// idle keep-alive limit).
+        #[arg(long, default_value_t = 30.0)]
+        header_timeout: f64,
+        /// Seconds until a response must have started (bounds slow request bodies); 408 after.
+        #[arg(long, default_value_t = 600.0)]
+        request_timeout: f64,
+        /// Writes the writer queue holds before clients get 503.
+        #[arg(long, default_value_t = 8192)]
+        writer_queue: usize,
     },
     /// Manages superusers.
     Superuser {
@@ -62,9 +76,15 @@ enum SuperuserAction {
     Delete { email: String },
 }
 
-fn open(dir: &std::path::Path, sync: SyncPolicy, origins: Vec<String>) -> Result<Arc<AppState>> {
+fn open(
+    dir: &std::path::Path,
+    sync: SyncPolicy,
+    origins: Vec<String>,
+    writer_queue: usize,
+) -> Result<Arc<AppState>> {
     let config = EngineConfig {
         sync,
+        queue_capacity: writer_queue,
         ..EngineConfig::default()
     };
     let (engine, report) = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -95,7 +115,23 @@ fn main() {
             http,
             origins,
             sync,
-        } => serve(&cli.dir, &http, origins, &sync),
+            header_timeout,
+            request_timeout,
+            writer_queue,
+        } => serve(
+            &cli.dir,
+            &http,
+            origins,
+            &sync,
+            ServeTuning {
+                limits: http_server::Limits {
+                    header_timeout: Duration::from_secs_f64(header_timeout),
+                    request_timeout: Duration::from_secs_f64(request_timeout),
+                    drain: Duration::from_secs(30),
+                },
+                writer_queue,
+            },
+        ),
         Command::Superuser { action } => superuser(&cli.dir, action),
     };
     if let Err(err) = result {
@@ -104,14 +140,32 @@ fn main() {
     }
 }
 
-fn serve(dir: &std::path::Path, http: &str, origins: Vec<String>, sync: &str) -> Result<()> {
+/// `serve` knobs beyond the PocketBase-compatible flags.
+struct ServeTuning {
+    limits: http_server::Limits,
+    writer_queue: usize,
+}
+
+fn serve(
+    dir: &std::path::Path,
+    http: &str,
+    origins: Vec<String>,
+    sync: &str,
+    tuning: ServeTuning,
+) -> Result<()> {
     let sync: SyncPolicy = sync.parse().map_err(|err: String| anyhow::anyhow!(err))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let state = open(dir, sync, origins)?;
-    runtime.block_on(async move {
+    // A restore staged through the backups API is applied before the engine opens.
+    if engine::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
+        eprintln!("Applied a staged backup restore to {}", dir.display());
+    }
+    let state = open(dir, sync, origins, tuning.writer_queue)?;
+    let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let restart_flag = Arc::clone(&restart);
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(http)
             .await
             .with_context(|| format!("cannot listen on {http} (is the port already in use?)"))?;
@@ -130,18 +184,46 @@ fn serve(dir: &std::path::Path, http: &str, origins: Vec<String>, sync: &str) ->
         }
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+        http_server::serve(listener, app, tuning.limits, async move {
+                tokio::select! {
+                    () = shutdown_signal() => {},
+                    // A restore was staged through the backups API.
+                    () = api::handlers::backups::restart_requested().notified() => {
+                        restart_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
                 // Open SSE streams would otherwise keep the graceful shutdown waiting.
                 hub.shutdown().await;
-            })
-            .await
-            .context("serving")?;
+        })
+        .await
+        .context("serving")?;
         state.engine.shutdown();
         eprintln!("Server stopped; every acknowledged write is in the log.");
-        Ok(())
-    })
+        Ok::<bool, anyhow::Error>(restart.load(std::sync::atomic::Ordering::SeqCst))
+    });
+    if served? {
+        // Same PID, like PocketBase: re-exec with the same arguments. The data dir lock is
+        // released by exec (close-on-exec) and the new process applies the staged restore.
+        eprintln!("Restarting to apply the staged restore");
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        return reexec();
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn reexec() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the current executable")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::anyhow!("cannot restart: {err}"))
+}
+
+#[cfg(not(unix))]
+fn reexec() -> Result<()> {
+    anyhow::bail!("restore staged; start the server again to apply it")
 }
 
 async fn shutdown_signal() {
@@ -170,7 +252,12 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let state = open(dir, SyncPolicy::Always, vec!["*".into()])?;
+    let state = open(
+        dir,
+        SyncPolicy::Always,
+        vec!["*".into()],
+        EngineConfig::default().queue_capacity,
+    )?;
     let result = runtime.block_on(superuser_action(&state, action));
     state.engine.shutdown();
     result
