@@ -151,7 +151,7 @@ pub async fn backups_list(
                 json!({"key": name, "modified": format_ms(modified_ms), "size": meta.len()}),
             ));
         }
-        items.sort_by(|a, b| b.0.cmp(&a.0));
+        items.sort_by_key(|item| std::cmp::Reverse(item.0));
         Ok(items)
     })
     .await
