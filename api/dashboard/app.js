@@ -550,9 +550,9 @@ function openRecord(coll, rec, onChange) {
       rec ? h('button', { type: 'button', role: 'tab', id: 'tab-history', class: tab === 'history' ? 'active' : '', 'aria-selected': String(tab === 'history'), onclick: () => { tab = 'history'; drawTabs(); drawHistory(); } }, 'History') : null);
 
     let current = rec;
-    let lastError = null;
     function drawEdit() {
       const inputs = [];
+      const errSlots = [];
       const idInput = h('input', { id: uid('rid'), name: 'id', value: current?.id || '', readonly: !!current, placeholder: 'leave empty to auto-generate' });
       const fieldsEls = [];
       for (const f of coll.fields || []) {
@@ -561,11 +561,21 @@ function openRecord(coll, rec, onChange) {
         if (f.name === 'tokenKey') continue;
         const inp = fieldInput(f, current ? current[f.name] : undefined, coll, mode);
         inputs.push([f, inp]);
-        const err = fieldError(lastError, f.name) || (inp.password ? fieldError(lastError, `${f.name}Confirm`) : null);
-        if (inp.inlineLabel) fieldsEls.push(h('div', { class: 'form-row' }, inp.el, err));
-        else fieldsEls.push(row(`${f.name}${f.required ? ' *' : ''} · ${f.type}`, inp.el, { id: inp.id, hint: inp.hint || f.help || null, error: err }));
+        const slot = h('div', { class: 'err-slot' });
+        errSlots.push([slot, inp.password ? [f.name, `${f.name}Confirm`] : [f.name]]);
+        if (inp.inlineLabel) fieldsEls.push(h('div', { class: 'form-row' }, inp.el, slot));
+        else fieldsEls.push(row(`${f.name}${f.required ? ' *' : ''} · ${f.type}`, inp.el, { id: inp.id, hint: inp.hint || f.help || null, error: slot }));
       }
-      const errSlot = h('div', {}, lastError ? errorBox(lastError) : null);
+      const idSlot = h('div', { class: 'err-slot' });
+      errSlots.push([idSlot, ['id']]);
+      const errSlot = h('div', {});
+      // Errors are filled into the existing form so that what was typed stays in place.
+      const showError = (err) => {
+        clear(errSlot, err ? errorBox(err) : null);
+        for (const [slot, names] of errSlots) clear(slot, names.map((n) => fieldError(err, n)));
+        const firstBad = panel.querySelector('.field-error');
+        (firstBad || errSlot).scrollIntoView({ block: 'nearest' });
+      };
       const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'record-save' }, mode === 'edit' ? 'Save changes' : 'Create');
       const form = h('form', {
         class: 'record-form',
@@ -597,21 +607,17 @@ function openRecord(coll, rec, onChange) {
               ? await api.patch(`/api/collections/${enc(coll.name)}/records/${enc(current.id)}`, body)
               : await api.post(`/api/collections/${enc(coll.name)}/records`, body);
             toast(current ? 'Record saved.' : `Record ${saved.id} created.`, 'success');
-            lastError = null;
             onChange && onChange();
             close(saved);
           } catch (err) {
-            lastError = err;
-            drawEdit();
-            const firstBad = panel.querySelector('.field-error');
-            (firstBad || panel.querySelector('.error-box'))?.scrollIntoView({ block: 'nearest' });
+            showError(err);
           } finally {
             save.disabled = false;
           }
         },
       },
       errSlot,
-      row('id', idInput, { error: fieldError(lastError, 'id') }),
+      row('id', idInput, { error: idSlot }),
       fieldsEls,
       h('div', { class: 'actions' },
         current ? h('button', {
@@ -624,8 +630,7 @@ function openRecord(coll, rec, onChange) {
               onChange && onChange();
               close(null);
             } catch (err) {
-              lastError = err;
-              drawEdit();
+              showError(err);
             }
           },
         }, 'Delete') : null,
@@ -673,7 +678,7 @@ function openRecord(coll, rec, onChange) {
                     clear(detail, errorBox(err));
                   }
                 },
-              }, 'Restore') : null)))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No versions.')))),
+              }, 'Restore') : null))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No versions.')))),
         detail);
     }
 
@@ -980,15 +985,20 @@ async function renderSettings(main) {
         onsubmit: async (e) => {
           e.preventDefault();
           save.disabled = true;
+          const body = {
+            meta: { appName: appName.value, appURL: appURL.value },
+            batch: { enabled: batchEnabled.checked, maxRequests: Number(maxRequests.value), timeout: Number(timeout.value), maxBodySize: Number(maxBody.value) },
+          };
           try {
-            const res = await api.patch('/api/settings', {
-              meta: { appName: appName.value, appURL: appURL.value },
-              batch: { enabled: batchEnabled.checked, maxRequests: Number(maxRequests.value), timeout: Number(timeout.value), maxBodySize: Number(maxBody.value) },
-            });
-            Object.assign(s, res);
+            Object.assign(s, await api.patch('/api/settings', body));
             lastError = null;
             toast('Settings saved.', 'success');
-          } catch (err) { lastError = err; }
+          } catch (err) {
+            // Keep what was typed on screen next to the error.
+            s.meta = { ...(s.meta || {}), ...body.meta };
+            s.batch = { ...(s.batch || {}), ...body.batch };
+            lastError = err;
+          }
           draw();
         },
       },

@@ -23,6 +23,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../dashboard/app.js"),
     ),
     (
+        "boot.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../dashboard/boot.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_str!("../dashboard/api.js"),
