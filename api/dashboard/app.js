@@ -696,7 +696,8 @@ function openRecord(coll, rec, onChange) {
 function actorText(actor) {
   if (!actor) return '';
   if (typeof actor === 'string') return actor;
-  const parts = [actor.type, actor.collectionName || actor.collection, actor.email || actor.id].filter(Boolean);
+  const coll = actor.collectionId ? findCollection(actor.collectionId) : null;
+  const parts = [actor.type, coll ? coll.name : actor.collectionName || actor.collection, actor.email || actor.id].filter(Boolean);
   return parts.join(' ') || JSON.stringify(actor);
 }
 
@@ -1081,7 +1082,8 @@ async function renderBackups(main) {
     class: 'card',
     onsubmit: async (e) => {
       e.preventDefault();
-      const at = seqInput.value ? Number(seqInput.value) : fromLocalInput(atInput.value);
+      // The server takes a seq or an RFC 3339 time ("2025-01-31T12:00:00Z").
+      const at = seqInput.value ? Number(seqInput.value) : atInput.value ? `${fromLocalInput(atInput.value).slice(0, 19).replace(' ', 'T')}Z` : '';
       if (at === '' || at === null) return clear(msg, errorBox(new ApiError(400, { message: 'Pick a time or a seq.' })));
       const label = typeof at === 'number' ? `seq ${at}` : `${at}`;
       if (!(await confirmDialog(`Restore the whole database to ${label}? Changes after it are kept in the log but no longer visible. The server restarts.`, { confirmLabel: 'Restore', danger: true }))) return;
