@@ -1,2 +1,1 @@
 //! Workspace-level tests of pocketlog: crash, tidy and robustness suites live in `tests/`.
-

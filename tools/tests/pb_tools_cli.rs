@@ -132,7 +132,7 @@ fn verify_reports_a_projection_behind_the_log() {
         .expect("vacuum");
     engine.shutdown();
     drop(engine);
-                                // More commits, then put the old projection back: it is now behind the log.
+    // More commits, then put the old projection back: it is now behind the log.
     let engine = build_more(dir.path());
     engine.shutdown();
     drop(engine);
