@@ -656,7 +656,8 @@ function openRecord(coll, rec, onChange) {
       }
       const detail = h('div', {});
       clear(body,
-        h('table', { class: 'records history', 'aria-label': 'Versions' },
+        h('p', { class: 'muted' }, `${versions.length} version${versions.length === 1 ? '' : 's'} from the log, oldest first. Restore writes the chosen values as a new version.`),
+        h('div', { class: 'table-wrap' }, h('table', { class: 'records history', 'aria-label': 'Versions' },
           h('thead', {}, h('tr', {}, ['seq', 'time', 'action', 'actor', ''].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', {}, versions.length ? versions.map((v) => h('tr', { class: 'version-row' },
             h('td', {}, String(v.seq ?? '')),
@@ -678,7 +679,7 @@ function openRecord(coll, rec, onChange) {
                     clear(detail, errorBox(err));
                   }
                 },
-              }, 'Restore') : null))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No versions.')))),
+              }, 'Restore') : null))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No versions.'))))),
         detail);
     }
 
