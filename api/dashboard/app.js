@@ -41,6 +41,14 @@ window.addEventListener('unhandledrejection', (e) => {
   toast(r && r.message ? r.message : String(r), 'error');
 });
 window.addEventListener('hashchange', () => render());
+// A link to the screen already shown reloads it (there is no hashchange then).
+document.addEventListener('click', (e) => {
+  const a = e.target.closest && e.target.closest('a[href^="#/"]');
+  if (a && a.getAttribute('href') === location.hash && !e.defaultPrevented) {
+    e.preventDefault();
+    render();
+  }
+});
 
 function go(hash) {
   if (location.hash === hash) render();

@@ -337,6 +337,43 @@ describe('dashboard', () => {
     await shot('15-after-restore');
   });
 
+  test('missing endpoints show "not available" and server failures show a message, never a blank screen', async () => {
+    const notFound = { status: 404, contentType: 'application/json', body: JSON.stringify({ data: {}, message: 'File not found.', status: 404 }) };
+    await page.route('**/api/backups', (r) => r.fulfill(notFound));
+    await page.route('**/records/*/history', (r) => r.fulfill(notFound));
+    await page.route('**/api/realtime', (r) => r.fulfill(notFound));
+    try {
+      await page.click('.topnav a:has-text("Backups")');
+      await page.locator('[data-testid=not-available]', { hasText: 'Backups are not available on this server' }).waitFor();
+
+      await page.click('.coll-list a[href="#/c/messages"]');
+      await page.locator('tr.rec-row').first().click();
+      const dlg = page.locator('dialog.drawer');
+      await dlg.locator('#tab-history').click();
+      await dlg.locator('[data-testid=not-available]', { hasText: 'history is not available on this server' }).waitFor();
+      await page.keyboard.press('Escape');
+      await dlg.waitFor({ state: 'detached' });
+
+      await page.click('.tabs a:has-text("Realtime")');
+      await page.locator('[data-testid=not-available]', { hasText: 'Realtime is not available on this server' }).waitFor();
+    } finally {
+      await page.unrouteAll();
+    }
+    // a proxy error page instead of JSON: the settings screen shows a message and a retry button
+    await page.route('**/api/settings', (r) => r.fulfill({ status: 502, contentType: 'text/html', body: '<html>Bad Gateway</html>' }));
+    try {
+      await page.click('.topnav a:has-text("Settings")');
+      await page.locator('main .error-box').waitFor();
+      assert.match(await page.locator('main .error-box').innerText(), /502/);
+      await page.locator('main button:has-text("Retry")').waitFor();
+      await shot('17-server-error');
+    } finally {
+      await page.unrouteAll();
+    }
+    await page.click('main button:has-text("Retry")');
+    await page.locator('#set-appName').waitFor();
+  });
+
   test('works in a narrow window and makes no external requests or page errors', async () => {
     await page.setViewportSize({ width: 420, height: 860 });
     await page.click('.coll-list a[href="#/c/messages"]');
