@@ -100,7 +100,23 @@ fn open(
     )
 }
 
+/// Makes glibc return big blocks to the OS when they are freed.
+///
+/// Each argon2id hash allocates 19 MiB. glibc's default mmap threshold is dynamic: after the
+/// first such block is freed it rises to 19 MiB, so later blocks come from per-thread arenas
+/// and stay resident (observed: ~400 MB RSS after signing up 64 users, 1.1 GB after 16
+/// concurrent logins). A fixed 1 MiB threshold keeps them mmapped, so RSS falls back after
+/// every hash.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     let level = if cli.dev { "debug" } else { "info" };
     tracing_subscriber::fmt()
