@@ -6,6 +6,9 @@
 //!    yields `None` from `compile`.
 
 use rand::Rng;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A compiled pattern.
 pub struct Pattern {
@@ -15,9 +18,34 @@ pub struct Pattern {
 
 const PATTERN_LEN_MAX: usize = 1000;
 
+/// Distinct patterns kept per thread by [`Pattern::compile`].
+const CACHE_MAX: usize = 256;
+
 impl Pattern {
     /// Compiles a pattern; `None` when it is too long.
-    pub fn compile(pattern: &str) -> Option<Pattern> {
+    ///
+    /// Memoized per thread: building the regex's DFA was ~14% of the writer thread's time in
+    /// the 64-client create benchmark (every create validates the `id` pattern and generates
+    /// from `[a-z0-9]{15}`). The cache is cleared when it grows past `CACHE_MAX` patterns.
+    pub fn compile(pattern: &str) -> Option<Arc<Pattern>> {
+        thread_local! {
+            static CACHE: RefCell<HashMap<String, Option<Arc<Pattern>>>> = RefCell::new(HashMap::new());
+        }
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(hit) = cache.get(pattern) {
+                return hit.clone();
+            }
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            let compiled = Pattern::build(pattern).map(Arc::new);
+            cache.insert(pattern.to_string(), compiled.clone());
+            compiled
+        })
+    }
+
+    fn build(pattern: &str) -> Option<Pattern> {
         if pattern.len() > PATTERN_LEN_MAX {
             return None;
         }
