@@ -9,6 +9,11 @@
 //! Guards against: removing a segment before the snapshot it needs is durable, a gap in the log
 //! after a partial removal, recovery refusing a log that starts after seq 1.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests damage and clean data dirs directly"
+)]
+
 mod common;
 
 use common::{create_notes, insert_many, notes};
