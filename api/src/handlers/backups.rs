@@ -418,15 +418,8 @@ async fn superuser_token(state: &Arc<AppState>, raw: &str) -> bool {
     };
     let token_key = record.get("tokenKey").and_then(Value::as_str).unwrap_or("");
     let now = chrono::Utc::now().timestamp();
-    [
-        ("authToken", token::TokenType::Auth),
-        ("fileToken", token::TokenType::File),
-    ]
-    .iter()
-    .any(|(option, kind)| {
-        let key = token::signing_key(token_key, &collection.token_secret(option));
-        token::verify_as(raw, &key, now, *kind).is_ok()
-    })
+    let key = token::signing_key(token_key, &collection.token_secret("fileToken"));
+    token::verify_as(raw, &key, now, token::TokenType::File).is_ok()
 }
 
 /// `GET /api/backups/{key}?token=…`
@@ -434,16 +427,12 @@ pub async fn backups_download(
     State(state): State<Arc<AppState>>,
     PathExtract(key): PathExtract<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let forbidden = || ApiError::forbidden("Insufficient permissions to access the resource.");
+    // Only a superuser *file* token in `?token=` opens a download (as PocketBase): auth tokens
+    // live far longer and must not end up in URLs and logs.
     let token = query.get("token").cloned().unwrap_or_default();
-    let allowed = if token.is_empty() {
-        require_superuser(&state, &headers).await.is_ok()
-    } else {
-        superuser_token(&state, &token).await
-    };
-    if !allowed {
+    if token.is_empty() || !superuser_token(&state, &token).await {
         return Err(forbidden());
     }
     let path = backup_path(&state, &key).ok_or_else(ApiError::not_found)?;
