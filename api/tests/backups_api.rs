@@ -187,15 +187,32 @@ async fn backups_round_trip_and_history() {
     );
     assert!(list[0]["size"].as_u64() > Some(0));
 
-    // Download: needs a superuser token.
+    // Download: needs a superuser *file* token in `?token=`; an auth token is refused.
     let forbidden = server
         .send("GET", "/api/backups/full.zip", None, None)
         .await;
     assert_eq!(forbidden.status, 403);
-    let response = server
+    let with_auth_token = server
         .client
         .get(format!(
             "{}/api/backups/early.zip?token={admin}",
+            server.base
+        ))
+        .send()
+        .await
+        .expect("download with an auth token");
+    assert_eq!(with_auth_token.status().as_u16(), 403);
+    let file_token = server
+        .json("POST", "/api/files/token", Value::Null, Some(&admin), 200)
+        .await;
+    let file_token = file_token["token"]
+        .as_str()
+        .expect("file token")
+        .to_string();
+    let response = server
+        .client
+        .get(format!(
+            "{}/api/backups/early.zip?token={file_token}",
             server.base
         ))
         .send()
