@@ -7,10 +7,6 @@
 //! end of the file (which a naive recovery cuts off as a torn tail, silently losing every later
 //! commit), and against corruption in an earlier, already rolled segment going unnoticed.
 
-#![expect(
-    clippy::disallowed_methods,
-    reason = "tests damage and clean data dirs directly"
-)]
 #![allow(
     clippy::disallowed_methods,
     reason = "tests damage and inspect log files directly"

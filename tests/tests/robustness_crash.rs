@@ -36,7 +36,7 @@ async fn writer(
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let group = format!("c{cycle}w{w}n{n}");
             let requests: Vec<Value> = (0..3)
                 .map(|i| {
