@@ -62,8 +62,41 @@ pub fn hash_password(plain: &str) -> String {
     }
 }
 
+/// A slot in the bounded set of concurrent argon2 computations: each takes 19 MiB and a full
+/// core, so running more at once than there are cores only adds memory, not throughput.
+struct HashSlot;
+
+static HASH_SLOTS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+static HASH_SLOT_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+impl HashSlot {
+    fn limit() -> usize {
+        std::thread::available_parallelism().map(usize::from).unwrap_or(2).max(1)
+    }
+
+    fn acquire() -> HashSlot {
+        let mut in_use = HASH_SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *in_use >= Self::limit() {
+            in_use = HASH_SLOT_FREED
+                .wait(in_use)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        *in_use += 1;
+        HashSlot
+    }
+}
+
+impl Drop for HashSlot {
+    fn drop(&mut self) {
+        let mut in_use = HASH_SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *in_use = in_use.saturating_sub(1);
+        HASH_SLOT_FREED.notify_one();
+    }
+}
+
 /// Fallible variant of [`hash_password`].
 pub fn try_hash_password(plain: &str) -> Result<String, HashError> {
+    let _slot = HashSlot::acquire();
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     hasher()
         .hash_password(plain.as_bytes(), &salt)
@@ -78,6 +111,7 @@ pub fn try_hash_password(plain: &str) -> Result<String, HashError> {
 /// bounds. Costs one argon2 evaluation at the *stored* hash's parameters (~20–40 ms): run it in
 /// a blocking context.
 pub fn verify_password(plain: &str, hash: &str) -> bool {
+    let _slot = HashSlot::acquire();
     if hash.len() > MAX_HASH_LEN {
         return false;
     }

@@ -501,8 +501,14 @@ pub async fn records_list(
         None
     } else {
         let params = count_clause.engine_params();
+        // Without joins every row is one record: a plain count avoids DISTINCT's temp b-tree.
+        let counted = if count_clause.distinct || !count_clause.joins.is_empty() {
+            format!("COUNT(DISTINCT {MAIN}.id)")
+        } else {
+            "COUNT(*)".to_string()
+        };
         let sql = format!(
-            "SELECT COUNT(DISTINCT {MAIN}.id) FROM {} {MAIN} {} {}",
+            "SELECT {counted} FROM {} {MAIN} {} {}",
             engine::quote_ident(&collection.name),
             count_clause.joins_sql(),
             count_clause.where_sql()
