@@ -8,6 +8,8 @@
 
 #[path = "../cmd/mod.rs"]
 mod cmd;
+#[path = "../duration.rs"]
+mod duration;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -56,7 +58,8 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Backup(cmd::backup::Args),
     /// Take a snapshot and remove log history older than the retention window (whole
-    /// segments). Needs the data dir lock (stop the server first).
+    /// segments). Needs the data dir lock: stop the server first, or let it compact itself
+    /// (`pocketlog serve --compact-retain DURATION`).
     #[command(after_help = EXIT_CODES)]
     Compact(cmd::compact::Args),
     /// Measure backup and point-in-time restore rates and create latency during a backup,

@@ -13,6 +13,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "../compactor.rs"]
+mod compactor;
+#[path = "../duration.rs"]
+mod duration;
 #[path = "../http_server.rs"]
 mod http_server;
 
@@ -56,12 +60,78 @@ enum Command {
         /// Writes the writer queue holds before clients get 503.
         #[arg(long, default_value_t = 8192)]
         writer_queue: usize,
+        #[command(flatten)]
+        maintenance: Maintenance,
     },
     /// Manages superusers.
     Superuser {
         #[command(subcommand)]
         action: SuperuserAction,
     },
+}
+
+/// Background maintenance while serving: compaction and snapshots.
+#[derive(clap::Args)]
+struct Maintenance {
+    /// Compact automatically, keeping this much history (e.g. 30d, 12h, 90m); older whole
+    /// log segments are removed (see `pb-tools compact`).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        conflicts_with = "compact_retain_commits"
+    )]
+    compact_retain: Option<String>,
+    /// Compact automatically, keeping at least the last N commits.
+    #[arg(long, value_name = "N")]
+    compact_retain_commits: Option<u64>,
+    /// Seconds between automatic compactions.
+    #[arg(long, value_name = "SECS", default_value_t = 3600.0)]
+    compact_interval: f64,
+    /// Snapshot the projection in the background every N commits (faster restores and
+    /// restarts).
+    #[arg(long, value_name = "N")]
+    snapshot_every_commits: Option<u64>,
+    /// Snapshot the projection in the background every SECS seconds when there were commits.
+    #[arg(long, value_name = "SECS")]
+    snapshot_every: Option<f64>,
+    /// Log segment size in bytes at which the log rolls (tests).
+    #[arg(long, hide = true)]
+    segment_bytes: Option<u64>,
+}
+
+impl Maintenance {
+    /// The compaction policy, if any (`--compact-retain` is parsed here).
+    fn retain(&self) -> Result<Option<compactor::Retain>> {
+        Ok(match (&self.compact_retain, self.compact_retain_commits) {
+            (Some(text), _) => Some(compactor::Retain::Window(
+                duration::parse_duration_ms(text).context("--compact-retain")?,
+            )),
+            (None, Some(count)) => Some(compactor::Retain::Commits(count)),
+            (None, None) => None,
+        })
+    }
+
+    fn interval(&self) -> Result<Duration> {
+        Duration::try_from_secs_f64(self.compact_interval)
+            .ok()
+            .filter(|interval| !interval.is_zero())
+            .context("--compact-interval must be a positive number of seconds")
+    }
+
+    fn apply(&self, config: &mut EngineConfig) -> Result<()> {
+        config.snapshot_every_commits = self.snapshot_every_commits;
+        if let Some(secs) = self.snapshot_every {
+            let every = Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|every| !every.is_zero())
+                .context("--snapshot-every must be a positive number of seconds")?;
+            config.snapshot_every_ms = Some(every.as_millis().max(1) as u64);
+        }
+        if let Some(bytes) = self.segment_bytes {
+            config.segment_bytes_max = bytes.max(1);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,15 +148,9 @@ enum SuperuserAction {
 
 fn open(
     dir: &std::path::Path,
-    sync: SyncPolicy,
+    config: EngineConfig,
     origins: Vec<String>,
-    writer_queue: usize,
 ) -> Result<Arc<AppState>> {
-    let config = EngineConfig {
-        sync,
-        queue_capacity: writer_queue,
-        ..EngineConfig::default()
-    };
     let (engine, report) = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, "recovered a torn log tail");
@@ -134,6 +198,7 @@ fn main() {
             header_timeout,
             request_timeout,
             writer_queue,
+            maintenance,
         } => serve(
             &cli.dir,
             &http,
@@ -146,6 +211,7 @@ fn main() {
                     drain: Duration::from_secs(30),
                 },
                 writer_queue,
+                maintenance,
             },
         ),
         Command::Superuser { action } => superuser(&cli.dir, action),
@@ -160,6 +226,7 @@ fn main() {
 struct ServeTuning {
     limits: http_server::Limits,
     writer_queue: usize,
+    maintenance: Maintenance,
 }
 
 fn serve(
@@ -170,6 +237,14 @@ fn serve(
     tuning: ServeTuning,
 ) -> Result<()> {
     let sync: SyncPolicy = sync.parse().map_err(|err: String| anyhow::anyhow!(err))?;
+    let mut config = EngineConfig {
+        sync,
+        queue_capacity: tuning.writer_queue,
+        ..EngineConfig::default()
+    };
+    tuning.maintenance.apply(&mut config)?;
+    let retain = tuning.maintenance.retain()?;
+    let compact_interval = tuning.maintenance.interval()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,7 +253,15 @@ fn serve(
     if engine::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
         eprintln!("Applied a staged backup restore to {}", dir.display());
     }
-    let state = open(dir, sync, origins, tuning.writer_queue)?;
+    let state = open(dir, config, origins)?;
+    let compactor = match retain {
+        Some(retain) => Some(compactor::Compactor::start(
+            state.engine.clone(),
+            retain,
+            compact_interval,
+        )?),
+        None => None,
+    };
     let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let restart_flag = Arc::clone(&restart);
     let served = runtime.block_on(async move {
@@ -213,6 +296,9 @@ fn serve(
         })
         .await
         .context("serving")?;
+        if let Some(compactor) = compactor {
+            compactor.stop();
+        }
         state.engine.shutdown();
         eprintln!("Server stopped; every acknowledged write is in the log.");
         Ok::<bool, anyhow::Error>(restart.load(std::sync::atomic::Ordering::SeqCst))
@@ -268,12 +354,7 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let state = open(
-        dir,
-        SyncPolicy::Always,
-        vec!["*".into()],
-        EngineConfig::default().queue_capacity,
-    )?;
+    let state = open(dir, EngineConfig::default(), vec!["*".into()])?;
     let result = runtime.block_on(superuser_action(&state, action));
     state.engine.shutdown();
     result
