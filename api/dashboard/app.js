@@ -1,7 +1,8 @@
 // pocketlog admin dashboard: a hash-routed single page app on the public HTTP API.
 //
 // Routes:  #/login · #/c/{name} (records) · #/c/{name}/realtime · #/c/{name}/edit ·
-//          #/new-collection · #/settings · #/backups
+//          #/new-collection · #/settings · #/backups ·
+//          #/pbinstall/{token} (first-run installer: the link `serve` prints without a superuser)
 // Every screen renders API failures as messages (errorBox); a failed render shows the error
 // instead of leaving the page blank.
 
@@ -78,6 +79,10 @@ async function render() {
   for (const fn of state.cleanup.splice(0)) fn();
   const parts = parseRoute();
   try {
+    if (parts[0] === 'pbinstall' || parts[0] === 'pbinstal') {
+      if (auth.token) return go('#/');
+      return renderInstaller(parts[1] || '');
+    }
     if (!auth.token) return renderLogin();
     if (parts[0] === 'login') return go('#/');
     await ensureCollections();
@@ -146,6 +151,54 @@ function renderLogin() {
     errSlot,
     row('Email', email),
     row('Password', password),
+    submit,
+  );
+  clear(root, h('div', { class: 'login-wrap' }, form));
+  email.focus();
+}
+
+// ---------------------------------------------------------------- first-run installer
+
+/** Creates the first superuser with the one-time token of the installer link, then logs in. */
+function renderInstaller(token) {
+  const email = h('input', { id: 'install-email', type: 'email', name: 'email', required: true, autocomplete: 'username' });
+  const password = h('input', { id: 'install-password', type: 'password', name: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
+  const confirm = h('input', { id: 'install-password-confirm', type: 'password', name: 'passwordConfirm', required: true, autocomplete: 'new-password' });
+  const errSlot = h('div', {});
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block' }, 'Create superuser and log in');
+  const form = h(
+    'form',
+    {
+      class: 'login card installer',
+      onsubmit: async (e) => {
+        e.preventDefault();
+        submit.disabled = true;
+        clear(errSlot);
+        try {
+          await api.post('/api/installer', {
+            token, email: email.value, password: password.value, passwordConfirm: confirm.value,
+          });
+          const res = await api.post('/api/collections/_superusers/auth-with-password', {
+            identity: email.value, password: password.value,
+          });
+          auth.save(res.token, res.record);
+          state.collections = [];
+          toast('Superuser created.');
+          go('#/');
+        } catch (err) {
+          // A dead link or an existing superuser: the way on is the login screen.
+          const dead = err.status === 401 || (err.status === 400 && !Object.keys(err.data).length);
+          clear(errSlot, errorBox(err), dead ? h('p', {}, h('a', { href: '#/login' }, 'Go to the login screen')) : null);
+          submit.disabled = false;
+        }
+      },
+    },
+    h('h1', {}, 'pocketlog'),
+    h('p', { class: 'muted' }, 'Create your first superuser account'),
+    errSlot,
+    row('Email', email),
+    row('Password', password),
+    row('Password confirm', confirm),
     submit,
   );
   clear(root, h('div', { class: 'login-wrap' }, form));

@@ -156,6 +156,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes())
         .merge(crate::handlers::realtime::routes())
         .merge(crate::handlers::backups::routes())
+        .merge(crate::handlers::installer::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -47,6 +47,8 @@ pub struct AppState {
     pub options: ServerOptions,
     /// The realtime hub (SSE sessions and the commit dispatcher).
     pub realtime: Arc<crate::realtime::Hub>,
+    /// The first-run installer link secret (in memory only).
+    pub installer: crate::handlers::installer::Installer,
 }
 
 /// The settings key in `_params`.
@@ -304,6 +306,7 @@ impl AppState {
             schema: RwLock::new(Arc::new(schema)),
             settings: RwLock::new(Arc::new(settings)),
             realtime: Arc::new(crate::realtime::Hub::new(options.realtime.clone())),
+            installer: crate::handlers::installer::Installer::new(),
             options,
         }))
     }

@@ -389,3 +389,78 @@ describe('dashboard', () => {
     assert.deepEqual(pageErrors, [], 'no uncaught page errors');
   });
 });
+
+describe('first-run installer', () => {
+  let server;
+  let browser;
+  let page;
+  const pageErrors = [];
+
+  before(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    server = await new TestServer({ superuser: false }).start();
+    browser = await launchBrowser();
+    page = browser.context.pages()[0] || (await browser.context.newPage());
+    page.setDefaultTimeout(T);
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  test('the printed #/pbinstall link creates the first superuser, then logs in', async () => {
+    // serve prints the link on a data dir without a superuser
+    const deadline = Date.now() + 10_000;
+    let link = null;
+    while (!link && Date.now() < deadline) {
+      link = (server.stderr.match(/(http:\/\/\S+\/_\/#\/pbinstall\/\S+)/) || [])[1];
+      if (!link) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(link, `no installer link in:\n${server.stderr}`);
+    assert.ok(link.startsWith(`${server.url}/_/#/pbinstall/`), link);
+
+    // a forged token is refused with a way to the login screen
+    await page.goto(`${server.url}/_/#/pbinstall/pbinstall.1.forged`);
+    await page.fill('#install-email', SUPERUSER_EMAIL);
+    await page.fill('#install-password', SUPERUSER_PASSWORD);
+    await page.fill('#install-password-confirm', SUPERUSER_PASSWORD);
+    await page.click('button[type=submit]');
+    await page.locator('.error-box').waitFor();
+    assert.match(await page.locator('.error-box').innerText(), /invalid or has expired/);
+    await page.locator('a[href="#/login"]').waitFor();
+
+    // the real link: a mismatched confirmation is shown, then the account is created
+    await page.goto(link);
+    await page.locator('#install-email').waitFor();
+    await page.fill('#install-email', SUPERUSER_EMAIL);
+    await page.fill('#install-password', SUPERUSER_PASSWORD);
+    await page.fill('#install-password-confirm', 'something-else');
+    await page.click('button[type=submit]');
+    await page.locator('.error-box', { hasText: 'passwordConfirm' }).waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, '20-installer-error.png'), fullPage: true });
+    await page.fill('#install-password-confirm', SUPERUSER_PASSWORD);
+    await page.click('button[type=submit]');
+    // logged in: the dashboard's collection list
+    await page.locator('.coll-list').waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, '21-installer-done.png'), fullPage: true });
+    const list = await server.api('GET', '/api/collections/_superusers/records');
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.body.items.map((r) => r.email), [SUPERUSER_EMAIL]);
+
+    // the link is spent once a superuser exists
+    const token = link.split('/pbinstall/')[1];
+    const again = await fetch(`${server.url}/api/installer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token, email: 'second@example.com', password: SUPERUSER_PASSWORD, passwordConfirm: SUPERUSER_PASSWORD }),
+    });
+    assert.equal(again.status, 400);
+    await again.text();
+    // logged in, the installer route goes to the dashboard
+    await page.goto(link);
+    await page.locator('.coll-list').waitFor();
+    assert.deepEqual(pageErrors, [], 'no uncaught page errors');
+  });
+});

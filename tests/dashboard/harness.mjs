@@ -1,5 +1,5 @@
 // Harness for the dashboard browser tests: a pocketlog server on a free loopback port with a
-// fresh temp data dir and a superuser, plus headless Debian Chromium driven by playwright-core.
+// fresh temp data dir and a superuser (or none: the installer test), plus headless Debian Chromium driven by playwright-core.
 //
 //   POCKETLOG_BIN   server binary (default ../../target/debug/pocketlog, else ../../target/release/pocketlog)
 //   CHROMIUM_BIN    browser (default /usr/bin/chromium, Debian's `chromium` package)
@@ -50,7 +50,9 @@ function run(bin, args) {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class TestServer {
-  constructor() {
+  /** `superuser: false` starts on a data dir without one (the first-run installer link). */
+  constructor({ superuser = true } = {}) {
+    this.withSuperuser = superuser;
     this.bin = serverBin();
     this.stdout = '';
     this.stderr = '';
@@ -70,7 +72,9 @@ export class TestServer {
     this.dir = path.join(this.root, 'pb_data');
     await mkdir(this.dir, { recursive: true });
     this.port = await freePort();
-    await run(this.bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', this.dir]);
+    if (this.withSuperuser) {
+      await run(this.bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', this.dir]);
+    }
     this.proc = spawn(this.bin, ['serve', '--http', `127.0.0.1:${this.port}`, '--dir', this.dir], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -10,6 +10,7 @@ pub mod collections_extra;
 pub mod common;
 pub mod health;
 pub mod history;
+pub mod installer;
 pub mod realtime;
 pub mod records;
 pub mod settings;

@@ -275,9 +275,15 @@ fn serve(
             .unwrap_or(false);
         eprintln!("Server started at http://{http}");
         eprintln!("├─ REST API:  http://{http}/api/");
+        eprintln!("└─ Dashboard: http://{http}/_/");
         if !has_superuser {
+            // A one-time link (30 min, this process only; see api/src/handlers/installer.rs).
             eprintln!(
-                "(no superuser yet) create one with: pocketlog superuser upsert EMAIL PASS --dir {}",
+                "\n(!) Launch the URL below in the browser to create your first superuser account:\n\
+                 http://{http}/_/#/pbinstall/{}\n\
+                 (you can also create your first superuser by running: pocketlog superuser upsert \
+                 EMAIL PASS --dir {})",
+                state.installer.new_link_token(),
                 dir.display()
             );
         }
