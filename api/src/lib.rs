@@ -9,6 +9,7 @@ pub mod error;
 pub mod handlers;
 pub mod model;
 pub mod realtime;
+pub mod request_log;
 pub mod routes;
 pub mod state;
 

@@ -157,6 +157,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::handlers::realtime::routes())
         .merge(crate::handlers::backups::routes())
         .merge(crate::handlers::installer::routes())
+        .merge(crate::handlers::logs::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -165,6 +166,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::request_log::middleware,
         ))
         .with_state(state)
 }

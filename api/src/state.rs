@@ -49,6 +49,8 @@ pub struct AppState {
     pub realtime: Arc<crate::realtime::Hub>,
     /// The first-run installer link secret (in memory only).
     pub installer: crate::handlers::installer::Installer,
+    /// Request logs (`auxiliary.db`, written by a background thread).
+    pub logs: crate::request_log::RequestLogs,
 }
 
 /// The settings key in `_params`.
@@ -301,12 +303,14 @@ impl AppState {
         }
         let schema = Schema::new(load_collections(&engine)?);
         let settings = load_settings(&engine)?;
+        let logs = crate::request_log::RequestLogs::new(engine.dir());
         Ok(Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),
             settings: RwLock::new(Arc::new(settings)),
             realtime: Arc::new(crate::realtime::Hub::new(options.realtime.clone())),
             installer: crate::handlers::installer::Installer::new(),
+            logs,
             options,
         }))
     }

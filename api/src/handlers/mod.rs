@@ -11,6 +11,7 @@ pub mod common;
 pub mod health;
 pub mod history;
 pub mod installer;
+pub mod logs;
 pub mod realtime;
 pub mod records;
 pub mod settings;
