@@ -201,12 +201,18 @@ fn writer(path: &Path, state: &Weak<AppState>, receiver: &Receiver<Entry>) {
         let max_days = batch.last().map_or(0, |entry| entry.max_days);
         let resolved: Vec<(Entry, Map<String, Value>)> = {
             let state = state.upgrade();
+            // One verification per distinct token and batch (clients repeat theirs).
+            let mut seen: std::collections::HashMap<String, (String, String)> =
+                std::collections::HashMap::new();
             batch
                 .into_iter()
                 .map(|mut entry| {
                     let mut data = std::mem::take(&mut entry.data);
-                    let (auth, id) = match (&state, &entry.token) {
-                        (Some(state), Some(raw)) => resolve_auth(state, raw),
+                    let (auth, id) = match (&state, entry.token.take()) {
+                        (Some(state), Some(raw)) => seen
+                            .entry(raw)
+                            .or_insert_with_key(|raw| resolve_auth(state, raw))
+                            .clone(),
                         _ => (String::new(), String::new()),
                     };
                     data.insert("auth".into(), json!(auth));
