@@ -33,6 +33,75 @@ CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT) W
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     by_id: HashMap<String, CollectionDef>,
+    /// Record statement texts per collection id (dropped when the collection changes).
+    sql: HashMap<String, SqlTexts>,
+}
+
+/// Most column-set variants remembered per collection and statement kind.
+const SQL_VARIANTS_MAX: usize = 16;
+
+/// The record statements of one collection, keyed by the column names they bind.
+#[derive(Debug, Clone, Default)]
+struct SqlTexts {
+    inserts: Vec<(Vec<String>, String)>,
+    updates: Vec<(Vec<String>, String)>,
+    delete: Option<String>,
+}
+
+fn same_columns(columns: &[String], values: &[(String, Value)]) -> bool {
+    columns.len() == values.len()
+        && columns
+            .iter()
+            .zip(values)
+            .all(|(column, (name, _))| column == name)
+}
+
+/// The cached statement text for `values`' column set, built by `build` on a miss.
+fn variant<'a>(
+    variants: &'a mut Vec<(Vec<String>, String)>,
+    values: &[(String, Value)],
+    build: impl FnOnce() -> String,
+) -> &'a str {
+    let index = match variants
+        .iter()
+        .position(|(columns, _)| same_columns(columns, values))
+    {
+        Some(index) => index,
+        None => {
+            if variants.len() >= SQL_VARIANTS_MAX {
+                variants.remove(0);
+            }
+            let columns = values.iter().map(|(name, _)| name.clone()).collect();
+            variants.push((columns, build()));
+            variants.len() - 1
+        }
+    };
+    &variants[index].1
+}
+
+fn insert_sql(table: &str, values: &[(String, Value)]) -> String {
+    let columns: Vec<String> = values.iter().map(|(name, _)| quote_ident(name)).collect();
+    let placeholders: Vec<String> = (1..=values.len()).map(|n| format!("?{n}")).collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        quote_ident(table),
+        columns.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+fn update_sql(table: &str, values: &[(String, Value)]) -> String {
+    let sets: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(index, (name, _))| format!("{} = ?{}", quote_ident(name), index + 1))
+        .collect();
+    format!(
+        "UPDATE {} SET {} WHERE id = ?{}",
+        quote_ident(table),
+        sets.join(", "),
+        values.len() + 1
+    )
 }
 
 impl Catalog {
@@ -54,6 +123,9 @@ impl Catalog {
 /// Sets up the bookkeeping tables and pragmas of a writable projection connection.
 pub(crate) fn init(conn: &Connection) -> Result<()> {
     register_functions(conn)?;
+    // Room for every collection's record statements plus the commands' queries (the default
+    // of 16 makes a schema with a handful of collections re-prepare on every write).
+    conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -134,9 +206,11 @@ pub fn apply_commit(conn: &Connection, catalog: &mut Catalog, commit: &Commit) -
     set_last_applied(conn, commit.seq)
 }
 
-fn table_of<'a>(catalog: &'a Catalog, collection_id: &str) -> Result<&'a CollectionDef> {
-    catalog
-        .by_id
+fn table_of<'a>(
+    by_id: &'a HashMap<String, CollectionDef>,
+    collection_id: &str,
+) -> Result<&'a CollectionDef> {
+    by_id
         .get(collection_id)
         .ok_or_else(|| Error::InvalidChange(format!("unknown collection {collection_id}")))
 }
@@ -149,16 +223,10 @@ pub fn apply_change(conn: &Connection, catalog: &mut Catalog, change: &Change) -
             values,
             ..
         } => {
-            let def = table_of(catalog, collection_id)?;
-            let columns: Vec<String> = values.iter().map(|(name, _)| quote_ident(name)).collect();
-            let placeholders: Vec<String> = (1..=values.len()).map(|n| format!("?{n}")).collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                quote_ident(&def.name),
-                columns.join(", "),
-                placeholders.join(", ")
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
+            let def = table_of(&catalog.by_id, collection_id)?;
+            let texts = catalog.sql.entry(collection_id.clone()).or_default();
+            let sql = variant(&mut texts.inserts, values, || insert_sql(&def.name, values));
+            let mut statement = conn.prepare_cached(sql)?;
             statement.execute(rusqlite::params_from_iter(
                 values.iter().map(|(_, value)| value),
             ))?;
@@ -168,22 +236,15 @@ pub fn apply_change(conn: &Connection, catalog: &mut Catalog, change: &Change) -
             id,
             values,
         } => {
-            let def = table_of(catalog, collection_id)?;
-            let sets: Vec<String> = values
-                .iter()
-                .enumerate()
-                .map(|(index, (name, _))| format!("{} = ?{}", quote_ident(name), index + 1))
-                .collect();
-            let sql = format!(
-                "UPDATE {} SET {} WHERE id = ?{}",
-                quote_ident(&def.name),
-                sets.join(", "),
-                values.len() + 1
-            );
-            let mut statement = conn.prepare_cached(&sql)?;
-            let mut bound: Vec<&Value> = values.iter().map(|(_, value)| value).collect();
+            let def = table_of(&catalog.by_id, collection_id)?;
+            let texts = catalog.sql.entry(collection_id.clone()).or_default();
+            let sql = variant(&mut texts.updates, values, || update_sql(&def.name, values));
+            let mut statement = conn.prepare_cached(sql)?;
             let id_value = Value::Text(id.clone());
-            bound.push(&id_value);
+            let bound = values
+                .iter()
+                .map(|(_, value)| value)
+                .chain(std::iter::once(&id_value));
             let changed = statement.execute(rusqlite::params_from_iter(bound))?;
             if changed != 1 {
                 return Err(Error::InvalidChange(format!("record {id} does not exist")));
@@ -192,9 +253,12 @@ pub fn apply_change(conn: &Connection, catalog: &mut Catalog, change: &Change) -
         Change::RecordDeleted {
             collection_id, id, ..
         } => {
-            let def = table_of(catalog, collection_id)?;
-            let sql = format!("DELETE FROM {} WHERE id = ?1", quote_ident(&def.name));
-            conn.prepare_cached(&sql)?.execute(params![id])?;
+            let def = table_of(&catalog.by_id, collection_id)?;
+            let texts = catalog.sql.entry(collection_id.clone()).or_default();
+            let sql = texts.delete.get_or_insert_with(|| {
+                format!("DELETE FROM {} WHERE id = ?1", quote_ident(&def.name))
+            });
+            conn.prepare_cached(sql)?.execute(params![id])?;
         }
         Change::CollectionCreated(def) => {
             if catalog.by_id.contains_key(&def.id) {
@@ -203,18 +267,21 @@ pub fn apply_change(conn: &Connection, catalog: &mut Catalog, change: &Change) -
                     def.id
                 )));
             }
+            catalog.sql.remove(&def.id);
             create_relation(conn, def)?;
             upsert_collection_row(conn, def)?;
             catalog.by_id.insert(def.id.clone(), def.clone());
         }
         Change::CollectionUpdated(def) => {
-            let old = table_of(catalog, &def.id)?.clone();
+            let old = table_of(&catalog.by_id, &def.id)?.clone();
+            catalog.sql.remove(&def.id);
             update_relation(conn, &old, def)?;
             upsert_collection_row(conn, def)?;
             catalog.by_id.insert(def.id.clone(), def.clone());
         }
         Change::CollectionDeleted { id, .. } => {
-            let old = table_of(catalog, id)?.clone();
+            let old = table_of(&catalog.by_id, id)?.clone();
+            catalog.sql.remove(id);
             let kind = if old.is_view() { "VIEW" } else { "TABLE" };
             conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", quote_ident(&old.name)))?;
             conn.execute("DELETE FROM _collections WHERE id = ?1", params![id])?;
