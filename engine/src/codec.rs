@@ -21,11 +21,17 @@ fn options(limit: u64) -> impl bincode::Options {
 
 /// Encodes a commit into a payload.
 pub fn encode_commit(commit: &Commit) -> Vec<u8> {
-    let mut out = vec![PAYLOAD_VERSION];
-    options(u64::MAX)
-        .serialize_into(&mut out, commit)
-        .expect("serializing into a Vec cannot fail");
+    let mut out = Vec::new();
+    encode_commit_into(commit, &mut out);
     out
+}
+
+/// Appends a commit's payload to `out` (the same bytes [`encode_commit`] returns).
+pub fn encode_commit_into(commit: &Commit, out: &mut Vec<u8>) {
+    out.push(PAYLOAD_VERSION);
+    options(u64::MAX)
+        .serialize_into(&mut *out, commit)
+        .expect("serializing into a Vec cannot fail");
 }
 
 /// Decodes a payload. `Err(reason)` for a malformed body.

@@ -23,7 +23,7 @@
 //! | a frame whose seq is not the next one                      | corruption | refuse to open              |
 //! | a payload with an unknown version                          | error      | refuse (`FormatVersion`)    |
 
-use crate::codec::{decode_commit, encode_commit};
+use crate::codec::{decode_commit, encode_commit, encode_commit_into};
 use crate::commit::{Commit, Seq};
 use crate::error::{Error, Result};
 use crate::frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
@@ -271,7 +271,12 @@ pub(crate) struct Log {
     frames_in_active: u64,
     segment_bytes_max: u64,
     shared: Arc<LogShared>,
+    /// The frame buffer of `append`, reused from group to group.
+    append_buf: Vec<u8>,
 }
+
+/// Largest append buffer kept for reuse.
+const APPEND_BUF_KEEP_MAX: usize = 1 << 20;
 
 impl Log {
     /// Opens (creating if needed) the log in `dir`, recovering a torn tail.
@@ -412,6 +417,7 @@ impl Log {
                 frames_in_active: frames_in_last,
                 segment_bytes_max,
                 shared,
+                append_buf: Vec::new(),
             },
             report,
         ))
@@ -435,7 +441,10 @@ impl Log {
         if self.active_len >= self.segment_bytes_max && self.frames_in_active > 0 {
             self.roll()?;
         }
-        let mut buf = Vec::new();
+        // The frames are encoded in place (header slot, payload, then the header filled in):
+        // the same bytes as `encode_frame(&encode_commit(commit))`, without a payload copy.
+        let mut buf = std::mem::take(&mut self.append_buf);
+        buf.clear();
         let mut offsets = Vec::with_capacity(commits.len());
         for (index, commit) in commits.iter().enumerate() {
             assert_eq!(
@@ -443,20 +452,39 @@ impl Log {
                 self.next_seq + index as u64,
                 "commit seqs are gap-free"
             );
-            offsets.push(self.active_len + buf.len() as u64);
-            let payload = encode_commit(commit);
-            if payload.len() > FRAME_PAYLOAD_MAX {
+            let start = buf.len();
+            offsets.push(self.active_len + start as u64);
+            buf.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+            encode_commit_into(commit, &mut buf);
+            let payload_len = buf.len() - start - FRAME_HEADER_LEN;
+            if payload_len > FRAME_PAYLOAD_MAX {
                 return Err(Error::InvalidChange(format!(
-                    "commit of {} bytes exceeds the frame limit",
-                    payload.len()
+                    "commit of {payload_len} bytes exceeds the frame limit"
                 )));
             }
-            encode_frame(&payload, &mut buf);
+            let crc = crc32fast::hash(&buf[start + FRAME_HEADER_LEN..]);
+            buf[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+            buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         }
+        let result = self.write_frames(&buf, commits, &offsets, sync);
+        // Keep the buffer for the next group unless one huge commit made it large.
+        if buf.capacity() <= APPEND_BUF_KEEP_MAX {
+            self.append_buf = buf;
+        }
+        result
+    }
+
+    fn write_frames(
+        &mut self,
+        buf: &[u8],
+        commits: &[Commit],
+        offsets: &[u64],
+        sync: bool,
+    ) -> Result<()> {
         let active_path = self.active_path();
         let written =
             self.active
-                .append(&buf)
+                .append(buf)
                 .and_then(|()| if sync { self.active.sync() } else { Ok(()) });
         if let Err(err) = written {
             // Best effort: remove the partial bytes so a later open does not see them.
