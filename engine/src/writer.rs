@@ -31,6 +31,7 @@ pub struct Tx<'a> {
     timestamp_ms: i64,
     actor: &'a Actor,
     catalog_touched: bool,
+    stage_attempted: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -41,6 +42,7 @@ impl<'a> Tx<'a> {
 
     /// Stages a change: it is applied to the projection at once, so later checks see it.
     pub fn stage(&mut self, change: Change) -> Result<()> {
+        self.stage_attempted = true;
         projection::apply_change(self.conn, self.catalog, &change)?;
         if matches!(
             change,
@@ -168,14 +170,25 @@ impl Writer {
         let now = (self.clock)().max(self.last_timestamp_ms);
         self.last_timestamp_ms = now;
         let mut next_seq = self.log.next_seq();
-        let mut commits: Vec<Commit> = Vec::new();
+        let mut commits: Vec<Commit> = Vec::with_capacity(group.len());
         // (reply, outcome-without-commit, index into commits)
-        let mut pending: Vec<(ReplyFn, JobOutcome, Option<usize>)> = Vec::new();
+        let mut pending: Vec<(ReplyFn, JobOutcome, Option<usize>)> =
+            Vec::with_capacity(group.len());
         let mut catalog_dirty = false;
-        for job in group {
-            let result = self.run_job(job.command, &job.actor, now, &mut catalog_dirty);
-            match result {
-                Ok((value, changes)) => {
+        // Jobs run without a savepoint of their own until one fails after staging: that one is
+        // undone by rolling the whole transaction back and re-applying the changes of the jobs
+        // before it (the projection is deterministic, as for replay). From then on, the rest
+        // of the group runs with a savepoint per job, so a group rolls back at most once.
+        let mut guarded = false;
+        let mut jobs = group.into_iter();
+        while let Some(job) = jobs.next() {
+            match self.run_job(job.command, &job.actor, now, guarded) {
+                JobRun::Done {
+                    value,
+                    changes,
+                    touched,
+                } => {
+                    catalog_dirty |= touched;
                     let index = if changes.is_empty() {
                         None
                     } else {
@@ -197,7 +210,33 @@ impl Writer {
                         index,
                     ));
                 }
-                Err(outcome) => pending.push((job.reply, outcome, None)),
+                JobRun::Failed(outcome) => pending.push((job.reply, outcome, None)),
+                JobRun::FailedDirty { outcome, touched } => {
+                    pending.push((job.reply, outcome, None));
+                    guarded = true;
+                    if let Err(err) = self.restart_transaction(&commits, catalog_dirty || touched) {
+                        // Nothing of this group is durable: every job that had succeeded, and
+                        // every job not run yet, gets the error.
+                        tracing::error!(error = %err, "could not undo a failed command's changes");
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                        if let Ok(catalog) = projection::load_catalog(&self.conn) {
+                            self.catalog = catalog;
+                        }
+                        let reason = err.to_string();
+                        for (reply, outcome, _) in pending {
+                            match outcome {
+                                JobOutcome::Done { .. } => {
+                                    reply(JobOutcome::EngineFailed(Error::Sqlite(reason.clone())))
+                                }
+                                other => reply(other),
+                            }
+                        }
+                        for job in jobs {
+                            (job.reply)(JobOutcome::EngineFailed(Error::Sqlite(reason.clone())));
+                        }
+                        return;
+                    }
+                }
             }
         }
         let durable = self
@@ -241,19 +280,33 @@ impl Writer {
         self.hub.publish(commits);
     }
 
-    #[allow(clippy::type_complexity)]
-    fn run_job(
-        &mut self,
-        command: CommandFn,
-        actor: &Actor,
-        now: i64,
-        catalog_dirty: &mut bool,
-    ) -> std::result::Result<(Box<dyn Any + Send>, Vec<Change>), JobOutcome> {
+    /// Rolls the group's transaction back and re-applies the changes of its jobs so far.
+    fn restart_transaction(&mut self, commits: &[Commit], reload_catalog: bool) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK")?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        if reload_catalog {
+            // The rollback took `_collections` back; bring the catalog back in line.
+            self.catalog = projection::load_catalog(&self.conn)?;
+        }
+        for commit in commits {
+            for change in &commit.changes {
+                projection::apply_change(&self.conn, &mut self.catalog, change)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one command. `guarded`: inside a savepoint of its own; otherwise a command that
+    /// fails after staging is reported as [`JobRun::FailedDirty`] and the caller undoes it.
+    fn run_job(&mut self, command: CommandFn, actor: &Actor, now: i64, guarded: bool) -> JobRun {
         // Cached statements: parsing the savepoint SQL per job is a measurable share of a
         // small commit's cost on the writer thread.
-        if let Err(err) = run_cached(&self.conn, "SAVEPOINT job") {
-            return Err(JobOutcome::EngineFailed(Error::from(err)));
+        if guarded {
+            if let Err(err) = run_cached(&self.conn, "SAVEPOINT job") {
+                return JobRun::Failed(JobOutcome::EngineFailed(Error::from(err)));
+            }
         }
+        let changes_before = self.conn.total_changes();
         let mut tx = Tx {
             conn: &self.conn,
             catalog: &mut self.catalog,
@@ -261,34 +314,62 @@ impl Writer {
             timestamp_ms: now,
             actor,
             catalog_touched: false,
+            stage_attempted: false,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(&mut tx)));
         let touched = tx.catalog_touched;
+        let attempted = tx.stage_attempted;
         let changes = std::mem::take(&mut tx.changes);
         let outcome = match result {
             Ok(Ok(value)) => {
-                if let Err(err) = run_cached(&self.conn, "RELEASE job") {
-                    return Err(JobOutcome::EngineFailed(Error::from(err)));
+                if guarded {
+                    if let Err(err) = run_cached(&self.conn, "RELEASE job") {
+                        return JobRun::Failed(JobOutcome::EngineFailed(Error::from(err)));
+                    }
                 }
-                *catalog_dirty |= touched;
-                return Ok((value, changes));
+                return JobRun::Done {
+                    value,
+                    changes,
+                    touched,
+                };
             }
             Ok(Err(err)) => JobOutcome::CommandFailed(err),
             Err(_) => JobOutcome::EngineFailed(Error::InvalidChange(
                 "the command panicked; its changes were rolled back".into(),
             )),
         };
+        if !guarded {
+            // Nothing to undo when the command wrote nothing.
+            if attempted || touched || self.conn.total_changes() != changes_before {
+                return JobRun::FailedDirty { outcome, touched };
+            }
+            return JobRun::Failed(outcome);
+        }
         let _ = run_cached(&self.conn, "ROLLBACK TO job");
         let _ = run_cached(&self.conn, "RELEASE job");
         if touched {
             // The savepoint rolled `_collections` back; bring the catalog back in line.
             match projection::load_catalog(&self.conn) {
                 Ok(catalog) => self.catalog = catalog,
-                Err(err) => return Err(JobOutcome::EngineFailed(err)),
+                Err(err) => return JobRun::Failed(JobOutcome::EngineFailed(err)),
             }
         }
-        Err(outcome)
+        JobRun::Failed(outcome)
     }
+}
+
+/// How one job ran.
+enum JobRun {
+    /// The command succeeded; its changes are staged.
+    Done {
+        value: Box<dyn Any + Send>,
+        changes: Vec<Change>,
+        touched: bool,
+    },
+    /// The command failed and left nothing behind (or its savepoint was rolled back).
+    Failed(JobOutcome),
+    /// The command failed after staging, outside a savepoint: the transaction must be undone.
+    FailedDirty { outcome: JobOutcome, touched: bool },
 }
 
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
