@@ -81,6 +81,8 @@ pub fn record_events(schema: &Schema, commit: &Commit) -> Vec<RecordEvent> {
 #[derive(Debug, Default)]
 pub struct EncodeCache {
     data: HashMap<EncodeKey, Arc<str>>,
+    /// Guests' outcome per (change index, subscription string): `None` = not delivered.
+    guest: HashMap<(usize, Arc<str>), Option<Bytes>>,
 }
 
 #[derive(Debug, Hash, PartialEq, Eq)]
@@ -192,23 +194,23 @@ fn topic_names(topic: &Topic, collection: &Collection) -> bool {
 pub async fn render(
     state: &Arc<AppState>,
     schema: &Schema,
-    client_id: &str,
     inner: &SessionInner,
     seq: engine::Seq,
     events: &[RecordEvent],
     cache: &mut EncodeCache,
-) -> Vec<Bytes> {
+) -> Vec<sse::Frame> {
     let mut frames = Vec::new();
     let subscriptions = inner.subscriptions_at(seq);
     if subscriptions.is_empty() {
         return frames;
     }
+    let guest = inner.auth.is_none();
     for event in events {
+        let record_id = event.record.get("id").and_then(Value::as_str).unwrap_or("");
         for (topic_index, topic) in subscriptions.iter().enumerate() {
             if !topic.valid || !topic_names(topic, &event.collection) {
                 continue;
             }
-            let record_id = event.record.get("id").and_then(Value::as_str).unwrap_or("");
             if topic
                 .record_id
                 .as_deref()
@@ -223,42 +225,73 @@ pub async fn render(
             {
                 continue;
             }
-            let filter = match &topic.filter {
-                None => None,
-                Some(Some(expr)) => Some(&**expr),
-                Some(None) => continue,
+            // A guest's decision and payload depend only on the event and the subscription
+            // string (rule, filter, query, headers, expand and fields all come from it), so
+            // every guest session with the same string shares one evaluation per commit.
+            let tail = if guest {
+                let key = (event.change_index, Arc::clone(&topic.raw));
+                match cache.guest.get(&key) {
+                    Some(decided) => decided.clone(),
+                    None => {
+                        let decided = decide(state, schema, inner, event, topic, cache)
+                            .await
+                            .map(|payload| sse::event_tail(&topic.raw, &payload));
+                        cache.guest.insert(key, decided.clone());
+                        decided
+                    }
+                }
+            } else {
+                decide(state, schema, inner, event, topic, cache)
+                    .await
+                    .map(|payload| sse::event_tail(&topic.raw, &payload))
             };
-            let rule = schema.rule(&event.collection.id, topic.rule_key());
-            let data = RequestData {
-                method: "GET".into(),
-                context: "realtime".into(),
-                body: Map::new(),
-                query: topic.query.clone(),
-                headers: topic.headers.clone(),
-            };
-            if !allowed(
-                state,
-                schema,
-                &event.collection,
-                &rule,
-                filter,
-                &event.record,
-                &inner.auth,
-                &data,
-            )
-            .await
-            {
+            let Some(tail) = tail else {
                 continue;
-            }
-            let payload = encode(state, inner, event, topic, cache).await;
-            frames.push(sse::event_frame(
-                &format!("{client_id}.{seq}.{part}"),
-                &topic.raw,
-                &payload,
-            ));
+            };
+            frames.push(sse::Frame::Event { seq, part, tail });
         }
     }
     frames
+}
+
+/// The access decision for one event and subscription of a session, and when allowed the
+/// event's `data` JSON for it.
+async fn decide(
+    state: &Arc<AppState>,
+    schema: &Schema,
+    inner: &SessionInner,
+    event: &RecordEvent,
+    topic: &Topic,
+    cache: &mut EncodeCache,
+) -> Option<Arc<str>> {
+    let filter = match &topic.filter {
+        None => None,
+        Some(Some(expr)) => Some(&**expr),
+        Some(None) => return None,
+    };
+    let rule = schema.rule(&event.collection.id, topic.rule_key());
+    let data = RequestData {
+        method: "GET".into(),
+        context: "realtime".into(),
+        body: Map::new(),
+        query: topic.query.clone(),
+        headers: topic.headers.clone(),
+    };
+    if !allowed(
+        state,
+        schema,
+        &event.collection,
+        &rule,
+        filter,
+        &event.record,
+        &inner.auth,
+        &data,
+    )
+    .await
+    {
+        return None;
+    }
+    Some(encode(state, inner, event, topic, cache).await)
 }
 
 /// The `data` JSON of one event for one viewer, from the cache when possible.

@@ -9,6 +9,7 @@
 //!    not fit is not queued at all (all or nothing), and the session switches to catch-up.
 //! 3. Every (re)connection bumps `generation`; a stream whose generation is stale ends.
 
+use super::sse::Frame;
 use super::topic::Topic;
 use super::RealtimeOptions;
 use crate::access::Auth;
@@ -18,6 +19,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+/// Most bytes [`Session::pop`] joins into one chunk.
+pub const POP_BYTES_MAX: usize = 64 * 1024;
 
 /// How a session receives commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +78,7 @@ impl SessionInner {
 /// The frames waiting for the stream.
 #[derive(Debug)]
 pub struct Queue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Frame>,
     bytes: usize,
     /// The generation of the stream allowed to drain this queue.
     pub generation: u64,
@@ -87,7 +91,7 @@ pub struct Queue {
 /// Outcome of taking from the queue.
 #[derive(Debug)]
 pub enum Pop {
-    /// The next frame.
+    /// The next frames (one or more whole frames).
     Frame(Bytes),
     /// Nothing buffered.
     Empty(Arc<Notify>),
@@ -153,21 +157,38 @@ impl Session {
 
     /// Queues all `frames` or none. An empty queue always accepts (so a commit larger than
     /// the bound still makes progress); otherwise the frame and byte bounds apply.
-    pub fn try_push(&self, frames: Vec<Bytes>) -> bool {
+    pub fn try_push(&self, frames: Vec<Frame>) -> bool {
+        let pushed = self.try_push_quiet(frames);
+        self.notify_readable();
+        pushed
+    }
+
+    /// [`Session::try_push`] without waking the stream: the dispatcher queues the frames of
+    /// several commits and wakes it once with [`Session::notify_readable`].
+    pub fn try_push_quiet(&self, frames: Vec<Frame>) -> bool {
         if frames.is_empty() {
             return true;
         }
+        let added: usize = frames.iter().map(|f| f.len(self.id.len())).sum();
+        let mut queue = self.queue();
+        let fits = queue.frames.is_empty()
+            || (queue.frames.len() + frames.len() <= self.frames_max
+                && queue.bytes + added <= self.bytes_max);
+        if !fits {
+            return false;
+        }
+        queue.bytes += added;
+        queue.frames.extend(frames);
+        true
+    }
+
+    /// Wakes the stream when frames are waiting (then true).
+    pub fn notify_readable(&self) -> bool {
         let notify = {
-            let mut queue = self.queue();
-            let added: usize = frames.iter().map(Bytes::len).sum();
-            let fits = queue.frames.is_empty()
-                || (queue.frames.len() + frames.len() <= self.frames_max
-                    && queue.bytes + added <= self.bytes_max);
-            if !fits {
+            let queue = self.queue();
+            if queue.frames.is_empty() {
                 return false;
             }
-            queue.bytes += added;
-            queue.frames.extend(frames);
             Arc::clone(&queue.readable)
         };
         notify.notify_one();
@@ -185,26 +206,45 @@ impl Session {
         self.queue().frames.len()
     }
 
-    /// Takes the next frame for the stream of `generation`.
+    /// Takes the next frames for the stream of `generation`: everything buffered up to
+    /// [`POP_BYTES_MAX`] (at least one frame), as one chunk, so a stream that fell behind
+    /// catches up with one write instead of one per frame.
     pub fn pop(&self, generation: u64) -> Pop {
         let popped = {
             let mut queue = self.queue();
             if queue.ended || queue.generation != generation {
                 return Pop::Ended;
             }
-            match queue.frames.pop_front() {
-                Some(frame) => {
-                    queue.bytes -= frame.len();
-                    Some(frame)
+            let Some(first) = queue.frames.pop_front() else {
+                return Pop::Empty(Arc::clone(&queue.readable));
+            };
+            let id_len = self.id.len();
+            let mut taken = first.len(id_len);
+            let mut count = 1;
+            for frame in queue.frames.iter() {
+                let len = frame.len(id_len);
+                if taken + len > POP_BYTES_MAX {
+                    break;
                 }
-                None => return Pop::Empty(Arc::clone(&queue.readable)),
+                taken += len;
+                count += 1;
             }
+            let chunk = match first {
+                Frame::Raw(bytes) if count == 1 => bytes,
+                first => {
+                    let mut chunk = Vec::with_capacity(taken);
+                    first.write_to(&self.id, &mut chunk);
+                    for frame in queue.frames.drain(..count - 1) {
+                        frame.write_to(&self.id, &mut chunk);
+                    }
+                    Bytes::from(chunk)
+                }
+            };
+            queue.bytes -= taken;
+            chunk
         };
         self.writable.notify_waiters();
-        match popped {
-            Some(frame) => Pop::Frame(frame),
-            None => Pop::Ended,
-        }
+        Pop::Frame(popped)
     }
 
     /// Starts a new stream generation: clears the queue, queues `first` frames, and wakes
@@ -214,7 +254,7 @@ impl Session {
             let mut queue = self.queue();
             queue.frames.clear();
             queue.bytes = first.iter().map(Bytes::len).sum();
-            queue.frames.extend(first);
+            queue.frames.extend(first.into_iter().map(Frame::Raw));
             queue.generation = generation;
             std::mem::replace(&mut queue.readable, Arc::new(Notify::new()))
         };

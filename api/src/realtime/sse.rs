@@ -1,7 +1,8 @@
 //! SSE bytes and the streaming response body of `GET /api/realtime`.
 //!
-//! 1. Frames are exactly `id:<id>\nevent:<name>\ndata:<json>\n\n` (no spaces after colons),
-//!    one HTTP chunk each (spec §1.2).
+//! 1. Frames are exactly `id:<id>\nevent:<name>\ndata:<json>\n\n` (no spaces after colons)
+//!    (spec §1.2). A frame is written as soon as it is queued; frames that queued up while the
+//!    stream was busy go out together in one HTTP chunk (SSE does not depend on chunk borders).
 //! 2. Keep-alive is an SSE comment `: ping\n\n`, which EventSource implementations ignore.
 //! 3. When the body is dropped (the connection went away) the session is parked for resume.
 
@@ -26,6 +27,88 @@ pub fn event_frame(id: &str, event: &str, data: &str) -> Bytes {
     out.push_str(data);
     out.push_str("\n\n");
     Bytes::from(out)
+}
+
+/// A queued frame. Event frames keep the part after their id line (`\nevent:…\ndata:…\n\n`)
+/// as a shared buffer: every session that receives the same event with the same subscription
+/// string and visibility holds the same bytes, and the per-session id line is only written
+/// when the stream takes the frame ([`Frame::write_to`]).
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// Complete frame bytes.
+    Raw(Bytes),
+    /// `id:<clientId>.<seq>.<part>` followed by `tail`.
+    Event {
+        /// The commit.
+        seq: u64,
+        /// The part number inside the commit.
+        part: u64,
+        /// `\nevent:<name>\ndata:<json>\n\n`.
+        tail: Bytes,
+    },
+}
+
+impl Frame {
+    /// The encoded length for a session whose client id is `client_id_len` bytes long.
+    pub fn len(&self, client_id_len: usize) -> usize {
+        match self {
+            Frame::Raw(bytes) => bytes.len(),
+            Frame::Event { seq, part, tail } => {
+                3 + client_id_len + 2 + digits(*seq) + digits(*part) + tail.len()
+            }
+        }
+    }
+
+    /// Appends the frame's bytes for `client_id` to `out`.
+    pub fn write_to(&self, client_id: &str, out: &mut Vec<u8>) {
+        match self {
+            Frame::Raw(bytes) => out.extend_from_slice(bytes),
+            Frame::Event { seq, part, tail } => {
+                let mut buffer = [0u8; 20];
+                out.extend_from_slice(b"id:");
+                out.extend_from_slice(client_id.as_bytes());
+                out.push(b'.');
+                out.extend_from_slice(decimal(*seq, &mut buffer));
+                out.push(b'.');
+                out.extend_from_slice(decimal(*part, &mut buffer));
+                out.extend_from_slice(tail);
+            }
+        }
+    }
+}
+
+/// The shared part of an event frame: `\nevent:<event>\ndata:<data>\n\n`.
+pub fn event_tail(event: &str, data: &str) -> Bytes {
+    let mut out = Vec::with_capacity(7 + event.len() + 6 + data.len() + 2);
+    out.extend_from_slice(b"\nevent:");
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\ndata:");
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Number of decimal digits of `value`.
+fn digits(mut value: u64) -> usize {
+    let mut count = 1;
+    while value >= 10 {
+        value /= 10;
+        count += 1;
+    }
+    count
+}
+
+/// `value` in decimal, written to the end of `buffer`.
+fn decimal(mut value: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buffer[at..];
+        }
+    }
 }
 
 /// The `PB_CONNECT` frame (its id is the client id, which the SDK reads).
@@ -135,4 +218,25 @@ pub fn stream_body(hub: Arc<Hub>, session: Arc<Session>, generation: u64) -> Bod
         }
     });
     Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_frames_match_the_plain_encoding() {
+        for (seq, part) in [(0u64, 0u64), (9, 10), (1234567, 1000), (u64::MAX, 7)] {
+            let frame = Frame::Event {
+                seq,
+                part,
+                tail: event_tail("posts/*", "{\"a\":1}"),
+            };
+            let mut out = Vec::new();
+            frame.write_to("abc", &mut out);
+            let plain = event_frame(&format!("abc.{seq}.{part}"), "posts/*", "{\"a\":1}");
+            assert_eq!(out, plain.to_vec());
+            assert_eq!(frame.len(3), plain.len());
+        }
+    }
 }
