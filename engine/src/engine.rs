@@ -128,6 +128,12 @@ impl ReadConn<'_> {
         projection::query(self.conn, sql, params)
     }
 
+    /// Runs a query that counts its matching rows in the same scan (see
+    /// [`projection::query_counted`]): the rows, and the count when it is exact.
+    pub fn query_counted(&self, sql: &str, params: &[Value]) -> Result<(Rows, Option<i64>)> {
+        projection::query_counted(self.conn, sql, params)
+    }
+
     /// The canonical dump of the whole projection (see [`projection::dump`]), for comparing
     /// it with a fresh replay.
     pub fn dump(&self) -> Result<Vec<String>> {
@@ -154,6 +160,7 @@ impl ReadPool {
         conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         projection::register_functions(&conn)?;
+        projection::register_row_counter(&conn)?;
         Ok(conn)
     }
 

@@ -45,6 +45,7 @@ pub use log::{
 };
 pub use projection::{
     apply_commit, dump, last_applied, load_catalog, quote_ident, register_functions, Catalog,
+    ROW_COUNTER_FN,
 };
 pub use snapshot::{
     base_snapshot, build_projection_at, copy_projection, list_snapshots, parse_snapshot_name,

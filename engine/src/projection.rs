@@ -470,6 +470,72 @@ pub(crate) fn query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Ro
     Ok(Rows { columns, rows: out })
 }
 
+/// Name of the SQL function that counts the rows of a scan (read connections only; see
+/// [`query_counted`]).
+pub const ROW_COUNTER_FN: &str = "_pl_count";
+
+thread_local! {
+    /// Rows counted by [`ROW_COUNTER_FN`] on this thread since the last reset.
+    static COUNTED_ROWS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// Registers [`ROW_COUNTER_FN`]`(x)`: adds 1 to this thread's counter when `x` is 1 and
+/// always returns 1 (so as a WHERE term it never filters). Not deterministic, so SQLite
+/// evaluates it once per row the scan reaches and never factors it out of the loop.
+pub(crate) fn register_row_counter(conn: &Connection) -> Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(ROW_COUNTER_FN, 1, FunctionFlags::SQLITE_UTF8, |ctx| {
+        if ctx.get::<Option<i64>>(0)? == Some(1) {
+            COUNTED_ROWS.with(|count| count.set(count.get() + 1));
+        }
+        Ok(1i64)
+    })?;
+    Ok(())
+}
+
+/// Runs a query whose WHERE ends with `AND _pl_count(CASE WHEN <the rest> THEN 1 ELSE 0 END)`
+/// and returns its rows with the number of rows matching the rest of the WHERE, counted in
+/// the same scan, when that number is exact: when SQLite's plan sorts the whole result in a
+/// temp b-tree (every matching row is reached before the first row comes out, whatever the
+/// LIMIT), on a single table. Otherwise (`None`) the caller counts separately. The plan is
+/// read with EXPLAIN QUERY PLAN (same SQL, same bound values) inside the read transaction
+/// the query runs in, so both see one schema.
+pub(crate) fn query_counted(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+) -> Result<(Rows, Option<i64>)> {
+    conn.execute_batch("BEGIN")?;
+    let result: Result<(Rows, Option<i64>)> = (|| {
+        let full_sort = {
+            let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let mut rows = plan.query(rusqlite::params_from_iter(params.iter()))?;
+            let mut scans = 0;
+            let mut full_sort = false;
+            let mut other = false;
+            while let Some(row) = rows.next()? {
+                let detail: String = row.get(3)?;
+                if detail == "USE TEMP B-TREE FOR ORDER BY" {
+                    full_sort = true;
+                } else if detail.starts_with("SCAN ") || detail.starts_with("SEARCH ") {
+                    scans += 1;
+                } else {
+                    other = true;
+                }
+            }
+            full_sort && scans == 1 && !other
+        };
+        COUNTED_ROWS.with(|count| count.set(0));
+        let rows = query(conn, sql, params)?;
+        let counted = COUNTED_ROWS.with(|count| count.replace(0));
+        Ok((rows, full_sort.then_some(counted)))
+    })();
+    let ended = conn.execute_batch("COMMIT");
+    let value = result?;
+    ended?;
+    Ok(value)
+}
+
 /// Dumps every user-visible table of the projection in a canonical text form
 /// (used by `verify` and the tests to compare a projection with a fresh replay).
 pub fn dump(conn: &Connection) -> Result<Vec<String>> {
@@ -503,4 +569,96 @@ pub fn dump(conn: &Connection) -> Result<Vec<String>> {
         out.push(format!("index {row:?}"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod counted_tests {
+    use super::*;
+
+    fn table(indexed: bool) -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        register_row_counter(&conn).expect("register");
+        conn.execute_batch(
+            "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, c TEXT, s NUMERIC, created TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1999)
+             INSERT INTO t SELECT 'id' || i, 'c' || (i % 10), (i * 7919) % 1000,
+                                  CASE WHEN i % 7 = 0 THEN NULL ELSE 'x' || i END FROM n;",
+        )
+        .expect("fill");
+        if indexed {
+            conn.execute_batch("CREATE INDEX t_s ON t (s)")
+                .expect("index");
+        }
+        conn
+    }
+
+    fn counted(
+        conn: &Connection,
+        cond: &str,
+        order: &str,
+        limit: i64,
+        offset: i64,
+    ) -> (usize, Option<i64>) {
+        let sql = format!(
+            "SELECT m.* FROM t m WHERE {cond} AND {ROW_COUNTER_FN}(CASE WHEN {cond} THEN 1 ELSE 0 END) {order} LIMIT ?2 OFFSET ?3"
+        );
+        let params = [
+            Value::Text("c3".into()),
+            Value::Int(limit),
+            Value::Int(offset),
+        ];
+        let (rows, total) = query_counted(conn, &sql, &params).expect("query");
+        (rows.rows.len(), total)
+    }
+
+    fn count(conn: &Connection, cond: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM t m WHERE {cond}");
+        query(conn, &sql, &[Value::Text("c3".into())])
+            .expect("count")
+            .rows[0][0]
+            .as_i64()
+            .expect("int")
+    }
+
+    #[test]
+    fn counts_in_the_page_scan_only_when_every_row_is_sorted() {
+        let plain = table(false);
+        let indexed = table(true);
+        let conds = [
+            "(m.c = ?1)",
+            "((m.c = ?1) AND (m.s > 500))",
+            "((m.c = ?1) OR (m.created IS NULL))",
+            "(m.s > 2000 AND ?1 = ?1)",
+            "(m.id = 'id3' OR m.id = 'id13' OR m.id = ?1)",
+        ];
+        for cond in conds {
+            let expected = count(&plain, cond);
+            for (limit, offset) in [(30, 0), (5, 7), (1000, 0), (30, 5000)] {
+                let (_, total) = counted(
+                    &plain,
+                    cond,
+                    "ORDER BY m.s DESC, m.created ASC",
+                    limit,
+                    offset,
+                );
+                assert_eq!(total, Some(expected), "{cond} {limit} {offset}");
+                // An index serves the leading sort term: the scan may stop early.
+                let (_, total) = counted(
+                    &indexed,
+                    cond,
+                    "ORDER BY m.s DESC, m.created ASC",
+                    limit,
+                    offset,
+                );
+                assert!(total.is_none() || total == Some(expected), "{cond}");
+                // Rowid order: usually no sort at all (a search by ids may still sort).
+                let (_, total) = counted(&plain, cond, "ORDER BY m.rowid", limit, offset);
+                assert!(total.is_none() || total == Some(expected), "{cond}");
+            }
+        }
+        let (_, total) = counted(&indexed, "(m.c = ?1)", "ORDER BY m.s DESC", 30, 0);
+        assert_eq!(total, None);
+        let (_, total) = counted(&plain, "(m.c = ?1)", "ORDER BY m.rowid", 30, 0);
+        assert_eq!(total, None);
+    }
 }

@@ -497,8 +497,40 @@ pub async fn records_list(
         None if collection.is_view() => String::new(),
         None => format!("ORDER BY {MAIN}.rowid"),
     };
+    let offset = (paging.page - 1).saturating_mul(paging.per_page);
+    // One scan for the page and the total when the plan sorts every matching row anyway
+    // (a filter on one table, a sort no index serves): the count is taken by a function
+    // in the page query's WHERE (see `engine::ReadConn::query_counted`); otherwise, or when
+    // SQLite's plan could stop early, a separate COUNT query as before.
+    let (counted_page, counted_total) = if !paging.skip_total
+        && !collection.is_view()
+        && !clause.distinct
+        && clause.joins.is_empty()
+        && !clause.conditions.is_empty()
+        && !order.is_empty()
+    {
+        let mut params = clause.engine_params();
+        params.push(SqlValue::Int(paging.per_page));
+        params.push(SqlValue::Int(offset));
+        let conditions = clause.conditions.join(" AND ");
+        let sql = format!(
+            "SELECT {MAIN}.* FROM {} {MAIN} WHERE {conditions} AND {}(CASE WHEN {conditions} THEN 1 ELSE 0 END) {order} LIMIT ?{} OFFSET ?{}",
+            engine::quote_ident(&collection.name),
+            engine::ROW_COUNTER_FN,
+            params.len() - 1,
+            params.len(),
+        );
+        let (rows, total) = state
+            .read(move |conn| conn.query_counted(&sql, &params))
+            .await?;
+        (Some(rows), total)
+    } else {
+        (None, None)
+    };
     let total = if paging.skip_total {
         None
+    } else if counted_total.is_some() {
+        counted_total
     } else {
         let params = count_clause.engine_params();
         // Without joins every row is one record: a plain count avoids DISTINCT's temp b-tree.
@@ -516,15 +548,23 @@ pub async fn records_list(
         let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
         Some(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
     };
-    let offset = (paging.page - 1).saturating_mul(paging.per_page);
-    let records = query_records(
-        &state,
-        &collection,
-        &clause,
-        &order,
-        Some((paging.per_page, offset)),
-    )
-    .await?;
+    let records = match counted_page {
+        Some(rows) => rows
+            .rows
+            .iter()
+            .map(|row| from_row(&collection, &rows.columns, row))
+            .collect(),
+        None => {
+            query_records(
+                &state,
+                &collection,
+                &clause,
+                &order,
+                Some((paging.per_page, offset)),
+            )
+            .await?
+        }
+    };
     let items = present(
         &state,
         &auth,
