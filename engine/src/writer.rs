@@ -6,7 +6,7 @@
 //!    savepoint back and only that job fails.
 //! 3. Append the group's commits to the log, fsync once (policy `always`).
 //! 4. Write `_meta.last_seq` and `COMMIT` SQLite.
-//! 5. Answer every job, then publish the commits to subscribers.
+//! 5. Publish the commits to subscribers, then answer every job.
 //!
 //! Invariants: a job is answered with success only after step 4; if step 3 fails the SQLite
 //! transaction is rolled back, every job of the group gets the error and the engine is
@@ -268,6 +268,9 @@ impl Writer {
             return;
         }
         let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
+        // Publish before answering: once a caller sees its write acknowledged, subscribers
+        // (and `published_seq`) already include it. Both happen only after the commit is durable.
+        self.hub.publish(commits.clone());
         for (reply, outcome, index) in pending {
             match outcome {
                 JobOutcome::Done { value, .. } => reply(JobOutcome::Done {
@@ -277,7 +280,6 @@ impl Writer {
                 other => reply(other),
             }
         }
-        self.hub.publish(commits);
     }
 
     /// Rolls the group's transaction back and re-applies the changes of its jobs so far.
