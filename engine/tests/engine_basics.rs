@@ -79,7 +79,7 @@ fn subscription_sees_every_commit_in_order() {
         insert_note(&engine, &format!("id{index:03}"), "", index).expect("insert");
     }
     let mut seen = Vec::new();
-    // Callers are answered before the commit is published, so wait for the last one.
+    // Wait (bounded) until every commit has been read.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while seen.len() < 51 && std::time::Instant::now() < deadline {
         subscription.wait(std::time::Duration::from_millis(100));
