@@ -194,6 +194,21 @@ impl ReadPool {
         self.available.notify_one();
         result
     }
+
+    /// Runs `f` on an idle connection now; `Err(f)` when none is idle (never waits, never
+    /// opens one).
+    fn try_with<T, F>(&self, f: F) -> std::result::Result<Result<T>, F>
+    where
+        F: FnOnce(&ReadConn<'_>) -> Result<T>,
+    {
+        let Some(conn) = self.idle.lock().expect("pool lock").0.pop() else {
+            return Err(f);
+        };
+        let result = f(&ReadConn { conn: &conn });
+        self.idle.lock().expect("pool lock").0.push(conn);
+        self.available.notify_one();
+        Ok(result)
+    }
 }
 
 struct Inner {
@@ -505,6 +520,16 @@ impl Engine {
     /// Runs `f` with a pooled read-only connection (blocks while all are busy).
     pub fn read<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
         self.inner.pool.with(f)
+    }
+
+    /// Runs `f` with a pooled read-only connection if one is idle right now, on this thread;
+    /// hands `f` back otherwise (for callers that would rather not wait, e.g. on an async
+    /// runtime thread with a short point query).
+    pub fn try_read<T, F>(&self, f: F) -> std::result::Result<Result<T>, F>
+    where
+        F: FnOnce(&ReadConn<'_>) -> Result<T>,
+    {
+        self.inner.pool.try_with(f)
     }
 
     /// Last durable seq.

@@ -6,7 +6,9 @@
 //!    rule rolls the change back and nothing half-done is ever committed.
 //! 3. Expensive work (password hashing) happens before the command is queued.
 
-use super::common::{json_response, list_envelope, no_content, paging, parse_body, Query};
+use super::common::{
+    json_response, list_envelope, no_content, paging, parse_body, read_short, Query,
+};
 use crate::access::{self, actor_of, is_superuser, Auth, RequestData, Where, MAIN};
 use crate::auth::{password, token};
 use crate::error::{ApiError, ApiResult, FieldErrors};
@@ -102,7 +104,13 @@ async fn query_records(
         clause.joins_sql(),
         clause.where_sql(),
     );
-    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    // Bounded lookups (by id, no joins) run inline when a connection is idle.
+    let short = clause.joins.is_empty() && order.is_empty() && limit.is_none_or(|(n, _)| n <= 1);
+    let rows = if short {
+        read_short(state, move |conn| conn.query(&sql, &params)).await?
+    } else {
+        state.read(move |conn| conn.query(&sql, &params)).await?
+    };
     Ok(rows
         .rows
         .iter()
