@@ -747,14 +747,28 @@ fn check_relations(
     Ok(())
 }
 
-/// True when the staged row `id` passes the rule.
+/// True when the staged row `id` passes the rule. `stored`: the row's record JSON as stored
+/// (when the caller has it); a rule that needs no other row (`rules::needs_database`) is then
+/// decided in memory by `rules::eval` (which mirrors the compiled SQL, as realtime relies on)
+/// instead of a query on the writer thread. Anything else, or an evaluation error, takes the
+/// SQL path.
 fn staged_row_passes(
     tx: &Tx<'_>,
     input: &WriteInput,
     expr: &rules::Expr,
     id: &str,
+    stored: Option<&Map<String, Value>>,
 ) -> ApiResult<bool> {
     let info = access::request_info(&input.auth, &input.data);
+    if let Some(record) = stored {
+        if let Some(coll_info) = input.schema.info(&input.collection.id) {
+            if !rules::needs_database(expr, &*input.schema, coll_info) {
+                if let Ok(passes) = rules::eval(expr, &*input.schema, coll_info, record, &info) {
+                    return Ok(passes);
+                }
+            }
+        }
+    }
     let mut clause = Where::default();
     clause.add(&input.schema, &input.collection, expr, &info, false)?;
     clause.add_eq("id", SqlValue::Text(id.to_string()));
@@ -1005,17 +1019,25 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
     if !errors.is_empty() {
         return Err(errors.into_error(FAILED));
     }
+    let values = to_storage(collection, &record);
+    let rule = match input.schema.rule(&collection.id, "createRule") {
+        Rule::Expr(expr) if !superuser => Some(expr),
+        _ => None,
+    };
+    // The would-be row as stored (what realtime and a later read see), for the rule.
+    let stored = rule.as_ref().map(|_| {
+        let (columns, row): (Vec<String>, Vec<SqlValue>) = values.iter().cloned().unzip();
+        from_row(collection, &columns, &row)
+    });
     tx.stage(Change::RecordCreated {
         collection_id: collection.id.clone(),
         id: id.clone(),
-        values: to_storage(collection, &record),
+        values,
     })
     .map_err(|err| staging_error(err, FAILED))?;
-    if !superuser {
-        if let Rule::Expr(expr) = input.schema.rule(&collection.id, "createRule") {
-            if !staged_row_passes(tx, input, &expr, &id)? {
-                return Err(ApiError::bad_request(FAILED));
-            }
+    if let Some(expr) = rule {
+        if !staged_row_passes(tx, input, &expr, &id, stored.as_ref())? {
+            return Err(ApiError::bad_request(FAILED));
         }
     }
     Ok(record)
@@ -1117,7 +1139,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
     };
     if !superuser {
         if let Rule::Expr(expr) = input.schema.rule(&collection.id, "updateRule") {
-            if !staged_row_passes(tx, input, &expr, id)? {
+            if !staged_row_passes(tx, input, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
             }
         }
@@ -1328,7 +1350,7 @@ pub fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()
     };
     if !is_superuser(&input.auth) {
         if let Rule::Expr(expr) = input.schema.rule(&collection.id, "deleteRule") {
-            if !staged_row_passes(tx, input, &expr, id)? {
+            if !staged_row_passes(tx, input, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
             }
         }
