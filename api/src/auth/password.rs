@@ -71,11 +71,16 @@ static HASH_SLOT_FREED: std::sync::Condvar = std::sync::Condvar::new();
 
 impl HashSlot {
     fn limit() -> usize {
-        std::thread::available_parallelism().map(usize::from).unwrap_or(2).max(1)
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2)
+            .max(1)
     }
 
     fn acquire() -> HashSlot {
-        let mut in_use = HASH_SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_use = HASH_SLOTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         while *in_use >= Self::limit() {
             in_use = HASH_SLOT_FREED
                 .wait(in_use)
@@ -88,7 +93,9 @@ impl HashSlot {
 
 impl Drop for HashSlot {
     fn drop(&mut self) {
-        let mut in_use = HASH_SLOTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut in_use = HASH_SLOTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *in_use = in_use.saturating_sub(1);
         HASH_SLOT_FREED.notify_one();
     }
