@@ -13,7 +13,7 @@ use crate::access::{self, actor_of, is_superuser, Auth, RequestData, Where, MAIN
 use crate::auth::{password, token};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::{
-    self, apply_body, from_row, to_storage, validate, visible_json, Viewer,
+    self, apply_body, from_row, to_storage, validate, visible_json, visible_json_owned, Viewer,
 };
 use crate::model::schema::Rule;
 use crate::model::{Collection, Schema, SUPERUSERS_ID};
@@ -144,9 +144,14 @@ pub async fn present(
     };
     let mut out = Vec::with_capacity(records.len());
     for (mut record, expansion) in records.into_iter().zip(expanded) {
-        record.insert("collectionId".into(), json!(collection.id));
-        record.insert("collectionName".into(), json!(collection.name));
-        let mut visible = visible_json(collection, &record, viewer(auth));
+        // (`from_row` already set them; only a different value is replaced.)
+        if record.get("collectionId").and_then(Value::as_str) != Some(collection.id.as_str()) {
+            record.insert("collectionId".into(), json!(collection.id));
+        }
+        if record.get("collectionName").and_then(Value::as_str) != Some(collection.name.as_str()) {
+            record.insert("collectionName".into(), json!(collection.name));
+        }
+        let mut visible = visible_json_owned(collection, record, viewer(auth));
         if let Some(expansion) = expansion {
             visible.insert("expand".into(), Value::Object(expansion));
         }

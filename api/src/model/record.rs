@@ -159,7 +159,7 @@ pub fn from_row(
     columns: &[String],
     row: &[engine::Value],
 ) -> Map<String, Value> {
-    let mut out = Map::new();
+    let mut out = Map::with_capacity(collection.fields.len() + 2);
     for f in &collection.fields {
         let value = columns
             .iter()
@@ -209,19 +209,16 @@ pub fn visible_json(
     record: &Map<String, Value>,
     viewer: Viewer<'_>,
 ) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (key, value) in record {
-        if let Some(f) = collection.field(key) {
-            if f.kind() == "password" || (collection.is_auth() && key == "tokenKey") {
-                continue;
-            }
-            if f.hidden() && !viewer.superuser {
-                continue;
-            }
-        }
-        out.insert(key.clone(), value.clone());
-    }
-    if collection.is_auth() {
+    visible_json_owned(collection, record.clone(), viewer)
+}
+
+/// [`visible_json`] of a record the caller no longer needs (no copy of its keys and values).
+pub fn visible_json_owned(
+    collection: &Collection,
+    record: Map<String, Value>,
+    viewer: Viewer<'_>,
+) -> Map<String, Value> {
+    let hide_email = collection.is_auth() && {
         let is_owner = viewer.auth.is_some_and(|(collection_id, id)| {
             collection_id == collection.id && record.get("id").and_then(Value::as_str) == Some(id)
         });
@@ -229,9 +226,19 @@ pub fn visible_json(
             .get("emailVisibility")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        if !(visible || is_owner || viewer.superuser || viewer.manager) {
-            out.remove("email");
+        !(visible || is_owner || viewer.superuser || viewer.manager)
+    };
+    let mut out = record;
+    out.retain(|key, _| match collection.field(key) {
+        Some(f) => {
+            !(f.kind() == "password"
+                || (collection.is_auth() && key == "tokenKey")
+                || (f.hidden() && !viewer.superuser))
         }
+        None => true,
+    });
+    if hide_email {
+        out.remove("email");
     }
     out.sort_keys();
     out
