@@ -161,6 +161,8 @@ impl ReadPool {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         projection::register_functions(&conn)?;
         projection::register_row_counter(&conn)?;
+        // Room for the list queries' plans (EXPLAIN QUERY PLAN) next to the queries.
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
 

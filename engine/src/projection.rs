@@ -508,7 +508,7 @@ pub(crate) fn query_counted(
     conn.execute_batch("BEGIN")?;
     let result: Result<(Rows, Option<i64>)> = (|| {
         let full_sort = {
-            let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let mut plan = conn.prepare_cached(&format!("EXPLAIN QUERY PLAN {sql}"))?;
             let mut rows = plan.query(rusqlite::params_from_iter(params.iter()))?;
             let mut scans = 0;
             let mut full_sort = false;
