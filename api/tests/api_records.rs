@@ -296,6 +296,32 @@ async fn filters_sorts_paging() {
                 r#""totalItems":3"#,
                 r#""totalPages":2"#,
             ]),
+            // Filter + sort: the total is counted in the page query's scan.
+            scenario(
+                "filtered, sorted page with its total",
+                "GET",
+                &format!("{notes}?filter=rank%3E1&sort=-rank&page=2&perPage=1&fields=title"),
+                200,
+            )
+            .expect(&[
+                r#""items":[{"title":"two"}]"#,
+                r#""totalItems":2"#,
+                r#""totalPages":2"#,
+            ]),
+            scenario(
+                "filtered, sorted page past the end keeps its total",
+                "GET",
+                &format!("{notes}?filter=rank%3E0&sort=title&page=9&perPage=1"),
+                200,
+            )
+            .expect(&[r#""items":[]"#, r#""totalItems":3"#, r#""totalPages":3"#]),
+            scenario(
+                "filter matching nothing, sorted",
+                "GET",
+                &format!("{notes}?filter=rank%3E9&sort=-rank"),
+                200,
+            )
+            .expect(&[r#""items":[]"#, r#""totalItems":0"#, r#""totalPages":0"#]),
             scenario(
                 "perPage clamped to 1000",
                 "GET",
