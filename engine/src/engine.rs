@@ -129,9 +129,15 @@ impl ReadConn<'_> {
     }
 
     /// Runs a query that counts its matching rows in the same scan (see
-    /// [`projection::query_counted`]): the rows, and the count when it is exact.
-    pub fn query_counted(&self, sql: &str, params: &[Value]) -> Result<(Rows, Option<i64>)> {
-        projection::query_counted(self.conn, sql, params)
+    /// [`projection::query_counted`]): the rows, and the count when it is exact (`plain`,
+    /// the query without the counter, runs when it would not be).
+    pub fn query_counted(
+        &self,
+        sql: &str,
+        plain: &str,
+        params: &[Value],
+    ) -> Result<(Rows, Option<i64>)> {
+        projection::query_counted(self.conn, sql, plain, params)
     }
 
     /// The canonical dump of the whole projection (see [`projection::dump`]), for comparing

@@ -526,15 +526,19 @@ pub async fn records_list(
         params.push(SqlValue::Int(paging.per_page));
         params.push(SqlValue::Int(offset));
         let conditions = clause.conditions.join(" AND ");
-        let sql = format!(
-            "SELECT {MAIN}.* FROM {} {MAIN} WHERE {conditions} AND {}(CASE WHEN {conditions} THEN 1 ELSE 0 END) {order} LIMIT ?{} OFFSET ?{}",
-            engine::quote_ident(&collection.name),
-            engine::ROW_COUNTER_FN,
+        let table = engine::quote_ident(&collection.name);
+        let tail = format!(
+            "{order} LIMIT ?{} OFFSET ?{}",
             params.len() - 1,
-            params.len(),
+            params.len()
+        );
+        let plain = format!("SELECT {MAIN}.* FROM {table} {MAIN} WHERE {conditions} {tail}");
+        let sql = format!(
+            "SELECT {MAIN}.* FROM {table} {MAIN} WHERE {conditions} AND {}(CASE WHEN {conditions} THEN 1 ELSE 0 END) {tail}",
+            engine::ROW_COUNTER_FN,
         );
         let (rows, total) = state
-            .read(move |conn| conn.query_counted(&sql, &params))
+            .read(move |conn| conn.query_counted(&sql, &plain, &params))
             .await?;
         (Some(rows), total)
     } else {
