@@ -99,6 +99,56 @@ impl Default for EngineConfig {
     }
 }
 
+/// A one-shot reply slot for [`Engine::execute`].
+struct ReplySlot<T, E> {
+    value: Mutex<Option<Option<std::result::Result<T, E>>>>,
+    ready: Condvar,
+}
+
+impl<T, E> Default for ReplySlot<T, E> {
+    fn default() -> Self {
+        ReplySlot {
+            value: Mutex::new(None),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<T, E> ReplySlot<T, E> {
+    /// Blocks until filled; `None` when the reply was dropped unanswered.
+    fn wait(&self) -> Option<std::result::Result<T, E>> {
+        let mut guard = self.value.lock().expect("reply slot lock");
+        loop {
+            if let Some(result) = guard.take() {
+                return result;
+            }
+            guard = self.ready.wait(guard).expect("reply slot lock");
+        }
+    }
+}
+
+/// Fills a [`ReplySlot`] once; dropping it unfilled records "no answer".
+struct SlotFiller<T, E>(Option<Arc<ReplySlot<T, E>>>);
+
+impl<T, E> SlotFiller<T, E> {
+    fn set(&mut self, result: Option<std::result::Result<T, E>>) {
+        if let Some(slot) = self.0.take() {
+            *slot.value.lock().expect("reply slot lock") = Some(result);
+            slot.ready.notify_one();
+        }
+    }
+
+    fn fill(&mut self, result: std::result::Result<T, E>) {
+        self.set(Some(result));
+    }
+}
+
+impl<T, E> Drop for SlotFiller<T, E> {
+    fn drop(&mut self) {
+        self.set(None);
+    }
+}
+
 /// A successful command: its value and, when it staged changes, its durable commit.
 #[derive(Debug)]
 pub struct Outcome<T> {
@@ -515,14 +565,17 @@ impl Engine {
         E: Send + 'static,
         C: FnOnce(&mut Tx<'_>) -> std::result::Result<T, E> + Send + 'static,
     {
-        let (sender, receiver) = std::sync::mpsc::channel();
+        // A one-shot slot: cheaper for the writer to fill than a channel allocation per call.
+        // If the reply is dropped without being called (writer gone), the guard fills the slot
+        // with `Closed`, so the wait always ends.
+        let slot: Arc<ReplySlot<Outcome<T>, Failure<E>>> = Arc::new(ReplySlot::default());
+        let filler = SlotFiller::<Outcome<T>, Failure<E>>(Some(Arc::clone(&slot)));
         self.submit(actor, command, move |result| {
-            let _ = sender.send(result);
+            let mut filler = filler;
+            filler.fill(result);
         })
         .map_err(Failure::Engine)?;
-        receiver
-            .recv()
-            .unwrap_or(Err(Failure::Engine(Error::Closed)))
+        slot.wait().unwrap_or(Err(Failure::Engine(Error::Closed)))
     }
 
     /// Runs `f` with a pooled read-only connection (blocks while all are busy).

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS _collections (
 CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT) WITHOUT ROWID;
 ";
 
+/// Pages the projection's WAL may grow to before SQLite checkpoints it (default 1000).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 8000;
+
 /// In-memory mirror of `_collections`.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -128,6 +131,9 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Fewer, larger checkpoints: repeated writes to hot pages coalesce between them, and the
+    // log (not the WAL) is what makes commits durable.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.execute_batch(SCHEMA_SQL)?;
     Ok(())
