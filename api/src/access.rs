@@ -71,9 +71,11 @@ pub async fn load_record(
         engine::quote_ident(&collection.name)
     );
     let id = id.to_string();
-    let rows = state
-        .read(move |conn| conn.query(&sql, &[SqlValue::Text(id)]))
-        .await?;
+    // A primary-key lookup: run it on this thread when a pooled connection is idle.
+    let rows = crate::handlers::common::read_short(state, move |conn| {
+        conn.query(&sql, &[SqlValue::Text(id)])
+    })
+    .await?;
     Ok(rows
         .rows
         .first()
