@@ -81,9 +81,13 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a request handler panicked").into_response()
 }
 
-/// Builds the router.
+/// Builds the router: every route of [`routes`] under the cross-cutting layers.
 pub fn router(state: Arc<AppState>) -> Router {
-    let body_limit = state.options.body_limit_bytes;
+    with_layers(routes(), state)
+}
+
+/// Every path and method of the API (no layers, no state yet).
+pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/health", get(health::health).head(health::health))
         .route(
@@ -159,6 +163,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::handlers::installer::routes())
         .merge(crate::handlers::logs::routes())
         .fallback(fallback)
+}
+
+/// Wraps routes in the cross-cutting layers (body limit, panic → 500, security headers and
+/// CORS, request logs) and binds the state. Public so tests can check the layers on routes of
+/// their own (e.g. one that panics).
+pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    let body_limit = state.options.body_limit_bytes;
+    routes
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
