@@ -599,23 +599,15 @@ pub async fn collections_truncate(
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
     let target = Arc::clone(&collection);
+    // Each record goes through the same delete as the records API, so relations pointing at
+    // it are cleaned up (or cascade-deleted) and a required reference refuses the truncate.
     state
         .write(auth.actor(), move |tx| {
-            let sql = format!("SELECT * FROM {}", engine::quote_ident(&target.name));
+            let sql = format!("SELECT id FROM {}", engine::quote_ident(&target.name));
             let rows = tx.query(&sql, &[]).map_err(ApiError::from)?;
             for row in &rows.rows {
-                let record = crate::model::record::from_row(&target, &rows.columns, row);
-                let id = record
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                tx.stage(Change::RecordDeleted {
-                    collection_id: target.id.clone(),
-                    id,
-                    old: crate::model::record::to_storage(&target, &record),
-                })
-                .map_err(ApiError::from)?;
+                let id = row[0].as_str().unwrap_or("").to_string();
+                crate::handlers::records::delete_staged_with_references(tx, &schema, &target, &id)?;
             }
             Ok(())
         })

@@ -1379,6 +1379,23 @@ pub fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()
 
 const CASCADE_DEPTH_MAX: usize = 16;
 
+/// Deletes a record if it still exists (staged state), fixing every relation that points at
+/// it; returns whether it existed. Shared by truncate so it cascades exactly like a delete.
+pub(crate) fn delete_staged_with_references(
+    tx: &mut Tx<'_>,
+    schema: &Schema,
+    collection: &Collection,
+    id: &str,
+) -> ApiResult<bool> {
+    match load_staged(tx, collection, id)? {
+        Some(existing) => {
+            delete_cascade(tx, schema, collection, id, &existing, 0)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// Deletes a record and fixes every relation that points at it.
 fn delete_cascade(
     tx: &mut Tx<'_>,
