@@ -608,6 +608,13 @@ impl Engine {
         &self.inner.log_reader
     }
 
+    /// Up to `max` published commits from seq `from` on, from memory: `None` when `from` is
+    /// older than the recent commits kept in memory (read the log instead), empty when
+    /// nothing at `from` is published yet. Never blocks on I/O.
+    pub fn recent_commits(&self, from: Seq, max: usize) -> Option<Vec<Arc<Commit>>> {
+        self.inner.hub.recent(from.max(1), max)
+    }
+
     /// Subscribes to every commit with seq >= `from`.
     pub fn subscribe(&self, from: Seq) -> Result<Subscription> {
         let first = self.inner.log_reader.first_seq();

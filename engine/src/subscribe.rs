@@ -82,6 +82,22 @@ impl Hub {
     pub(crate) fn last_seq(&self) -> Seq {
         self.state.lock().expect("hub lock").last_seq
     }
+
+    /// Up to `max` published commits from `from` on, when `from` is still in the ring
+    /// (`None` when it left it, so the caller reads the log; empty when nothing is published
+    /// at `from` yet).
+    pub(crate) fn recent(&self, from: Seq, max: usize) -> Option<Vec<Arc<Commit>>> {
+        let state = self.state.lock().expect("hub lock");
+        if from > state.last_seq {
+            return Some(Vec::new());
+        }
+        let front = state.ring.front()?;
+        if front.seq > from {
+            return None;
+        }
+        let skip = usize::try_from(from - front.seq).ok()?;
+        Some(state.ring.iter().skip(skip).take(max).cloned().collect())
+    }
 }
 
 /// A position in the commit stream that yields every later commit, in order.

@@ -9,6 +9,13 @@
 //!
 //! Graceful shutdown: stop accepting when `shutdown` resolves, then let in-flight requests
 //! finish (up to `drain`).
+//!
+//! Streams on their own runtime: a connection whose first request line starts with
+//! `GET /api/realtime` is served on `streams` (when given), a runtime whose threads run at a
+//! lower OS priority (see [`streams_runtime`]). Writing events to thousands of SSE sockets is
+//! the one burst of work that grows with the number of listeners; on a busy core the kernel
+//! then runs requests first and fan-out in the time they leave, instead of tokio queueing
+//! requests behind thousands of woken streams. Other connections stay on the caller's runtime.
 
 use anyhow::Result;
 use axum::Router;
@@ -27,11 +34,63 @@ pub struct Limits {
     pub drain: Duration,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// The first bytes of a request that opens a realtime stream.
+const STREAM_REQUEST: &[u8] = b"GET /api/realtime";
+
+/// Nice value of the stream runtime's threads (requests run at 0).
+pub const STREAMS_NICE: i32 = 10;
+
+/// A runtime for SSE streams and the realtime fan-out: one worker thread (plus tokio's
+/// blocking pool), all at nice [`STREAMS_NICE`].
+pub fn streams_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pl-streams")
+        .on_thread_start(|| {
+            // Per thread on Linux: `setpriority(PRIO_PROCESS, 0, …)` applies to the calling
+            // thread only. Failing to lower the priority is harmless.
+            // SAFETY: plain syscall without pointers.
+            let nice = std::env::var("PL_STREAMS_NICE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(STREAMS_NICE);
+            let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        })
+        .enable_all()
+        .build()
+}
+
+/// True when the connection's first request (peeked, not consumed) opens a realtime stream.
+/// Waits for up to `limit` for enough bytes to decide; anything else is a plain request.
+async fn opens_stream(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buffer = [0u8; STREAM_REQUEST.len()];
+    loop {
+        let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if peeked == 0 || buffer[..peeked] != STREAM_REQUEST[..peeked] {
+            return false;
+        }
+        if peeked == STREAM_REQUEST.len() {
+            return true;
+        }
+        // A request line split across segments (rare): look again shortly.
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; realtime streams on `streams` when
+/// given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: Limits,
+    streams: Option<tokio::runtime::Handle>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -70,10 +129,28 @@ pub async fn serve(
             },
         ));
         // No upgrades: nothing in the API uses WebSockets.
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let streams = streams.clone();
         tokio::spawn(async move {
-            let _ = connection.await;
+            if let Some(streams) = streams {
+                if opens_stream(&stream, limits.header_timeout).await {
+                    // Move the socket to the other runtime's reactor.
+                    let Ok(stream) = stream.into_std() else {
+                        return;
+                    };
+                    streams.spawn(async move {
+                        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                            return;
+                        };
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(connection).await;
+                    });
+                    return;
+                }
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = watcher.watch(connection).await;
         });
     }
     drop(listener);

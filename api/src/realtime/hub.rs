@@ -23,6 +23,9 @@
 //! 4. At most one catch-up task runs per session (`catch_up_running`, decided under the lock).
 //! 5. Auth maintenance (token key change, record or collection deleted, auth secret rotated)
 //!    is applied by the dispatcher to every session, in log order, whatever its mode.
+//! 6. Lock order: a commit's shared encode cache ([`Prepared::cache`], in seq order) before a
+//!    session's `inner`, never the other way round (the dispatcher holds a round's caches
+//!    while it locks each session; a catch-up task takes one cache, then its session).
 //!
 //! Resume across restarts: sessions (client id, subscriptions, bound auth as collection id +
 //! record id + a hash of the record's token key, and the position where the last stream
@@ -83,6 +86,47 @@ impl ResumeToken {
     }
 }
 
+/// A commit decoded for delivery, shared by the dispatcher and catch-up tasks so that a
+/// thousand sessions catching up over the same commits decode and encode them once.
+pub struct Prepared {
+    schema: Arc<Schema>,
+    /// The commit's record events, decoded against `schema`.
+    pub events: Vec<render::RecordEvent>,
+    cache: tokio::sync::Mutex<(std::time::Instant, EncodeCache)>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// The commit's encode cache. Encodings older than [`PREPARED_CACHE_TTL`] are dropped
+    /// first: expansions and rule outcomes that read other records stay "as they stand now"
+    /// within that bound.
+    pub async fn cache(&self) -> tokio::sync::MappedMutexGuard<'_, EncodeCache> {
+        let mut guard = self.cache.lock().await;
+        if guard.0.elapsed() > PREPARED_CACHE_TTL {
+            *guard = (std::time::Instant::now(), EncodeCache::default());
+        }
+        tokio::sync::MutexGuard::map(guard, |(_, cache)| cache)
+    }
+}
+
+/// How long shared encodings of a commit are reused.
+const PREPARED_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Decoded commits kept for sharing.
+const PREPARED_MAX: usize = 2048;
+
+#[derive(Debug, Default)]
+struct PreparedCache {
+    map: HashMap<Seq, Arc<Prepared>>,
+    order: std::collections::VecDeque<Seq>,
+}
+
 /// The realtime hub. Created with the [`AppState`]; its tasks start on first use.
 #[derive(Debug)]
 pub struct Hub {
@@ -93,6 +137,8 @@ pub struct Hub {
     dirty: AtomicBool,
     catch_ups: std::sync::atomic::AtomicU64,
     sessions_file: RwLock<Option<PathBuf>>,
+    runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    prepared: std::sync::Mutex<PreparedCache>,
 }
 
 /// What a stream starts with.
@@ -144,6 +190,60 @@ impl Hub {
             dirty: AtomicBool::new(false),
             catch_ups: std::sync::atomic::AtomicU64::new(0),
             sessions_file: RwLock::new(None),
+            runtime: std::sync::OnceLock::new(),
+            prepared: std::sync::Mutex::new(PreparedCache::default()),
+        }
+    }
+
+    /// `commit` decoded against `schema`, shared while it is recent (rebuilt after a schema
+    /// change).
+    pub fn prepared(&self, schema: &Arc<Schema>, commit: &Commit) -> Arc<Prepared> {
+        if let Some(found) = self
+            .prepared
+            .lock()
+            .expect("prepared lock")
+            .map
+            .get(&commit.seq)
+        {
+            if Arc::ptr_eq(&found.schema, schema) {
+                return Arc::clone(found);
+            }
+        }
+        let built = Arc::new(Prepared {
+            schema: Arc::clone(schema),
+            events: render::record_events(schema, commit),
+            cache: tokio::sync::Mutex::new((std::time::Instant::now(), EncodeCache::default())),
+        });
+        let mut cache = self.prepared.lock().expect("prepared lock");
+        if cache.map.insert(commit.seq, Arc::clone(&built)).is_none() {
+            cache.order.push_back(commit.seq);
+        }
+        while cache.order.len() > PREPARED_MAX {
+            if let Some(old) = cache.order.pop_front() {
+                cache.map.remove(&old);
+            }
+        }
+        built
+    }
+
+    /// Runs the hub's tasks (dispatcher, catch-ups, sweeper, persister) on `runtime` instead
+    /// of the caller's: the server gives fan-out its own lower-priority runtime so that a
+    /// burst of deliveries never queues the request path behind it. Only the first call counts.
+    pub fn run_on(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.runtime.get() {
+            Some(runtime) => {
+                runtime.spawn(task);
+            }
+            None => {
+                tokio::spawn(task);
+            }
         }
     }
 
@@ -199,7 +299,7 @@ impl Hub {
                 let from = state.engine.published_seq() + 1;
                 match state.engine.subscribe(from) {
                     Ok(subscription) => {
-                        tokio::spawn(dispatch_loop(
+                        self.spawn(dispatch_loop(
                             Arc::clone(self),
                             Arc::downgrade(state),
                             subscription,
@@ -207,9 +307,9 @@ impl Hub {
                     }
                     Err(err) => tracing::error!(error = %err, "realtime: cannot subscribe"),
                 }
-                tokio::spawn(sweep_loop(Arc::downgrade(self)));
+                self.spawn(sweep_loop(Arc::downgrade(self)));
                 if self.options.persist_sessions {
-                    tokio::spawn(persist_loop(Arc::downgrade(self)));
+                    self.spawn(persist_loop(Arc::downgrade(self)));
                 }
             })
             .await;
@@ -371,7 +471,7 @@ impl Hub {
         }
         inner.catch_up_running = true;
         self.catch_ups.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(catch_up(Arc::clone(state), Arc::clone(session)));
+        self.spawn(catch_up(Arc::clone(state), Arc::clone(session)));
     }
 
     /// Fans published commits (consecutive seqs, none of them touching collections except
@@ -390,15 +490,22 @@ impl Hub {
             }
         }
         let schema = state.schema();
-        let events: Vec<Vec<render::RecordEvent>> = commits
+        let prepared: Vec<Arc<Prepared>> = commits
             .iter()
-            .map(|commit| render::record_events(&schema, commit))
+            .map(|commit| self.prepared(&schema, commit))
             .collect();
-        let mut caches: Vec<EncodeCache> = commits.iter().map(|_| EncodeCache::default()).collect();
+        // The encode caches are held for the whole round (catch-up tasks wanting one of these
+        // commits wait for the round to end, then reuse its encodings).
+        let mut caches = Vec::with_capacity(prepared.len());
+        for prepared in &prepared {
+            caches.push(prepared.cache().await);
+        }
+        let events: Vec<&[render::RecordEvent]> =
+            prepared.iter().map(|p| p.events.as_slice()).collect();
         let mut woken = 0;
         for session in self.snapshot() {
             let mut inner = session.inner.lock().await;
-            for ((commit, events), cache) in commits.iter().zip(&events).zip(&mut caches) {
+            for ((commit, events), cache) in commits.iter().zip(&events).zip(caches.iter_mut()) {
                 if maintain_auth(&mut inner, commit, &schema) {
                     self.mark_dirty();
                 }
@@ -417,7 +524,7 @@ impl Hub {
                 let frames = if events.is_empty() {
                     Vec::new()
                 } else {
-                    render::render(state, &schema, &inner, seq, events, cache).await
+                    render::render(state, &schema, &inner, seq, events, &mut *cache).await
                 };
                 if session.try_push_quiet(frames) {
                     inner.cursor = seq + 1;
@@ -786,12 +893,24 @@ async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
-        let reader_state = Arc::clone(&state);
         let limit = CATCH_UP_BATCH_COMMITS.min((published - cursor + 1) as usize);
-        let read =
-            tokio::task::spawn_blocking(move || reader_state.engine.log().read_from(cursor, limit))
-                .await;
-        let commits = match read {
+        // Recent commits come from the engine's memory (shared, no I/O); older ones from the
+        // log on a blocking thread.
+        let read = match state.engine.recent_commits(cursor, limit) {
+            Some(commits) if !commits.is_empty() => Ok(Ok(commits)),
+            _ => {
+                let reader_state = Arc::clone(&state);
+                tokio::task::spawn_blocking(move || {
+                    reader_state
+                        .engine
+                        .log()
+                        .read_from(cursor, limit)
+                        .map(|commits| commits.into_iter().map(Arc::new).collect())
+                })
+                .await
+            }
+        };
+        let commits: Vec<Arc<Commit>> = match read {
             Ok(Ok(commits)) => commits,
             Ok(Err(engine::Error::SeqUnavailable { .. })) => {
                 let mut inner = session.inner.lock().await;
@@ -825,6 +944,11 @@ async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
         };
         'commits: for commit in commits.iter().filter(|c| c.seq <= published) {
             loop {
+                // Lock order: a commit's encode cache before a session's state, as the
+                // dispatcher does (it holds a round's caches while it locks each session).
+                let schema = state.schema();
+                let prepared = state.realtime.prepared(&schema, commit);
+                let mut cache = prepared.cache().await;
                 let mut inner = session.inner.lock().await;
                 if inner.mode != Mode::CatchUp {
                     return stop(inner);
@@ -832,14 +956,20 @@ async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
                 if inner.cursor != commit.seq {
                     break 'commits;
                 }
-                let schema = state.schema();
-                let events = render::record_events(&schema, commit);
-                let frames = if events.is_empty() {
+                let frames = if prepared.events.is_empty() {
                     Vec::new()
                 } else {
-                    let mut cache = EncodeCache::default();
-                    render::render(&state, &schema, &inner, commit.seq, &events, &mut cache).await
+                    render::render(
+                        &state,
+                        &schema,
+                        &inner,
+                        commit.seq,
+                        &prepared.events,
+                        &mut cache,
+                    )
+                    .await
                 };
+                drop(cache);
                 if session.try_push(frames) {
                     inner.cursor = commit.seq + 1;
                     inner.skip = None;

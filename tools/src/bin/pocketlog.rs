@@ -249,6 +249,8 @@ fn serve(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let streams = http_server::streams_runtime().context("starting the realtime runtime")?;
+    let streams_handle = streams.handle().clone();
     // A restore staged through the backups API is applied before the engine opens.
     if engine::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
         eprintln!("Applied a staged backup restore to {}", dir.display());
@@ -289,7 +291,8 @@ fn serve(
         }
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
-        http_server::serve(listener, app, tuning.limits, async move {
+        hub.run_on(streams_handle.clone());
+        http_server::serve(listener, app, tuning.limits, Some(streams_handle), async move {
                 tokio::select! {
                     () = shutdown_signal() => {},
                     // A restore was staged through the backups API.
@@ -314,6 +317,7 @@ fn serve(
         // released by exec (close-on-exec) and the new process applies the staged restore.
         eprintln!("Restarting to apply the staged restore");
         runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        streams.shutdown_timeout(std::time::Duration::from_secs(1));
         return reexec();
     }
     Ok(())
