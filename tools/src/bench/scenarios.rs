@@ -396,29 +396,62 @@ async fn realtime(
     let counts: Vec<Arc<AtomicU64>> = (0..subscribers)
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
-    let mut tasks = Vec::with_capacity(subscribers);
-    let connected =
-        {
-            use futures::StreamExt;
-            let attempts = futures::stream::iter(0..subscribers)
-                .map(|_| Subscriber::connect(server, TOPIC, writers))
-                .buffered(64);
-            futures::pin_mut!(attempts);
-            let mut connected = Vec::with_capacity(subscribers);
-            while let Some(result) = attempts.next().await {
-                connected.push(result.with_context(|| {
-                    format!("subscriber {} of {subscribers}", connected.len() + 1)
-                })?);
-            }
-            connected
-        };
-    for (subscriber, count) in connected.into_iter().zip(&counts) {
-        let count = Arc::clone(count);
-        let stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            subscriber.consume(TOPIC, count, stop).await
-        }));
-    }
+    // The subscribers live on their own generator thread (a runtime of one worker; their
+    // connections are driven there too), so that reading a million events does not delay the
+    // writers' requests on this one: the create rate then measures the server, not the
+    // generator's event parsing. Both threads share the generator's core; the subscribers'
+    // thread runs at a lower priority so that the writers' requests go out first (events wait
+    // in socket buffers meanwhile; their latency still counts until they are read).
+    let consumers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pl-bench-sse")
+        .on_thread_start(|| {
+            // SAFETY: plain syscall without pointers; affects the calling thread only.
+            let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        })
+        .enable_all()
+        .build()
+        .context("starting the subscribers' runtime")?;
+    let tasks = {
+        let server = server.clone();
+        let counts = counts.clone();
+        let stop_rx = stop_rx.clone();
+        consumers
+            .spawn(async move {
+                use futures::StreamExt;
+                let attempts = futures::stream::iter(0..subscribers)
+                    .map(|_| Subscriber::connect(&server, TOPIC, writers))
+                    .buffered(64);
+                futures::pin_mut!(attempts);
+                let mut connected = Vec::with_capacity(subscribers);
+                while let Some(result) = attempts.next().await {
+                    connected.push(result.with_context(|| {
+                        format!("subscriber {} of {subscribers}", connected.len() + 1)
+                    })?);
+                }
+                let mut tasks = Vec::with_capacity(subscribers);
+                for (subscriber, count) in connected.into_iter().zip(&counts) {
+                    let count = Arc::clone(count);
+                    let stop = stop_rx.clone();
+                    tasks.push(tokio::spawn(async move {
+                        subscriber.consume(TOPIC, count, stop).await
+                    }));
+                }
+                Ok::<_, anyhow::Error>(tasks)
+            })
+            .await
+    };
+    let tasks = match tasks {
+        Ok(Ok(tasks)) => tasks,
+        Ok(Err(err)) => {
+            consumers.shutdown_background();
+            return Err(err);
+        }
+        Err(err) => {
+            consumers.shutdown_background();
+            bail!("the subscribers' task failed: {err}");
+        }
+    };
     let connect_s = connect_started.elapsed().as_secs_f64();
     let memory_subscribed = server.pid.and_then(super::stats::proc_memory_kb);
 
@@ -503,5 +536,6 @@ async fn realtime(
     out.insert("duplicates".into(), json!(total.duplicates));
     out.insert("all_delivered_s".into(), json!(round1(all_delivered_s)));
     percentiles_into(&mut out, "delivery_", &mut total.latencies_us);
+    consumers.shutdown_background();
     Ok(out)
 }

@@ -115,6 +115,7 @@ impl Subscriber {
     }
 
     /// Reads events until the stream ends or `stop()` says so; `count` is bumped per event.
+    /// Every complete event in a received chunk is handled in place, without allocating.
     pub async fn consume(
         mut self,
         topic: &str,
@@ -124,40 +125,105 @@ impl Subscriber {
         let mut report = SubscriberReport::default();
         let mut last_n: Vec<i64> = vec![-1; self.writers];
         let mut stop = stop;
+        let parser = EventParser::new(topic);
+        // When the buffered bytes arrived: an event's latency ends when its bytes were read
+        // from the socket, not when the parser got to it.
+        let mut arrived_us = now_us();
         loop {
-            let event = tokio::select! {
-                event = self.next_event() => event,
+            // Whole events already buffered.
+            let mut received = 0u64;
+            while let Some(end) = parser.separator.find(&self.buffer[self.pos..]) {
+                let block = &self.buffer[self.pos..self.pos + end];
+                self.pos += end + 2;
+                if let Some(sample) = parser.parse(block) {
+                    received += 1;
+                    report
+                        .latencies_us
+                        .push(arrived_us.saturating_sub(sample.t).min(u64::from(u32::MAX)) as u32);
+                    if let Some(last) = last_n.get_mut(sample.w) {
+                        if sample.n == *last {
+                            report.duplicates += 1;
+                        } else if sample.n < *last {
+                            report.out_of_order += 1;
+                        }
+                        *last = (*last).max(sample.n);
+                    }
+                }
+            }
+            if received > 0 {
+                report.received += received;
+                count.fetch_add(received, Ordering::Relaxed);
+            }
+            if self.pos > 0 {
+                self.buffer.drain(..self.pos);
+                self.pos = 0;
+            }
+            let chunk = tokio::select! {
+                chunk = self.response.chunk() => chunk,
                 _ = stop.changed() => break,
             };
-            let Ok(Some((name, data))) = event else { break };
-            if name != topic {
-                continue;
-            }
-            let received_at = now_us();
-            let (Some(w), Some(n), Some(t)) = (
-                number_after(&data, b"\"w\":"),
-                number_after(&data, b"\"n\":"),
-                number_after(&data, b"\"t\":"),
-            ) else {
-                continue;
-            };
-            report.received += 1;
-            count.fetch_add(1, Ordering::Relaxed);
-            report.latencies_us.push(
-                received_at
-                    .saturating_sub(t as u64)
-                    .min(u64::from(u32::MAX)) as u32,
-            );
-            if let Some(last) = last_n.get_mut(w as usize) {
-                if n == *last {
-                    report.duplicates += 1;
-                } else if n < *last {
-                    report.out_of_order += 1;
+            match chunk {
+                Ok(Some(chunk)) => {
+                    arrived_us = now_us();
+                    self.buffer.extend_from_slice(&chunk);
                 }
-                *last = (*last).max(n);
+                _ => break,
             }
         }
         report
+    }
+}
+
+/// The numbers a benchmark record carries.
+struct Sample {
+    w: usize,
+    n: i64,
+    t: u64,
+}
+
+/// Reads benchmark events out of SSE blocks (searchers built once per stream).
+struct EventParser {
+    topic: Vec<u8>,
+    separator: memchr::memmem::Finder<'static>,
+    w: memchr::memmem::Finder<'static>,
+    n: memchr::memmem::Finder<'static>,
+    t: memchr::memmem::Finder<'static>,
+}
+
+impl EventParser {
+    fn new(topic: &str) -> EventParser {
+        EventParser {
+            topic: topic.as_bytes().to_vec(),
+            separator: memchr::memmem::Finder::new(b"\n\n"),
+            w: memchr::memmem::Finder::new(b"\"w\":"),
+            n: memchr::memmem::Finder::new(b"\"n\":"),
+            t: memchr::memmem::Finder::new(b"\"t\":"),
+        }
+    }
+
+    /// The `w`, `n`, `t` of one SSE event block when its name is the topic.
+    fn parse(&self, block: &[u8]) -> Option<Sample> {
+        let mut name_matches = false;
+        let mut data: &[u8] = &[];
+        for line in block.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(b"event:") {
+                name_matches = rest.trim_ascii() == self.topic.as_slice();
+            } else if let Some(rest) = line.strip_prefix(b"data:") {
+                data = rest;
+            }
+        }
+        if !name_matches {
+            return None;
+        }
+        let number = |finder: &memchr::memmem::Finder<'_>| {
+            let at = finder.find(data)? + finder.needle().len();
+            parse_integer(&data[at..])
+        };
+        Some(Sample {
+            w: usize::try_from(number(&self.w)?).ok()?,
+            n: number(&self.n)?,
+            t: u64::try_from(number(&self.t)?).ok()?,
+        })
     }
 }
 
@@ -168,20 +234,53 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The integer after `key` in `data` (`"n":12` or `"n":12.0`).
+#[cfg(test)]
 fn number_after(data: &[u8], key: &[u8]) -> Option<i64> {
-    let at = find(data, key)? + key.len();
-    let digits: Vec<u8> = data[at..]
-        .iter()
-        .copied()
-        .skip_while(|b| *b == b' ')
-        .take_while(|b| b.is_ascii_digit() || *b == b'-')
-        .collect();
-    std::str::from_utf8(&digits).ok()?.parse().ok()
+    let at = memchr::memmem::find(data, key)? + key.len();
+    parse_integer(&data[at..])
+}
+
+/// The integer at the start of `text` (after blanks).
+fn parse_integer(text: &[u8]) -> Option<i64> {
+    let rest = text.trim_ascii_start();
+    let (negative, rest) = match rest.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &digit in &rest[..digits] {
+        value = value
+            .checked_mul(10)?
+            .checked_add(i64::from(digit - b'0'))?;
+    }
+    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::number_after;
+    use super::{number_after, EventParser};
+
+    #[test]
+    fn benchmark_events_are_parsed_from_sse_blocks() {
+        let parser = EventParser::new("bench_rt/*");
+        let block = br#"id:abc.7.0
+event:bench_rt/*
+data:{"action":"create","record":{"n":17,"t":1700000000123456,"w":3}}"#;
+        let sample = parser.parse(block).expect("a sample");
+        assert_eq!(
+            (sample.w, sample.n, sample.t),
+            (3, 17, 1_700_000_000_123_456)
+        );
+        let other = br#"id:abc.7.0
+event:other/*
+data:{"action":"create","record":{"n":17,"t":1,"w":3}}"#;
+        assert!(parser.parse(other).is_none());
+        assert!(parser.parse(b"event:bench_rt/*\ndata:{\"n\":1}").is_none());
+    }
 
     #[test]
     fn numbers_are_read_from_record_json() {
