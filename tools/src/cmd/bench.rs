@@ -46,6 +46,19 @@ pub(crate) fn bench_def() -> CollectionDef {
     }
 }
 
+/// The values of one benchmark record.
+fn record_values(id: String, n: i64, created: i64) -> Vec<(String, Value)> {
+    vec![
+        ("id".into(), Value::Text(id)),
+        (
+            "body".into(),
+            Value::from("a small chat message of about fifty bytes.."),
+        ),
+        ("n".into(), Value::Int(n)),
+        ("created".into(), Value::Int(created)),
+    ]
+}
+
 pub(crate) fn insert(engine: &Engine, id: String, n: i64) -> Result<()> {
     engine
         .execute(Actor::Guest, move |tx| {
@@ -53,32 +66,50 @@ pub(crate) fn insert(engine: &Engine, id: String, n: i64) -> Result<()> {
             tx.stage(Change::RecordCreated {
                 collection_id: "c_bench".into(),
                 id: id.clone(),
-                values: vec![
-                    ("id".into(), Value::Text(id)),
-                    (
-                        "body".into(),
-                        Value::from("a small chat message of about fifty bytes.."),
-                    ),
-                    ("n".into(), Value::Int(n)),
-                    ("created".into(), Value::Int(created)),
-                ],
+                values: record_values(id, n, created),
             })
         })
         .map(|_| ())
         .map_err(|failure| anyhow::anyhow!("commit failed: {failure:?}"))
 }
 
-fn line(scenario: &str, submitters: u64, commits: u64, seconds: f64) {
+fn line(scenario: &str, submitters: u64, kind: &str, commits: u64, seconds: f64) {
     println!(
         "{}",
         serde_json::json!({
             "scenario": scenario,
             "submitters": submitters,
+            "submitter_kind": kind,
             "commits": commits,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "commits_per_s": (commits as f64 / seconds.max(1e-9)).round(),
         })
     );
+}
+
+/// [`insert`] for async callers: submits and awaits the reply.
+async fn insert_async(engine: &Engine, id: String, n: i64) -> Result<()> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    engine
+        .submit(
+            Actor::Guest,
+            move |tx| {
+                let created = tx.timestamp_ms();
+                tx.stage(Change::RecordCreated {
+                    collection_id: "c_bench".into(),
+                    id: id.clone(),
+                    values: record_values(id, n, created),
+                })
+            },
+            move |result| {
+                let _ = sender.send(result.map(|_| ()));
+            },
+        )
+        .map_err(|err| anyhow::anyhow!("submit failed: {err}"))?;
+    receiver
+        .await
+        .map_err(|_| anyhow::anyhow!("the writer dropped the reply"))?
+        .map_err(|failure| anyhow::anyhow!("commit failed: {failure:?}"))
 }
 
 /// Runs the benchmark.
@@ -122,6 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
     line(
         "commit_sync_always",
         1,
+        "thread",
         single,
         started.elapsed().as_secs_f64(),
     );
@@ -149,6 +181,40 @@ pub fn run(args: &Args) -> Result<()> {
     line(
         "commit_sync_always",
         args.submitters,
+        "thread",
+        total,
+        started.elapsed().as_secs_f64(),
+    );
+
+    // The same with async submitters, as the server submits: tasks on one runtime thread,
+    // each awaiting its reply (the writer wakes one thread per group, not one per commit).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the submitters' runtime")?;
+    let started = Instant::now();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.submitters)
+            .map(|task| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    for index in 0..per_thread {
+                        insert_async(&engine, format!("a{task:03}i{index:09}"), index as i64)
+                            .await?;
+                    }
+                    Ok::<(), anyhow::Error>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await
+                .map_err(|_| anyhow::anyhow!("a submitter task panicked"))??;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    line(
+        "commit_sync_always",
+        args.submitters,
+        "task",
         total,
         started.elapsed().as_secs_f64(),
     );
@@ -162,7 +228,13 @@ pub fn run(args: &Args) -> Result<()> {
     let out = dir.join("replay.db");
     let started = Instant::now();
     let (_, applied) = super::replay_to_file(&reader, &out, reader.last_seq(), None, |_| {})?;
-    line("replay", 1, applied, started.elapsed().as_secs_f64());
+    line(
+        "replay",
+        1,
+        "thread",
+        applied,
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         bytes = report.bytes,
         segments = report.segments,
