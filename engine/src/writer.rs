@@ -1,9 +1,11 @@
 //! The single writer thread: group commit.
 //!
 //! Loop (see DESIGN.md "Write path"):
-//! 1. Block for one job, then take whatever else is queued (up to `group_max`).
-//! 2. `BEGIN`; for each job `SAVEPOINT`, run its command against a [`Tx`]; an error rolls that
-//!    savepoint back and only that job fails.
+//! 1. Block for one job, then take whatever else is queued (up to `group_max`). When the
+//!    previous group had more jobs than are queued now, wait up to [`GATHER_WAIT`] for that
+//!    many (the callers just answered are about to submit again): fewer, fuller groups.
+//! 2. `BEGIN`; run each job's command against a [`Tx`]; an error or panic fails only that job
+//!    (the group's transaction is rolled back and the other jobs' changes re-applied).
 //! 3. Append the group's commits to the log, fsync once (policy `always`).
 //! 4. Write `_meta.last_seq` and `COMMIT` SQLite.
 //! 5. Publish the commits to subscribers, then answer every job.
@@ -107,6 +109,9 @@ pub(crate) enum Message {
     Shutdown,
 }
 
+/// Longest wait for more commands when gathering a group (see [`Writer::run`]).
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
+
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) catalog: Catalog,
@@ -122,22 +127,42 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn run(mut self, receiver: Receiver<Message>) {
         let mut stop = false;
+        let mut previous_group = 1;
         while !stop {
             let first = match receiver.recv() {
                 Ok(Message::Job(job)) => job,
                 Ok(Message::Shutdown) | Err(_) => break,
             };
             let mut group = vec![first];
+            // Gathering: when the previous group showed concurrency, wait a moment for the
+            // callers it just answered to submit again, so the next group (one fsync, one
+            // SQLite commit) carries as many commits as the last one instead of the few that
+            // were already queued. A lone caller never waits.
+            let target = previous_group.min(self.group_max);
+            let deadline = std::time::Instant::now() + GATHER_WAIT;
             while group.len() < self.group_max {
-                match receiver.try_recv() {
-                    Ok(Message::Job(job)) => group.push(job),
-                    Ok(Message::Shutdown) => {
+                let next = match receiver.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(_) if group.len() < target => {
+                        let now = std::time::Instant::now();
+                        if now >= deadline {
+                            None
+                        } else {
+                            receiver.recv_timeout(deadline - now).ok()
+                        }
+                    }
+                    Err(_) => None,
+                };
+                match next {
+                    Some(Message::Job(job)) => group.push(job),
+                    Some(Message::Shutdown) => {
                         stop = true;
                         break;
                     }
-                    Err(_) => break,
+                    None => break,
                 }
             }
+            previous_group = group.len();
             self.run_group(group);
         }
         // Answer whatever is still queued so no caller hangs.
