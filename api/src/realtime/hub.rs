@@ -788,6 +788,19 @@ fn coalesce_interval(woken: usize) -> Duration {
     (COALESCE_PER_STREAM * u32::try_from(woken).unwrap_or(u32::MAX)).min(COALESCE_MAX)
 }
 
+/// The wait before dispatching the first commit of a burst to `sessions` sessions.
+fn first_round_gather(sessions: usize) -> Duration {
+    if sessions < GATHER_FROM_SESSIONS {
+        return Duration::ZERO;
+    }
+    (GATHER_PER_SESSION * u32::try_from(sessions).unwrap_or(u32::MAX)).min(COALESCE_MAX)
+}
+
+/// Sessions from which a burst's first round waits for the rest of the burst.
+const GATHER_FROM_SESSIONS: usize = 500;
+/// Wait per session before a burst's first round.
+const GATHER_PER_SESSION: Duration = Duration::from_nanos(500);
+
 /// Pause per stream woken by a dispatch round.
 const COALESCE_PER_STREAM: Duration = Duration::from_micros(20);
 /// Longest pause between dispatch rounds (bounds the added delivery latency).
@@ -816,8 +829,15 @@ async fn dispatch_loop(
         // Coalescing: after a round that woke many streams, the next one starts no earlier
         // than `coalesce_interval` after it, so the commits published meanwhile reach each
         // stream in one write (the cost per stream write dwarfs the cost per frame).
-        if tokio::time::Instant::now() < next_round {
-            tokio::time::sleep_until(next_round).await;
+        // The first commit of a burst also waits a little (about half a microsecond per
+        // session, nothing for a few hundred): with thousands of streams a round costs far
+        // more than that, and the commits that follow in the burst then share it.
+        let gather = first_round_gather(hub.session_count());
+        let now = tokio::time::Instant::now();
+        if now < next_round {
+            tokio::time::sleep_until(next_round.max(now + gather)).await;
+        } else if !gather.is_zero() {
+            tokio::time::sleep(gather).await;
         }
         let round_started = tokio::time::Instant::now();
         let Some(state) = state.upgrade() else {
