@@ -50,6 +50,8 @@ pub struct Options {
     pub rt_events: u64,
     /// Seconds to wait for every subscriber to receive every event.
     pub rt_drain: Duration,
+    /// Creates per second during the realtime scenario (0 = unpaced).
+    pub rt_rate: f64,
 }
 
 /// What set-up produced.
@@ -459,6 +461,7 @@ async fn realtime(
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let pace = (options.rt_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / options.rt_rate));
     let mut writer_tasks = Vec::new();
     for w in 0..writers {
         let s = server.clone();
@@ -469,7 +472,15 @@ async fn realtime(
             let mut recorder = Recorder::default();
             let url = s.url("/api/collections/bench_rt/records");
             let mut n = 0u64;
-            while next.fetch_add(1, Ordering::Relaxed) < total {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= total {
+                    break;
+                }
+                if let Some(every) = pace {
+                    // Create number `index` goes out at `started + index × every`.
+                    tokio::time::sleep_until((started + every * index as u32).into()).await;
+                }
                 let sent = Instant::now();
                 let request = s
                     .http
@@ -521,6 +532,7 @@ async fn realtime(
     }
     out.insert("subscribers".into(), json!(subscribers));
     out.insert("writers".into(), json!(writers));
+    out.insert("rate_per_s".into(), json!(options.rt_rate));
     out.insert("connect_s".into(), json!(round1(connect_s)));
     if let Some((_, rss)) = memory_subscribed {
         out.insert(

@@ -51,6 +51,11 @@ struct Common {
     /// Seconds to wait for complete delivery after the last realtime create.
     #[arg(long, default_value_t = 60.0)]
     rt_drain: f64,
+    /// Pace the realtime creates at this many per second in total (0 = as fast as the
+    /// writers go): a paced run measures the delivery latency of each event rather than the
+    /// time to flush a burst.
+    #[arg(long, default_value_t = 0.0)]
+    rt_rate: f64,
     /// Tokio worker threads of the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -117,6 +122,7 @@ fn options(common: &Common) -> (Options, Vec<String>) {
             rt_writers: common.rt_writers,
             rt_events: common.rt_events,
             rt_drain: Duration::from_secs_f64(common.rt_drain),
+            rt_rate: common.rt_rate,
         },
         names,
     )
