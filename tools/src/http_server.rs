@@ -60,25 +60,37 @@ pub fn streams_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// True when the connection's first request (peeked, not consumed) opens a realtime stream.
-/// Waits for up to `limit` for enough bytes to decide; anything else is a plain request.
-async fn opens_stream(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+/// Where a new connection is served.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// Its first request opens a realtime stream: the streams runtime.
+    Stream,
+    /// Anything else: this runtime.
+    Requests,
+    /// Nothing arrived within the header timeout (or the peer went away): close it.
+    Close,
+}
+
+/// Peeks (without consuming) at the connection's first bytes to decide where it is served.
+/// Waits for up to `limit` for enough bytes to decide.
+async fn route(stream: &tokio::net::TcpStream, limit: Duration) -> Route {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buffer = [0u8; STREAM_REQUEST.len()];
     loop {
         let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Route::Close,
             Ok(Ok(n)) => n,
-            _ => return false,
+            Err(_) => return Route::Close,
         };
-        if peeked == 0 || buffer[..peeked] != STREAM_REQUEST[..peeked] {
-            return false;
+        if buffer[..peeked] != STREAM_REQUEST[..peeked] {
+            return Route::Requests;
         }
         if peeked == STREAM_REQUEST.len() {
-            return true;
+            return Route::Stream;
         }
         // A request line split across segments (rare): look again shortly.
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            return Route::Requests;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -134,7 +146,11 @@ pub async fn serve(
         let streams = streams.clone();
         tokio::spawn(async move {
             if let Some(streams) = streams {
-                if opens_stream(&stream, limits.header_timeout).await {
+                let route = route(&stream, limits.header_timeout).await;
+                if route == Route::Close {
+                    return;
+                }
+                if route == Route::Stream {
                     // Move the socket to the other runtime's reactor.
                     let Ok(stream) = stream.into_std() else {
                         return;
