@@ -118,8 +118,9 @@ impl Prepared {
 
 /// How long shared encodings of a commit are reused.
 const PREPARED_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Decoded commits kept for sharing.
-const PREPARED_MAX: usize = 2048;
+/// Decoded commits kept for sharing: two dispatch rounds' worth (a decoded commit holds its
+/// records as JSON and their encodings, so this also bounds the memory it takes).
+const PREPARED_MAX: usize = 2 * super::DISPATCH_BATCH_COMMITS;
 
 #[derive(Debug, Default)]
 struct PreparedCache {
