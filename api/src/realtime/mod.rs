@@ -15,9 +15,13 @@
 //! 2. Each session receives its events in log order, exactly once per matching subscription:
 //!    a commit is rendered for a session only when the session's cursor equals its seq, under
 //!    the session lock, and the cursor then moves past it.
-//! 3. Writers never wait for subscribers: one dispatcher task consumes the engine subscription.
-//! 4. Memory per session is bounded: when its queue is full the session switches to reading
-//!    the log from its cursor (catch-up) instead of buffering more.
+//! 3. Writers never wait for subscribers: one dispatcher task consumes the engine subscription
+//!    (the server runs it, the catch-ups and the streams on a lower-priority runtime, see
+//!    [`hub::Hub::run_on`]).
+//! 4. Memory per session is bounded: when its queue is full the session switches to catch-up
+//!    from its cursor (recent commits from the engine's memory, older ones from the log)
+//!    instead of buffering more; catch-ups share decoded commits and encodings with the
+//!    dispatcher ([`hub::Prepared`]).
 //! 5. Rules, auth and visibility are evaluated at delivery time ("as they stand now").
 //!
 //! What it deliberately does not do: deliver the `@oauth2` pseudo-topic (no OAuth2 yet), or
