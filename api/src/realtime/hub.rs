@@ -104,7 +104,7 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
-    /// The commit's encode cache. Encodings older than [`PREPARED_CACHE_TTL`] are dropped
+    /// The commit's encode cache. Encodings older than one second are dropped
     /// first: expansions and rule outcomes that read other records stay "as they stand now"
     /// within that bound.
     pub async fn cache(&self) -> tokio::sync::MappedMutexGuard<'_, EncodeCache> {
