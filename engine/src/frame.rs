@@ -17,10 +17,29 @@ pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
         "payload length {} out of range",
         payload.len()
     );
+    encode_frame_with(out, |out| out.extend_from_slice(payload)).expect("length checked above");
+}
+
+/// Appends one frame to `out` whose payload `write_payload` appends in place (no separate
+/// payload buffer): a header slot first, then the payload, then the header filled in.
+/// `Err(payload length)` when the payload is empty or larger than [`FRAME_PAYLOAD_MAX`]; `out`
+/// then holds the partial frame and the caller discards it.
+pub fn encode_frame_with(
+    out: &mut Vec<u8>,
+    write_payload: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), usize> {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    write_payload(out);
+    let payload = &out[start + FRAME_HEADER_LEN..];
+    if payload.is_empty() || payload.len() > FRAME_PAYLOAD_MAX {
+        return Err(payload.len());
+    }
     let len = u32::try_from(payload.len()).expect("FRAME_PAYLOAD_MAX fits in u32");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// What sits at the start of a byte slice.

@@ -26,7 +26,9 @@
 use crate::codec::{decode_commit, encode_commit, encode_commit_into};
 use crate::commit::{Commit, Seq};
 use crate::error::{Error, Result};
-use crate::frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
+use crate::frame::{
+    decode_frame, encode_frame, encode_frame_with, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX,
+};
 use crate::storage::{join, AppendFile, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -441,8 +443,8 @@ impl Log {
         if self.active_len >= self.segment_bytes_max && self.frames_in_active > 0 {
             self.roll()?;
         }
-        // The frames are encoded in place (header slot, payload, then the header filled in):
-        // the same bytes as `encode_frame(&encode_commit(commit))`, without a payload copy.
+        // The frames are encoded in place: the same bytes as `encode_frame(&encode_commit(…))`,
+        // without a payload copy.
         let mut buf = std::mem::take(&mut self.append_buf);
         buf.clear();
         let mut offsets = Vec::with_capacity(commits.len());
@@ -452,19 +454,14 @@ impl Log {
                 self.next_seq + index as u64,
                 "commit seqs are gap-free"
             );
-            let start = buf.len();
-            offsets.push(self.active_len + start as u64);
-            buf.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-            encode_commit_into(commit, &mut buf);
-            let payload_len = buf.len() - start - FRAME_HEADER_LEN;
-            if payload_len > FRAME_PAYLOAD_MAX {
+            offsets.push(self.active_len + buf.len() as u64);
+            if let Err(payload_len) =
+                encode_frame_with(&mut buf, |out| encode_commit_into(commit, out))
+            {
                 return Err(Error::InvalidChange(format!(
                     "commit of {payload_len} bytes exceeds the frame limit"
                 )));
             }
-            let crc = crc32fast::hash(&buf[start + FRAME_HEADER_LEN..]);
-            buf[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-            buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         }
         let result = self.write_frames(&buf, commits, &offsets, sync);
         // Keep the buffer for the next group unless one huge commit made it large.

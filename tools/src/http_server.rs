@@ -50,11 +50,7 @@ pub fn streams_runtime() -> std::io::Result<tokio::runtime::Runtime> {
             // Per thread on Linux: `setpriority(PRIO_PROCESS, 0, …)` applies to the calling
             // thread only. Failing to lower the priority is harmless.
             // SAFETY: plain syscall without pointers.
-            let nice = std::env::var("PL_STREAMS_NICE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(STREAMS_NICE);
-            let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+            let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, STREAMS_NICE) };
         })
         .enable_all()
         .build()

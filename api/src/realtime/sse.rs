@@ -18,14 +18,11 @@ pub const PING_FRAME: &[u8] = b": ping\n\n";
 
 /// One event frame.
 pub fn event_frame(id: &str, event: &str, data: &str) -> Bytes {
-    let mut out = String::with_capacity(id.len() + event.len() + data.len() + 20);
-    out.push_str("id:");
-    out.push_str(id);
-    out.push_str("\nevent:");
-    out.push_str(event);
-    out.push_str("\ndata:");
-    out.push_str(data);
-    out.push_str("\n\n");
+    let tail = event_tail(event, data);
+    let mut out = Vec::with_capacity(3 + id.len() + tail.len());
+    out.extend_from_slice(b"id:");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&tail);
     Bytes::from(out)
 }
 
@@ -238,5 +235,9 @@ mod tests {
             assert_eq!(out, plain.to_vec());
             assert_eq!(frame.len(3), plain.len());
         }
+        assert_eq!(
+            &event_frame("abc.9.10", "posts/*", "{\"a\":1}")[..],
+            b"id:abc.9.10\nevent:posts/*\ndata:{\"a\":1}\n\n"
+        );
     }
 }
