@@ -6,7 +6,8 @@
 //!
 //! 1. Items are filtered by the collection's listRule for the caller *as it stands now* and by
 //!    the optional `filter`, both evaluated against the record as the change left it (the old
-//!    values for a delete); output visibility is the caller's (hidden fields, emails).
+//!    values for a delete); output visibility is the caller's (hidden fields, emails). The
+//!    filter gets the list API's restrictions for the caller, errors included.
 //! 2. A page never splits a commit: `next` is always a commit boundary, so a page may hold a
 //!    few more than `perPage` items when one commit (a batch) has many changes.
 //! 3. Work per request is bounded: at most [`CHANGES_SCAN_COMMITS_MAX`] commits are scanned;
@@ -20,7 +21,7 @@ use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::handlers::records::{find_collection, viewer};
 use crate::model::record::{format_ms, visible_json};
 use crate::model::schema::Rule;
-use crate::realtime::render::{allowed, record_events};
+use crate::realtime::render::{allowed, check_client_filter, record_events};
 use crate::state::AppState;
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::HeaderMap;
@@ -107,6 +108,10 @@ pub async fn changes_list(
             })
             .collect(),
     };
+    // The list API's filter restrictions and errors (hidden fields, `@request.*`, ...).
+    if let Some(expr) = &filter {
+        check_client_filter(&schema, &collection, expr, &auth, &data)?;
+    }
     let mut items = Vec::new();
     let mut next = since.min(head);
     let scan_end = head.min(since.saturating_add(CHANGES_SCAN_COMMITS_MAX));

@@ -4,8 +4,13 @@
 //! 1. A GET without a resume position opens a new session and sends `PB_CONNECT` with the
 //!    client id as SSE `id`, byte for byte as PocketBase does.
 //! 2. A GET with `Last-Event-ID` (or `?lastEventId=`) naming a kept session resumes it: same
-//!    client id, subscriptions and auth, then every missed event in order.
-//! 3. The POST validates like PocketBase (field errors, limits), then replaces the set.
+//!    client id and subscriptions, then every missed event in order. Naming a session is not
+//!    a credential: its bound auth counts again only once it proves itself on the new stream
+//!    (a POST with its token, or the GET's own `Authorization`); until then the stream gets
+//!    what a guest would and holds the rest (`realtime::session::Mode::Held`).
+//! 3. The POST validates like PocketBase (field errors, limits), then checks the caller
+//!    against the session (404 unknown, 400 from another address than the stream's, 403
+//!    another auth than the bound one), then replaces the set.
 
 use crate::access;
 use crate::error::{ApiError, FieldErrors};
@@ -15,12 +20,13 @@ use crate::realtime::hub::ResumeToken;
 use crate::realtime::{sse, CLIENT_ID_LEN_MAX, SUBSCRIPTIONS_MAX, SUBSCRIPTION_LEN_MAX};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Query as QueryExtract, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Query as QueryExtract, State};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The query parameter equivalent of the `Last-Event-ID` header.
@@ -36,11 +42,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/changes", get(changes::changes_list))
 }
 
+/// The peer address of a request, when the server recorded it (`ConnectInfo`).
+fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
+}
+
 /// `GET /api/realtime`.
 pub async fn realtime_connect(
     State(state): State<Arc<AppState>>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     let resume_text = headers
         .get("last-event-id")
@@ -49,8 +63,14 @@ pub async fn realtime_connect(
         .or_else(|| query.get(RESUME_PARAM).cloned())
         .filter(|text| !text.trim().is_empty());
     let resume = resume_text.as_deref().and_then(ResumeToken::parse);
+    // A resume may carry the owner's own token (EventSource cannot, other clients can).
+    let proof = match resume {
+        Some(_) => access::authenticate(&state, &headers).await,
+        None => None,
+    };
     let hub = Arc::clone(&state.realtime);
-    let connected = match hub.connect(&state, resume).await {
+    let ip = peer_ip(&extensions);
+    let connected = match hub.connect(&state, resume, ip, proof).await {
         Ok(connected) => connected,
         Err(err) => return err.into_response(),
     };
@@ -70,6 +90,7 @@ pub async fn realtime_connect(
 pub async fn realtime_subscribe(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    extensions: Extensions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = parse_body(&headers, &body)?;
@@ -147,7 +168,14 @@ pub async fn realtime_subscribe(
     let auth = access::authenticate(&state, &headers).await;
     state
         .realtime
-        .set_subscriptions(&client_id, auth, subscriptions, state.engine.last_seq() + 1)
+        .set_subscriptions(
+            &state,
+            &client_id,
+            auth,
+            peer_ip(&extensions),
+            subscriptions,
+            state.engine.last_seq() + 1,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

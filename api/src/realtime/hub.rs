@@ -316,11 +316,15 @@ impl Hub {
             .await;
     }
 
-    /// Opens a stream: a new session, or the resumed session named by `resume`.
+    /// Opens a stream from `ip`: a new session, or the resumed session named by `resume`.
+    /// `proof` is the auth of the request itself (its `Authorization`): a resumed session
+    /// bound to that same record needs no further proof on this stream.
     pub async fn connect(
         self: &Arc<Self>,
         state: &Arc<AppState>,
         resume: Option<ResumeToken>,
+        ip: Option<std::net::IpAddr>,
+        proof: Option<Auth>,
     ) -> Result<Connected, ApiError> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(ApiError::new(
@@ -332,7 +336,7 @@ impl Hub {
         let mut reset: Option<(&str, &str)> = None;
         if let Some(token) = resume {
             if let Some(session) = self.session(&token.client_id) {
-                return Ok(self.resume(state, session, token).await);
+                return Ok(self.resume(state, session, token, ip, proof).await);
             }
             reset = Some((
                 "session_expired",
@@ -349,6 +353,7 @@ impl Hub {
         let generation = {
             let mut inner = session.inner.lock().await;
             inner.generation = 1;
+            inner.stream_ip = ip;
             inner.generation
         };
         let mut first = vec![sse::connect_frame(&session.id, None)];
@@ -393,10 +398,19 @@ impl Hub {
         state: &Arc<AppState>,
         session: Arc<Session>,
         token: ResumeToken,
+        ip: Option<std::net::IpAddr>,
+        proof: Option<Auth>,
     ) -> Connected {
         let mut inner = session.inner.lock().await;
         inner.generation += 1;
         let generation = inner.generation;
+        // Naming a session is no credential: its bound auth applies on this stream only once
+        // it proves itself (here, or by a POST with its token).
+        inner.auth_proven = match (&inner.auth, &proof) {
+            (Some(bound), Some(proof)) => same_record(bound, proof),
+            _ => false,
+        };
+        inner.stream_ip = ip;
         let published = state.engine.published_seq();
         let (mut cursor, mut skip) = match token.position {
             Some((seq, part)) => (seq, Some((seq, part))),
@@ -509,10 +523,12 @@ impl Hub {
             for ((commit, events), cache) in commits.iter().zip(&events).zip(caches.iter_mut()) {
                 if maintain_auth(&mut inner, commit, &schema) {
                     self.mark_dirty();
+                    // Nothing left to hold for a session that lost its bound auth.
+                    self.release_held(state, &session, &mut inner);
                 }
                 let seq = commit.seq;
                 match inner.mode {
-                    Mode::Parked => continue,
+                    Mode::Parked | Mode::Held => continue,
                     Mode::Live if inner.cursor > seq => continue,
                     Mode::Live if inner.cursor < seq => {
                         inner.mode = Mode::CatchUp;
@@ -523,9 +539,14 @@ impl Hub {
                     Mode::Live | Mode::CatchUp => {}
                 }
                 let frames = if events.is_empty() {
-                    Vec::new()
+                    Some(Vec::new())
                 } else {
                     render::render(state, &schema, &inner, seq, events, &mut *cache).await
+                };
+                let Some(frames) = frames else {
+                    // The cursor stays at `seq`: the backlog waits for the owner's proof.
+                    inner.mode = Mode::Held;
+                    continue;
                 };
                 if session.try_push_quiet(frames) {
                     inner.cursor = seq + 1;
@@ -547,12 +568,16 @@ impl Hub {
     /// Replaces a connected session's subscriptions and binds the POST's auth. The new set
     /// applies to commits from `switch_seq` on (the first seq not yet acknowledged).
     ///
-    /// Errors: 404 for an unknown or disconnected client, 403 when the auth differs from the
-    /// one already bound (allowed: guest→guest, guest→user, user→same user).
+    /// Checks, in PocketBase's order: 404 for an unknown or disconnected client, 400 when the
+    /// POST does not come from the address that opened the stream, 403 when the auth differs
+    /// from the one already bound (allowed: guest→guest, guest→user, user→same user). A POST
+    /// by the bound auth proves it on the current stream and releases what was held.
     pub async fn set_subscriptions(
-        &self,
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
         client_id: &str,
         auth: Option<Auth>,
+        ip: Option<std::net::IpAddr>,
         subscriptions: Vec<String>,
         switch_seq: Seq,
     ) -> Result<(), ApiError> {
@@ -562,11 +587,15 @@ impl Hub {
             return Err(missing());
         }
         let mut inner = session.inner.lock().await;
+        if inner.stream_ip != ip {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Invalid realtime client.",
+            ));
+        }
         let compatible = match (&inner.auth, &auth) {
             (None, _) => true,
-            (Some(bound), Some(new)) => {
-                bound.collection.id == new.collection.id && bound.id() == new.id()
-            }
+            (Some(bound), Some(new)) => same_record(bound, new),
             (Some(_), None) => false,
         };
         if !compatible {
@@ -576,13 +605,31 @@ impl Hub {
         }
         if auth.is_some() {
             inner.auth = auth;
+            inner.auth_proven = true;
         }
         let topics = Arc::new(subscriptions.iter().map(|s| topic::parse(s)).collect());
         let old = std::mem::replace(&mut inner.subscriptions, topics);
         inner.previous = (inner.cursor < switch_seq).then_some((old, switch_seq));
+        if inner.auth_proven || inner.auth.is_none() {
+            self.release_held(state, &session, &mut inner);
+        }
         drop(inner);
         self.mark_dirty();
         Ok(())
+    }
+
+    /// A held session whose bound auth proved itself (or went away) continues from its
+    /// cursor: the backlog is delivered in order by a catch-up.
+    fn release_held(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        session: &Arc<Session>,
+        inner: &mut SessionInner,
+    ) {
+        if inner.mode == Mode::Held && (inner.auth_proven || inner.auth.is_none()) {
+            inner.mode = Mode::CatchUp;
+            self.spawn_catch_up(state, session, inner);
+        }
     }
 
     /// Ends every stream and writes the sessions file (graceful shutdown).
@@ -711,6 +758,11 @@ impl Hub {
             self.mark_dirty();
         }
     }
+}
+
+/// True when both are the same auth record.
+fn same_record(a: &Auth, b: &Auth) -> bool {
+    a.collection.id == b.collection.id && a.id() == b.id()
 }
 
 async fn restore_auth(
@@ -978,7 +1030,7 @@ async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
                     break 'commits;
                 }
                 let frames = if prepared.events.is_empty() {
-                    Vec::new()
+                    Some(Vec::new())
                 } else {
                     render::render(
                         &state,
@@ -991,6 +1043,11 @@ async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
                     .await
                 };
                 drop(cache);
+                let Some(frames) = frames else {
+                    // Held until the owner proves itself; the cursor keeps the backlog.
+                    inner.mode = Mode::Held;
+                    return stop(inner);
+                };
                 if session.try_push(frames) {
                     inner.cursor = commit.seq + 1;
                     inner.skip = None;

@@ -96,7 +96,13 @@ struct EncodeKey {
     viewer: Option<(String, String)>,
 }
 
-/// Whether `auth` passes `rule` (plus an optional filter) for `record`.
+/// Whether `auth` passes `rule` (plus an optional client `filter`) for `record`.
+///
+/// The filter is a *client* filter: it gets exactly the restrictions the list API applies
+/// to the same caller (`access::Where::add` with `client_filter`: hidden and secret fields,
+/// `@request.*` and `@collection.*` for non-superusers, the listRule of every traversed
+/// collection, emails only where visible). A filter those restrictions reject never
+/// matches, so comparing deliveries cannot reveal what the list API would not.
 #[expect(
     clippy::too_many_arguments,
     reason = "the inputs of one access decision"
@@ -112,27 +118,31 @@ pub async fn allowed(
     data: &RequestData,
 ) -> bool {
     let superuser = access::is_superuser(auth);
-    let mut exprs: Vec<&rules::Expr> = Vec::new();
-    if !superuser {
-        match rule {
-            Rule::Locked => return false,
-            Rule::Open => {}
-            Rule::Expr(expr) => exprs.push(expr),
-        }
-    }
-    exprs.extend(filter);
-    if exprs.is_empty() {
+    let rule_expr = match rule {
+        _ if superuser => None,
+        Rule::Locked => return false,
+        Rule::Open => None,
+        Rule::Expr(expr) => Some(expr),
+    };
+    if rule_expr.is_none() && filter.is_none() {
         return true;
     }
     let Some(info) = schema.info(&collection.id) else {
         return false;
     };
     let request = access::request_info(auth, data);
-    for expr in exprs {
+    if let Some(expr) = rule_expr {
         let passes = match rules::eval(expr, schema, info, record, &request) {
             Ok(passes) => passes,
             Err(rules::EvalError::NeedsDatabase) => {
-                sql_check(state, schema, collection, expr, record, &request).await
+                let mut clause = Where::default();
+                if clause
+                    .add(schema, collection, expr, &request, false)
+                    .is_err()
+                {
+                    return false;
+                }
+                sql_check(state, collection, clause, record).await
             }
             Err(_) => false,
         };
@@ -140,25 +150,51 @@ pub async fn allowed(
             return false;
         }
     }
-    true
-}
-
-/// Evaluates `expr` with SQLite against the record's values in a one-row subquery.
-async fn sql_check(
-    state: &Arc<AppState>,
-    schema: &Schema,
-    collection: &Collection,
-    expr: &rules::Expr,
-    record: &Map<String, Value>,
-    request: &rules::RequestInfo,
-) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    // The list API's compilation decides what the filter may touch.
     let mut clause = Where::default();
     if clause
-        .add(schema, collection, expr, request, false)
+        .add(schema, collection, filter, &request, true)
         .is_err()
     {
         return false;
     }
+    // In memory only where the restricted SQL cannot differ from the plain evaluation:
+    // traversals (which AND in listRules) already need the database, and only an auth
+    // collection's own `email` is masked (by `emailVisibility`).
+    if superuser || !collection.is_auth() {
+        match rules::eval(filter, schema, info, record, &request) {
+            Ok(passes) => return passes,
+            Err(rules::EvalError::NeedsDatabase) => {}
+            Err(_) => return false,
+        }
+    }
+    sql_check(state, collection, clause, record).await
+}
+
+/// Checks a client filter the way the list API compiles it for `auth` (the same restrictions
+/// and errors), without running it: for endpoints that answer a rejected filter with an
+/// error instead of an empty result.
+pub fn check_client_filter(
+    schema: &Schema,
+    collection: &Collection,
+    filter: &rules::Expr,
+    auth: &Option<Auth>,
+    data: &RequestData,
+) -> crate::error::ApiResult<()> {
+    let request = access::request_info(auth, data);
+    Where::default().add(schema, collection, filter, &request, true)
+}
+
+/// Runs a compiled clause against the record's values in a one-row subquery aliased `main`.
+async fn sql_check(
+    state: &Arc<AppState>,
+    collection: &Collection,
+    mut clause: Where,
+    record: &Map<String, Value>,
+) -> bool {
     let mut columns = Vec::new();
     for (name, value) in to_storage(collection, record) {
         let placeholder = clause.params.push(match value {
@@ -190,11 +226,54 @@ fn topic_names(topic: &Topic, collection: &Collection) -> bool {
     topic.collection == collection.id || topic.collection.eq_ignore_ascii_case(&collection.name)
 }
 
-/// Renders the frames of `events` (one commit at `seq`) for a session.
+/// Renders the frames of `events` (one commit at `seq`) for a session, or `None` when the
+/// commit must wait: the session's bound auth has not proven itself on the current stream
+/// (it was resumed by someone who only named it) and the commit's frames for that auth
+/// differ from a guest's. Such a session gets exactly what a guest with its subscriptions
+/// would get until the owner proves itself ([`super::hub::Hub::set_subscriptions`]).
 pub async fn render(
     state: &Arc<AppState>,
     schema: &Schema,
     inner: &SessionInner,
+    seq: engine::Seq,
+    events: &[RecordEvent],
+    cache: &mut EncodeCache,
+) -> Option<Vec<sse::Frame>> {
+    if inner.auth.is_none() || inner.auth_proven {
+        return Some(render_as(state, schema, inner, &inner.auth, seq, events, cache).await);
+    }
+    let guest = render_as(state, schema, inner, &None, seq, events, cache).await;
+    let owner = render_as(state, schema, inner, &inner.auth, seq, events, cache).await;
+    same_frames(&guest, &owner).then_some(guest)
+}
+
+/// True when both lists hold the same frames (same ids and bytes).
+fn same_frames(a: &[sse::Frame], b: &[sse::Frame]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| match pair {
+            (sse::Frame::Raw(x), sse::Frame::Raw(y)) => x == y,
+            (
+                sse::Frame::Event {
+                    seq: s1,
+                    part: p1,
+                    tail: t1,
+                },
+                sse::Frame::Event {
+                    seq: s2,
+                    part: p2,
+                    tail: t2,
+                },
+            ) => s1 == s2 && p1 == p2 && t1 == t2,
+            _ => false,
+        })
+}
+
+/// Renders the frames of `events` for a session's subscriptions as seen by `auth`.
+async fn render_as(
+    state: &Arc<AppState>,
+    schema: &Schema,
+    inner: &SessionInner,
+    auth: &Option<Auth>,
     seq: engine::Seq,
     events: &[RecordEvent],
     cache: &mut EncodeCache,
@@ -204,7 +283,7 @@ pub async fn render(
     if subscriptions.is_empty() {
         return frames;
     }
-    let guest = inner.auth.is_none();
+    let guest = auth.is_none();
     for event in events {
         let record_id = event.record.get("id").and_then(Value::as_str).unwrap_or("");
         for (topic_index, topic) in subscriptions.iter().enumerate() {
@@ -233,7 +312,7 @@ pub async fn render(
                 match cache.guest.get(&key) {
                     Some(decided) => decided.clone(),
                     None => {
-                        let decided = decide(state, schema, inner, event, topic, cache)
+                        let decided = decide(state, schema, auth, event, topic, cache)
                             .await
                             .map(|payload| sse::event_tail(&topic.raw, &payload));
                         cache.guest.insert(key, decided.clone());
@@ -241,7 +320,7 @@ pub async fn render(
                     }
                 }
             } else {
-                decide(state, schema, inner, event, topic, cache)
+                decide(state, schema, auth, event, topic, cache)
                     .await
                     .map(|payload| sse::event_tail(&topic.raw, &payload))
             };
@@ -259,7 +338,7 @@ pub async fn render(
 async fn decide(
     state: &Arc<AppState>,
     schema: &Schema,
-    inner: &SessionInner,
+    auth: &Option<Auth>,
     event: &RecordEvent,
     topic: &Topic,
     cache: &mut EncodeCache,
@@ -284,25 +363,25 @@ async fn decide(
         &rule,
         filter,
         &event.record,
-        &inner.auth,
+        auth,
         &data,
     )
     .await
     {
         return None;
     }
-    Some(encode(state, inner, event, topic, cache).await)
+    Some(encode(state, auth, event, topic, cache).await)
 }
 
 /// The `data` JSON of one event for one viewer, from the cache when possible.
 async fn encode(
     state: &Arc<AppState>,
-    inner: &SessionInner,
+    auth: &Option<Auth>,
     event: &RecordEvent,
     topic: &Topic,
     cache: &mut EncodeCache,
 ) -> Arc<str> {
-    let view = viewer(&inner.auth);
+    let view = viewer(auth);
     let owner = event.collection.is_auth()
         && view.auth.is_some_and(|(collection_id, id)| {
             collection_id == event.collection.id
@@ -315,9 +394,7 @@ async fn encode(
         expand: topic.expand.clone(),
         fields: topic.fields.clone(),
         viewer: topic.expand.as_ref().and_then(|_| {
-            inner
-                .auth
-                .as_ref()
+            auth.as_ref()
                 .map(|auth| (auth.collection.id.clone(), auth.id().to_string()))
         }),
     };
@@ -327,7 +404,7 @@ async fn encode(
     let record = match &topic.expand {
         Some(expand) => present(
             state,
-            &inner.auth,
+            auth,
             &event.collection,
             vec![event.record.clone()],
             Some(expand),

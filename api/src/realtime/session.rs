@@ -8,6 +8,8 @@
 //!    by [`RealtimeOptions::queue_frames_max`] and `queue_bytes_max`; a commit whose frames do
 //!    not fit is not queued at all (all or nothing), and the session switches to catch-up.
 //! 3. Every (re)connection bumps `generation`; a stream whose generation is stale ends.
+//! 4. A bound auth that has not proven itself on the current stream (`auth_proven`) never
+//!    gets more than a guest would: see [`Mode::Held`].
 
 use super::sse::Frame;
 use super::topic::Topic;
@@ -33,6 +35,11 @@ pub enum Mode {
     CatchUp,
     /// No stream is attached: nothing is rendered until the client resumes.
     Parked,
+    /// The session was resumed by a request that only named it, and the commit at `cursor`
+    /// would give its bound auth more than a guest: nothing is rendered (the cursor keeps
+    /// the backlog, in the engine's memory or the log) until the bound auth proves itself on
+    /// this stream, or the session stops being bound (then it continues as a guest).
+    Held,
 }
 
 /// Delivery state, guarded by the session's async mutex.
@@ -44,8 +51,16 @@ pub struct SessionInner {
     /// commits acknowledged before the POST are still rendered with the set they were
     /// committed under.
     pub previous: Option<(Arc<Vec<Topic>>, Seq)>,
-    /// The auth bound by the POSTs (`None` = guest).
+    /// The auth bound by the POSTs (`None` = guest): the session's owner.
     pub auth: Option<Auth>,
+    /// The bound auth presented itself on the current stream (a POST with its token, or the
+    /// resume request's own `Authorization`). False after a resume: knowing a client or
+    /// event id is not a credential, so until then the session only gets what a guest would
+    /// and holds the rest ([`Mode::Held`]).
+    pub auth_proven: bool,
+    /// The address that opened the current stream (`None` when the server does not know
+    /// peers): `POST /api/realtime` must come from it, as in PocketBase.
+    pub stream_ip: Option<std::net::IpAddr>,
     /// How commits reach the session.
     pub mode: Mode,
     /// The next seq to render for this session; every seq below it was rendered (or
@@ -129,6 +144,8 @@ impl Session {
                 subscriptions: Arc::new(Vec::new()),
                 previous: None,
                 auth: None,
+                auth_proven: false,
+                stream_ip: None,
                 mode,
                 cursor,
                 connect_seq: cursor,

@@ -68,7 +68,9 @@ impl Server {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let hub = Arc::clone(&state.realtime);
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
+            // Peer addresses reach the handlers (`ConnectInfo`), as in the real server.
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let _ = axum::serve(listener, service)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
                     hub.shutdown().await;
@@ -191,6 +193,31 @@ impl Server {
         (id, token)
     }
 
+    /// `POST /api/realtime` sent from the local address `from` (any `127.x.y.z` works on
+    /// Linux loopback); returns status and body.
+    pub async fn subscribe_from(
+        &self,
+        from: std::net::IpAddr,
+        client_id: &str,
+        topics: &[&str],
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let client = reqwest::Client::builder()
+            .local_address(from)
+            .build()
+            .expect("client");
+        let mut request = client
+            .post(self.url("/api/realtime"))
+            .json(&json!({"clientId": client_id, "subscriptions": topics}));
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// `POST /api/realtime`.
     pub async fn subscribe(&self, client_id: &str, topics: &[&str], token: Option<&str>) -> u16 {
         let (status, body) = self
@@ -293,11 +320,38 @@ impl Sse {
 
     /// Opens an SSE stream at `path`.
     pub async fn connect_path(addr: &str, path: &str, last_event_id: Option<&str>) -> (Sse, Frame) {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        Self::connect_with(addr, path, last_event_id, None, None).await
+    }
+
+    /// Opens an SSE stream at `path` from the local address `from` (default: any), with an
+    /// optional `Authorization` header.
+    pub async fn connect_with(
+        addr: &str,
+        path: &str,
+        last_event_id: Option<&str>,
+        from: Option<std::net::IpAddr>,
+        token: Option<&str>,
+    ) -> (Sse, Frame) {
+        let mut stream = match from {
+            None => TcpStream::connect(addr).await.expect("connect"),
+            Some(ip) => {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket
+                    .bind(std::net::SocketAddr::new(ip, 0))
+                    .expect("bind local address");
+                socket
+                    .connect(addr.parse().expect("server address"))
+                    .await
+                    .expect("connect")
+            }
+        };
         let mut request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
         if let Some(id) = last_event_id {
             request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: {token}\r\n"));
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).await.expect("write");
