@@ -1,5 +1,5 @@
 //! Resume: a client that reconnects with `Last-Event-ID` (or `?lastEventId=`) gets its
-//! session back (same client id, subscriptions, auth) and exactly the events it missed, in
+//! session back (same client id, subscriptions, auth once proven) and exactly the events it missed, in
 //! order, then the live stream; across a server restart too (sessions are persisted in the
 //! data dir). Unknown sessions and positions the log no longer holds get an explicit
 //! `PB_RESET` event. Revoked auth and tightened rules stop delivery, for live and replayed
@@ -173,13 +173,22 @@ async fn realtime_resume_across_restart() {
     assert_eq!(status, 200);
     let (mut sse, _) = Sse::connect(&server.addr, Some(&last_id)).await;
     assert_eq!(sse.client_id, client_id);
-    let frames = sse.take(3).await;
+    let frames = sse.take(2).await;
     assert_eq!(frames[0].json()["record"]["id"], missed[0].as_str());
     assert_eq!(frames[1].json()["record"]["id"], missed[1].as_str());
-    // The auth came back too: carol may see her own users record (listRule id = auth.id),
-    // email included.
-    assert_eq!(frames[2].event, "users/*");
-    assert_eq!(frames[2].json()["record"]["email"], "carol@example.com");
+    // The bound auth came back too, but a resume only names the session: carol's own users
+    // record waits until her token proves her on this stream (`realtime_security.rs`).
+    sse.expect_silence(Duration::from_millis(300)).await;
+    assert_eq!(
+        server
+            .subscribe(&client_id, &["messages/*", "users/*"], Some(&token))
+            .await,
+        204
+    );
+    let frames = sse.take(1).await;
+    // Carol may see her own users record (listRule id = auth.id), email included.
+    assert_eq!(frames[0].event, "users/*");
+    assert_eq!(frames[0].json()["record"]["email"], "carol@example.com");
     server.stop().await;
 }
 
