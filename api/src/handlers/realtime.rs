@@ -7,7 +7,7 @@
 //!    client id and subscriptions, then every missed event in order. Naming a session is not
 //!    a credential: its bound auth counts again only once it proves itself on the new stream
 //!    (a POST with its token, or the GET's own `Authorization`); until then the stream gets
-//!    what a guest would and holds the rest (`realtime::session::Mode::Held`).
+//!    no events: they are held, in order (`realtime::session::Mode::Held`).
 //! 3. The POST validates like PocketBase (field errors, limits), then checks the caller
 //!    against the session (404 unknown, 400 from another address than the stream's, 403
 //!    another auth than the bound one), then replaces the set.

@@ -228,9 +228,14 @@ fn topic_names(topic: &Topic, collection: &Collection) -> bool {
 
 /// Renders the frames of `events` (one commit at `seq`) for a session, or `None` when the
 /// commit must wait: the session's bound auth has not proven itself on the current stream
-/// (it was resumed by someone who only named it) and the commit's frames for that auth
-/// differ from a guest's. Such a session gets exactly what a guest with its subscriptions
-/// would get until the owner proves itself ([`super::hub::Hub::set_subscriptions`]).
+/// (it was resumed by a request that only named it) and the commit has frames for it.
+///
+/// Such a stream gets no events at all until the owner proves itself
+/// ([`super::hub::Hub::set_subscriptions`]), not even those a guest could see: the official
+/// SDK re-attaches its listeners only after `PB_CONNECT`, so events that reach it before
+/// its re-POST are dropped on the floor (measured), while its re-POST with its token
+/// follows `PB_CONNECT` at once and releases the whole backlog in order. A stranger who
+/// named the session gets nothing; commits with no frames for the owner pass.
 pub async fn render(
     state: &Arc<AppState>,
     schema: &Schema,
@@ -239,33 +244,8 @@ pub async fn render(
     events: &[RecordEvent],
     cache: &mut EncodeCache,
 ) -> Option<Vec<sse::Frame>> {
-    if inner.auth.is_none() || inner.auth_proven {
-        return Some(render_as(state, schema, inner, &inner.auth, seq, events, cache).await);
-    }
-    let guest = render_as(state, schema, inner, &None, seq, events, cache).await;
-    let owner = render_as(state, schema, inner, &inner.auth, seq, events, cache).await;
-    same_frames(&guest, &owner).then_some(guest)
-}
-
-/// True when both lists hold the same frames (same ids and bytes).
-fn same_frames(a: &[sse::Frame], b: &[sse::Frame]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|pair| match pair {
-            (sse::Frame::Raw(x), sse::Frame::Raw(y)) => x == y,
-            (
-                sse::Frame::Event {
-                    seq: s1,
-                    part: p1,
-                    tail: t1,
-                },
-                sse::Frame::Event {
-                    seq: s2,
-                    part: p2,
-                    tail: t2,
-                },
-            ) => s1 == s2 && p1 == p2 && t1 == t2,
-            _ => false,
-        })
+    let frames = render_as(state, schema, inner, &inner.auth, seq, events, cache).await;
+    (inner.auth.is_none() || inner.auth_proven || frames.is_empty()).then_some(frames)
 }
 
 /// Renders the frames of `events` for a session's subscriptions as seen by `auth`.

@@ -8,8 +8,8 @@
 //!    by [`RealtimeOptions::queue_frames_max`] and `queue_bytes_max`; a commit whose frames do
 //!    not fit is not queued at all (all or nothing), and the session switches to catch-up.
 //! 3. Every (re)connection bumps `generation`; a stream whose generation is stale ends.
-//! 4. A bound auth that has not proven itself on the current stream (`auth_proven`) never
-//!    gets more than a guest would: see [`Mode::Held`].
+//! 4. A stream on which the bound auth has not proven itself (`auth_proven`) receives no
+//!    events: see [`Mode::Held`].
 
 use super::sse::Frame;
 use super::topic::Topic;
@@ -36,7 +36,7 @@ pub enum Mode {
     /// No stream is attached: nothing is rendered until the client resumes.
     Parked,
     /// The session was resumed by a request that only named it, and the commit at `cursor`
-    /// would give its bound auth more than a guest: nothing is rendered (the cursor keeps
+    /// has frames for its bound auth: nothing is rendered (the cursor keeps
     /// the backlog, in the engine's memory or the log) until the bound auth proves itself on
     /// this stream, or the session stops being bound (then it continues as a guest).
     Held,
@@ -55,8 +55,8 @@ pub struct SessionInner {
     pub auth: Option<Auth>,
     /// The bound auth presented itself on the current stream (a POST with its token, or the
     /// resume request's own `Authorization`). False after a resume: knowing a client or
-    /// event id is not a credential, so until then the session only gets what a guest would
-    /// and holds the rest ([`Mode::Held`]).
+    /// event id is not a credential, so until then the stream gets no events; they wait in
+    /// order ([`Mode::Held`]).
     pub auth_proven: bool,
     /// The address that opened the current stream (`None` when the server does not know
     /// peers): `POST /api/realtime` must come from it, as in PocketBase.
