@@ -93,8 +93,7 @@ async fn alice_session(server: &Server, alice: &str, alice_token: &str) -> (Sse,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn realtime_a_guest_resuming_an_owners_session_gets_nothing_until_the_owner_proves_itself(
-) {
+async fn realtime_a_guest_resuming_an_owners_session_gets_nothing_until_the_owner_proves_itself() {
     let (_dir, path) = temp_dir();
     let server = Server::start(&path, ServerOptions::default()).await;
     setup(&server).await;

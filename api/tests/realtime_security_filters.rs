@@ -39,9 +39,18 @@ fn variants() -> Vec<(&'static str, String)> {
         ("hidden_x", topic(json!({"filter": "hiddenf ~ 'X'"}))),
         ("hidden_y", topic(json!({"filter": "hiddenf ~ 'Y'"}))),
         ("visible", topic(json!({"filter": "note ~ 'n'"}))),
-        ("request", topic(json!({"filter": "@request.query.a = '1'", "a": "1"}))),
-        ("collection", topic(json!({"filter": "@collection.users.id != ''"}))),
-        ("traversal", topic(json!({"filter": "ref.verified = false"}))),
+        (
+            "request",
+            topic(json!({"filter": "@request.query.a = '1'", "a": "1"})),
+        ),
+        (
+            "collection",
+            topic(json!({"filter": "@collection.users.id != ''"})),
+        ),
+        (
+            "traversal",
+            topic(json!({"filter": "ref.verified = false"})),
+        ),
         ("relation_id", topic(json!({"filter": "ref.id != ''"}))),
         ("email", topic(json!({"filter": "ref.email != ''"}))),
         ("hidden_relation", topic(json!({"filter": "hrel != ''"}))),
@@ -60,7 +69,9 @@ async fn received(
     let mut topics: Vec<&str> = variants.iter().map(|(_, t)| t.as_str()).collect();
     topics.push("messages/*");
     assert_eq!(
-        server.subscribe(&sse.client_id.clone(), &topics, token).await,
+        server
+            .subscribe(&sse.client_id.clone(), &topics, token)
+            .await,
         204
     );
     run.await;

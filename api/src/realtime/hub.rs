@@ -9,8 +9,10 @@
 //!   (new) ───────────▶ Live ─────────────────────────────────────▶ CatchUp
 //!                       ▲   dispatcher renders seq == cursor          │
 //!                       └─────────────────────────────────────────────┘
-//!   stream dropped: Live|CatchUp ──▶ Parked ──resume (Last-Event-ID)──▶ CatchUp
+//!   stream dropped: Live|CatchUp|Held ──▶ Parked ──resume (Last-Event-ID)──▶ CatchUp
 //!   Parked for longer than the grace period, or evicted by the count bound: removed.
+//!   Live|CatchUp ──commit with frames for an unproven bound auth──▶ Held
+//!   Held ──bound auth proves itself (POST), or is revoked──▶ CatchUp (from the held cursor)
 //! ```
 //!
 //! Invariants:
@@ -26,6 +28,11 @@
 //! 6. Lock order: a commit's shared encode cache ([`Prepared::cache`], in seq order) before a
 //!    session's `inner`, never the other way round (the dispatcher holds a round's caches
 //!    while it locks each session; a catch-up task takes one cache, then its session).
+//! 7. A resume leaves the bound auth unproven (`auth_proven`); until it proves itself, a
+//!    commit with frames for it stops the session at that seq ([`Mode::Held`]), nothing is
+//!    rendered past it, and the release resumes from there: no gap, no duplicate, in order.
+//!    The held backlog costs no memory (it is read back from the engine's recent commits or
+//!    the log, like any catch-up; a compacted position gives `PB_RESET`, never silence).
 //!
 //! Resume across restarts: sessions (client id, subscriptions, bound auth as collection id +
 //! record id + a hash of the record's token key, and the position where the last stream

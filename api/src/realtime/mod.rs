@@ -23,9 +23,17 @@
 //!    instead of buffering more; catch-ups share decoded commits and encodings with the
 //!    dispatcher ([`hub::Prepared`]).
 //! 5. Rules, auth and visibility are evaluated at delivery time ("as they stand now").
+//! 6. A client id or event id is not a credential. A resumed session bound to an auth record
+//!    delivers nothing until that record proves itself on the new stream (a POST with its
+//!    token, or the resume request's own `Authorization`); its events wait at the cursor
+//!    ([`session::Mode::Held`]) and then arrive in order, so 2. holds. `POST /api/realtime`
+//!    must come from the address that opened the stream (400) and from the bound auth (403),
+//!    as in PocketBase.
+//! 7. A subscription's `filter` option is a client filter with exactly the list API's
+//!    restrictions for the subscriber (hidden fields, `@request.*`/`@collection.*`, listRules
+//!    of traversed collections, email visibility): a rejected filter matches nothing.
 //!
-//! What it deliberately does not do: deliver the `@oauth2` pseudo-topic (no OAuth2 yet), or
-//! check that the POST comes from the IP that opened the stream.
+//! What it deliberately does not do: deliver the `@oauth2` pseudo-topic (no OAuth2 yet).
 
 pub mod hub;
 pub mod render;

@@ -5,6 +5,11 @@
 //!    `@request`; otherwise (relations, `@collection`, ...) with one SQL query that evaluates
 //!    the rule against the event's values placed in a one-row subquery aliased `main`, joined
 //!    with the current database. This works for deletes too, whose row is gone.
+//!    The `filter` option is compiled first as the list API compiles a client filter for the
+//!    subscriber (`access::Where::add` with `client_filter`); a filter it rejects never
+//!    matches, and the in-memory shortcut is only taken where it cannot differ from that SQL.
+//! 4. A session whose bound auth is unproven on its stream (after a resume) gets no frames
+//!    for a commit that has any for that auth ([`render`] returns `None`: hold).
 //! 2. The JSON of an event is encoded once per distinct visibility (superuser or not, owner of
 //!    an auth record or not, `expand`/`fields` options, and the viewer for `expand`), shared by
 //!    every session through an [`EncodeCache`] that lives for one commit.
