@@ -47,11 +47,27 @@ fn table() -> Vec<Row> {
         ("filter", "created > @yesterday", all(Titles("klmqx"))),
         ("filter", "@hour >= 0", all(Titles("klmqx"))),
         ("filter", "@weekday < 7", all(Titles("klmqx"))),
-        ("filter", "@second >= 0 && @minute >= 0 && @day > 0 && @month > 0 && @year > 2000", all(Titles("klmqx"))),
+        (
+            "filter",
+            "@second >= 0 && @minute >= 0 && @day > 0 && @month > 0 && @year > 2000",
+            all(Titles("klmqx")),
+        ),
         // `@request.*` and `@collection.*` stay superuser-only in client filters.
-        ("filter", "@request.auth.id != \"\"", [Status(403), Status(403), Titles("klmqx")]),
-        ("filter", "@request.query.x = \"\"", [Status(403), Status(403), Titles("klmqx")]),
-        ("filter", "@collection.users.id != \"\"", [Status(403), Status(403), Titles("klmqx")]),
+        (
+            "filter",
+            "@request.auth.id != \"\"",
+            [Status(403), Status(403), Titles("klmqx")],
+        ),
+        (
+            "filter",
+            "@request.query.x = \"\"",
+            [Status(403), Status(403), Titles("klmqx")],
+        ),
+        (
+            "filter",
+            "@collection.users.id != \"\"",
+            [Status(403), Status(403), Titles("klmqx")],
+        ),
         // Modifiers after a JSON path are part of the key (`$.arrlength`): evaluated, no 400.
         ("filter", "meta.arr:length = 2", all(Titles(""))),
         ("filter", "meta.arr:length != 3", all(Titles("klmqx"))),
@@ -72,14 +88,34 @@ fn table() -> Vec<Row> {
         ("filter", "n:length = 0", all(Titles("klmqx"))),
         // `:length` counts a single relation/select value; `:each` needs a multiple field.
         ("filter", "owner:length = 1", all(Titles("mq"))),
-        ("filter", "owner:each = \"o1aaaaaaaaaaaaa\"", all(Titles("mq"))),
+        (
+            "filter",
+            "owner:each = \"o1aaaaaaaaaaaaa\"",
+            all(Titles("mq")),
+        ),
         ("filter", "tags:length = 0", all(Titles("klmqx"))),
         ("filter", "tags:each = \"a\"", all(Titles(""))),
         // Sorts: one resolver with the filter's statuses.
-        ("sort", "@request.auth.id", [Status(403), Status(403), Status(400)]),
-        ("sort", "-@request.auth.id", [Status(403), Status(403), Status(400)]),
-        ("sort", "@request.query.x", [Status(403), Status(403), Status(400)]),
-        ("sort", "@request.body.x", [Status(403), Status(403), Status(400)]),
+        (
+            "sort",
+            "@request.auth.id",
+            [Status(403), Status(403), Status(400)],
+        ),
+        (
+            "sort",
+            "-@request.auth.id",
+            [Status(403), Status(403), Status(400)],
+        ),
+        (
+            "sort",
+            "@request.query.x",
+            [Status(403), Status(403), Status(400)],
+        ),
+        (
+            "sort",
+            "@request.body.x",
+            [Status(403), Status(403), Status(400)],
+        ),
         ("sort", "@now", all(Status(400))),
         // Empty sort items are 400; an empty parameter is no sort.
         ("sort", "title,", all(Status(400))),
@@ -292,7 +328,13 @@ async fn differential_against_the_reference() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("pb_data");
     let status = std::process::Command::new(&binary)
-        .args(["superuser", "upsert", "ref@example.com", "1234567890", "--dir"])
+        .args([
+            "superuser",
+            "upsert",
+            "ref@example.com",
+            "1234567890",
+            "--dir",
+        ])
         .arg(&data)
         .output()
         .expect("run the reference");
@@ -325,7 +367,9 @@ async fn differential_against_the_reference() {
     }
     assert!(ready, "the reference did not start");
     let admin: Value = client
-        .post(format!("{base}/api/collections/_superusers/auth-with-password"))
+        .post(format!(
+            "{base}/api/collections/_superusers/auth-with-password"
+        ))
         .json(&json!({"identity": "ref@example.com", "password": "1234567890"}))
         .send()
         .await

@@ -143,12 +143,22 @@ async fn a_backup_restore_through_the_api_leaves_the_marker() {
     let dir = server.state.engine.dir().to_path_buf();
     // A refused restore leaves nothing behind.
     let reply = server
-        .send("POST", "/api/backups/missing.zip/restore", None, Some(&admin))
+        .send(
+            "POST",
+            "/api/backups/missing.zip/restore",
+            None,
+            Some(&admin),
+        )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert!(!dir.join(ROTATE_SECRETS_MARKER).exists());
     let reply = server
-        .send("POST", "/api/backups", Some(r#"{"name":"b1.zip"}"#), Some(&admin))
+        .send(
+            "POST",
+            "/api/backups",
+            Some(r#"{"name":"b1.zip"}"#),
+            Some(&admin),
+        )
         .await;
     assert_eq!(reply.status, 204, "{}", reply.text);
     let reply = server

@@ -57,7 +57,10 @@ fn restore_leaves_the_rotation_marker_in_the_new_dir() {
     assert!(target
         .join(api::handlers::backups::ROTATE_SECRETS_MARKER)
         .is_file());
-    assert!(stdout.contains("rotates every auth collection's token secrets"), "{stdout}");
+    assert!(
+        stdout.contains("rotates every auth collection's token secrets"),
+        "{stdout}"
+    );
     // A refused restore (the target is not empty now) writes nothing new.
     let again = Command::new(env!("CARGO_BIN_EXE_pb-tools"))
         .args(["restore", "--dir"])
