@@ -66,6 +66,9 @@ async fn guest_signup_cannot_set_verified_in_any_encoding() {
         (FORM, format!("email=a5%40x.io&password={PASSWORD}&passwordConfirm={PASSWORD}&verified=1")),
         (FORM, format!("email=a6%40x.io&password={PASSWORD}&passwordConfirm={PASSWORD}&%40jsonPayload={}", enc(r#"{"verified":true}"#))),
         (FORM, format!("%40jsonPayload={}", enc(&json!({"email": "a7@x.io", "password": PASSWORD, "passwordConfirm": PASSWORD, "verified": true}).to_string()))),
+        ("application/json", json!({"email": "a8@x.io", "password": PASSWORD, "passwordConfirm": PASSWORD, "verified": "T"}).to_string()),
+        ("application/json", json!({"email": "a9@x.io", "password": PASSWORD, "passwordConfirm": PASSWORD, "verified": 2}).to_string()),
+        (FORM, format!("email=a10%40x.io&password={PASSWORD}&passwordConfirm={PASSWORD}&verified=t")),
     ];
     for (index, (content_type, body)) in attempts.iter().enumerate() {
         let reply = server
@@ -770,5 +773,86 @@ async fn authorization_header_is_parsed_like_the_reference() {
             "{:?}",
             header.replace(&token, "TOKEN")
         );
+    }
+}
+
+#[tokio::test]
+async fn submitted_values_are_cast_per_field_for_records_and_rules() {
+    let server = start().await;
+    server
+        .collection(json!({
+            "name": "flags",
+            "listRule": "", "viewRule": "",
+            "createRule": "@request.body.flag = true && @request.body.n > 5 && @request.body.s = \"7\"",
+            "fields": [
+                {"name": "flag", "type": "bool"},
+                {"name": "n", "type": "number"},
+                {"name": "s", "type": "text"}
+            ]
+        }))
+        .await;
+    // (content type, body, status) measured on the reference.
+    let cases = [
+        (
+            "application/json",
+            r#"{"flag":"true","n":"7","s":"7"}"#,
+            200,
+        ),
+        ("application/json", r#"{"flag":"t","n":7,"s":7}"#, 200),
+        ("application/json", r#"{"flag":1,"n":7,"s":"7"}"#, 200),
+        ("application/json", r#"{"flag":"T","n":7,"s":"7"}"#, 200),
+        ("application/json", r#"{"flag":"yes","n":7,"s":"7"}"#, 400),
+        (FORM, "flag=true&n=7&s=7", 200),
+        (FORM, "flag=1&n=7&s=7", 200),
+        (FORM, "flag=true&n=3&s=7", 400),
+        (FORM, "flag=false&n=7&s=7", 400),
+    ];
+    for (content_type, body, status) in cases {
+        let reply = server
+            .send_with(
+                "POST",
+                "/api/collections/flags/records",
+                Some(body),
+                None,
+                content_type,
+            )
+            .await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        if status == 200 {
+            assert_eq!(reply.json["flag"], json!(true), "{body}");
+        }
+    }
+    // What a bool field stores (reference): non-zero numbers and Go's ParseBool spellings.
+    server
+        .json(
+            "PATCH",
+            "/api/collections/flags",
+            json!({"createRule": ""}),
+            Some(&server.admin.clone()),
+            200,
+        )
+        .await;
+    let stored = [
+        (json!(2), true),
+        (json!(0.5), true),
+        (json!(-1), true),
+        (json!("TRUE"), true),
+        (json!("True"), true),
+        (json!(" true"), false),
+        (json!("tRue"), false),
+        (json!([true]), false),
+        (json!("2"), false),
+    ];
+    for (value, expected) in stored {
+        let record = server
+            .json(
+                "POST",
+                "/api/collections/flags/records",
+                json!({"flag": value}),
+                None,
+                200,
+            )
+            .await;
+        assert_eq!(record["flag"], json!(expected), "{value}");
     }
 }
