@@ -550,3 +550,55 @@ async fn differential_against_the_reference() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn view_sorts_go_through_the_same_resolver() {
+    let server = common::start().await;
+    let user = fixture(&server.base, &server.admin).await;
+    let target = Target {
+        base: server.base.clone(),
+        user,
+        admin: server.admin.clone(),
+        client: reqwest::Client::new(),
+    };
+    target
+        .call(
+            "POST",
+            "/api/collections",
+            json!({"name": "pview", "type": "view", "listRule": "", "viewRule": "",
+                   "viewQuery": "select id, title, meta from posts"}),
+            Some(&server.admin),
+        )
+        .await;
+    // Measured on the reference (guest caller).
+    let cases = [
+        ("title", Titles("klmqx")),
+        ("-title", Titles("xqmlk")),
+        ("meta.arr", Titles("qxlkm")),
+        ("@rowid", Status(400)),
+        ("title,", Status(400)),
+        ("@request.auth.id", Status(403)),
+        ("nope", Status(400)),
+    ];
+    for (sort, expected) in cases {
+        let response = target
+            .client
+            .get(format!("{}/api/collections/pview/records", target.base))
+            .query(&[("sort", sort)])
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let json: Value = response.json().await.unwrap_or(Value::Null);
+        let got = if status == 200 {
+            let titles: String = json["items"]
+                .as_array()
+                .map(|items| items.iter().filter_map(|i| i["title"].as_str()).collect())
+                .unwrap_or_default();
+            Titles(Box::leak(titles.into_boxed_str()))
+        } else {
+            Status(status)
+        };
+        assert_eq!(got, expected, "sort={sort:?}");
+    }
+}

@@ -484,10 +484,14 @@ pub async fn records_list(
         Some(sort) => {
             // One resolver for filter and sort: relation paths and every access check (with
             // the same statuses) go through the rules compiler, for views too.
-            let mut items = rules::parse_sort(sort).map_err(access::rule_error)?;
-            if collection.is_view() {
-                // A view has no stable rowid; PocketBase ignores `@rowid` there.
-                items.retain(|item| !matches!(item, rules::SortItem::RowId { .. }));
+            let items = rules::parse_sort(sort).map_err(access::rule_error)?;
+            if collection.is_view()
+                && items
+                    .iter()
+                    .any(|item| matches!(item, rules::SortItem::RowId { .. }))
+            {
+                // A view has no rowid: 400, as on the reference (measured).
+                return Err(ApiError::bad_request_default());
             }
             let info = access::request_info(&auth, &data);
             let coll_info = schema
