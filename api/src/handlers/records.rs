@@ -5,6 +5,12 @@
 //!    staged state, stage the change, then check the rule against the staged row, so a failing
 //!    rule rolls the change back and nothing half-done is ever committed.
 //! 3. Expensive work (password hashing) happens before the command is queued.
+//! 4. Whatever the body's encoding (JSON, form, `@jsonPayload`), a write meets the same checks:
+//!    manage-only fields (`verified`, `email`) are compared by their coerced value in
+//!    `auth_form_checks`, and rules see `@request.body` with every modifier key replaced by
+//!    the field's resulting value (`rule_data`), so a modifier is a change like any other.
+//! 5. Auth record ids are unique across all auth collections (`auth_id_unique`).
+//! 6. `filter` and `sort` go through the one rules resolver, with the same statuses.
 
 use super::common::{
     json_response, list_envelope, no_content, paging, parse_body, read_short, Query,
