@@ -2,6 +2,8 @@
 //! `rules` crate.
 //!
 //! 1. An invalid, expired or unknown token makes the request a guest request (never an error).
+//!    The `Authorization` header is parsed exactly as the reference does
+//!    (`auth::token::token_from_authorization`): a malformed header is a guest.
 //! 2. Rules become SQL with bound parameters only; the main table is always aliased `main`.
 
 use crate::auth::token;

@@ -470,7 +470,9 @@ impl<'a, 's> Compiler<'a, 's> {
                 self.walk(walk, &ident.path, ident.modifier, ident)
             }
             _ => {
-                if self.restricted {
+                // Datetime macros (`@now`, `@todayStart`, …) are not request data: every
+                // caller may use them (as on the reference).
+                if self.restricted && !matches!(ident.root, Root::Macro(_)) {
                     return Err(RuleError::Forbidden(
                         "Only superusers can filter by @request.".into(),
                     ));
@@ -588,6 +590,7 @@ impl<'a, 's> Compiler<'a, 's> {
                 m.name()
             ))
         };
+        let mut modifier = modifier;
         let mut index = 0;
         let (mut value_sql, raw, field_kind) = loop {
             let Some(segment) = path.get(index) else {
@@ -652,9 +655,8 @@ impl<'a, 's> Compiler<'a, 's> {
                         self.hop_into(&mut walk, target)?;
                     }
                     FieldKind::Json | FieldKind::GeoPoint => {
-                        let p = self
-                            .params
-                            .push(SqlValue::Text(json_path(&path[index + 1..])));
+                        let keys = json_path_keys(&path[index + 1..], modifier.take());
+                        let p = self.params.push(SqlValue::Text(json_path(&keys)));
                         let sql = format!(
                             "json_extract(CASE WHEN json_valid({column}) THEN {column} END, {p})"
                         );
@@ -700,8 +702,12 @@ impl<'a, 's> Compiler<'a, 's> {
         match modifier {
             None => {}
             Some(Modifier::Lower) => value_sql = format!("LOWER({value_sql})"),
-            Some(Modifier::Length) if field_kind.as_ref().is_some_and(FieldKind::is_multi) => {
-                value_sql = format!("json_array_length({})", json_list(&value_sql));
+            Some(Modifier::Length) if field_kind.as_ref().is_some_and(FieldKind::is_list) => {
+                // PocketBase's count: a JSON array's length, one for any other non-empty
+                // value (a single select/relation/file), zero for empty or NULL.
+                value_sql = format!(
+                    "json_array_length(CASE WHEN json_valid({value_sql}) THEN {value_sql} ELSE (CASE WHEN {value_sql} = '' OR {value_sql} IS NULL THEN json_array() ELSE json_array({value_sql}) END) END)"
+                );
             }
             Some(Modifier::Each) if field_kind.as_ref().is_some_and(FieldKind::is_multi) => {
                 let e = self.alias("e");
@@ -714,6 +720,9 @@ impl<'a, 's> Compiler<'a, 's> {
                 walk.multi = true;
                 value_sql = format!("{e}.value");
             }
+            // The reference ignores the other field modifiers (`:length` on a text or JSON
+            // field, `:each` on a single select, `:isset` on a column); measured.
+            Some(_) if field_kind.is_some() => {}
             Some(m) => return Err(bad_modifier(m)),
         }
         if walk.from.is_empty() {
@@ -740,6 +749,18 @@ impl<'a, 's> Compiler<'a, 's> {
             raw,
         })
     }
+}
+
+/// The JSON keys below a JSON field. A modifier written after a JSON path
+/// (`meta.arr:length`) is not a modifier there: PocketBase (v0.40.6, measured) strips the
+/// `:` and keeps the name as part of the last key (`$.arrlength`), so such a filter
+/// evaluates (usually to NULL) instead of failing.
+pub(crate) fn json_path_keys(path: &[String], modifier: Option<Modifier>) -> Vec<String> {
+    let mut keys = path.to_vec();
+    if let (Some(modifier), Some(last)) = (modifier, keys.last_mut()) {
+        last.push_str(modifier.name());
+    }
+    keys
 }
 
 fn sql_to_json(value: &SqlValue) -> serde_json::Value {

@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 
 use crate::ast::{CmpOp, Expr, FuncName, Ident, Modifier, OpKind, Operand, Root};
-use crate::compile_sql::{like_pattern, like_text};
+use crate::compile_sql::{json_path_keys, like_pattern, like_text};
 use crate::errors::{EvalError, RuleError};
 use crate::request::{RequestInfo, SqlValue};
 use crate::resolve::{
@@ -595,6 +595,7 @@ impl Evaluator<'_> {
                 m.name()
             )))
         };
+        let mut modifier = ident.modifier;
         let column = self.column(field);
         let (value, raw) = if path.len() == 1 {
             if field.kind == FieldKind::Json {
@@ -620,7 +621,8 @@ impl Evaluator<'_> {
                 FieldKind::Relation { .. } => return Err(EvalError::NeedsDatabase),
                 FieldKind::Json | FieldKind::GeoPoint => {
                     let json = self.record.get(&field.name);
-                    let walked = json.and_then(|j| json_walk(j, &path[1..]));
+                    let keys = json_path_keys(&path[1..], modifier.take());
+                    let walked = json.and_then(|j| json_walk(j, &keys));
                     let value = walked.map(SqlValue::from_json).unwrap_or(SqlValue::Null);
                     (
                         Val {
@@ -634,7 +636,8 @@ impl Evaluator<'_> {
             }
         };
         let multi_field = path.len() == 1 && field.kind.is_multi();
-        match ident.modifier {
+        let list_field = path.len() == 1 && field.kind.is_list();
+        match modifier {
             None => Ok(EvalOperand {
                 values: vec![value],
                 multi: false,
@@ -645,13 +648,18 @@ impl Evaluator<'_> {
                 Affinity::None,
                 raw,
             )),
-            Some(Modifier::Length) if multi_field => {
+            Some(Modifier::Length) if list_field => {
+                // Mirrors the SQL: a JSON array's length, 0 for other JSON or empty/NULL,
+                // 1 for any other text (a single select/relation/file value).
                 let count = match &value.value {
                     SqlValue::Text(t) => match serde_json::from_str::<Value>(t) {
                         Ok(Value::Array(items)) => items.len() as i64,
-                        _ => 0,
+                        Ok(_) => 0,
+                        Err(_) if t.is_empty() => 0,
+                        Err(_) => 1,
                     },
-                    _ => 0,
+                    SqlValue::Null => 0,
+                    SqlValue::Int(_) | SqlValue::Real(_) => 0,
                 };
                 Ok(EvalOperand::plain(
                     SqlValue::Int(count),
@@ -670,6 +678,14 @@ impl Evaluator<'_> {
                 multi: true,
                 class: Class::Plain,
             }),
+            // Ignored on other fields, as in the SQL compiler (and the reference).
+            Some(_) if path.len() == 1 || matches!(field.kind, FieldKind::Relation { .. }) => {
+                Ok(EvalOperand {
+                    values: vec![value],
+                    multi: false,
+                    class: if raw { Class::Raw } else { Class::Plain },
+                })
+            }
             Some(m) => Err(bad_modifier(m)),
         }
     }

@@ -201,8 +201,31 @@ fn json_ids(value: &Value) -> Vec<String> {
     }
 }
 
+/// A submitted value as the field will hold it, so `@request.body.*` compares the same for
+/// JSON and form bodies (the reference casts submitted values per field, measured: `"true"`,
+/// `"t"`, `1` are `true` for a bool field; `7` is `"7"` for a text field).
 fn coerce_body_value(value: &Value, field: Option<&FieldInfo>) -> Value {
     match (field.map(|f| &f.kind), value) {
+        (Some(FieldKind::Bool), Value::Bool(_)) => value.clone(),
+        (Some(FieldKind::Bool), Value::Number(n)) => {
+            Value::Bool(n.as_f64().is_some_and(|n| n != 0.0))
+        }
+        (Some(FieldKind::Bool), Value::String(s)) => Value::Bool(matches!(
+            s.as_str(),
+            "1" | "t" | "T" | "TRUE" | "true" | "True"
+        )),
+        (Some(FieldKind::Bool), _) => Value::Bool(false),
+        (
+            Some(
+                FieldKind::Text
+                | FieldKind::Email
+                | FieldKind::Url
+                | FieldKind::Editor
+                | FieldKind::Date
+                | FieldKind::Autodate,
+            ),
+            Value::Number(n),
+        ) => Value::String(n.to_string()),
         (Some(FieldKind::Number), Value::String(s)) => s
             .trim()
             .parse::<f64>()

@@ -66,6 +66,15 @@ impl FieldKind {
         )
     }
 
+    /// `true` for select, file and relation fields, single or multiple: the kinds whose
+    /// `:length` counts values (PocketBase's "multi-valuer" fields).
+    pub fn is_list(&self) -> bool {
+        matches!(
+            self,
+            FieldKind::Select { .. } | FieldKind::File { .. } | FieldKind::Relation { .. }
+        )
+    }
+
     /// `true` when the column has NUMERIC affinity under the storage layout
     /// (`NUMERIC`, `BOOLEAN` and `JSON` declared types); all others are TEXT.
     pub(crate) fn numeric_affinity(&self) -> bool {

@@ -19,10 +19,14 @@ use crate::schema::{CollectionInfo, Schema};
 /// Parses `-created,title,+author.name,@random`.
 pub fn parse_sort(input: &str) -> Result<Vec<SortItem>, RuleError> {
     let mut items = Vec::new();
+    if input.is_empty() {
+        return Ok(items);
+    }
     for raw in input.split(',') {
         let raw = raw.trim();
+        // `a,`, `,a`, `a,,b` and a blank sort are 400 on the reference (measured).
         if raw.is_empty() {
-            continue;
+            return Err(RuleError::Syntax("empty sort field".into()));
         }
         if items.len() >= SORT_FIELDS_MAX {
             return Err(RuleError::Limit(format!(
@@ -39,10 +43,10 @@ pub fn parse_sort(input: &str) -> Result<Vec<SortItem>, RuleError> {
         let item = match name {
             "@random" => SortItem::Random,
             "@rowid" => SortItem::RowId { desc },
+            // Any identifier parses; `compile_sort` holds it to the filter's restrictions
+            // (403 for `@request.*`/`@collection.*` from non-superusers, as the reference).
             _ => match parse_identifier(name)? {
-                Operand::Ident(ident) if ident.root == Root::Field => {
-                    SortItem::Field { ident, desc }
-                }
+                Operand::Ident(ident) => SortItem::Field { ident, desc },
                 _ => return Err(RuleError::Syntax(format!("invalid sort field {name:?}"))),
             },
         };
@@ -92,6 +96,11 @@ pub fn compile_sort(
                     &mut scratch,
                     opts,
                 )?;
+                // The same resolver as a filter answered first (403 for a restricted
+                // caller); a request value or macro is still no sort key (400).
+                if ident.root != Root::Field {
+                    return Err(RuleError::Resolve(format!("cannot sort by {ident}")));
+                }
                 if !compiled.joins.is_empty() || compiled.where_sql.starts_with("NOT EXISTS") {
                     return Err(RuleError::Resolve(format!(
                         "cannot sort by the multi-valued {ident}"
@@ -131,7 +140,12 @@ mod tests {
         assert_eq!(items[2], SortItem::Random);
         assert_eq!(items[3], SortItem::RowId { desc: true });
         assert!(parse_sort("a,b,c,d,e,f,g,h,i").is_err());
-        assert!(parse_sort("@request.auth.id").is_err());
+        assert!(parse_sort("@request.auth.id").is_ok());
         assert!(parse_sort("a b").is_err());
+        for bad in ["a,", ",a", "a,,b", " ", ",", "-", "+", "--a"] {
+            assert!(parse_sort(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_sort("").unwrap().is_empty());
+        assert_eq!(parse_sort(" a , b").unwrap().len(), 2);
     }
 }

@@ -28,6 +28,7 @@ fn items_collection() -> CollectionInfo {
             FieldInfo::new("tags", FieldKind::Select { multi: true }),
             FieldInfo::new("data", FieldKind::Json),
             FieldInfo::new("due", FieldKind::Date),
+            FieldInfo::new("one", FieldKind::Select { multi: false }),
         ],
         list_rule: Some(String::new()),
     }
@@ -89,6 +90,28 @@ fn field_operand() -> impl Strategy<Value = Operand> {
         )),
         Just(ident(Root::Field, &["tags"], Some(Modifier::Each))),
         Just(ident(Root::Field, &["tags"], Some(Modifier::Length))),
+        // Modifiers the reference ignores or folds into a JSON key (see the rules docs).
+        (
+            prop::sample::select(vec!["title", "n", "flag", "data", "one", "due"]),
+            prop::sample::select(vec![
+                Modifier::Length,
+                Modifier::Each,
+                Modifier::Isset,
+                Modifier::Changed
+            ])
+        )
+            .prop_map(|(f, m)| ident(Root::Field, &[f], Some(m))),
+        (
+            prop::sample::select(vec!["k", "0", "s", "klength"]),
+            prop::sample::select(vec![
+                Modifier::Length,
+                Modifier::Each,
+                Modifier::Lower,
+                Modifier::Isset
+            ])
+        )
+            .prop_map(|(p, m)| ident(Root::Field, &["data", p], Some(m))),
+        Just(ident(Root::RequestBody, &["flag"], None)),
         prop::sample::select(vec!["k", "0", "s"]).prop_map(|p| ident(
             Root::Field,
             &["data", p],
@@ -180,11 +203,12 @@ fn record() -> impl Strategy<Value = Map<String, Value>> {
             "2026-05-15 10:00:00.000Z",
             "2020-01-01 00:00:00.000Z",
         ]),
+        prop::sample::select(vec!["", "a", "1", "[1]"]),
     )
-        .prop_map(|(title, n, flag, tags, data, due)| {
+        .prop_map(|(title, n, flag, tags, data, due, one)| {
             obj(
                 json!({"id": "rec1aaaaaaaaaaa", "title": title, "n": n, "flag": flag,
-                "tags": tags, "data": data, "due": due}),
+                "tags": tags, "data": data, "due": due, "one": one}),
             )
         })
 }
@@ -194,8 +218,16 @@ fn body() -> impl Strategy<Value = Map<String, Value>> {
         prop::option::of(text_value()),
         prop::option::of(prop::sample::select(vec![json!(1), json!("2"), json!(2.5)])),
         prop::option::of(prop::sample::subsequence(vec!["a", "b"], 0..=2)),
+        prop::option::of(prop::sample::select(vec![
+            json!(true),
+            json!("true"),
+            json!("t"),
+            json!("x"),
+            json!(2),
+            json!(0),
+        ])),
     )
-        .prop_map(|(title, n, tags)| {
+        .prop_map(|(title, n, tags, flag)| {
             let mut map = Map::new();
             if let Some(t) = title {
                 map.insert("title".into(), json!(t));
@@ -205,6 +237,9 @@ fn body() -> impl Strategy<Value = Map<String, Value>> {
             }
             if let Some(tags) = tags {
                 map.insert("tags".into(), json!(tags));
+            }
+            if let Some(flag) = flag {
+                map.insert("flag".into(), flag);
             }
             map
         })

@@ -368,13 +368,16 @@ pub fn verify_as(
     Ok(claims)
 }
 
-/// Extracts the token from an `Authorization` header value: either the raw token (what the JS
-/// SDK sends) or `Bearer <token>` with a case-insensitive prefix. Returns `None` when empty.
+/// Extracts the token from an `Authorization` header value exactly as PocketBase v0.40.6
+/// does (measured, issue #12 hole 7): the value without HTTP's optional surrounding
+/// whitespace (spaces/tabs), then one case-insensitive `Bearer ` prefix (one space) is
+/// dropped; the rest is the token as is. `Bearer  x` (two spaces) or `Bearer\tx` therefore
+/// yield a token that fails verification (a guest). Returns `None` when empty.
 pub fn token_from_authorization(header_value: &str) -> Option<&str> {
-    let v = header_value.trim_start();
+    let v = header_value.trim_matches([' ', '\t']);
     let t = match v.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => v[7..].trim(),
-        _ => v.trim_end(),
+        Some(prefix) if prefix.eq_ignore_ascii_case("bearer ") => &v[7..],
+        _ => v,
     };
     (!t.is_empty()).then_some(t)
 }
@@ -733,15 +736,27 @@ mod tests {
 
     #[test]
     fn authorization_header_forms() {
+        // Measured on PocketBase v0.40.6 (auth-refresh: 200 = token accepted).
         assert_eq!(token_from_authorization("eyJ.a.b"), Some("eyJ.a.b"));
         assert_eq!(token_from_authorization("Bearer eyJ.a.b"), Some("eyJ.a.b"));
         assert_eq!(token_from_authorization("bearer eyJ.a.b"), Some("eyJ.a.b"));
+        assert_eq!(token_from_authorization("BEARER eyJ.a.b "), Some("eyJ.a.b"));
+        assert_eq!(token_from_authorization("\teyJ.a.b\t"), Some("eyJ.a.b"));
+        // Malformed: the remainder is not a token (→ guest after verification).
         assert_eq!(
-            token_from_authorization("BEARER  eyJ.a.b "),
-            Some("eyJ.a.b")
+            token_from_authorization("Bearer  eyJ.a.b"),
+            Some(" eyJ.a.b")
+        );
+        assert_eq!(
+            token_from_authorization("Bearer\teyJ.a.b"),
+            Some("Bearer\teyJ.a.b")
+        );
+        assert_eq!(
+            token_from_authorization("BearereyJ.a.b"),
+            Some("BearereyJ.a.b")
         );
         assert_eq!(token_from_authorization(""), None);
-        assert_eq!(token_from_authorization("Bearer "), None);
+        assert_eq!(token_from_authorization("Bearer "), Some("Bearer"));
         assert_eq!(token_from_authorization("   "), None);
         assert_eq!(token_from_authorization("Béarer x"), Some("Béarer x"));
     }

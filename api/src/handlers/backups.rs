@@ -14,7 +14,13 @@
 //!    restart ([`restart_requested`]); `pocketlog serve` applies the stage before it opens the
 //!    engine (and also on any later start, if the process died first). A bad archive is a 400
 //!    and changes nothing.
-//! 4. History scans the log linearly from its first retained seq: O(log size) per request.
+//! 4. Every restore revokes the tokens issued before it (stricter than PocketBase, which
+//!    revives tokens revoked after the restore point): each restore path leaves the marker
+//!    [`ROTATE_SECRETS_MARKER`] in the data dir (the API before it stages, `pb-tools restore`
+//!    once the new dir is complete) and the next start ([`finish_restore`]) rotates every
+//!    auth collection's token secrets as one ordinary commit after the restored state, then
+//!    removes the marker (after the commit is durable: a crash in between rotates again).
+//! 5. History scans the log linearly from its first retained seq: O(log size) per request.
 //!    Positions before a compaction are gone, which the response says (`firstSeq`).
 
 use super::settings::require_superuser;
@@ -486,16 +492,24 @@ pub async fn backups_restore(
     let busy = Busy::take()?;
     let data_dir = state.engine.dir().to_path_buf();
     let staged = tokio::task::spawn_blocking(move || {
-        engine::stage_restore(&data_dir, &path, engine::At::Latest)
+        // The marker goes first: a stage that is ready is always applied at the next start,
+        // so it must never be there without the marker. (A marker without a stage only
+        // rotates the secrets once more.)
+        mark_restored(&data_dir).map_err(internal)?;
+        engine::stage_restore(&data_dir, &path, engine::At::Latest).map_err(|err| {
+            let _ = std::fs::remove_file(data_dir.join(ROTATE_SECRETS_MARKER));
+            restore_error(err, "Failed to restore the backup.")
+        })
     })
     .await
     .map_err(internal)?;
     drop(busy);
-    let report = staged.map_err(|err| restore_error(err, "Failed to restore the backup."))?;
+    let report = staged?;
     tracing::warn!(
         key,
         seq = report.seq,
-        "restore staged; restarting to apply it"
+        "restore staged; restarting to apply it; every auth collection's token secrets \
+         will be rotated on start, so tokens issued before the restore stop working"
     );
     tokio::spawn(async {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -508,6 +522,78 @@ pub async fn backups_restore(
 /// applied.
 pub fn apply_pending_restore(data_dir: &Path) -> anyhow::Result<bool> {
     Ok(engine::apply_staged_restore(data_dir)?)
+}
+
+/// A file in a data dir asking the next start to rotate every auth collection's token
+/// secrets (see the module docs, point 4). `pb-tools restore` writes the same name.
+pub const ROTATE_SECRETS_MARKER: &str = ".restored-rotate-token-secrets";
+
+/// Leaves [`ROTATE_SECRETS_MARKER`] in `data_dir` (durably: file and directory fsynced).
+pub fn mark_restored(data_dir: &Path) -> std::io::Result<()> {
+    let path = data_dir.join(ROTATE_SECRETS_MARKER);
+    let file = std::fs::File::create(&path)?;
+    std::io::Write::write_all(
+        &mut &file,
+        b"a restore happened: the next start rotates every auth collection's token secrets\n",
+    )?;
+    file.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
+/// Finishes a restore at server start (call once, after `AppState::new` and before serving):
+/// when [`ROTATE_SECRETS_MARKER`] is present, commits new secrets for every token type
+/// (auth, verification, passwordReset, emailChange, file) of every auth collection as one
+/// commit, reloads the schema and removes the marker. Returns how many collections were
+/// rotated (`None`: no restore to finish).
+pub fn finish_restore(state: &Arc<AppState>) -> anyhow::Result<Option<usize>> {
+    let dir = state.engine.dir().to_path_buf();
+    let marker = dir.join(ROTATE_SECRETS_MARKER);
+    if !marker.exists() {
+        return Ok(None);
+    }
+    let schema = state.schema();
+    let collections: Vec<crate::model::Collection> = schema
+        .collections
+        .iter()
+        .filter(|c| c.is_auth())
+        .map(|c| c.as_ref().clone())
+        .collect();
+    let count = collections.len();
+    let result = state.engine.execute(
+        engine::Actor::System,
+        move |tx: &mut engine::Tx<'_>| -> engine::Result<()> {
+            let now = format_ms(tx.timestamp_ms());
+            for mut collection in collections {
+                for key in crate::model::collection::TOKEN_KEYS {
+                    let mut option = collection.auth_option(key);
+                    if let Value::Object(map) = &mut option {
+                        map.insert("secret".into(), json!(token::new_collection_secret()));
+                    }
+                    collection.rest.insert((*key).to_string(), option);
+                }
+                collection.rest.insert("updated".into(), json!(now));
+                tx.stage(engine::Change::CollectionUpdated(collection.to_def()))?;
+            }
+            Ok(())
+        },
+    );
+    match result {
+        Ok(_) => {}
+        Err(engine::Failure::Command(err)) | Err(engine::Failure::Engine(err)) => {
+            anyhow::bail!("rotating the token secrets after a restore failed: {err}")
+        }
+    }
+    state
+        .reload_schema()
+        .map_err(|err| anyhow::anyhow!("reloading the schema: {}", err.message))?;
+    std::fs::remove_file(&marker)?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    tracing::warn!(
+        collections = count,
+        "restored data dir: rotated the token secrets of every auth collection; tokens issued \
+         before the restore no longer work"
+    );
+    Ok(Some(count))
 }
 
 /// The record JSON of a change's values, shaped like the API's records (hidden fields out).

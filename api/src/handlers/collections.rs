@@ -224,18 +224,67 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "confirmEmailChangeTemplate",
 ];
 
+/// Shortest and longest token secret a superuser may set (the reference's bounds).
+pub const TOKEN_SECRET_CHARS: std::ops::RangeInclusive<usize> = 30..=255;
+
+/// Checks the token secrets a body sets explicitly (`{"authToken": {"secret": ".."}}`):
+/// a string of 30–255 characters, else the reference's field errors (blank:
+/// `validation_required`; length: `validation_length_out_of_range`) or, for a non-string,
+/// its format error. Setting a secret is how a superuser rotates it (the dashboard's
+/// "invalidate all tokens" saves a new random one): every token of that type signed with the
+/// old secret then fails.
+fn check_token_secrets(body: &Map<String, Value>, message: &str) -> ApiResult<()> {
+    let mut errors = Map::new();
+    for key in crate::model::collection::TOKEN_KEYS {
+        let Some(Value::Object(option)) = body.get(*key) else {
+            continue;
+        };
+        let Some(secret) = option.get("secret") else {
+            continue;
+        };
+        let error = match secret {
+            Value::Null => {
+                crate::error::field_error("validation_required", "Cannot be blank.", None)
+            }
+            Value::String(text) if text.is_empty() => {
+                crate::error::field_error("validation_required", "Cannot be blank.", None)
+            }
+            Value::String(text) if !TOKEN_SECRET_CHARS.contains(&text.chars().count()) => {
+                crate::error::field_error(
+                    "validation_length_out_of_range",
+                    "The length must be between 30 and 255.",
+                    Some(
+                        json!({"max": TOKEN_SECRET_CHARS.end(), "min": TOKEN_SECRET_CHARS.start()}),
+                    ),
+                )
+            }
+            Value::String(_) => continue,
+            _ => return Err(ApiError::bad_request(FORMAT_ERROR)),
+        };
+        errors.insert((*key).to_string(), json!({ "secret": error }));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(message, errors))
+    }
+}
+
 fn merge_body(collection: &mut Collection, body: &Map<String, Value>) -> ApiResult<()> {
     for key in TOP_LEVEL_KEYS {
         if let Some(value) = body.get(*key) {
             let mut value = value.clone();
             if crate::model::collection::TOKEN_KEYS.contains(key) {
-                // Keep the server-side secret; only the duration is client-settable.
+                // A partial option object is merged over the stored one (as the reference
+                // does): `{"secret": ..}` keeps the duration and `{"duration": ..}` the
+                // server-side secret (a secret the body sets was checked by
+                // `check_token_secrets`).
                 if let (Value::Object(new), Some(Value::Object(old))) =
-                    (&mut value, collection.rest.get(*key))
+                    (&value, collection.rest.get(*key))
                 {
-                    if let Some(secret) = old.get("secret") {
-                        new.insert("secret".into(), secret.clone());
-                    }
+                    let mut merged = old.clone();
+                    merged.extend(new.clone());
+                    value = Value::Object(merged);
                 }
             }
             if *key == "indexes" && !value.is_array() {
@@ -332,6 +381,7 @@ pub fn new_collection(body: &Map<String, Value>) -> ApiResult<Collection> {
     }
     collection.rest.insert("indexes".into(), json!([]));
     collection.rest.insert("system".into(), json!(false));
+    check_token_secrets(body, "Failed to create collection.")?;
     merge_body(&mut collection, body)?;
     if collection.is_view() {
         for key in ["createRule", "updateRule", "deleteRule"] {
@@ -490,6 +540,7 @@ pub fn updated_collection(
     message: &str,
 ) -> ApiResult<Collection> {
     let mut collection = existing.clone();
+    check_token_secrets(body, message)?;
     merge_body(&mut collection, body)?;
     if let Some(kind) = body.get("type").and_then(Value::as_str) {
         if kind != existing.kind {

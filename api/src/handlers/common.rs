@@ -23,11 +23,7 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Va
         .unwrap_or("")
         .to_ascii_lowercase();
     if content_type.starts_with("application/x-www-form-urlencoded") {
-        let mut map = Map::new();
-        for (key, value) in form_urlencoded_pairs(bytes) {
-            map.insert(key, Value::String(value));
-        }
-        return Ok(map);
+        return form_body(form_urlencoded_pairs(bytes));
     }
     if content_type.starts_with("multipart/form-data") {
         return Err(ApiError::bad_request(
@@ -38,6 +34,44 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Va
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(ApiError::bad_request_default()),
     }
+}
+
+/// The key whose values are JSON objects merged into a form body (PocketBase's
+/// `@jsonPayload`).
+pub const JSON_PAYLOAD_KEY: &str = "@jsonPayload";
+
+/// A form body (urlencoded; multipart's text parts once supported) as the same object a
+/// JSON body gives: a key sent once is a string, a repeated key an array of strings, and
+/// every `@jsonPayload` value (a JSON object) is merged over the plain keys, as the
+/// reference does (measured: a payload key wins; a payload that is not an object is 400).
+/// Record writes then coerce and check the values in one place whatever the encoding
+/// (`records::auth_form_checks`, `model::record::apply_body`).
+pub fn form_body(pairs: Vec<(String, String)>) -> ApiResult<Map<String, Value>> {
+    let mut map = Map::new();
+    let mut payloads = Vec::new();
+    for (key, value) in pairs {
+        if key == JSON_PAYLOAD_KEY {
+            payloads.push(value);
+            continue;
+        }
+        match map.get_mut(&key) {
+            None => {
+                map.insert(key, Value::String(value));
+            }
+            Some(Value::Array(items)) => items.push(Value::String(value)),
+            Some(first) => {
+                let first = first.take();
+                map.insert(key, Value::Array(vec![first, Value::String(value)]));
+            }
+        }
+    }
+    for payload in payloads {
+        match serde_json::from_str::<Value>(&payload) {
+            Ok(Value::Object(object)) => map.extend(object),
+            _ => return Err(ApiError::bad_request_default()),
+        }
+    }
+    Ok(map)
 }
 
 /// Splits `a=1&b=2` (query strings, form bodies) into percent-decoded pairs.

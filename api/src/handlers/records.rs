@@ -5,6 +5,12 @@
 //!    staged state, stage the change, then check the rule against the staged row, so a failing
 //!    rule rolls the change back and nothing half-done is ever committed.
 //! 3. Expensive work (password hashing) happens before the command is queued.
+//! 4. Whatever the body's encoding (JSON, form, `@jsonPayload`), a write meets the same checks:
+//!    manage-only fields (`verified`, `email`) are compared by their coerced value in
+//!    `auth_form_checks`, and rules see `@request.body` with every modifier key replaced by
+//!    the field's resulting value (`rule_data`), so a modifier is a change like any other.
+//! 5. Auth record ids are unique across all auth collections (`auth_id_unique`).
+//! 6. `filter` and `sort` go through the one rules resolver, with the same statuses.
 
 use super::common::{
     json_response, list_envelope, no_content, paging, parse_body, read_short, Query,
@@ -479,11 +485,20 @@ pub async fn records_list(
     // The count runs without the sort's parameters (their placeholders are not in it).
     let count_clause = clause.clone();
     let mut clause = clause;
-    let order = match query.get("sort").filter(|s| !s.trim().is_empty()) {
-        Some(sort) if collection.is_view() => sort_sql(&collection, sort, is_superuser(&auth))?,
+    // A present but blank `sort` is a 400 (the reference's); only an empty one means none.
+    let order = match query.get("sort").filter(|s| !s.is_empty()) {
         Some(sort) => {
-            // Relation paths and every access check go through the rules compiler.
+            // One resolver for filter and sort: relation paths and every access check (with
+            // the same statuses) go through the rules compiler, for views too.
             let items = rules::parse_sort(sort).map_err(access::rule_error)?;
+            if collection.is_view()
+                && items
+                    .iter()
+                    .any(|item| matches!(item, rules::SortItem::RowId { .. }))
+            {
+                // A view has no rowid: 400, as on the reference (measured).
+                return Err(ApiError::bad_request_default());
+            }
             let info = access::request_info(&auth, &data);
             let coll_info = schema
                 .info(&collection.id)
@@ -591,48 +606,6 @@ pub async fn records_list(
     )
     .await?;
     Ok(json_response(&query, list_envelope(items, paging, total)))
-}
-
-/// Most sort fields.
-pub const SORT_FIELDS_MAX: usize = 8;
-
-/// `ORDER BY` for a `sort` parameter: fields of the collection only (hidden ones for
-/// superusers), `-`/`+` prefixes, `@random`, `@rowid`.
-fn sort_sql(collection: &Collection, sort: &str, superuser: bool) -> ApiResult<String> {
-    let mut terms = Vec::new();
-    for raw in sort.split(',') {
-        let raw = raw.trim();
-        if raw.is_empty() {
-            continue;
-        }
-        if raw.len() > 255 || terms.len() >= SORT_FIELDS_MAX {
-            return Err(ApiError::bad_request_default());
-        }
-        let (desc, name) = match raw.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, raw.trim_start_matches('+')),
-        };
-        let direction = if desc { "DESC" } else { "ASC" };
-        match name {
-            "@random" => terms.push("RANDOM()".to_string()),
-            "@rowid" if collection.is_view() => {}
-            "@rowid" => terms.push(format!("{MAIN}.rowid {direction}")),
-            _ => {
-                let field = collection
-                    .field(name)
-                    .ok_or_else(ApiError::bad_request_default)?;
-                if (field.hidden() && !superuser) || field.kind() == "password" {
-                    return Err(ApiError::bad_request_default());
-                }
-                terms.push(format!("{MAIN}.{} {direction}", engine::quote_ident(name)));
-            }
-        }
-    }
-    Ok(if terms.is_empty() {
-        String::new()
-    } else {
-        format!("ORDER BY {}", terms.join(", "))
-    })
 }
 
 /// `GET /api/collections/{c}/records/{id}`
@@ -764,11 +737,12 @@ fn check_relations(
 fn staged_row_passes(
     tx: &Tx<'_>,
     input: &WriteInput,
+    data: &RequestData,
     expr: &rules::Expr,
     id: &str,
     stored: Option<&Map<String, Value>>,
 ) -> ApiResult<bool> {
-    let info = access::request_info(&input.auth, &input.data);
+    let info = access::request_info(&input.auth, data);
     if let Some(record) = stored {
         if let Some(coll_info) = input.schema.info(&input.collection.id) {
             if !rules::needs_database(expr, &*input.schema, coll_info) {
@@ -793,6 +767,60 @@ fn staged_row_passes(
     Ok(!rows.is_empty())
 }
 
+/// The request data a write's rule sees: `@request.body` with every modifier key
+/// (`field+`, `+field`, `field-`) replaced by the field's resulting value under its plain
+/// name, computed from `base` (the stored record, or the zero record on create) exactly as
+/// the write applies it. So `@request.body.owner:changed = false` also catches
+/// `{"owner+": ..}`, and `:isset`/`:length` see the value the record gets (PocketBase's
+/// `ReplaceModifiers`, measured on v0.40.6). Keys that are not a modifier of a field the
+/// caller may set stay as sent.
+pub(crate) fn rule_data(input: &WriteInput, base: &Map<String, Value>) -> RequestData {
+    let mut data = input.data.clone();
+    data.body = body_for_rules(
+        &input.collection,
+        &input.body,
+        base,
+        is_superuser(&input.auth),
+    );
+    data
+}
+
+/// See [`rule_data`].
+pub(crate) fn body_for_rules(
+    collection: &Collection,
+    body: &Map<String, Value>,
+    base: &Map<String, Value>,
+    superuser: bool,
+) -> Map<String, Value> {
+    let modifier_of = |key: &str| -> Option<String> {
+        key.strip_suffix('+')
+            .or_else(|| key.strip_prefix('+'))
+            .or_else(|| key.strip_suffix('-'))
+            .filter(|name| collection.field(name).is_some())
+            .map(str::to_string)
+    };
+    if !body.keys().any(|key| modifier_of(key).is_some()) {
+        return body.clone();
+    }
+    let mut resolved = base.clone();
+    let touched = apply_body(collection, body, &mut resolved, superuser);
+    let mut out = Map::new();
+    let mut replaced = Vec::new();
+    for (key, value) in body {
+        match modifier_of(key) {
+            Some(name) if touched.contains(&name) => replaced.push(name),
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    for name in replaced {
+        let value = resolved.get(&name).cloned().unwrap_or(Value::Null);
+        out.insert(name, value);
+    }
+    out
+}
+
 fn load_staged(
     tx: &Tx<'_>,
     collection: &Collection,
@@ -809,6 +837,42 @@ fn load_staged(
         .rows
         .first()
         .map(|row| from_row(collection, &rows.columns, row)))
+}
+
+/// A token names a record by collection *and* id, but the reference keeps auth record ids
+/// unique across every auth collection (issue #12 hole 5): an id already used in another auth
+/// collection (staged state, so a batch sees its own earlier creates) is
+/// `validation_invalid_auth_id`, as measured on PocketBase v0.40.6. A duplicate inside the
+/// same collection stays the unique index's `validation_not_unique`.
+fn auth_id_unique(
+    tx: &Tx<'_>,
+    schema: &Schema,
+    collection: &Collection,
+    id: &str,
+    errors: &mut FieldErrors,
+) -> ApiResult<()> {
+    for other in &schema.collections {
+        if !other.is_auth() || other.id == collection.id {
+            continue;
+        }
+        let sql = format!(
+            "SELECT 1 FROM {} WHERE id = ?1 LIMIT 1",
+            engine::quote_ident(&other.name)
+        );
+        let rows = tx
+            .query(&sql, &[SqlValue::Text(id.to_string())])
+            .map_err(ApiError::from)?;
+        if !rows.is_empty() {
+            errors.add(
+                "id",
+                "validation_invalid_auth_id",
+                "Invalid or duplicated auth record id.",
+                None,
+            );
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Auth-collection form checks that run before field validation (stage 1).
@@ -854,10 +918,19 @@ fn auth_form_checks(
             );
         }
     }
+    // Manage-only fields are compared by the value they would get (coerced like any field
+    // value), so `"true"`, `1` or a form body's `verified=true` are caught like JSON `true`.
+    let submitted = |name: &str| -> Option<Value> {
+        let value = input.body.get(name)?;
+        Some(match input.collection.field(name) {
+            Some(field) => record::coerce(field, value),
+            None => value.clone(),
+        })
+    };
     if !manager {
         match existing {
             Some(old) => {
-                if let Some(email) = input.body.get("email") {
+                if let Some(email) = submitted("email") {
                     if email.as_str() != old.get("email").and_then(Value::as_str) {
                         errors.add(
                             "email",
@@ -867,7 +940,7 @@ fn auth_form_checks(
                         );
                     }
                 }
-                if let Some(verified) = input.body.get("verified") {
+                if let Some(verified) = submitted("verified") {
                     if verified.as_bool() != old.get("verified").and_then(Value::as_bool) {
                         errors.add(
                             "verified",
@@ -879,7 +952,7 @@ fn auth_form_checks(
                 }
             }
             None => {
-                if input.body.get("verified").and_then(Value::as_bool) == Some(true)
+                if submitted("verified").and_then(|v| v.as_bool()) == Some(true)
                     && input.collection.id != SUPERUSERS_ID
                 {
                     errors.add(
@@ -944,6 +1017,7 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
     for field in &collection.fields {
         record.insert(field.name().to_string(), record::zero_value(field));
     }
+    let data = rule_data(input, &record);
     apply_body(collection, &input.body, &mut record, superuser);
     let mut errors = FieldErrors::default();
     // The id: given or generated.
@@ -987,6 +1061,9 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         }
         None => token::new_record_id(),
     };
+    if collection.is_auth() && !errors.0.contains_key("id") {
+        auth_id_unique(tx, &input.schema, collection, &id, &mut errors)?;
+    }
     record.insert("id".into(), json!(id));
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
@@ -1045,7 +1122,7 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
     })
     .map_err(|err| staging_error(err, FAILED))?;
     if let Some(expr) = rule {
-        if !staged_row_passes(tx, input, &expr, &id, stored.as_ref())? {
+        if !staged_row_passes(tx, input, &data, &expr, &id, stored.as_ref())? {
             return Err(ApiError::bad_request(FAILED));
         }
     }
@@ -1148,7 +1225,8 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
     };
     if !superuser {
         if let Rule::Expr(expr) = input.schema.rule(&collection.id, "updateRule") {
-            if !staged_row_passes(tx, input, &expr, id, Some(&existing))? {
+            let data = rule_data(input, &existing);
+            if !staged_row_passes(tx, input, &data, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
             }
         }
@@ -1359,7 +1437,7 @@ pub fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()
     };
     if !is_superuser(&input.auth) {
         if let Rule::Expr(expr) = input.schema.rule(&collection.id, "deleteRule") {
-            if !staged_row_passes(tx, input, &expr, id, Some(&existing))? {
+            if !staged_row_passes(tx, input, &input.data, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
             }
         }

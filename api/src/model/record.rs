@@ -289,10 +289,12 @@ pub fn coerce(field: &Field, value: &Value) -> Value {
             },
             _ => json!(0),
         },
+        // As the reference (measured): any non-zero number, and Go's `ParseBool` spellings.
         "bool" => json!(match value {
             Value::Bool(flag) => *flag,
-            Value::Number(number) => number.as_f64() == Some(1.0),
-            Value::String(text) => text == "1" || text == "true",
+            Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
+            Value::String(text) =>
+                matches!(text.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"),
             _ => false,
         }),
         "date" => match value {

@@ -155,13 +155,18 @@ fn open(
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, "recovered a torn log tail");
     }
-    AppState::new(
+    let state = AppState::new(
         engine,
         ServerOptions {
             origins,
             ..ServerOptions::default()
         },
-    )
+    )?;
+    // After any restore: revoke every token issued before it (ARCHITECTURE.md, "Restores").
+    if let Some(count) = api::handlers::backups::finish_restore(&state)? {
+        eprintln!("Restored data dir: rotated the token secrets of {count} auth collections");
+    }
+    Ok(state)
 }
 
 /// Makes glibc return big blocks to the OS when they are freed.

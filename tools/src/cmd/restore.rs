@@ -4,6 +4,9 @@
 //! 1. The source is only read (no lock), so this works while a server runs on it.
 //! 2. The new dir appears only when complete; bad input (a time before the first commit, a
 //!    position past the end, a damaged or unsafe archive, a non-empty target) changes nothing.
+//! 3. The new dir gets the marker [`ROTATE_SECRETS_MARKER`]: the first `pocketlog` start on it
+//!    rotates every auth collection's token secrets (one commit after the restored state), so
+//!    no token issued before the restore works again (`api::handlers::backups::finish_restore`).
 
 use super::phase_bar;
 use anyhow::{bail, Context, Result};
@@ -30,6 +33,25 @@ pub struct Args {
     /// continues the numbering), not the history before it.
     #[arg(long)]
     pub no_history: bool,
+}
+
+/// The marker file asking the next server start to rotate the token secrets; the same name
+/// as `api::handlers::backups::ROTATE_SECRETS_MARKER` (pb-tools uses only the engine, so it
+/// is repeated here; a test keeps them equal).
+pub const ROTATE_SECRETS_MARKER: &str = ".restored-rotate-token-secrets";
+
+/// Writes [`ROTATE_SECRETS_MARKER`] into a restored data dir, durably.
+pub fn mark_restored(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join(ROTATE_SECRETS_MARKER);
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(
+        &mut &file,
+        b"a restore happened: the next start rotates every auth collection's token secrets\n",
+    )?;
+    file.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Parses `--at`.
@@ -65,6 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     bar.finish_and_clear();
     let report = result.with_context(|| format!("cannot restore into {}", args.to.display()))?;
+    mark_restored(&args.to)?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "restored {} at seq {}{} (from snapshot {} + {} replayed commits; log seq {}..{}, {} \
@@ -81,6 +104,21 @@ pub fn run(args: &Args) -> Result<()> {
         report.seq,
         report.snapshots.len(),
     );
+    println!(
+        "its first start rotates every auth collection's token secrets: tokens issued before \
+         the restore will not work"
+    );
     println!("start it with: pocketlog serve --dir {}", args.to.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn marker_name_matches_the_server() {
+        assert_eq!(
+            super::ROTATE_SECRETS_MARKER,
+            api::handlers::backups::ROTATE_SECRETS_MARKER
+        );
+    }
 }
