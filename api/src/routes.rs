@@ -177,6 +177,10 @@ pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Route
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
+            crate::ratelimit::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
             security_headers,
         ))
         .layer(axum::middleware::from_fn_with_state(
