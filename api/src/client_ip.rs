@@ -177,9 +177,12 @@ impl IpNet {
     /// True when `ip` is inside this subnet (IPv4-mapped IPv6 compares as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (canonical(self.addr), canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u128::from(u32::from(net)), u128::from(u32::from(ip)), 32, self.prefix)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(u32::from(net)),
+                u128::from(u32::from(ip)),
+                32,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_eq(u128::from(net), u128::from(ip), 128, self.prefix)
             }
@@ -275,11 +278,18 @@ mod tests {
 
     #[test]
     fn hint_without_trusted_headers() {
-        let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("cf-connecting-ip", "2.2.2.2")]);
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("cf-connecting-ip", "2.2.2.2"),
+        ]);
         let ip = resolve(&TrustedProxy::default(), &h, None);
         assert_eq!(ip.real, "");
         assert_eq!(ip.proxy_header, "CF-Connecting-IP");
-        let ip = resolve(&TrustedProxy::default(), &headers(&[("x-real-ip", "1.1.1.1")]), None);
+        let ip = resolve(
+            &TrustedProxy::default(),
+            &headers(&[("x-real-ip", "1.1.1.1")]),
+            None,
+        );
         assert_eq!(ip.proxy_header, "");
     }
 

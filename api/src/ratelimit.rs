@@ -45,7 +45,7 @@ use serde_json::Value;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 /// Default bound on the limiter's entries (all shards, both generations).
@@ -221,10 +221,13 @@ impl Config {
                     _ => None,
                 })
                 // The longest prefix is the most specific; ties keep the first configured.
-                .fold(None, |best: Option<(usize, &Rule)>, (len, rule)| match best {
-                    Some((best_len, _)) if best_len >= len => best,
-                    _ => Some((len, rule)),
-                })
+                .fold(
+                    None,
+                    |best: Option<(usize, &Rule)>, (len, rule)| match best {
+                        Some((best_len, _)) if best_len >= len => best,
+                        _ => Some((len, rule)),
+                    },
+                )
                 .map(|(_, rule)| rule)
         };
         path_rule(true, false)
@@ -293,7 +296,11 @@ impl CollectionAction {
 }
 
 /// The collection action of a request path, when it is one (unknown collections are not).
-pub fn collection_action(state: &AppState, method: &Method, path: &str) -> Option<CollectionAction> {
+pub fn collection_action(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+) -> Option<CollectionAction> {
     let (collection, action) = if let Some(rest) = path.strip_prefix("/api/collections/") {
         let segments: Vec<&str> = rest.split('/').collect();
         let action = match (method.as_str(), segments.as_slice()) {
@@ -456,10 +463,13 @@ impl Limiter {
                 if shard.current.len() >= self.generation_capacity {
                     shard.previous = std::mem::take(&mut shard.current);
                 }
-                shard.current.entry(key).or_insert(carried.unwrap_or(Window {
-                    start: now,
-                    count: 0,
-                }))
+                shard
+                    .current
+                    .entry(key)
+                    .or_insert(carried.unwrap_or(Window {
+                        start: now,
+                        count: 0,
+                    }))
             }
         };
         if now.saturating_sub(window.start) >= duration {
@@ -476,29 +486,39 @@ impl Limiter {
 pub struct Security {
     /// The rate limiter.
     pub limiter: Limiter,
-    compiled: Mutex<Option<(Arc<Value>, Arc<Config>)>>,
+    compiled: RwLock<Option<(Arc<Value>, Arc<Config>)>>,
 }
 
 impl Security {
     /// The compiled form of `settings` (recompiled only when the settings were replaced).
     pub fn config(&self, settings: &Arc<Value>) -> Arc<Config> {
-        let mut cached = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((source, config)) = cached.as_ref() {
-            if Arc::ptr_eq(source, settings) {
-                return Arc::clone(config);
+        {
+            let cached = self
+                .compiled
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some((source, config)) = cached.as_ref() {
+                if Arc::ptr_eq(source, settings) {
+                    return Arc::clone(config);
+                }
             }
         }
         let config = Arc::new(Config::from_settings(settings));
-        *cached = Some((Arc::clone(settings), Arc::clone(&config)));
+        *self
+            .compiled
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((Arc::clone(settings), Arc::clone(&config)));
         config
     }
 }
 
 /// The caller's IP as configured (`trustedProxy`) for a request's headers and extensions.
-pub fn client_ip_of(state: &AppState, headers: &HeaderMap, extensions: &axum::http::Extensions) -> ClientIp {
+pub fn client_ip_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> ClientIp {
     let config = state.security.config(&state.settings());
     client_ip::resolve(&config.proxy, headers, client_ip::peer(extensions))
 }
@@ -517,8 +537,71 @@ fn is_superuser_claim(headers: &HeaderMap) -> bool {
         .is_some_and(|claims| claims.collection_id == SUPERUSERS_ID)
 }
 
+tokio::task_local! {
+    /// The real client IP of the request being handled, while rate limits are on (read by
+    /// [`check_batch_request`]).
+    static REQUEST_IP: String;
+}
+
+/// Rate-limits one `/api/batch` sub-request as the route it stands for (`coll:create`,
+/// `coll:update`, `coll:delete`, `METHOD /path`, ...), keyed by the batch caller's real IP, as
+/// PocketBase does. A `PUT` (upsert) counts as `update` when its body names an `id`, else as
+/// `create`. No-op outside the middleware or when limits are off; superusers are exempt.
+pub fn check_batch_request(
+    state: &AppState,
+    auth: &Option<access::Auth>,
+    method: &str,
+    url: &str,
+    collection: &crate::model::Collection,
+    body: &serde_json::Map<String, Value>,
+) -> Result<(), ApiError> {
+    let Ok(ip) = REQUEST_IP.try_with(Clone::clone) else {
+        return Ok(());
+    };
+    let config = state.security.config(&state.settings());
+    if !config.enabled || access::is_superuser(auth) || config.excluded.contains(&ip) {
+        return Ok(());
+    }
+    let has_id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty());
+    let action = match method {
+        "POST" => "create",
+        "PATCH" => "update",
+        "DELETE" => "delete",
+        "PUT" if has_id => "update",
+        "PUT" => "create",
+        _ => return Ok(()),
+    };
+    let action = CollectionAction {
+        collection: collection.name.clone(),
+        collection_id: collection.id.clone(),
+        action,
+    };
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    if let Some(rule) = config.find_rule(Some(&action), method, path, auth.is_some()) {
+        let key = state.security.limiter.key(&action.scope(), rule, &ip);
+        if !state
+            .security
+            .limiter
+            .check(key, rule.duration, rule.max_requests)
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                TOO_MANY_REQUESTS,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The middleware: superuser IP allow-list, then rate limits, then the handler.
-pub async fn middleware(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let settings = state.settings();
     let config = state.security.config(&settings);
     let limits_on = config.enabled && !config.rules.is_empty();
@@ -534,7 +617,8 @@ pub async fn middleware(State(state): State<Arc<AppState>>, request: Request, ne
     // Verify the token only when its outcome matters: the audience of a rate limit, or a
     // superuser claim under an IP allow-list (a forged claim then stays a guest).
     let auth = if has_token
-        && (limits_on || (!config.superuser_ips.is_empty() && is_superuser_claim(request.headers())))
+        && (limits_on
+            || (!config.superuser_ips.is_empty() && is_superuser_claim(request.headers())))
     {
         access::authenticate(&state, request.headers()).await
     } else {
@@ -549,21 +633,35 @@ pub async fn middleware(State(state): State<Arc<AppState>>, request: Request, ne
     let method = request.method().clone();
     let action = collection_action(&state, &method, &path);
     if limits_on && !superuser && !config.excluded.contains(&ip.real) {
-        if let Some(rule) = config.find_rule(action.as_ref(), method.as_str(), &path, auth.is_some()) {
-            let scope = action.as_ref().map(CollectionAction::scope).unwrap_or_default();
+        if let Some(rule) =
+            config.find_rule(action.as_ref(), method.as_str(), &path, auth.is_some())
+        {
+            let scope = action
+                .as_ref()
+                .map(CollectionAction::scope)
+                .unwrap_or_default();
             let key = state.security.limiter.key(&scope, rule, &ip.real);
-            if !state.security.limiter.check(key, rule.duration, rule.max_requests) {
+            if !state
+                .security
+                .limiter
+                .check(key, rule.duration, rule.max_requests)
+            {
                 tracing::debug!(ip = %ip.real, label = %rule.label, "rate limit exceeded");
                 return ApiError::new(StatusCode::TOO_MANY_REQUESTS, TOO_MANY_REQUESTS)
                     .into_response();
             }
         }
     }
-    let response = next.run(request).await;
+    let response = if limits_on {
+        REQUEST_IP.scope(ip.real.clone(), next.run(request)).await
+    } else {
+        next.run(request).await
+    };
     let superuser_login = action
         .as_ref()
         .is_some_and(|a| a.collection_id == SUPERUSERS_ID && a.is_auth());
-    if superuser_login && response.status().is_success() && !superuser_ip_allowed(&config, &ip.real) {
+    if superuser_login && response.status().is_success() && !superuser_ip_allowed(&config, &ip.real)
+    {
         tracing::info!(ip = %ip.real, "superuser sign-in refused: address not in superuserIPs");
         return ApiError::new(StatusCode::FORBIDDEN, NOT_ALLOWED).into_response();
     }
@@ -605,22 +703,40 @@ mod tests {
         ]));
         let pw = action("users", "authWithPassword");
         let path = "/api/collections/users/auth-with-password";
-        assert_eq!(rule(c.find_rule(Some(&pw), "POST", path, false)), Some(("users:auth", "")));
+        assert_eq!(
+            rule(c.find_rule(Some(&pw), "POST", path, false)),
+            Some(("users:auth", ""))
+        );
         let pw = action("posts", "authWithPassword");
         let path = "/api/collections/posts/auth-with-password";
-        assert_eq!(rule(c.find_rule(Some(&pw), "POST", path, false)), Some(("*:authWithPassword", "")));
+        assert_eq!(
+            rule(c.find_rule(Some(&pw), "POST", path, false)),
+            Some(("*:authWithPassword", ""))
+        );
         let otp = action("posts", "authWithOTP");
-        assert_eq!(rule(c.find_rule(Some(&otp), "POST", path, false)), Some(("*:auth", "")));
+        assert_eq!(
+            rule(c.find_rule(Some(&otp), "POST", path, false)),
+            Some(("*:auth", ""))
+        );
         let list = action("users", "list");
         let path = "/api/collections/users/records";
-        assert_eq!(rule(c.find_rule(Some(&list), "GET", path, false)), Some((path, "")));
+        assert_eq!(
+            rule(c.find_rule(Some(&list), "GET", path, false)),
+            Some((path, ""))
+        );
         let list = action("posts", "list");
         assert_eq!(
             rule(c.find_rule(Some(&list), "GET", "/api/collections/posts/records", false)),
             Some(("/api/collections/", ""))
         );
-        assert_eq!(rule(c.find_rule(None, "POST", "/api/batch", false)), Some(("POST /api/", "")));
-        assert_eq!(rule(c.find_rule(None, "GET", "/api", false)), Some(("/api/", "")));
+        assert_eq!(
+            rule(c.find_rule(None, "POST", "/api/batch", false)),
+            Some(("POST /api/", ""))
+        );
+        assert_eq!(
+            rule(c.find_rule(None, "GET", "/api", false)),
+            Some(("/api/", ""))
+        );
         assert_eq!(rule(c.find_rule(None, "GET", "/apix", false)), None);
         assert_eq!(rule(c.find_rule(None, "GET", "/_/", false)), None);
     }
@@ -631,8 +747,14 @@ mod tests {
             {"label": "/api/health", "audience": "@auth", "duration": 1, "maxRequests": 1},
             {"label": "/api/", "audience": "@guest", "duration": 1, "maxRequests": 1}
         ]));
-        assert_eq!(rule(c.find_rule(None, "GET", "/api/health", true)), Some(("/api/health", "@auth")));
-        assert_eq!(rule(c.find_rule(None, "GET", "/api/health", false)), Some(("/api/", "@guest")));
+        assert_eq!(
+            rule(c.find_rule(None, "GET", "/api/health", true)),
+            Some(("/api/health", "@auth"))
+        );
+        assert_eq!(
+            rule(c.find_rule(None, "GET", "/api/health", false)),
+            Some(("/api/", "@guest"))
+        );
         assert_eq!(rule(c.find_rule(None, "GET", "/api/x", true)), None);
     }
 
@@ -669,6 +791,9 @@ mod tests {
         for i in 1..=4u64 {
             limiter.check_at((7u64 << 58) | i, 0, 60, 1);
         }
-        assert!(!limiter.check_at(key, 0, 60, 1), "the counter was promoted, not lost");
+        assert!(
+            !limiter.check_at(key, 0, 60, 1),
+            "the counter was promoted, not lost"
+        );
     }
 }

@@ -27,7 +27,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -108,5 +111,8 @@ fn limiter_cost_and_memory_under_100k_ips() {
     let spread = started.elapsed().as_nanos() as f64 / rounds as f64;
     println!("cost per request: {hot:.0} ns (few clients), {spread:.0} ns (100k clients)");
     // O(1): 100k clients cost about the same as 8 (generous bound for noisy shared CPUs).
-    assert!(spread < hot * 10.0 + 2_000.0, "hot {hot} ns, spread {spread} ns");
+    assert!(
+        spread < hot * 10.0 + 2_000.0,
+        "hot {hot} ns, spread {spread} ns"
+    );
 }

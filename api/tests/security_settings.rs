@@ -53,7 +53,15 @@ async fn patch_settings(server: &TestServer, body: Value) -> (u16, Value) {
 }
 
 async fn settings(server: &TestServer) -> Value {
-    let (status, body) = call(server, "GET", "/api/settings", None, Some(&server.admin), &[]).await;
+    let (status, body) = call(
+        server,
+        "GET",
+        "/api/settings",
+        None,
+        Some(&server.admin),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -64,41 +72,181 @@ async fn invalid_settings_are_refused_field_by_field_and_not_saved() {
     let before = settings(&server).await;
     // (patch, error pointer inside `data`, expected code)
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"smtp": {"enabled": true, "host": ""}}), "/smtp/host", "validation_required"),
-        (json!({"smtp": {"enabled": true, "port": 0}}), "/smtp/port", "validation_required"),
-        (json!({"smtp": {"host": "h h"}}), "/smtp/host", "validation_is_host"),
-        (json!({"smtp": {"port": -5}}), "/smtp/port", "validation_min_greater_equal_than_required"),
-        (json!({"smtp": {"authMethod": "login"}}), "/smtp/authMethod", "validation_in_invalid"),
-        (json!({"smtp": {"localName": "bad name!"}}), "/smtp/localName", "validation_is_host"),
-        (json!({"meta": {"appName": ""}}), "/meta/appName", "validation_required"),
-        (json!({"meta": {"appName": "a".repeat(256)}}), "/meta/appName", "validation_length_out_of_range"),
-        (json!({"meta": {"appURL": "http://"}}), "/meta/appURL", "validation_is_url"),
-        (json!({"meta": {"senderAddress": "a@b"}}), "/meta/senderAddress", "validation_is_email"),
-        (json!({"meta": {"senderAddress": ""}}), "/meta/senderAddress", "validation_required"),
-        (json!({"meta": {"senderName": ""}}), "/meta/senderName", "validation_required"),
-        (json!({"meta": {"accentColor": "zzz"}}), "/meta/accentColor", "validation_length_invalid"),
-        (json!({"meta": {"accentColor": "#zzzzzz"}}), "/meta/accentColor", "validation_is_hex_color"),
-        (json!({"s3": {"enabled": true}}), "/s3/bucket", "validation_required"),
-        (json!({"s3": {"enabled": true, "bucket": "b", "region": "r", "endpoint": "not a url", "accessKey": "a", "secret": "s"}}), "/s3/endpoint", "validation_is_url"),
-        (json!({"backups": {"s3": {"enabled": true}}}), "/backups/s3/secret", "validation_required"),
-        (json!({"backups": {"cron": "61 0 * * *"}}), "/backups/cron", "validation_invalid_cron"),
-        (json!({"backups": {"cron": "@daily", "cronMaxKeep": 0}}), "/backups/cronMaxKeep", "validation_required"),
-        (json!({"backups": {"cronMaxKeep": -1}}), "/backups/cronMaxKeep", "validation_min_greater_equal_than_required"),
-        (json!({"batch": {"enabled": true, "maxRequests": 0}}), "/batch/maxRequests", "validation_required"),
-        (json!({"batch": {"timeout": -1}}), "/batch/timeout", "validation_min_greater_equal_than_required"),
-        (json!({"batch": {"maxBodySize": -1}}), "/batch/maxBodySize", "validation_min_greater_equal_than_required"),
-        (json!({"logs": {"maxDays": -1}}), "/logs/maxDays", "validation_min_greater_equal_than_required"),
-        (json!({"logs": {"maxDataSize": -1}}), "/logs/maxDataSize", "validation_min_greater_equal_than_required"),
-        (json!({"rateLimits": {"enabled": true, "rules": []}}), "/rateLimits/rules", "validation_required"),
-        (json!({"rateLimits": {"rules": [{"label": "", "audience": "x"}]}}), "/rateLimits/rules/0/label", "validation_required"),
-        (json!({"rateLimits": {"rules": [{"label": "/a", "audience": "x", "duration": 1, "maxRequests": 1}]}}), "/rateLimits/rules/0/audience", "validation_in_invalid"),
-        (json!({"rateLimits": {"rules": [{"label": "/a b", "duration": 1, "maxRequests": 1}]}}), "/rateLimits/rules/0/label", "validation_match_invalid"),
-        (json!({"rateLimits": {"rules": [{"label": "/a", "duration": -1, "maxRequests": 1}]}}), "/rateLimits/rules/0/duration", "validation_min_greater_equal_than_required"),
-        (json!({"rateLimits": {"rules": [{"label": "/a", "duration": 1}]}}), "/rateLimits/rules/0/maxRequests", "validation_required"),
-        (json!({"rateLimits": {"rules": [{"label": "/a", "duration": 1, "maxRequests": 1}, {"label": "/a", "audience": "@guest", "duration": 1, "maxRequests": 1}]}}), "/rateLimits/rules/1/label", "validation_conflicting_rate_limit_rule"),
-        (json!({"rateLimits": {"excludedIPs": ["10.0.0.0/8", "bad"]}}), "/rateLimits/excludedIPs/1", "validation_invlaid_ip_or_subnet"),
-        (json!({"superuserIPs": ["1.2.3.4/99"]}), "/superuserIPs/0", "validation_invlaid_ip_or_subnet"),
-        (json!({"superuserIPs": [""]}), "/superuserIPs/0", "validation_required"),
+        (
+            json!({"smtp": {"enabled": true, "host": ""}}),
+            "/smtp/host",
+            "validation_required",
+        ),
+        (
+            json!({"smtp": {"enabled": true, "port": 0}}),
+            "/smtp/port",
+            "validation_required",
+        ),
+        (
+            json!({"smtp": {"host": "h h"}}),
+            "/smtp/host",
+            "validation_is_host",
+        ),
+        (
+            json!({"smtp": {"port": -5}}),
+            "/smtp/port",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"smtp": {"authMethod": "login"}}),
+            "/smtp/authMethod",
+            "validation_in_invalid",
+        ),
+        (
+            json!({"smtp": {"localName": "bad name!"}}),
+            "/smtp/localName",
+            "validation_is_host",
+        ),
+        (
+            json!({"meta": {"appName": ""}}),
+            "/meta/appName",
+            "validation_required",
+        ),
+        (
+            json!({"meta": {"appName": "a".repeat(256)}}),
+            "/meta/appName",
+            "validation_length_out_of_range",
+        ),
+        (
+            json!({"meta": {"appURL": "http://"}}),
+            "/meta/appURL",
+            "validation_is_url",
+        ),
+        (
+            json!({"meta": {"senderAddress": "a@b"}}),
+            "/meta/senderAddress",
+            "validation_is_email",
+        ),
+        (
+            json!({"meta": {"senderAddress": ""}}),
+            "/meta/senderAddress",
+            "validation_required",
+        ),
+        (
+            json!({"meta": {"senderName": ""}}),
+            "/meta/senderName",
+            "validation_required",
+        ),
+        (
+            json!({"meta": {"accentColor": "zzz"}}),
+            "/meta/accentColor",
+            "validation_length_invalid",
+        ),
+        (
+            json!({"meta": {"accentColor": "#zzzzzz"}}),
+            "/meta/accentColor",
+            "validation_is_hex_color",
+        ),
+        (
+            json!({"s3": {"enabled": true}}),
+            "/s3/bucket",
+            "validation_required",
+        ),
+        (
+            json!({"s3": {"enabled": true, "bucket": "b", "region": "r", "endpoint": "not a url", "accessKey": "a", "secret": "s"}}),
+            "/s3/endpoint",
+            "validation_is_url",
+        ),
+        (
+            json!({"backups": {"s3": {"enabled": true}}}),
+            "/backups/s3/secret",
+            "validation_required",
+        ),
+        (
+            json!({"backups": {"cron": "61 0 * * *"}}),
+            "/backups/cron",
+            "validation_invalid_cron",
+        ),
+        (
+            json!({"backups": {"cron": "@daily", "cronMaxKeep": 0}}),
+            "/backups/cronMaxKeep",
+            "validation_required",
+        ),
+        (
+            json!({"backups": {"cronMaxKeep": -1}}),
+            "/backups/cronMaxKeep",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"batch": {"enabled": true, "maxRequests": 0}}),
+            "/batch/maxRequests",
+            "validation_required",
+        ),
+        (
+            json!({"batch": {"timeout": -1}}),
+            "/batch/timeout",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"batch": {"maxBodySize": -1}}),
+            "/batch/maxBodySize",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"logs": {"maxDays": -1}}),
+            "/logs/maxDays",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"logs": {"maxDataSize": -1}}),
+            "/logs/maxDataSize",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"rateLimits": {"enabled": true, "rules": []}}),
+            "/rateLimits/rules",
+            "validation_required",
+        ),
+        (
+            json!({"rateLimits": {"rules": [{"label": "", "audience": "x"}]}}),
+            "/rateLimits/rules/0/label",
+            "validation_required",
+        ),
+        (
+            json!({"rateLimits": {"rules": [{"label": "/a", "audience": "x", "duration": 1, "maxRequests": 1}]}}),
+            "/rateLimits/rules/0/audience",
+            "validation_in_invalid",
+        ),
+        (
+            json!({"rateLimits": {"rules": [{"label": "/a b", "duration": 1, "maxRequests": 1}]}}),
+            "/rateLimits/rules/0/label",
+            "validation_match_invalid",
+        ),
+        (
+            json!({"rateLimits": {"rules": [{"label": "/a", "duration": -1, "maxRequests": 1}]}}),
+            "/rateLimits/rules/0/duration",
+            "validation_min_greater_equal_than_required",
+        ),
+        (
+            json!({"rateLimits": {"rules": [{"label": "/a", "duration": 1}]}}),
+            "/rateLimits/rules/0/maxRequests",
+            "validation_required",
+        ),
+        (
+            json!({"rateLimits": {"rules": [{"label": "/a", "duration": 1, "maxRequests": 1}, {"label": "/a", "audience": "@guest", "duration": 1, "maxRequests": 1}]}}),
+            "/rateLimits/rules/1/label",
+            "validation_conflicting_rate_limit_rule",
+        ),
+        (
+            json!({"rateLimits": {"excludedIPs": ["10.0.0.0/8", "bad"]}}),
+            "/rateLimits/excludedIPs/1",
+            "validation_invlaid_ip_or_subnet",
+        ),
+        (
+            json!({"superuserIPs": ["1.2.3.4/99"]}),
+            "/superuserIPs/0",
+            "validation_invlaid_ip_or_subnet",
+        ),
+        (
+            json!({"superuserIPs": [""]}),
+            "/superuserIPs/0",
+            "validation_required",
+        ),
     ];
     for (patch, pointer, code) in cases {
         let (status, body) = patch_settings(&server, patch.clone()).await;
@@ -124,10 +272,17 @@ async fn invalid_settings_are_refused_field_by_field_and_not_saved() {
     ] {
         let (status, body) = patch_settings(&server, patch.clone()).await;
         assert_eq!(status, 400, "{patch}: {body}");
-        assert_eq!(body["message"], "An error occurred while loading the submitted data.");
+        assert_eq!(
+            body["message"],
+            "An error occurred while loading the submitted data."
+        );
         assert_eq!(body["data"], json!({}));
     }
-    assert_eq!(settings(&server).await, before, "a refused PATCH changed nothing");
+    assert_eq!(
+        settings(&server).await,
+        before,
+        "a refused PATCH changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +309,10 @@ async fn valid_settings_are_saved_with_their_shape() {
     let stored = settings(&server).await;
     assert_eq!(stored, body);
     assert!(stored.get("unknownKey").is_none());
-    assert!(stored["smtp"].get("password").is_none(), "secrets are not returned");
+    assert!(
+        stored["smtp"].get("password").is_none(),
+        "secrets are not returned"
+    );
     assert_eq!(stored["smtp"]["port"], 2525);
     assert_eq!(
         stored["rateLimits"]["rules"][1],
@@ -174,11 +332,31 @@ async fn password_field_bounds_are_checked() {
     let cases = [
         (71, 0, None),
         (8, 71, None),
-        (72, 0, Some(("min", "validation_max_less_equal_than_required"))),
-        (-1, 0, Some(("min", "validation_min_greater_equal_than_required"))),
-        (8, 5, Some(("max", "validation_min_greater_equal_than_required"))),
-        (8, 72, Some(("max", "validation_max_less_equal_than_required"))),
-        (0, -1, Some(("max", "validation_min_greater_equal_than_required"))),
+        (
+            72,
+            0,
+            Some(("min", "validation_max_less_equal_than_required")),
+        ),
+        (
+            -1,
+            0,
+            Some(("min", "validation_min_greater_equal_than_required")),
+        ),
+        (
+            8,
+            5,
+            Some(("max", "validation_min_greater_equal_than_required")),
+        ),
+        (
+            8,
+            72,
+            Some(("max", "validation_max_less_equal_than_required")),
+        ),
+        (
+            0,
+            -1,
+            Some(("max", "validation_min_greater_equal_than_required")),
+        ),
     ];
     for (min, max, error) in cases {
         let (status, body) = call(
@@ -202,7 +380,15 @@ async fn password_field_bounds_are_checked() {
         }
     }
     // The auth collections' own password field too.
-    let (_, users) = call(&server, "GET", "/api/collections/users", None, Some(&server.admin), &[]).await;
+    let (_, users) = call(
+        &server,
+        "GET",
+        "/api/collections/users",
+        None,
+        Some(&server.admin),
+        &[],
+    )
+    .await;
     let mut fields = users["fields"].as_array().expect("fields").clone();
     let index = fields
         .iter()
@@ -233,11 +419,15 @@ async fn health_reports_the_real_ip_behind_a_trusted_proxy() {
         let server = &server;
         let admin = admin.clone();
         async move {
-            let (status, body) = call(server, "GET", "/api/health", None, Some(&admin), headers).await;
+            let (status, body) =
+                call(server, "GET", "/api/health", None, Some(&admin), headers).await;
             assert_eq!(status, 200, "{body}");
             (
                 body["data"]["realIP"].as_str().unwrap_or("?").to_string(),
-                body["data"]["possibleProxyHeader"].as_str().unwrap_or("?").to_string(),
+                body["data"]["possibleProxyHeader"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
             )
         }
     };
@@ -248,7 +438,11 @@ async fn health_reports_the_real_ip_behind_a_trusted_proxy() {
         ("127.0.0.1".into(), "X-Forwarded-For".into())
     );
     assert_eq!(
-        health(&[("X-Forwarded-For", "1.1.1.1"), ("CF-Connecting-IP", "2.2.2.2")]).await,
+        health(&[
+            ("X-Forwarded-For", "1.1.1.1"),
+            ("CF-Connecting-IP", "2.2.2.2")
+        ])
+        .await,
         ("127.0.0.1".into(), "CF-Connecting-IP".into())
     );
     let (status, _) = patch_settings(
@@ -269,23 +463,41 @@ async fn health_reports_the_real_ip_behind_a_trusted_proxy() {
         health(&[("X-Forwarded-For", "garbage")]).await,
         ("127.0.0.1".into(), "X-Forwarded-For".into())
     );
-    let (status, _) = patch_settings(&server, json!({"trustedProxy": {"useLeftmostIP": true}})).await;
+    let (status, _) =
+        patch_settings(&server, json!({"trustedProxy": {"useLeftmostIP": true}})).await;
     assert_eq!(status, 200);
     assert_eq!(
         health(&[("X-Forwarded-For", "junk, 10.1.2.3, 10.9.9.9")]).await,
         ("10.1.2.3".into(), "X-Forwarded-For".into())
     );
     // Guests never see these fields.
-    let (_, body) = call(&server, "GET", "/api/health", None, None, &[("X-Real-IP", "1.1.1.1")]).await;
+    let (_, body) = call(
+        &server,
+        "GET",
+        "/api/health",
+        None,
+        None,
+        &[("X-Real-IP", "1.1.1.1")],
+    )
+    .await;
     assert_eq!(body["data"], json!({}));
 }
 
 #[tokio::test]
 async fn request_logs_record_the_real_ip() {
     let server = start().await;
-    let (status, _) = patch_settings(&server, json!({"trustedProxy": {"headers": ["X-Real-IP"]}})).await;
+    let (status, _) =
+        patch_settings(&server, json!({"trustedProxy": {"headers": ["X-Real-IP"]}})).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&server, "GET", "/api/health?probe=realip", None, None, &[("X-Real-IP", "10.20.30.40")]).await;
+    let (status, _) = call(
+        &server,
+        "GET",
+        "/api/health?probe=realip",
+        None,
+        None,
+        &[("X-Real-IP", "10.20.30.40")],
+    )
+    .await;
     assert_eq!(status, 200);
     let mut found = Value::Null;
     for _ in 0..100 {
@@ -356,7 +568,15 @@ async fn superuser_ips_refuse_a_superuser_from_another_address() {
     // Guests and other records are not affected.
     let (status, body) = call(&server, "GET", "/api/health", None, None, &[]).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = call(&server, "GET", "/api/collections/users/records", None, Some(&user_token), &[]).await;
+    let (status, body) = call(
+        &server,
+        "GET",
+        "/api/collections/users/records",
+        None,
+        Some(&user_token),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // From an allowed address (through the trusted proxy) the superuser works.
     let allowed = [("X-Real-IP", "10.0.0.1")];
@@ -388,6 +608,14 @@ async fn superuser_ips_refuse_a_superuser_from_another_address() {
     assert_eq!(status, 200);
     let (status, _) = patch_settings(&server, json!({"superuserIPs": []})).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&server, "GET", "/api/settings", None, Some(&admin), &[("X-Real-IP", "8.8.8.8")]).await;
+    let (status, _) = call(
+        &server,
+        "GET",
+        "/api/settings",
+        None,
+        Some(&admin),
+        &[("X-Real-IP", "8.8.8.8")],
+    )
+    .await;
     assert_eq!(status, 200);
 }

@@ -154,10 +154,7 @@ fn conform(value: &Value, shape: &Value, full: bool) -> Result<Option<Value>, ()
             Ok(Some(Value::Array(out)))
         }
         Value::Bool(_) => value.is_boolean().then(|| Some(value.clone())).ok_or(()),
-        Value::Number(_) => value
-            .as_i64()
-            .map(|int| Some(json!(int)))
-            .ok_or(()),
+        Value::Number(_) => value.as_i64().map(|int| Some(json!(int))).ok_or(()),
         Value::String(_) => match value {
             Value::String(text) if text.chars().count() <= MAX_STRING_CHARS => {
                 Ok(Some(value.clone()))
@@ -208,11 +205,17 @@ fn invalid_value() -> Value {
 }
 
 fn text<'a>(settings: &'a Value, pointer: &str) -> &'a str {
-    settings.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    settings
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn int(settings: &Value, pointer: &str) -> i64 {
-    settings.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+    settings
+        .pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 fn flag(settings: &Value, pointer: &str) -> bool {
@@ -278,10 +281,7 @@ pub fn is_url(text: &str) -> bool {
         }
         None => text,
     };
-    let authority = rest
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority.rsplit('@').next().unwrap_or("");
     let (host, port) = if let Some(inner) = host_port.strip_prefix('[') {
         match inner.split_once(']') {
@@ -502,13 +502,19 @@ fn check_rate_limits(errors: &mut Errors, settings: &Value) {
         } else if !is_rate_limit_label(label) {
             errors.add(
                 &at("label"),
-                field_error("validation_match_invalid", "Must be in a valid format.", None),
+                field_error(
+                    "validation_match_invalid",
+                    "Must be in a valid format.",
+                    None,
+                ),
             );
         } else {
             let conflict = rules[..index].iter().any(|other| {
                 let other_audience = other.get("audience").and_then(Value::as_str).unwrap_or("");
                 other.get("label").and_then(Value::as_str) == Some(label)
-                    && (other_audience == audience || other_audience.is_empty() || audience.is_empty())
+                    && (other_audience == audience
+                        || other_audience.is_empty()
+                        || audience.is_empty())
             });
             if conflict {
                 errors.add(
@@ -529,7 +535,12 @@ fn check_rate_limits(errors: &mut Errors, settings: &Value) {
             check_int(errors, &at(field), value, true, 1);
         }
     }
-    check_ip_list(errors, settings, "/rateLimits/excludedIPs", &["rateLimits", "excludedIPs"]);
+    check_ip_list(
+        errors,
+        settings,
+        "/rateLimits/excludedIPs",
+        &["rateLimits", "excludedIPs"],
+    );
 }
 
 /// Validates merged settings; the field errors (empty when valid).
@@ -567,7 +578,11 @@ pub fn validate(settings: &Value) -> Map<String, Value> {
     } else if !is_email(sender) {
         errors.add(
             &["meta", "senderAddress"],
-            field_error("validation_is_email", "Must be a valid email address.", None),
+            field_error(
+                "validation_is_email",
+                "Must be a valid email address.",
+                None,
+            ),
         );
     }
     check_color(&mut errors, text(settings, "/meta/accentColor"));
@@ -579,10 +594,20 @@ pub fn validate(settings: &Value) -> Map<String, Value> {
     } else if !host.is_empty() && !is_host(host) {
         errors.add(
             &["smtp", "host"],
-            field_error("validation_is_host", "Must be a valid IP address or DNS name.", None),
+            field_error(
+                "validation_is_host",
+                "Must be a valid IP address or DNS name.",
+                None,
+            ),
         );
     }
-    check_int(&mut errors, &["smtp", "port"], int(settings, "/smtp/port"), smtp_on, 0);
+    check_int(
+        &mut errors,
+        &["smtp", "port"],
+        int(settings, "/smtp/port"),
+        smtp_on,
+        0,
+    );
     if !["", "PLAIN", "LOGIN"].contains(&text(settings, "/smtp/authMethod")) {
         errors.add(&["smtp", "authMethod"], invalid_value());
     }
@@ -590,7 +615,11 @@ pub fn validate(settings: &Value) -> Map<String, Value> {
     if !local_name.is_empty() && !is_host(local_name) {
         errors.add(
             &["smtp", "localName"],
-            field_error("validation_is_host", "Must be a valid IP address or DNS name.", None),
+            field_error(
+                "validation_is_host",
+                "Must be a valid IP address or DNS name.",
+                None,
+            ),
         );
     }
     // s3 and backups
@@ -611,12 +640,42 @@ pub fn validate(settings: &Value) -> Map<String, Value> {
     );
     // batch
     let batch_on = flag(settings, "/batch/enabled");
-    check_int(&mut errors, &["batch", "maxRequests"], int(settings, "/batch/maxRequests"), batch_on, 0);
-    check_int(&mut errors, &["batch", "timeout"], int(settings, "/batch/timeout"), batch_on, 0);
-    check_int(&mut errors, &["batch", "maxBodySize"], int(settings, "/batch/maxBodySize"), false, 0);
+    check_int(
+        &mut errors,
+        &["batch", "maxRequests"],
+        int(settings, "/batch/maxRequests"),
+        batch_on,
+        0,
+    );
+    check_int(
+        &mut errors,
+        &["batch", "timeout"],
+        int(settings, "/batch/timeout"),
+        batch_on,
+        0,
+    );
+    check_int(
+        &mut errors,
+        &["batch", "maxBodySize"],
+        int(settings, "/batch/maxBodySize"),
+        false,
+        0,
+    );
     // logs
-    check_int(&mut errors, &["logs", "maxDays"], int(settings, "/logs/maxDays"), false, 0);
-    check_int(&mut errors, &["logs", "maxDataSize"], int(settings, "/logs/maxDataSize"), false, 0);
+    check_int(
+        &mut errors,
+        &["logs", "maxDays"],
+        int(settings, "/logs/maxDays"),
+        false,
+        0,
+    );
+    check_int(
+        &mut errors,
+        &["logs", "maxDataSize"],
+        int(settings, "/logs/maxDataSize"),
+        false,
+        0,
+    );
     // rate limits, superuser IPs
     check_rate_limits(&mut errors, settings);
     check_ip_list(&mut errors, settings, "/superuserIPs", &["superuserIPs"]);
@@ -638,7 +697,10 @@ fn read_patch(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
     let form = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     let body = if form || bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(parse_body(headers, bytes)?)
     } else {
@@ -679,6 +741,29 @@ pub async fn settings_update(
     Ok(json_response(&query, redact(settings)))
 }
 
+/// Replaces `superuserIPs` (the `superuser ips` CLI): validates like a PATCH and commits as
+/// the system. Returns the saved list; an invalid entry is an error naming its index.
+pub async fn set_superuser_ips(state: &Arc<AppState>, ips: Vec<String>) -> ApiResult<Vec<String>> {
+    let mut settings = (*state.settings()).clone();
+    merge(&mut settings, &json!({"superuserIPs": ips}));
+    let errors = validate(&settings);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(SAVE_FAILED, errors));
+    }
+    let text = settings.to_string();
+    state
+        .write(engine::Actor::System, move |tx| {
+            tx.stage(Change::ParamSet {
+                key: SETTINGS_KEY.into(),
+                value: Some(text),
+            })
+            .map_err(ApiError::from)
+        })
+        .await?;
+    state.set_settings(settings);
+    Ok(ips)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,14 +771,37 @@ mod tests {
     #[test]
     fn labels() {
         for ok in [
-            "test_a", "users:create", "*:create", "/", "/api", "POST /api/collections/",
-            "post /api", "/a-b/", "_:_", "1 /", "/a//b", "GET",
+            "test_a",
+            "users:create",
+            "*:create",
+            "/",
+            "/api",
+            "POST /api/collections/",
+            "post /api",
+            "/a-b/",
+            "_:_",
+            "1 /",
+            "/a//b",
+            "GET",
         ] {
             assert!(is_rate_limit_label(ok), "{ok}");
         }
         for bad in [
-            "GET  /a", "/a b", "/a?x", "*", "*:*", "a:*", "x:y:z", "/a.b", "users:", ":create",
-            " /a", "/a ", "**:x", "a-b", "x:cre-ate",
+            "GET  /a",
+            "/a b",
+            "/a?x",
+            "*",
+            "*:*",
+            "a:*",
+            "x:y:z",
+            "/a.b",
+            "users:",
+            ":create",
+            " /a",
+            "/a ",
+            "**:x",
+            "a-b",
+            "x:cre-ate",
         ] {
             assert!(!is_rate_limit_label(bad), "{bad}");
         }
@@ -702,12 +810,23 @@ mod tests {
     #[test]
     fn urls_and_hosts() {
         for ok in [
-            "http://localhost:8090", "ftp://x", "localhost:8090", "https://a.b/c?d#e",
-            "http://[::1]:80/", "http://user:pw@host.com",
+            "http://localhost:8090",
+            "ftp://x",
+            "localhost:8090",
+            "https://a.b/c?d#e",
+            "http://[::1]:80/",
+            "http://user:pw@host.com",
         ] {
             assert!(is_url(ok), "{ok}");
         }
-        for bad in ["http://", "http://a b", "", "://x", "http://:80", "http://h:port"] {
+        for bad in [
+            "http://",
+            "http://a b",
+            "",
+            "://x",
+            "http://:80",
+            "http://h:port",
+        ] {
             assert!(!is_url(bad), "{bad}");
         }
         assert!(is_host("smtp.example.com"));
@@ -740,9 +859,13 @@ mod tests {
         assert!(conform(&json!({"smtp": "x"}), &shape, false).is_err());
         assert!(conform(&json!({"logs": {"maxDays": 1.5}}), &shape, false).is_err());
         assert!(conform(&json!({"superuserIPs": [1]}), &shape, false).is_err());
-        let out = conform(&json!({"unknown": 1, "rateLimits": {"rules": [{"label": "/a", "x": 1}]}}), &shape, false)
-            .expect("conforms")
-            .expect("object");
+        let out = conform(
+            &json!({"unknown": 1, "rateLimits": {"rules": [{"label": "/a", "x": 1}]}}),
+            &shape,
+            false,
+        )
+        .expect("conforms")
+        .expect("object");
         assert_eq!(
             out,
             json!({"rateLimits": {"rules": [{"label": "/a", "audience": "", "duration": 0, "maxRequests": 0}]}})
