@@ -171,8 +171,11 @@ struct Errors(Map<String, Value>);
 
 impl Errors {
     fn add(&mut self, path: &[&str], error: Value) {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
         let mut map = &mut self.0;
-        for segment in &path[..path.len() - 1] {
+        for segment in parents {
             let entry = map
                 .entry(segment.to_string())
                 .or_insert_with(|| Value::Object(Map::new()));
@@ -184,7 +187,7 @@ impl Errors {
             };
             map = next;
         }
-        map.entry(path[path.len() - 1].to_string()).or_insert(error);
+        map.entry(last.to_string()).or_insert(error);
     }
 }
 
