@@ -4,10 +4,12 @@
 
 pub mod access;
 pub mod auth;
+pub mod client_ip;
 pub mod dashboard;
 pub mod error;
 pub mod handlers;
 pub mod model;
+pub mod ratelimit;
 pub mod realtime;
 pub mod request_log;
 pub mod routes;

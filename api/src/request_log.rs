@@ -9,7 +9,8 @@
 //!    ends when the server's state is dropped.
 //! 3. Settings (`settings.logs`): `maxDays` 0 turns request logging off, otherwise older rows
 //!    are deleted (checked at most once a minute); `minLevel` drops entries below it; `logIP`
-//!    keeps or blanks the IPs; `logAuthId` adds `data.authId`.
+//!    keeps or blanks the IPs; `logAuthId` adds `data.authId`. `remoteIP` is the socket peer,
+//!    `userIP` the real client IP behind the trusted proxy (`settings.trustedProxy`).
 //! 4. The caller's auth (`data.auth` = collection name) is resolved in the writer thread from the
 //!    `Authorization` token, fully verified (signature, tokenKey, expiry) — a forged token is
 //!    logged as a guest.
@@ -19,12 +20,11 @@
 use crate::auth::token;
 use crate::model::record::format_ms;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -321,14 +321,12 @@ pub async fn middleware(
         let token = token::token_from_authorization(&header("authorization")).map(str::to_string);
         (header("user-agent"), header("referer"), token)
     };
-    let remote_ip = if config.log_ip {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip().to_string())
-            .unwrap_or_default()
+    // `remoteIP` is the socket peer, `userIP` the real IP behind the trusted proxy.
+    let (remote_ip, user_ip) = if config.log_ip {
+        let ip = crate::ratelimit::client_ip_of(&state, request.headers(), request.extensions());
+        (ip.remote, ip.real)
     } else {
-        String::new()
+        (String::new(), String::new())
     };
     let started = Instant::now();
     let response = next.run(request).await;
@@ -349,7 +347,7 @@ pub async fn middleware(
     data.insert("status".into(), json!(status));
     data.insert("execTime".into(), json!(exec_ms));
     data.insert("remoteIP".into(), json!(remote_ip));
-    data.insert("userIP".into(), json!(remote_ip));
+    data.insert("userIP".into(), json!(user_ip));
     data.insert("userAgent".into(), json!(user_agent));
     data.insert("referer".into(), json!(referer));
     if level >= LEVEL_ERROR {

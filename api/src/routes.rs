@@ -165,8 +165,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .fallback(fallback)
 }
 
-/// Wraps routes in the cross-cutting layers (body limit, panic → 500, security headers and
-/// CORS, request logs) and binds the state. Public so tests can check the layers on routes of
+/// Wraps routes in the cross-cutting layers (body limit, panic → 500, superuser IPs and rate
+/// limits, security headers and CORS, request logs) and binds the state. Public so tests can check the layers on routes of
 /// their own (e.g. one that panics).
 pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     let body_limit = state.options.body_limit_bytes;
@@ -174,6 +174,10 @@ pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Route
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::ratelimit::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

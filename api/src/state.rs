@@ -51,6 +51,8 @@ pub struct AppState {
     pub installer: crate::handlers::installer::Installer,
     /// Request logs (`auxiliary.db`, written by a background thread).
     pub logs: crate::request_log::RequestLogs,
+    /// Rate limiter and compiled security settings (`ratelimit.rs`).
+    pub security: crate::ratelimit::Security,
 }
 
 /// The settings key in `_params`.
@@ -311,6 +313,7 @@ impl AppState {
             realtime: Arc::new(crate::realtime::Hub::new(options.realtime.clone())),
             installer: crate::handlers::installer::Installer::new(),
             logs,
+            security: crate::ratelimit::Security::default(),
             options,
         }))
     }

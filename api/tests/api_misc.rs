@@ -50,7 +50,7 @@ async fn health_settings_and_routes() {
             scenario("settings: bad json", "PATCH", "/api/settings", 400)
                 .auth(&admin)
                 .raw("{")
-                .expect(&[r#"{"data":{},"message":"Something went wrong while processing your request.","status":400}"#]),
+                .expect(&[r#"{"data":{},"message":"An error occurred while loading the submitted data.","status":400}"#]),
             scenario("settings: patch by user", "PATCH", "/api/settings", 403)
                 .auth(&user)
                 .body(json!({"meta": {"appName": "x"}})),

@@ -337,6 +337,14 @@ async fn prepare_one(
         return Err(ApiError::bad_request_default());
     };
     let collection = find_collection(schema, &route.collection)?;
+    crate::ratelimit::check_batch_request(
+        state,
+        auth,
+        &request.method,
+        &request.url,
+        &collection,
+        &request.body,
+    )?;
     let headers = merged_headers(caller_headers, &request.headers);
     let mut data = RequestData::new(&request.method, &headers, &route.query);
     data.context = "batch".into();

@@ -1,10 +1,14 @@
 //! `GET|HEAD /api/health`.
+//!
+//! Everyone gets `{"message":"API is healthy.","code":200,"data":{}}`; superusers also get
+//! `canBackup`, `realIP` (the caller's IP behind the trusted proxy, `client_ip.rs`) and
+//! `possibleProxyHeader` (the proxy header seen in the request, a hint for the settings).
 
 use super::common::{json_response, Query};
 use crate::access;
 use crate::state::AppState;
 use axum::extract::{Query as QueryExtract, State};
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;
 use serde_json::json;
 use std::sync::Arc;
@@ -14,10 +18,12 @@ pub async fn health(
     State(state): State<Arc<AppState>>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     let auth = access::authenticate(&state, &headers).await;
     let data = if access::is_superuser(&auth) {
-        json!({"canBackup": true, "realIP": "127.0.0.1", "possibleProxyHeader": ""})
+        let ip = crate::ratelimit::client_ip_of(&state, &headers, &extensions);
+        json!({"canBackup": true, "realIP": ip.real, "possibleProxyHeader": ip.proxy_header})
     } else {
         json!({})
     };

@@ -398,6 +398,8 @@ impl Collection {
                     index.to_string(),
                     json!({"name": crate::error::field_error("validation_duplicated_field_name", "Duplicated or invalid field name.", None)}),
                 );
+            } else if let Some(error) = password_field_error(f) {
+                field_errors.insert(index.to_string(), error);
             } else if f.kind() == "relation" {
                 let target = f.str_opt("collectionId");
                 let exists =
@@ -604,4 +606,48 @@ pub fn has_unique_index(indexes: &[String], column: &str) -> bool {
     indexes.iter().any(|sql| {
         matches!(parse_index(sql), Some((true, cols)) if cols.len() == 1 && cols[0].eq_ignore_ascii_case(column))
     })
+}
+
+/// PocketBase's bounds of a `password` field (measured on v0.40.6): `min` 1..=71, `max`
+/// `min`..=71 (bcrypt's 72-byte input limit), `cost` 4..=31; 0 means "not set" and skips the
+/// check. The first failing option's error, keyed by option name.
+fn password_field_error(f: &Field) -> Option<Value> {
+    if f.kind() != "password" {
+        return None;
+    }
+    let num = |key: &str| f.num_opt(key).unwrap_or(0.0).floor() as i64;
+    let (min, max, cost) = (num("min"), num("max"), num("cost"));
+    let below = |threshold: i64| {
+        crate::error::field_error(
+            "validation_min_greater_equal_than_required",
+            &format!("Must be no less than {threshold}."),
+            Some(json!({ "threshold": threshold })),
+        )
+    };
+    let above = |threshold: i64| {
+        crate::error::field_error(
+            "validation_max_less_equal_than_required",
+            &format!("Must be no greater than {threshold}."),
+            Some(json!({ "threshold": threshold })),
+        )
+    };
+    let mut errors = Map::new();
+    if min != 0 && min < 1 {
+        errors.insert("min".into(), below(1));
+    } else if min > 71 {
+        errors.insert("min".into(), above(71));
+    }
+    if max != 0 && max < min.max(0) {
+        errors.insert("max".into(), below(min.max(0)));
+    } else if max < 0 {
+        errors.insert("max".into(), below(0));
+    } else if max > 71 {
+        errors.insert("max".into(), above(71));
+    }
+    if cost != 0 && cost < 4 {
+        errors.insert("cost".into(), below(4));
+    } else if cost > 31 {
+        errors.insert("cost".into(), above(31));
+    }
+    (!errors.is_empty()).then_some(Value::Object(errors))
 }

@@ -71,7 +71,12 @@ pub async fn start_with(options: ServerOptions) -> TestServer {
     let address = listener.local_addr().expect("local addr");
     let router = api::router(Arc::clone(&state));
     tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("serve");
     });
     let mut server = TestServer {
         base: format!("http://{address}"),

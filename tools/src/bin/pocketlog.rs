@@ -144,6 +144,8 @@ enum SuperuserAction {
     Update { email: String, password: String },
     /// Deletes a superuser.
     Delete { email: String },
+    /// Sets the superuser IP allow-list (IPs or CIDR subnets); no argument clears it.
+    Ips { ips: Vec<String> },
 }
 
 fn open(
@@ -485,6 +487,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             .map_err(describe)?;
             println!("Successfully changed superuser \"{email}\" password!");
         }
+        SuperuserAction::Ips { ips } => superuser_ips(state, ips).await?,
         SuperuserAction::Delete { email } => {
             let id = find(email.clone())
                 .await?
@@ -493,6 +496,43 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 .await
                 .map_err(describe)?;
             println!("Successfully deleted superuser \"{email}\"!");
+        }
+    }
+    Ok(())
+}
+
+/// `superuser ips [IP/CIDR ...]`: PocketBase's output (a tree of the entries, or "cleared").
+async fn superuser_ips(state: &Arc<AppState>, ips: Vec<String>) -> Result<()> {
+    let saved = api::handlers::settings::set_superuser_ips(state, ips)
+        .await
+        .map_err(|err| {
+            let entries = err
+                .data
+                .get("superuserIPs")
+                .and_then(serde_json::Value::as_object)
+                .map(|errors| {
+                    errors
+                        .iter()
+                        .map(|(index, error)| {
+                            format!("{index}: {}", error["message"].as_str().unwrap_or(""))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_else(|| err.message.clone());
+            anyhow::anyhow!("superuserIPs: ({entries}).")
+        })?;
+    if saved.is_empty() {
+        println!("Successfully cleared SuperuserIPs setting!");
+    } else {
+        println!("Successfully updated SuperuserIPs setting:");
+        for (index, ip) in saved.iter().enumerate() {
+            let branch = if index + 1 == saved.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            println!("{branch} {ip}");
         }
     }
     Ok(())
