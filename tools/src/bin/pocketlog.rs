@@ -1,6 +1,11 @@
 //! `pocketlog`: the server (`serve`) and the superuser CLI, mirroring PocketBase's commands.
 //!
 //! Exit codes: 0 success, 1 failure (with one clear error line).
+//!
+//! `superuser` works whether or not a server runs on the data dir: offline it opens the engine
+//! itself; when the data dir is locked by a running `serve`, it sends the operation over the
+//! server's control socket (`tools/src/control.rs`) and the server performs it through the
+//! normal write path. Output and exit codes are the same either way.
 
 use anyhow::{Context, Result};
 use api::access::Auth;
@@ -15,6 +20,8 @@ use std::time::Duration;
 
 #[path = "../compactor.rs"]
 mod compactor;
+#[path = "../control.rs"]
+mod control;
 #[path = "../duration.rs"]
 mod duration;
 #[path = "../http_server.rs"]
@@ -134,7 +141,7 @@ impl Maintenance {
     }
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, serde::Serialize, serde::Deserialize)]
 enum SuperuserAction {
     /// Creates a superuser, or updates its password when it exists.
     Upsert { email: String, password: String },
@@ -151,7 +158,15 @@ fn open(
     config: EngineConfig,
     origins: Vec<String>,
 ) -> Result<Arc<AppState>> {
-    let (engine, report) = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let opened = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    state_of(opened, origins)
+}
+
+/// The app state over an opened engine.
+fn state_of(
+    (engine, report): (Engine, engine::RecoveryReport),
+    origins: Vec<String>,
+) -> Result<Arc<AppState>> {
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, "recovered a torn log tail");
     }
@@ -289,6 +304,19 @@ fn serve(
                 dir.display()
             );
         }
+        // `pocketlog superuser …` while this server runs (see control.rs).
+        let control_state = Arc::clone(&state);
+        let _control = control::listen(dir, move |action: SuperuserAction| {
+            let state = Arc::clone(&control_state);
+            async move { superuser_action(&state, action).await }
+        })
+        .map_err(|err| {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "no control socket: `pocketlog superuser` will not work while this server runs"
+            )
+        })
+        .ok();
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
         hub.run_on(streams_handle.clone());
@@ -364,13 +392,40 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let state = open(dir, EngineConfig::default(), vec!["*".into()])?;
+    let opened = match Engine::open(dir, EngineConfig::default()) {
+        Ok(opened) => opened,
+        Err(engine::Error::Locked(_)) => return superuser_via_server(dir, &action),
+        Err(err) => anyhow::bail!("{err}"),
+    };
+    let state = state_of(opened, vec!["*".into()])?;
     let result = runtime.block_on(superuser_action(&state, action));
     state.engine.shutdown();
-    result
+    println!("{}", result?);
+    Ok(())
 }
 
-async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Result<()> {
+/// The data dir is locked by a running server: ask it to perform `action`.
+fn superuser_via_server(dir: &std::path::Path, action: &SuperuserAction) -> Result<()> {
+    match control::call(dir, action)? {
+        Ok(reply) if reply.ok => {
+            println!("{}", reply.message);
+            Ok(())
+        }
+        Ok(reply) => Err(anyhow::anyhow!(reply.message)),
+        Err(why) => anyhow::bail!(
+            "data dir {} is locked by a running server, and its control socket {} is {}",
+            dir.display(),
+            control::socket_path(dir).display(),
+            match why {
+                control::Unreachable::Missing => "missing",
+                control::Unreachable::Stale => "not answering",
+            }
+        ),
+    }
+}
+
+/// Performs a superuser operation on an open state; returns the line to print on success.
+async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Result<String> {
     let schema = state.schema();
     let collection: Arc<Collection> = Arc::clone(
         schema
@@ -431,7 +486,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 )
                 .await
                 .map_err(describe)?;
-                println!("Successfully saved superuser \"{email}\"!");
+                Ok(format!("Successfully saved superuser \"{email}\"!"))
             }
             None => {
                 api::handlers::records::create_record(
@@ -444,7 +499,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 )
                 .await
                 .map_err(describe)?;
-                println!("Successfully saved superuser \"{email}\"!");
+                Ok(format!("Successfully saved superuser \"{email}\"!"))
             }
         },
         SuperuserAction::Create { email, password } => {
@@ -461,7 +516,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             )
             .await
             .map_err(describe)?;
-            println!("Successfully created new superuser \"{email}\"!");
+            Ok(format!("Successfully created new superuser \"{email}\"!"))
         }
         SuperuserAction::Update { email, password } => {
             let id = find(email.clone())
@@ -478,7 +533,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             )
             .await
             .map_err(describe)?;
-            println!("Successfully changed superuser \"{email}\" password!");
+            Ok(format!("Successfully changed superuser \"{email}\" password!"))
         }
         SuperuserAction::Delete { email } => {
             let id = find(email.clone())
@@ -487,10 +542,9 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             api::handlers::records::delete_record(state, &schema, &collection, &system, &id, data)
                 .await
                 .map_err(describe)?;
-            println!("Successfully deleted superuser \"{email}\"!");
+            Ok(format!("Successfully deleted superuser \"{email}\"!"))
         }
     }
-    Ok(())
 }
 
 /// The CLI acts as a superuser (the system) for its record operations.
