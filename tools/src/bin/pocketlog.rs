@@ -57,11 +57,13 @@ enum Command {
         /// fsync policy for the log: `always` (durable, default) or `none`.
         #[arg(long, default_value = "always")]
         sync: String,
-        /// Seconds a connection may take to send a request head (slowloris guard; also the
-        /// idle keep-alive limit).
+        /// Seconds a connection may take, in total, to send a request head after it was
+        /// accepted or its previous response was sent (slowloris guard; also the idle
+        /// keep-alive limit).
         #[arg(long, default_value_t = 30.0)]
         header_timeout: f64,
-        /// Seconds until a response must have started (bounds slow request bodies); 408 after.
+        /// Seconds from a complete request head until the response must have started (a total
+        /// bound on slow request bodies); 408 and `Connection: close` after.
         #[arg(long, default_value_t = 600.0)]
         request_timeout: f64,
         /// Writes the writer queue holds before clients get 503.
