@@ -71,7 +71,9 @@ fn collection_methods() -> axum::routing::MethodRouter<Arc<AppState>> {
 /// Whether `origin` is allowed by the `--origins` list: `*` allows any; an entry may contain
 /// `*` wildcards (`https://*.example.com`), matched case-sensitively as the reference does.
 fn origin_allowed(origins: &[String], origin: &str) -> bool {
-    origins.iter().any(|pattern| wildcard_match(pattern, origin))
+    origins
+        .iter()
+        .any(|pattern| wildcard_match(pattern, origin))
 }
 
 /// Glob match where `*` stands for any run of characters (iterative, linear backtracking).
@@ -131,8 +133,14 @@ fn preflight(state: &AppState, request: &axum::http::HeaderMap) -> Response {
     let Some(allowed) = allow_origin(state, request.get("origin")) else {
         return response;
     };
-    headers.append("vary", HeaderValue::from_static("Access-Control-Request-Method"));
-    headers.append("vary", HeaderValue::from_static("Access-Control-Request-Headers"));
+    headers.append(
+        "vary",
+        HeaderValue::from_static("Access-Control-Request-Method"),
+    );
+    headers.append(
+        "vary",
+        HeaderValue::from_static("Access-Control-Request-Headers"),
+    );
     headers.insert("access-control-allow-origin", allowed);
     headers.insert(
         "access-control-allow-methods",

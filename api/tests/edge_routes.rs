@@ -23,8 +23,16 @@ const WRONG_METHODS: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/collections/x/records", NOT_FOUND),
     ("POST", "/api/collections/x/records/abc", NOT_FOUND),
     ("POST", "/api/collections/import", NOT_FOUND),
-    ("PUT", "/api/collections/_superusers/auth-with-password", NOT_FOUND),
-    ("GET", "/api/collections/_superusers/auth-with-password", FILE_NOT_FOUND),
+    (
+        "PUT",
+        "/api/collections/_superusers/auth-with-password",
+        NOT_FOUND,
+    ),
+    (
+        "GET",
+        "/api/collections/_superusers/auth-with-password",
+        FILE_NOT_FOUND,
+    ),
     ("GET", "/api/collections/x/truncate", FILE_NOT_FOUND),
     ("GET", "/api/batch", FILE_NOT_FOUND),
     ("PUT", "/api/batch", NOT_FOUND),
@@ -72,7 +80,9 @@ async fn a_static_path_does_not_hide_the_parameterised_route_for_other_methods()
         .await;
     assert_eq!(reply.status, 404, "{}", reply.text);
     assert_eq!(reply.json["message"], NOT_FOUND);
-    let guest = server.send("GET", "/api/collections/import", None, None).await;
+    let guest = server
+        .send("GET", "/api/collections/import", None, None)
+        .await;
     assert_eq!(guest.status, 401, "{}", guest.text);
     server
         .json(
@@ -95,7 +105,11 @@ async fn a_static_path_does_not_hide_the_parameterised_route_for_other_methods()
     // which needs a file token).
     let download = server.send("GET", "/api/backups/upload", None, admin).await;
     assert_ne!(download.status, 405, "{}", download.text);
-    assert_eq!(download.json["status"], download.status, "{}", download.text);
+    assert_eq!(
+        download.json["status"], download.status,
+        "{}",
+        download.text
+    );
 }
 
 /// The headers of a raw request (reqwest, so that several header lines can be sent).
@@ -106,7 +120,9 @@ async fn headers_of(
     request_headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut request = server.client.request(method, format!("{}{}", server.base, path));
+    let mut request = server
+        .client
+        .request(method, format!("{}{}", server.base, path));
     for (name, value) in request_headers {
         request = request.header(*name, *value);
     }
@@ -132,7 +148,10 @@ async fn a_preflight_echoes_the_requested_headers() {
         &[
             ("origin", "http://app.example"),
             ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "authorization,content-type"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
         ],
     )
     .await;
@@ -242,15 +261,23 @@ async fn an_origins_list_allows_only_its_origins_and_wildcards() {
         assert_eq!(status, 204, "{origin}");
         if allowed {
             assert_eq!(all(&headers, "access-control-allow-origin"), [origin]);
-            assert_eq!(all(&headers, "access-control-allow-headers"), ["authorization"]);
+            assert_eq!(
+                all(&headers, "access-control-allow-headers"),
+                ["authorization"]
+            );
             assert_eq!(all(&headers, "vary").len(), 3, "{origin}");
         } else {
             assert_eq!(all(&headers, "vary"), ["Origin"], "{origin}");
-            assert!(headers.get("access-control-allow-origin").is_none(), "{origin}");
-            assert!(headers.get("access-control-allow-headers").is_none(), "{origin}");
+            assert!(
+                headers.get("access-control-allow-origin").is_none(),
+                "{origin}"
+            );
+            assert!(
+                headers.get("access-control-allow-headers").is_none(),
+                "{origin}"
+            );
         }
-        let (_, headers) =
-            headers_of(&server, "GET", "/api/health", &[("origin", origin)]).await;
+        let (_, headers) = headers_of(&server, "GET", "/api/health", &[("origin", origin)]).await;
         let expected: Vec<String> = if allowed { vec![origin.into()] } else { vec![] };
         assert_eq!(all(&headers, "access-control-allow-origin"), expected);
         assert_eq!(all(&headers, "vary"), ["Origin"], "{origin}");

@@ -243,31 +243,28 @@ async fn handle(
         polled: false,
     }));
     // The peer address for handlers and the request log (`ConnectInfo`, as axum::serve).
-    parts
-        .extensions
-        .insert(axum::extract::ConnectInfo(peer));
+    parts.extensions.insert(axum::extract::ConnectInfo(peer));
     let request = axum::http::Request::from_parts(
         parts,
         axum::body::Body::new(TrackedBody(Arc::clone(&slot))),
     );
-    let (mut response, keep_alive) = match tokio::time::timeout_at(deadline, app.oneshot(request))
-        .await
-    {
-        Ok(Ok(response)) => {
-            let keep_alive = drain_unread(&slot, expects_continue, deadline).await;
-            (response, keep_alive)
-        }
-        Ok(Err(infallible)) => match infallible {},
-        Err(_) => {
-            tracing::debug!(%peer, "request deadline passed before the response was ready");
-            let response = api::error::ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "The request took too long to arrive or to be processed.",
-            )
-            .into_response();
-            (response, false)
-        }
-    };
+    let (mut response, keep_alive) =
+        match tokio::time::timeout_at(deadline, app.oneshot(request)).await {
+            Ok(Ok(response)) => {
+                let keep_alive = drain_unread(&slot, expects_continue, deadline).await;
+                (response, keep_alive)
+            }
+            Ok(Err(infallible)) => match infallible {},
+            Err(_) => {
+                tracing::debug!(%peer, "request deadline passed before the response was ready");
+                let response = api::error::ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request took too long to arrive or to be processed.",
+                )
+                .into_response();
+                (response, false)
+            }
+        };
     if !keep_alive {
         // Whatever is left of the body is dropped with the slot: hyper stops reading and
         // closes the connection after this response, which the client is told here.

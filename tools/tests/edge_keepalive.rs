@@ -18,14 +18,22 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Wrong methods and unknown routes, as the reference answers them (404 + JSON envelope).
 const EARLY_ANSWERS: &[(&str, &str, &str)] = &[
-    ("POST", "/api/health", "The requested resource wasn't found."),
+    (
+        "POST",
+        "/api/health",
+        "The requested resource wasn't found.",
+    ),
     ("POST", "/api/nope", "The requested resource wasn't found."),
     (
         "PUT",
         "/api/collections/x/records",
         "The requested resource wasn't found.",
     ),
-    ("DELETE", "/api/settings", "The requested resource wasn't found."),
+    (
+        "DELETE",
+        "/api/settings",
+        "The requested resource wasn't found.",
+    ),
     (
         "POST",
         "/api/collections/_superusers",
@@ -116,7 +124,10 @@ fn a_body_too_big_to_drain_or_never_asked_for_closes_the_connection_openly() {
         request.extend_from_slice(HEALTH);
         assert!(conn.send(&request).await);
         let response = conn.response(WAIT).await.expect("response");
-        assert_eq!((response.status, response.header("connection")), (404, None));
+        assert_eq!(
+            (response.status, response.header("connection")),
+            (404, None)
+        );
         assert_eq!(conn.response(WAIT).await.map(|r| r.status), Some(200));
 
         // `Expect: 100-continue` to a route that never reads the body: no `100 Continue`

@@ -76,12 +76,24 @@ fn the_cli_works_through_a_running_server_with_the_offline_output() {
 
         let online = sequence(&dir);
         assert_eq!(online, offline, "online vs offline output");
-        assert_eq!(login(&server, "cli@example.com", "second-password").await, 200);
-        assert_eq!(login(&server, "cli@example.com", "first-password").await, 400);
-        assert_eq!(login(&server, "other@example.com", "other-password").await, 400);
+        assert_eq!(
+            login(&server, "cli@example.com", "second-password").await,
+            200
+        );
+        assert_eq!(
+            login(&server, "cli@example.com", "first-password").await,
+            400
+        );
+        assert_eq!(
+            login(&server, "other@example.com", "other-password").await,
+            400
+        );
         // The upsert right after `serve` started is the third-party SDK suites' pattern.
         let (code, stdout, _) = cli(&dir, &["upsert", "sdk@example.com", "sdk-password"]);
-        assert_eq!((code, stdout.trim()), (0, "Successfully saved superuser \"sdk@example.com\"!"));
+        assert_eq!(
+            (code, stdout.trim()),
+            (0, "Successfully saved superuser \"sdk@example.com\"!")
+        );
         assert_eq!(login(&server, "sdk@example.com", "sdk-password").await, 200);
     });
 }
@@ -109,7 +121,10 @@ fn a_stale_socket_is_no_obstacle() {
             stdout.trim(),
             "Successfully changed superuser \"stale@example.com\" password!"
         );
-        assert_eq!(login(&server, "stale@example.com", "fresh-password").await, 200);
+        assert_eq!(
+            login(&server, "stale@example.com", "fresh-password").await,
+            200
+        );
         // A clean shutdown removes it.
         assert!(server.terminate());
         assert!(!dir.join("pocketlog.sock").exists());

@@ -535,7 +535,9 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             )
             .await
             .map_err(describe)?;
-            Ok(format!("Successfully changed superuser \"{email}\" password!"))
+            Ok(format!(
+                "Successfully changed superuser \"{email}\" password!"
+            ))
         }
         SuperuserAction::Delete { email } => {
             let id = find(email.clone())
