@@ -1,5 +1,17 @@
 //! The one place that lists every path and method, plus the cross-cutting layers
 //! (security headers, CORS, body limit, panic catching).
+//!
+//! Routing as PocketBase answers it (measured on v0.40.6):
+//! - A known path with a method it does not serve is answered like an unknown path: 404 with
+//!   the JSON envelope (`File not found.` for GET/HEAD, the static catch-all; `The requested
+//!   resource wasn't found.` otherwise), never a bare 405, and without an `Allow` header. Go
+//!   matches method and path together, so a static path that lacks the method falls through
+//!   to the parameterised sibling (`GET /api/collections/import` views the collection named
+//!   `import`); [`shadowed_routes`] lists those siblings.
+//! - CORS preflights (any `OPTIONS`) are answered before routing, the request log and the
+//!   security headers: 204 with `Vary: Origin`, and for an allowed `Origin` the allowed
+//!   origin, `GET,HEAD,PUT,PATCH,POST,DELETE` and the requested headers echoed (`*` would not
+//!   cover `Authorization` in browsers). No max-age, no credentials, as the reference.
 
 use crate::error::ApiError;
 use crate::handlers::{
@@ -14,11 +26,131 @@ use axum::Router;
 use std::sync::Arc;
 
 async fn fallback(method: Method) -> Response {
-    if method == Method::GET {
+    if method == Method::GET || method == Method::HEAD {
         ApiError::new(StatusCode::NOT_FOUND, "File not found.").into_response()
     } else {
         ApiError::not_found().into_response()
     }
+}
+
+/// A known path asked with a method it does not serve: the parameterised route the path also
+/// matches, if it serves the method, else the [`fallback`].
+async fn wrong_method(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Response {
+    use tower::ServiceExt as _;
+    match shadowed_routes().with_state(state).oneshot(request).await {
+        Ok(response) => response,
+        Err(infallible) => match infallible {},
+    }
+}
+
+/// The parameterised routes that a static route hides from axum's path-first matching:
+/// `/api/collections/import` (PUT) hides `/api/collections/{c}`, `/api/backups/upload` (POST)
+/// hides `/api/backups/{key}`. Same handlers as in [`routes`].
+fn shadowed_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/collections/{c}", collection_methods())
+        .route(
+            "/api/backups/{key}",
+            get(crate::handlers::backups::backups_download)
+                .delete(crate::handlers::backups::backups_delete),
+        )
+        .method_not_allowed_fallback(fallback)
+        .fallback(fallback)
+}
+
+/// The methods of `/api/collections/{c}`.
+fn collection_methods() -> axum::routing::MethodRouter<Arc<AppState>> {
+    get(collections::collections_view)
+        .patch(collections::collections_update)
+        .delete(collections::collections_delete)
+}
+
+/// Whether `origin` is allowed by the `--origins` list: `*` allows any; an entry may contain
+/// `*` wildcards (`https://*.example.com`), matched case-sensitively as the reference does.
+fn origin_allowed(origins: &[String], origin: &str) -> bool {
+    origins
+        .iter()
+        .any(|pattern| wildcard_match(pattern, origin))
+}
+
+/// Glob match where `*` stands for any run of characters (iterative, linear backtracking).
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The `Access-Control-Allow-Origin` value for a request's `Origin`, if it is allowed.
+fn allow_origin(state: &AppState, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let origin = origin?;
+    let origins = &state.options.origins;
+    if origins.iter().any(|o| o == "*") {
+        return Some(HeaderValue::from_static("*"));
+    }
+    let text = origin.to_str().ok()?;
+    origin_allowed(origins, text).then(|| origin.clone())
+}
+
+/// The outermost layer: answers CORS preflights (before the request log, as the reference,
+/// which does not log them) and drops the `Allow` header axum adds to wrong-method answers.
+async fn edge(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() == Method::OPTIONS {
+        return preflight(&state, request.headers());
+    }
+    let mut response = next.run(request).await;
+    response.headers_mut().remove(axum::http::header::ALLOW);
+    response
+}
+
+/// A CORS preflight answer.
+fn preflight(state: &AppState, request: &axum::http::HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert("vary", HeaderValue::from_static("Origin"));
+    let Some(allowed) = allow_origin(state, request.get("origin")) else {
+        return response;
+    };
+    headers.append(
+        "vary",
+        HeaderValue::from_static("Access-Control-Request-Method"),
+    );
+    headers.append(
+        "vary",
+        HeaderValue::from_static("Access-Control-Request-Headers"),
+    );
+    headers.insert("access-control-allow-origin", allowed);
+    headers.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"),
+    );
+    // Echoed as sent (the first such header line, as the reference).
+    if let Some(requested) = request.get("access-control-request-headers") {
+        headers.insert("access-control-allow-headers", requested.clone());
+    }
+    response
 }
 
 async fn security_headers(
@@ -27,12 +159,7 @@ async fn security_headers(
     next: axum::middleware::Next,
 ) -> Response {
     let origin = request.headers().get("origin").cloned();
-    let is_preflight = request.method() == Method::OPTIONS;
-    let mut response = if is_preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(request).await
-    };
+    let mut response = next.run(request).await;
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         response = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large.")
             .into_response();
@@ -52,27 +179,8 @@ async fn security_headers(
         HeaderValue::from_static("same-origin"),
     );
     headers.insert("vary", HeaderValue::from_static("Origin"));
-    let allowed = origin.as_ref().and_then(|origin| {
-        let origins = &state.options.origins;
-        if origins.iter().any(|o| o == "*") {
-            Some(HeaderValue::from_static("*"))
-        } else {
-            let text = origin.to_str().ok()?;
-            origins.iter().any(|o| o == text).then(|| origin.clone())
-        }
-    });
-    if let Some(allowed) = allowed {
+    if let Some(allowed) = allow_origin(&state, origin.as_ref()) {
         headers.insert("access-control-allow-origin", allowed);
-        if is_preflight {
-            headers.insert(
-                "access-control-allow-methods",
-                HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"),
-            );
-            headers.insert(
-                "access-control-allow-headers",
-                HeaderValue::from_static("*"),
-            );
-        }
     }
     response
 }
@@ -81,9 +189,14 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a request handler panicked").into_response()
 }
 
-/// Builds the router: every route of [`routes`] under the cross-cutting layers.
+/// Builds the router: every route of [`routes`] under the cross-cutting layers, inside the
+/// [`edge`] layer (which must see every request before routing: layers added with
+/// `Router::layer` run per route, after the route is chosen).
 pub fn router(state: Arc<AppState>) -> Router {
-    with_layers(routes(), state)
+    let app = with_layers(routes(), Arc::clone(&state));
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn_with_state(state, edge))
 }
 
 /// Every path and method of the API (no layers, no state yet).
@@ -94,12 +207,7 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/api/collections",
             get(collections::collections_list).post(collections::collections_create),
         )
-        .route(
-            "/api/collections/{c}",
-            get(collections::collections_view)
-                .patch(collections::collections_update)
-                .delete(collections::collections_delete),
-        )
+        .route("/api/collections/{c}", collection_methods())
         .route(
             "/api/collections/import",
             axum::routing::put(collections_extra::collections_import),
@@ -162,6 +270,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .merge(crate::handlers::backups::routes())
         .merge(crate::handlers::installer::routes())
         .merge(crate::handlers::logs::routes())
+        .method_not_allowed_fallback(wrong_method)
         .fallback(fallback)
 }
 

@@ -1,11 +1,24 @@
 //! The HTTP/1.1 accept loop of `pocketlog serve`, with the timeouts `axum::serve` lacks.
 //!
-//! - `header_timeout`: a connection that has not sent a complete request head within it is
-//!   closed (slowloris-style headers; it also bounds how long an idle keep-alive connection
-//!   waiting for its next request is kept).
-//! - `request_timeout`: a request whose response has not started within it gets 408 (bounds a
-//!   slowly trickled body). Streaming responses (SSE) are not cut: the bound ends when the
-//!   response head is ready.
+//! Deadlines are totals, never renewed by a byte that arrives (a trickling client cannot
+//! stretch them):
+//! - `header_timeout`: a connection must have sent its first request head within this time of
+//!   being accepted (the routing peek and hyper's head parsing share the one deadline); for the
+//!   next request on a keep-alive connection hyper's own header timer bounds the idle wait plus
+//!   the head (hyper starts it once per head and does not renew it).
+//! - `request_timeout`: counted from the complete request head until the response head is
+//!   ready: reading the body, the handler, and draining an unread body. Past it the answer is
+//!   408 with the JSON error envelope and `Connection: close`. Streaming responses (SSE) are not
+//!   cut: the bound ends when the response head is ready.
+//!
+//! Keep-alive after early answers: a handler may answer without reading the request body (404,
+//! wrong method, 401 before parsing). hyper then closes the connection if the rest of the body
+//! has not arrived yet, without telling the client, whose next request on that connection gets
+//! no answer. So every request body is tracked: when the handler is done and left body bytes
+//! unread, up to [`DRAIN_MAX`] bytes are read and discarded (within the request deadline)
+//! before the response is sent, as Go's net/http does; when that is not possible (larger
+//! body, deadline, `Expect: 100-continue` never answered) the response says
+//! `Connection: close`, so a client never sends a request into a connection being closed.
 //!
 //! Graceful shutdown: stop accepting when `shutdown` resolves, then let in-flight requests
 //! finish (up to `drain`).
@@ -18,12 +31,20 @@
 //! requests behind thousands of woken streams. Other connections stay on the caller's runtime.
 
 use anyhow::Result;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse as _;
 use axum::Router;
+use hyper::body::{Body as _, Bytes, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::Interest;
+use tokio::time::Instant;
 use tower::ServiceExt as _;
 
 /// Connection and request time limits.
@@ -33,6 +54,10 @@ pub struct Limits {
     pub request_timeout: Duration,
     pub drain: Duration,
 }
+
+/// Most unread request-body bytes read and discarded after a handler answered, so that the
+/// connection can be kept alive (Go's net/http uses the same bound).
+pub const DRAIN_MAX: u64 = 256 * 1024;
 
 /// The first bytes of a request that opens a realtime stream.
 const STREAM_REQUEST: &[u8] = b"GET /api/realtime";
@@ -63,20 +88,19 @@ enum Route {
     Stream,
     /// Anything else: this runtime.
     Requests,
-    /// Nothing arrived within the header timeout (or the peer went away): close it.
+    /// Nothing decisive arrived before the head deadline (or the peer went away): close it.
     Close,
 }
 
 /// Peeks (without consuming) at the connection's first bytes to decide where it is served.
-/// Waits for up to `limit` for enough bytes to decide.
-async fn route(stream: &tokio::net::TcpStream, limit: Duration) -> Route {
-    let deadline = tokio::time::Instant::now() + limit;
+/// Waits until `deadline` at most, sleeping on socket readiness between looks (no polling
+/// loop: thousands of connections trickling their first bytes cost nothing while they wait).
+async fn route(stream: &tokio::net::TcpStream, deadline: Instant) -> Route {
     let mut buffer = [0u8; STREAM_REQUEST.len()];
     loop {
         let peeked = match tokio::time::timeout_at(deadline, stream.peek(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Route::Close,
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Route::Close,
             Ok(Ok(n)) => n,
-            Err(_) => return Route::Close,
         };
         if buffer[..peeked] != STREAM_REQUEST[..peeked] {
             return Route::Requests;
@@ -84,12 +108,171 @@ async fn route(stream: &tokio::net::TcpStream, limit: Duration) -> Route {
         if peeked == STREAM_REQUEST.len() {
             return Route::Stream;
         }
-        // A request line split across segments (rare): look again shortly.
-        if tokio::time::Instant::now() >= deadline {
-            return Route::Requests;
+        // A request line split across segments: `peek` leaves the readiness set, so clear it,
+        // look once more (bytes that came in between are seen here, later ones set the
+        // readiness again), then sleep until more bytes come.
+        let _ = stream.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
+        match peek_now(stream, &mut buffer) {
+            Ok(n) if n > peeked => continue,
+            Ok(0) => return Route::Close,
+            _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        if tokio::time::timeout_at(deadline, stream.readable())
+            .await
+            .is_err()
+        {
+            return Route::Close;
+        }
     }
+}
+
+/// A non-blocking `recv(MSG_PEEK)`: the bytes waiting now, without touching tokio's readiness.
+fn peek_now(stream: &tokio::net::TcpStream, buffer: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: `buffer` is valid for writes of its length; the fd is open for `stream`'s life.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// What is left of a request body once the request is in the handler's hands.
+struct BodySlot {
+    /// `None` once the body was taken back for draining.
+    body: Option<Incoming>,
+    /// Whether the handler ever asked for body bytes (with `Expect: 100-continue`, asking is
+    /// what makes hyper send `100 Continue`).
+    polled: bool,
+}
+
+/// The request body handed to the app: reads from a slot the connection keeps a handle on,
+/// so whatever the handler leaves unread can still be drained after it answered.
+struct TrackedBody(Arc<Mutex<BodySlot>>);
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, hyper::Error>>> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.polled = true;
+        match slot.body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.body.as_ref().is_none_or(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |body| body.size_hint())
+    }
+}
+
+/// After the handler answered: reads and discards what it left of the body, up to
+/// [`DRAIN_MAX`] bytes and until `deadline`. Returns whether the connection can be kept
+/// alive (the whole body was read).
+async fn drain_unread(slot: &Mutex<BodySlot>, expects_continue: bool, deadline: Instant) -> bool {
+    let (body, polled) = {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        (slot.body.take(), slot.polled)
+    };
+    let Some(mut body) = body else {
+        return true;
+    };
+    if body.is_end_stream() {
+        return true;
+    }
+    // The client waits for `100 Continue` before it sends the body; asking for it now only to
+    // throw it away would make it send the whole body for nothing.
+    if expects_continue && !polled {
+        return false;
+    }
+    if body.size_hint().lower() > DRAIN_MAX {
+        return false;
+    }
+    let mut drained: u64 = 0;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        match tokio::time::timeout_at(deadline, frame).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    drained = drained.saturating_add(data.len() as u64);
+                    if drained > DRAIN_MAX {
+                        return false;
+                    }
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+}
+
+/// One request through `app` under the request deadline, with the unread body drained.
+async fn handle(
+    app: Router,
+    request: axum::http::Request<Incoming>,
+    peer: std::net::SocketAddr,
+    request_timeout: Duration,
+) -> axum::response::Response {
+    let deadline = Instant::now() + request_timeout;
+    let (mut parts, body) = request.into_parts();
+    let expects_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let slot = Arc::new(Mutex::new(BodySlot {
+        body: Some(body),
+        polled: false,
+    }));
+    // The peer address for handlers and the request log (`ConnectInfo`, as axum::serve).
+    parts.extensions.insert(axum::extract::ConnectInfo(peer));
+    let request = axum::http::Request::from_parts(
+        parts,
+        axum::body::Body::new(TrackedBody(Arc::clone(&slot))),
+    );
+    let (mut response, keep_alive) =
+        match tokio::time::timeout_at(deadline, app.oneshot(request)).await {
+            Ok(Ok(response)) => {
+                let keep_alive = drain_unread(&slot, expects_continue, deadline).await;
+                (response, keep_alive)
+            }
+            Ok(Err(infallible)) => match infallible {},
+            Err(_) => {
+                tracing::debug!(%peer, "request deadline passed before the response was ready");
+                let response = api::error::ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request took too long to arrive or to be processed.",
+                )
+                .into_response();
+                (response, false)
+            }
+        };
+    if !keep_alive {
+        // Whatever is left of the body is dropped with the slot: hyper stops reading and
+        // closes the connection after this response, which the client is told here.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; realtime streams on `streams` when
@@ -101,10 +284,6 @@ pub async fn serve(
     streams: Option<tokio::runtime::Handle>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
-    ));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -125,24 +304,37 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // The first request head must be complete by then, however it trickles in.
+        let head_deadline = Instant::now() + limits.header_timeout;
         let _ = stream.set_nodelay(true);
-        // The peer address for handlers and the request log (`ConnectInfo`, as axum::serve).
-        // (`map_request` on a cheap Router clone: `Router::layer` would rebuild every route.)
-        let service = TowerToHyperService::new(app.clone().map_request(
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                request
-            },
-        ));
+        let started = Arc::new(AtomicBool::new(false));
+        let service = {
+            let app = app.clone();
+            let started = Arc::clone(&started);
+            hyper::service::service_fn(move |request| {
+                started.store(true, Ordering::Relaxed);
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        handle(app, request, peer, limits.request_timeout).await,
+                    )
+                }
+            })
+        };
         // No upgrades: nothing in the API uses WebSockets.
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let streams = streams.clone();
         tokio::spawn(async move {
+            // Closes the connection at the head deadline unless its first request started.
+            let first_head = async move {
+                tokio::time::sleep_until(head_deadline).await;
+                if started.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
             if let Some(streams) = streams {
-                let route = route(&stream, limits.header_timeout).await;
+                let route = route(&stream, head_deadline).await;
                 if route == Route::Close {
                     return;
                 }
@@ -156,13 +348,19 @@ pub async fn serve(
                             return;
                         };
                         let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(connection).await;
+                        tokio::select! {
+                            _ = watcher.watch(connection) => {}
+                            () = first_head => {}
+                        }
                     });
                     return;
                 }
             }
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection).await;
+            tokio::select! {
+                _ = watcher.watch(connection) => {}
+                () = first_head => {}
+            }
         });
     }
     drop(listener);

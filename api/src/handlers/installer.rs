@@ -115,8 +115,11 @@ pub async fn has_superuser(state: &Arc<AppState>) -> ApiResult<bool> {
 /// expired link, 400 once a superuser exists or on validation errors.
 async fn install(
     State(state): State<Arc<AppState>>,
-    Json(body): Json<Map<String, Value>>,
+    headers: axum::http::HeaderMap,
+    bytes: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
+    // PocketBase's 400 envelope for a malformed body, not axum's plain-text rejection.
+    let body = crate::handlers::common::parse_body(&headers, &bytes)?;
     let token = body.get("token").and_then(Value::as_str).unwrap_or("");
     if !state
         .installer

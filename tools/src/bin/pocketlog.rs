@@ -1,6 +1,11 @@
 //! `pocketlog`: the server (`serve`) and the superuser CLI, mirroring PocketBase's commands.
 //!
 //! Exit codes: 0 success, 1 failure (with one clear error line).
+//!
+//! `superuser` works whether or not a server runs on the data dir: offline it opens the engine
+//! itself; when the data dir is locked by a running `serve`, it sends the operation over the
+//! server's control socket (`tools/src/control.rs`) and the server performs it through the
+//! normal write path. Output and exit codes are the same either way.
 
 use anyhow::{Context, Result};
 use api::access::Auth;
@@ -15,6 +20,8 @@ use std::time::Duration;
 
 #[path = "../compactor.rs"]
 mod compactor;
+#[path = "../control.rs"]
+mod control;
 #[path = "../duration.rs"]
 mod duration;
 #[path = "../http_server.rs"]
@@ -50,11 +57,13 @@ enum Command {
         /// fsync policy for the log: `always` (durable, default) or `none`.
         #[arg(long, default_value = "always")]
         sync: String,
-        /// Seconds a connection may take to send a request head (slowloris guard; also the
-        /// idle keep-alive limit).
+        /// Seconds a connection may take, in total, to send a request head after it was
+        /// accepted or its previous response was sent (slowloris guard; also the idle
+        /// keep-alive limit).
         #[arg(long, default_value_t = 30.0)]
         header_timeout: f64,
-        /// Seconds until a response must have started (bounds slow request bodies); 408 after.
+        /// Seconds from a complete request head until the response must have started (a total
+        /// bound on slow request bodies); 408 and `Connection: close` after.
         #[arg(long, default_value_t = 600.0)]
         request_timeout: f64,
         /// Writes the writer queue holds before clients get 503.
@@ -134,7 +143,7 @@ impl Maintenance {
     }
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, serde::Serialize, serde::Deserialize)]
 enum SuperuserAction {
     /// Creates a superuser, or updates its password when it exists.
     Upsert { email: String, password: String },
@@ -153,7 +162,15 @@ fn open(
     config: EngineConfig,
     origins: Vec<String>,
 ) -> Result<Arc<AppState>> {
-    let (engine, report) = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let opened = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    state_of(opened, origins)
+}
+
+/// The app state over an opened engine.
+fn state_of(
+    (engine, report): (Engine, engine::RecoveryReport),
+    origins: Vec<String>,
+) -> Result<Arc<AppState>> {
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, "recovered a torn log tail");
     }
@@ -296,6 +313,19 @@ fn serve(
                 dir.display()
             );
         }
+        // `pocketlog superuser …` while this server runs (see control.rs).
+        let control_state = Arc::clone(&state);
+        let _control = control::listen(dir, move |action: SuperuserAction| {
+            let state = Arc::clone(&control_state);
+            async move { superuser_action(&state, action).await }
+        })
+        .map_err(|err| {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "no control socket: `pocketlog superuser` will not work while this server runs"
+            )
+        })
+        .ok();
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
         hub.run_on(streams_handle.clone());
@@ -371,13 +401,40 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let state = open(dir, EngineConfig::default(), vec!["*".into()])?;
+    let opened = match Engine::open(dir, EngineConfig::default()) {
+        Ok(opened) => opened,
+        Err(engine::Error::Locked(_)) => return superuser_via_server(dir, &action),
+        Err(err) => anyhow::bail!("{err}"),
+    };
+    let state = state_of(opened, vec!["*".into()])?;
     let result = runtime.block_on(superuser_action(&state, action));
     state.engine.shutdown();
-    result
+    println!("{}", result?);
+    Ok(())
 }
 
-async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Result<()> {
+/// The data dir is locked by a running server: ask it to perform `action`.
+fn superuser_via_server(dir: &std::path::Path, action: &SuperuserAction) -> Result<()> {
+    match control::call(dir, action)? {
+        Ok(reply) if reply.ok => {
+            println!("{}", reply.message);
+            Ok(())
+        }
+        Ok(reply) => Err(anyhow::anyhow!(reply.message)),
+        Err(why) => anyhow::bail!(
+            "data dir {} is locked by a running server, and its control socket {} is {}",
+            dir.display(),
+            control::socket_path(dir).display(),
+            match why {
+                control::Unreachable::Missing => "missing",
+                control::Unreachable::Stale => "not answering",
+            }
+        ),
+    }
+}
+
+/// Performs a superuser operation on an open state; returns the line to print on success.
+async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Result<String> {
     let schema = state.schema();
     let collection: Arc<Collection> = Arc::clone(
         schema
@@ -438,7 +495,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 )
                 .await
                 .map_err(describe)?;
-                println!("Successfully saved superuser \"{email}\"!");
+                Ok(format!("Successfully saved superuser \"{email}\"!"))
             }
             None => {
                 api::handlers::records::create_record(
@@ -451,7 +508,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 )
                 .await
                 .map_err(describe)?;
-                println!("Successfully saved superuser \"{email}\"!");
+                Ok(format!("Successfully saved superuser \"{email}\"!"))
             }
         },
         SuperuserAction::Create { email, password } => {
@@ -468,7 +525,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             )
             .await
             .map_err(describe)?;
-            println!("Successfully created new superuser \"{email}\"!");
+            Ok(format!("Successfully created new superuser \"{email}\"!"))
         }
         SuperuserAction::Update { email, password } => {
             let id = find(email.clone())
@@ -485,7 +542,9 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             )
             .await
             .map_err(describe)?;
-            println!("Successfully changed superuser \"{email}\" password!");
+            Ok(format!(
+                "Successfully changed superuser \"{email}\" password!"
+            ))
         }
         SuperuserAction::Ips { ips } => superuser_ips(state, ips).await?,
         SuperuserAction::Delete { email } => {
@@ -495,10 +554,9 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             api::handlers::records::delete_record(state, &schema, &collection, &system, &id, data)
                 .await
                 .map_err(describe)?;
-            println!("Successfully deleted superuser \"{email}\"!");
+            Ok(format!("Successfully deleted superuser \"{email}\"!"))
         }
     }
-    Ok(())
 }
 
 /// `superuser ips [IP/CIDR ...]`: PocketBase's output (a tree of the entries, or "cleared").
