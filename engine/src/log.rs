@@ -14,12 +14,10 @@
 //! | what is found                                              | verdict    | action                      |
 //! |------------------------------------------------------------|------------|-----------------------------|
 //! | frame ends exactly at EOF of the last segment              | fine       | –                           |
-//! | last segment ends inside a frame (short header or payload) | torn tail  | cut, keep bytes in `.broken`|
-//! | last frame of the last segment fails its checksum and ends exactly at EOF | torn tail | cut, keep bytes |
-//! | a bad frame (checksum or zero length) in the last segment followed only by zero bytes from somewhere inside it to EOF | torn tail | cut, keep bytes |
+//! | damage in the last segment (it ends inside a frame, a zero or oversized length, a checksum mismatch) with no valid later frame after it | torn tail | cut at the damaged frame, keep bytes in `.broken` |
+//! | the same damage, but a checksum-valid frame holding a later seq starts at some byte after it | corruption | refuse to open |
 //! | last segment shorter than its header                       | torn tail  | remove the file, keep bytes |
-//! | any bad frame, bad length or short file elsewhere          | corruption | refuse to open              |
-//! | any of the torn-tail cases above, but a valid frame with the next seq follows it | corruption | refuse to open |
+//! | any damage in a segment that is not the last               | corruption | refuse to open              |
 //! | a frame whose seq is not the next one                      | corruption | refuse to open              |
 //! | a payload with an unknown version                          | error      | refuse (`FormatVersion`)    |
 
@@ -119,13 +117,13 @@ pub(crate) struct LogShared {
 }
 
 /// Scan of one segment's bytes.
-struct SegmentScan {
-    valid_len: u64,
-    torn_at: Option<u64>,
+pub(crate) struct SegmentScan {
+    pub(crate) valid_len: u64,
+    pub(crate) torn_at: Option<u64>,
 }
 
 /// Scans a segment. `is_last` allows a torn tail. `expect_seq` is the seq of its first frame.
-fn scan_segment(
+pub(crate) fn scan_segment(
     path: &Path,
     bytes: &[u8],
     expect_seq: Seq,
@@ -178,7 +176,7 @@ fn scan_segment(
             });
         }
         let rest = &bytes[offset..];
-        let torn = match decode_frame(rest) {
+        let reason = match decode_frame(rest) {
             FrameRead::Frame { payload, frame_len } => {
                 let commit =
                     decode_commit(payload).map_err(|err| err.into_error(path, offset as u64))?;
@@ -193,61 +191,108 @@ fn scan_segment(
                 offset += frame_len;
                 continue;
             }
-            FrameRead::Incomplete => true,
-            FrameRead::BadChecksum { frame_len } => {
-                offset + frame_len == total || zero_tail_starts_before(rest, frame_len)
-            }
-            FrameRead::BadLength(_) => zero_tail_starts_before(rest, FRAME_HEADER_LEN),
-        };
-        // A damaged length can make a frame in the middle look like it runs past the end of
-        // the file; if a valid frame with the next seq follows, this is not a torn tail.
-        if torn && is_last && !next_frame_follows(bytes, offset + 1, seq + 1) {
-            return Ok(SegmentScan {
-                valid_len: offset as u64,
-                torn_at: Some(offset as u64),
-            });
-        }
-        let reason = match decode_frame(rest) {
             FrameRead::Incomplete => "segment ends inside a frame".to_string(),
             FrameRead::BadChecksum { .. } => "checksum mismatch".to_string(),
             FrameRead::BadLength(len) => format!("impossible frame length {len}"),
-            FrameRead::Frame { .. } => "unexpected".to_string(),
         };
-        return Err(corrupt(offset as u64, reason));
+        if !is_last {
+            // A segment is synced before the next one is created, so its bytes were durable:
+            // damage here is never a torn write.
+            return Err(corrupt(
+                offset as u64,
+                format!("{reason} (in a segment that is not the last, so not a torn tail)"),
+            ));
+        }
+        // Damage in the last segment: a torn tail unless a valid later frame follows it (a
+        // torn write leaves nothing valid after the damage; damage in the middle does).
+        return match later_valid_frame(bytes, offset + 1, seq) {
+            LaterFrame::None => Ok(SegmentScan {
+                valid_len: offset as u64,
+                torn_at: Some(offset as u64),
+            }),
+            LaterFrame::Found {
+                offset: at,
+                seq: found,
+            } => Err(corrupt(
+                offset as u64,
+                format!(
+                    "{reason}, and a valid frame holding seq {found} follows at offset {at}: \
+                     damage inside the log, not a torn tail"
+                ),
+            )),
+            LaterFrame::TooCostly => Err(corrupt(
+                offset as u64,
+                format!(
+                    "{reason}; too many candidate frames after it to rule out a valid later \
+                     frame (refusing rather than risking a cut of durable commits)"
+                ),
+            )),
+        };
     }
 }
 
-/// True when every byte of `rest` from some position below `within` to its end is zero: the
-/// frame at the start of `rest` was cut short by a file system that extended the file but never
-/// wrote its data (a torn write), not damaged in place.
-fn zero_tail_starts_before(rest: &[u8], within: usize) -> bool {
-    let nonzero_end = rest
-        .iter()
-        .rposition(|&byte| byte != 0)
-        .map_or(0, |index| index + 1);
-    nonzero_end < within.min(rest.len()) || nonzero_end == 0
+/// What [`later_valid_frame`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum LaterFrame {
+    /// No checksum-valid frame with a later seq starts after the damage.
+    None,
+    /// One does.
+    Found { offset: usize, seq: Seq },
+    /// The search hashed more than [`LATER_FRAME_HASH_BUDGET`] bytes without an answer.
+    TooCostly,
 }
 
-/// True when a checksum-valid frame holding commit `seq` starts anywhere in `bytes[from..]`.
-/// Only reached on a damaged frame of the last segment, so the linear scan is rare.
-fn next_frame_follows(bytes: &[u8], from: usize, seq: Seq) -> bool {
-    let seq_bytes = seq.to_le_bytes();
-    // A frame's payload starts with the payload version and then the commit's seq (bincode
-    // encodes the struct's first field first).
-    let min_frame = FRAME_HEADER_LEN + 1 + seq_bytes.len();
-    if bytes.len() < from + min_frame {
-        return false;
+/// Most payload bytes [`later_valid_frame`] checksums in one search. Candidates need eight
+/// bytes that spell a plausible seq at the right place, so real tails hash almost nothing;
+/// the budget only bounds planted look-alike headers.
+const LATER_FRAME_HASH_BUDGET: usize = 1 << 30;
+
+/// Looks for a checksum-valid frame holding a seq after `damaged_seq` (the seq the damaged
+/// frame should hold) starting at any byte offset in `bytes[from..]`.
+///
+/// A frame's payload starts with the payload version and then the commit's seq (bincode
+/// encodes the struct's first field first), so a candidate offset is only checksummed when
+/// those bytes spell a seq in `damaged_seq + 1 ..= damaged_seq + (frames that could still
+/// fit)`. Linear in the tail length plus the bytes of the few candidates; capped by
+/// [`LATER_FRAME_HASH_BUDGET`].
+fn later_valid_frame(bytes: &[u8], from: usize, damaged_seq: Seq) -> LaterFrame {
+    const SEQ_AT: usize = FRAME_HEADER_LEN + 1;
+    const MIN_FRAME: usize = SEQ_AT + 8;
+    if bytes.len() < from.saturating_add(MIN_FRAME) {
+        return LaterFrame::None;
     }
-    (from..=bytes.len() - min_frame).any(|start| {
+    let max_later = ((bytes.len() - from) / MIN_FRAME + 1) as u64;
+    let mut hashed = 0usize;
+    for start in from..=bytes.len() - MIN_FRAME {
         let candidate = &bytes[start..];
-        candidate[FRAME_HEADER_LEN + 1..min_frame] == seq_bytes
-            && match decode_frame(candidate) {
-                FrameRead::Frame { payload, .. } => {
-                    decode_commit(payload).is_ok_and(|commit| commit.seq == seq)
-                }
-                _ => false,
+        if candidate[FRAME_HEADER_LEN] != crate::codec::PAYLOAD_VERSION {
+            continue;
+        }
+        let mut seq_bytes = [0u8; 8];
+        seq_bytes.copy_from_slice(&candidate[SEQ_AT..MIN_FRAME]);
+        let found = u64::from_le_bytes(seq_bytes);
+        if found <= damaged_seq || found - damaged_seq > max_later {
+            continue;
+        }
+        let claimed = u32::from_le_bytes([candidate[0], candidate[1], candidate[2], candidate[3]]);
+        let claimed = claimed as usize;
+        if claimed == 0 || claimed > FRAME_PAYLOAD_MAX || claimed > candidate.len() - 8 {
+            continue;
+        }
+        hashed += claimed;
+        if hashed > LATER_FRAME_HASH_BUDGET {
+            return LaterFrame::TooCostly;
+        }
+        if let FrameRead::Frame { payload, .. } = decode_frame(candidate) {
+            if decode_commit(payload).is_ok_and(|commit| commit.seq == found) {
+                return LaterFrame::Found {
+                    offset: start,
+                    seq: found,
+                };
             }
-    })
+        }
+    }
+    LaterFrame::None
 }
 
 /// Lists segments of a log directory, sorted by first seq.

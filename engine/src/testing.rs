@@ -148,6 +148,26 @@ impl Storage for FaultyStorage {
     }
 }
 
+/// The recovery verdict on the bytes of one segment file starting at `seq_first`, as
+/// `Log::open` reaches it, without any I/O: the seqs of the valid frames in order and the
+/// offset of a torn tail (None when the segment is whole), or the error the open refuses with.
+/// `is_last` says whether the segment is the log's last one (only that one may be torn).
+pub fn recover_segment_bytes(
+    bytes: &[u8],
+    seq_first: crate::Seq,
+    is_last: bool,
+) -> crate::Result<(Vec<crate::Seq>, Option<u64>)> {
+    let mut seqs = Vec::new();
+    let scan = crate::log::scan_segment(
+        Path::new("segment"),
+        bytes,
+        seq_first,
+        is_last,
+        |commit, _| seqs.push(commit.seq),
+    )?;
+    Ok((seqs, scan.torn_at))
+}
+
 /// Fuzz entry: decode arbitrary bytes as a frame and a payload; must never panic.
 pub fn fuzz_frame_decode(bytes: &[u8]) {
     if let crate::frame::FrameRead::Frame { payload, .. } = crate::frame::decode_frame(bytes) {
