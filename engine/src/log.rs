@@ -30,7 +30,7 @@ use crate::frame::{
 use crate::storage::{join, AppendFile, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 4] = b"PLOG";
@@ -109,11 +109,37 @@ pub(crate) struct SegmentInfo {
 }
 
 /// Shared knowledge about the log for readers.
-#[derive(Debug)]
 pub(crate) struct LogShared {
     pub(crate) segments: RwLock<Vec<SegmentInfo>>,
     /// Highest seq whose frame is completely written (and synced per policy).
     pub(crate) durable_seq: AtomicU64,
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The segment being appended to; `None` for a read-only reader. Lock order: `active`
+    /// before `segments`, never the reverse.
+    pub(crate) active: Mutex<Option<ActiveSegment>>,
+}
+
+impl std::fmt::Debug for LogShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogShared")
+            .field("dir", &self.dir)
+            .field("durable_seq", &self.durable_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writable end of the log: the last segment's append handle and position. The writer
+/// thread appends through it; compaction rolls it (see [`LogReader::roll_active`]).
+pub(crate) struct ActiveSegment {
+    file: Box<dyn AppendFile>,
+    path: PathBuf,
+    len: u64,
+    next_seq: Seq,
+    frames: u64,
+    /// Why the segment may hold bytes that are not durable frames (a failed append, fsync or
+    /// roll): no more appends and no roll until the log is reopened.
+    broken: Option<String>,
 }
 
 /// Scan of one segment's bytes.
@@ -123,11 +149,15 @@ pub(crate) struct SegmentScan {
 }
 
 /// Scans a segment. `is_last` allows a torn tail. `expect_seq` is the seq of its first frame.
+/// Frames from seq `superseded_from` on (the first seq of the next segment) are checked but
+/// not passed to `on_commit`: they exist only while an interrupted compaction split left the
+/// next segment holding a copy of them (see FORMAT.md "Compaction").
 pub(crate) fn scan_segment(
     path: &Path,
     bytes: &[u8],
     expect_seq: Seq,
     is_last: bool,
+    superseded_from: Option<Seq>,
     mut on_commit: impl FnMut(&Commit, u64),
 ) -> Result<SegmentScan> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt {
@@ -186,7 +216,9 @@ pub(crate) fn scan_segment(
                         format!("frame has seq {}, expected {seq}", commit.seq),
                     ));
                 }
-                on_commit(&commit, offset as u64);
+                if superseded_from.is_none_or(|from| commit.seq < from) {
+                    on_commit(&commit, offset as u64);
+                }
                 seq += 1;
                 offset += frame_len;
                 continue;
@@ -308,14 +340,10 @@ pub(crate) fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Se
     Ok(segments)
 }
 
-/// The writable log.
+/// The writable log (owned by the writer thread; the append state itself lives in
+/// [`LogShared::active`] so that compaction can roll the segment between two groups).
 pub(crate) struct Log {
     storage: Arc<dyn Storage>,
-    dir: PathBuf,
-    active: Box<dyn AppendFile>,
-    active_len: u64,
-    next_seq: Seq,
-    frames_in_active: u64,
     segment_bytes_max: u64,
     shared: Arc<LogShared>,
     /// The frame buffer of `append`, reused from group to group.
@@ -367,17 +395,25 @@ impl Log {
                 .map_err(|err| Error::io("read", path, err))?;
             let mut sparse = Vec::new();
             let mut frames = 0u64;
-            let scan = scan_segment(path, &bytes, *seq_first, is_last, |commit, offset| {
-                if frames.is_multiple_of(INDEX_EVERY) {
-                    sparse.push((commit.seq, offset));
-                }
-                frames += 1;
-                if callback_error.is_none() {
-                    if let Err(err) = on_commit(commit) {
-                        callback_error = Some(err);
+            let superseded_from = segments.get(index + 1).map(|(seq, _)| *seq);
+            let scan = scan_segment(
+                path,
+                &bytes,
+                *seq_first,
+                is_last,
+                superseded_from,
+                |commit, offset| {
+                    if frames.is_multiple_of(INDEX_EVERY) {
+                        sparse.push((commit.seq, offset));
                     }
-                }
-            })?;
+                    frames += 1;
+                    if callback_error.is_none() {
+                        if let Err(err) = on_commit(commit) {
+                            callback_error = Some(err);
+                        }
+                    }
+                },
+            )?;
             if let Some(err) = callback_error.take() {
                 return Err(err);
             }
@@ -447,21 +483,25 @@ impl Log {
             .expect("there is at least one segment")
             .path
             .clone();
-        let active = storage
+        let file = storage
             .open_append(&active_path, false)
             .map_err(|err| Error::io("open", &active_path, err))?;
         let shared = Arc::new(LogShared {
             segments: RwLock::new(infos),
             durable_seq: AtomicU64::new(expect - 1),
+            dir: dir.to_path_buf(),
+            active: Mutex::new(Some(ActiveSegment {
+                file,
+                path: active_path,
+                len: last_len,
+                next_seq: expect,
+                frames: frames_in_last,
+                broken: None,
+            })),
         });
         Ok((
             Log {
                 storage,
-                dir: dir.to_path_buf(),
-                active,
-                active_len: last_len,
-                next_seq: expect,
-                frames_in_active: frames_in_last,
                 segment_bytes_max,
                 shared,
                 append_buf: Vec::new(),
@@ -476,7 +516,12 @@ impl Log {
 
     /// The seq the next commit gets.
     pub(crate) fn next_seq(&self) -> Seq {
-        self.next_seq
+        self.shared
+            .active
+            .lock()
+            .expect("active segment lock")
+            .as_ref()
+            .map_or(1, |active| active.next_seq)
     }
 
     /// Appends commits (their seqs must continue the log) and syncs when `sync` is set.
@@ -485,8 +530,15 @@ impl Log {
         if commits.is_empty() {
             return Ok(());
         }
-        if self.active_len >= self.segment_bytes_max && self.frames_in_active > 0 {
-            self.roll()?;
+        let mut guard = self.shared.active.lock().expect("active segment lock");
+        let active = guard
+            .as_mut()
+            .expect("a writable log has an active segment");
+        if let Some(reason) = &active.broken {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        if active.len >= self.segment_bytes_max && active.frames > 0 {
+            roll(self.storage.as_ref(), &self.shared, active)?;
         }
         // The frames are encoded in place: the same bytes as `encode_frame(&encode_commit(…))`,
         // without a payload copy.
@@ -496,10 +548,10 @@ impl Log {
         for (index, commit) in commits.iter().enumerate() {
             assert_eq!(
                 commit.seq,
-                self.next_seq + index as u64,
+                active.next_seq + index as u64,
                 "commit seqs are gap-free"
             );
-            offsets.push(self.active_len + buf.len() as u64);
+            offsets.push(active.len + buf.len() as u64);
             if let Err(payload_len) =
                 encode_frame_with(&mut buf, |out| encode_commit_into(commit, out))
             {
@@ -508,87 +560,95 @@ impl Log {
                 )));
             }
         }
-        let result = self.write_frames(&buf, commits, &offsets, sync);
+        let result = write_frames(&self.shared, active, &buf, commits, &offsets, sync);
+        drop(guard);
         // Keep the buffer for the next group unless one huge commit made it large.
         if buf.capacity() <= APPEND_BUF_KEEP_MAX {
             self.append_buf = buf;
         }
         result
     }
+}
 
-    fn write_frames(
-        &mut self,
-        buf: &[u8],
-        commits: &[Commit],
-        offsets: &[u64],
-        sync: bool,
-    ) -> Result<()> {
-        let active_path = self.active_path();
-        let written =
-            self.active
-                .append(buf)
-                .and_then(|()| if sync { self.active.sync() } else { Ok(()) });
-        if let Err(err) = written {
-            // Best effort: remove the partial bytes so a later open does not see them.
-            let _ = self.active.truncate(self.active_len);
-            return Err(Error::io(
-                if sync { "append+fsync" } else { "append" },
-                active_path,
-                err,
-            ));
+fn write_frames(
+    shared: &LogShared,
+    active: &mut ActiveSegment,
+    buf: &[u8],
+    commits: &[Commit],
+    offsets: &[u64],
+    sync: bool,
+) -> Result<()> {
+    let written = active
+        .file
+        .append(buf)
+        .and_then(|()| if sync { active.file.sync() } else { Ok(()) });
+    if let Err(err) = written {
+        // Best effort: remove the partial bytes so a later open does not see them.
+        if active.file.truncate(active.len).is_err() {
+            active.broken = Some(format!("append to {} failed", active.path.display()));
         }
-        {
-            let mut segments = self.shared.segments.write().expect("log index lock");
-            let info = segments.last_mut().expect("there is an active segment");
-            for (index, commit) in commits.iter().enumerate() {
-                if (self.frames_in_active + index as u64).is_multiple_of(INDEX_EVERY) {
-                    info.sparse.push((commit.seq, offsets[index]));
-                }
+        return Err(Error::io(
+            if sync { "append+fsync" } else { "append" },
+            active.path.clone(),
+            err,
+        ));
+    }
+    {
+        let mut segments = shared.segments.write().expect("log index lock");
+        let info = segments.last_mut().expect("there is an active segment");
+        for (index, commit) in commits.iter().enumerate() {
+            if (active.frames + index as u64).is_multiple_of(INDEX_EVERY) {
+                info.sparse.push((commit.seq, offsets[index]));
             }
         }
-        self.active_len += buf.len() as u64;
-        self.frames_in_active += commits.len() as u64;
-        self.next_seq += commits.len() as u64;
-        self.shared
-            .durable_seq
-            .store(self.next_seq - 1, Ordering::Release);
-        Ok(())
     }
+    active.len += buf.len() as u64;
+    active.frames += commits.len() as u64;
+    active.next_seq += commits.len() as u64;
+    shared
+        .durable_seq
+        .store(active.next_seq - 1, Ordering::Release);
+    Ok(())
+}
 
-    fn active_path(&self) -> PathBuf {
-        self.shared
-            .segments
-            .read()
-            .expect("log index lock")
-            .last()
-            .expect("there is an active segment")
-            .path
-            .clone()
+/// Ends the active segment and starts a new one at its next seq: fsync the old one (so only
+/// the last segment can ever be torn), create the new one (tmp, fsync, rename, fsync dir),
+/// switch. A failure after the new name may exist marks the log broken (the writer then
+/// refuses appends): appending to the old segment could contradict the new one.
+fn roll(storage: &dyn Storage, shared: &LogShared, active: &mut ActiveSegment) -> Result<()> {
+    let path = join(&shared.dir, &segment_name(active.next_seq));
+    if let Err(err) = active.file.sync() {
+        active.broken = Some(format!("fsync of {} failed", active.path.display()));
+        return Err(Error::io("fsync", active.path.clone(), err));
     }
-
-    fn roll(&mut self) -> Result<()> {
-        let path = join(&self.dir, &segment_name(self.next_seq));
-        self.active
-            .sync()
-            .map_err(|err| Error::io("fsync", self.active_path(), err))?;
-        create_segment(self.storage.as_ref(), &self.dir, &path, self.next_seq)?;
-        self.active = self
-            .storage
+    let created = create_segment(storage, &shared.dir, &path, active.next_seq).and_then(|()| {
+        storage
             .open_append(&path, false)
-            .map_err(|err| Error::io("open", &path, err))?;
-        self.active_len = SEGMENT_HEADER_LEN as u64;
-        self.frames_in_active = 0;
-        self.shared
-            .segments
-            .write()
-            .expect("log index lock")
-            .push(SegmentInfo {
-                seq_first: self.next_seq,
-                path,
-                sparse: Vec::new(),
-            });
-        Ok(())
-    }
+            .map_err(|err| Error::io("open", &path, err))
+    });
+    let file = match created {
+        Ok(file) => file,
+        Err(err) => {
+            if storage.len(&path).is_ok() {
+                active.broken = Some(format!("creating segment {} failed", path.display()));
+            }
+            return Err(err);
+        }
+    };
+    active.file = file;
+    active.path = path.clone();
+    active.len = SEGMENT_HEADER_LEN as u64;
+    active.frames = 0;
+    shared
+        .segments
+        .write()
+        .expect("log index lock")
+        .push(SegmentInfo {
+            seq_first: active.next_seq,
+            path,
+            sparse: Vec::new(),
+        });
+    Ok(())
 }
 
 fn create_segment(storage: &dyn Storage, dir: &Path, path: &Path, seq_first: Seq) -> Result<()> {
@@ -647,19 +707,27 @@ impl LogReader {
                 reason: format!("the log starts at {first} (older history was compacted)"),
             });
         }
-        match self.read_from_inner(from, last, limit) {
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && from < self.first_seq() =>
-            {
-                Err(Error::SeqUnavailable {
-                    seq: from,
-                    reason: format!(
-                        "the log starts at {} (older history was compacted)",
-                        self.first_seq()
-                    ),
-                })
+        // A compaction may remove the segment a read resolved a moment ago; a split moved
+        // the seqs it still keeps to a new segment, so re-resolving finds them.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.read_from_inner(from, last, limit) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && from < self.first_seq() =>
+                {
+                    return Err(Error::SeqUnavailable {
+                        seq: from,
+                        reason: format!(
+                            "the log starts at {} (older history was compacted)",
+                            self.first_seq()
+                        ),
+                    })
+                }
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {}
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -778,6 +846,183 @@ impl LogReader {
             .and_then(|info| info.path.parent().map(Path::to_path_buf))
     }
 
+    /// First seq and path of every segment in the index, in order.
+    pub(crate) fn segment_list(&self) -> Vec<(Seq, PathBuf)> {
+        let segments = self.shared.segments.read().expect("log index lock");
+        segments
+            .iter()
+            .map(|info| (info.seq_first, info.path.clone()))
+            .collect()
+    }
+
+    /// Ends the last segment so that every seq written so far is in an immutable segment
+    /// (compaction, before it splits the segment holding its cut). With a live writer the
+    /// roll happens between two groups, under the append lock; for a read-only reader (the
+    /// caller holds the data dir exclusively) the same roll is done on disk, and a last
+    /// segment with a torn tail is refused (open the data dir once to cut it first). A last
+    /// segment that holds no frame stays as it is.
+    pub(crate) fn roll_active(&self) -> Result<()> {
+        let mut guard = self.shared.active.lock().expect("active segment lock");
+        if let Some(active) = guard.as_mut() {
+            if let Some(reason) = &active.broken {
+                return Err(Error::Poisoned(reason.clone()));
+            }
+            if active.frames == 0 {
+                return Ok(());
+            }
+            return roll(self.storage.as_ref(), &self.shared, active);
+        }
+        let Some((seq_first, path)) = self.segment_list().pop() else {
+            return Ok(());
+        };
+        let len = self
+            .storage
+            .len(&path)
+            .map_err(|err| Error::io("stat", &path, err))?;
+        let bytes = self
+            .storage
+            .read_at(&path, 0, len as usize)
+            .map_err(|err| Error::io("read", &path, err))?;
+        let mut frames = 0u64;
+        let scan = scan_segment(&path, &bytes, seq_first, true, None, |_, _| frames += 1)?;
+        if let Some(offset) = scan.torn_at {
+            return Err(Error::Corrupt {
+                segment: path,
+                offset,
+                reason: "the last segment has a torn tail; open the data dir once (it cuts the \
+                         tail) before compacting"
+                    .into(),
+            });
+        }
+        if frames == 0 {
+            return Ok(());
+        }
+        let next = seq_first + frames;
+        let new_path = join(&self.shared.dir, &segment_name(next));
+        create_segment(self.storage.as_ref(), &self.shared.dir, &new_path, next)?;
+        self.shared
+            .segments
+            .write()
+            .expect("log index lock")
+            .push(SegmentInfo {
+                seq_first: next,
+                path: new_path,
+                sparse: Vec::new(),
+            });
+        Ok(())
+    }
+
+    /// Copies the frames from seq `at` to the end of the immutable segment starting at
+    /// `seq_first` into a new segment `seg-<at>.log` (byte-identical frames behind a new
+    /// header): written to `.tmp` and fsynced (`on_copied` runs then), renamed, `log/`
+    /// fsynced, then added to the index. Until the old segment is removed the two overlap,
+    /// which recovery reads as the old one ending at `at - 1` (FORMAT.md "Compaction").
+    /// Returns the new segment's path and size.
+    pub(crate) fn split_segment(
+        &self,
+        seq_first: Seq,
+        at: Seq,
+        on_copied: &mut dyn FnMut(&Path) -> Result<()>,
+    ) -> Result<(PathBuf, u64)> {
+        let list = self.segment_list();
+        let Some(position) = list.iter().position(|(seq, _)| *seq == seq_first) else {
+            return Err(Error::InvalidTarget(format!(
+                "no segment starts at seq {seq_first}"
+            )));
+        };
+        // The last segment in the index is the active one: never split it.
+        let Some((next_first, _)) = list.get(position + 1) else {
+            return Err(Error::InvalidTarget(format!(
+                "the segment starting at seq {seq_first} is still being written"
+            )));
+        };
+        let next_first = *next_first;
+        if at <= seq_first || at >= next_first {
+            return Err(Error::InvalidTarget(format!(
+                "seq {at} is not inside the segment holding seqs {seq_first}..{next_first}"
+            )));
+        }
+        let path = &list[position].1;
+        let len = self
+            .storage
+            .len(path)
+            .map_err(|err| Error::io("stat", path, err))?;
+        let bytes = self
+            .storage
+            .read_at(path, 0, len as usize)
+            .map_err(|err| Error::io("read", path, err))?;
+        let mut copy_from = None;
+        let mut copy_to = 0usize;
+        let mut sparse = Vec::new();
+        let mut copied_frames = 0u64;
+        scan_segment(
+            path,
+            &bytes,
+            seq_first,
+            false,
+            Some(next_first),
+            |commit, offset| {
+                if commit.seq >= at {
+                    let start = *copy_from.get_or_insert(offset as usize);
+                    if copied_frames.is_multiple_of(INDEX_EVERY) {
+                        let new_offset = offset - start as u64 + SEGMENT_HEADER_LEN as u64;
+                        sparse.push((commit.seq, new_offset));
+                    }
+                    copied_frames += 1;
+                }
+            },
+        )?;
+        // The copy ends where the next segment's seqs begin (the end of the frame before).
+        if let Some(start) = copy_from {
+            let mut offset = start;
+            for _ in 0..copied_frames {
+                match decode_frame(&bytes[offset..]) {
+                    FrameRead::Frame { frame_len, .. } => offset += frame_len,
+                    _ => {
+                        return Err(Error::Corrupt {
+                            segment: path.clone(),
+                            offset: offset as u64,
+                            reason: "frame changed while splitting".into(),
+                        })
+                    }
+                }
+            }
+            copy_to = offset;
+        }
+        let Some(copy_from) = copy_from else {
+            return Err(Error::InvalidTarget(format!(
+                "seq {at} not found in {}",
+                path.display()
+            )));
+        };
+        let mut out = Vec::with_capacity(SEGMENT_HEADER_LEN + copy_to - copy_from);
+        out.extend_from_slice(&segment_header(at));
+        out.extend_from_slice(&bytes[copy_from..copy_to]);
+        let new_path = join(&self.shared.dir, &segment_name(at));
+        let tmp = PathBuf::from(format!("{}.tmp", new_path.display()));
+        self.storage
+            .write_new(&tmp, &out)
+            .map_err(|err| Error::io("write segment", &tmp, err))?;
+        on_copied(&tmp)?;
+        self.storage
+            .rename(&tmp, &new_path)
+            .map_err(|err| Error::io("rename", &new_path, err))?;
+        self.storage
+            .sync_dir(&self.shared.dir)
+            .map_err(|err| Error::io("fsync dir", &self.shared.dir, err))?;
+        let mut segments = self.shared.segments.write().expect("log index lock");
+        let index = segments.partition_point(|info| info.seq_first < at);
+        segments.insert(
+            index,
+            SegmentInfo {
+                seq_first: at,
+                path: new_path.clone(),
+                sparse,
+            },
+        );
+        Ok((new_path, out.len() as u64))
+    }
+
     /// Drops the segments before `cut` from the index (compaction, before their files go):
     /// later reads of older seqs get [`Error::SeqUnavailable`].
     pub(crate) fn forget_before(&self, cut: Seq) {
@@ -894,6 +1139,8 @@ impl LogReader {
         let shared = Arc::new(LogShared {
             segments: RwLock::new(infos),
             durable_seq: AtomicU64::new(last),
+            dir: dir.to_path_buf(),
+            active: Mutex::new(None),
         });
         Ok((LogReader { storage, shared }, report))
     }
@@ -934,6 +1181,7 @@ fn scan_log_dir_with_offsets(
             &bytes,
             *seq_first,
             index + 1 == count,
+            segments.get(index + 1).map(|(seq, _)| *seq),
             |commit, offset| {
                 frames += 1;
                 on_commit(commit, offset);

@@ -168,6 +168,7 @@ pub fn recover_segment_bytes(
         bytes,
         seq_first,
         is_last,
+        None,
         |commit, _| seqs.push(commit.seq),
     )?;
     Ok((seqs, scan.torn_at))
