@@ -738,7 +738,14 @@ impl LogReader {
             let (path, start_offset, start_seq) = {
                 let segments = self.shared.segments.read().expect("log index lock");
                 let position = segments.partition_point(|info| info.seq_first <= next);
-                let info = &segments[position.saturating_sub(1)];
+                if position == 0 {
+                    // Compaction dropped the segment holding `next` since `read_from` checked.
+                    return Err(Error::SeqUnavailable {
+                        seq: next,
+                        reason: "older history was compacted".into(),
+                    });
+                }
+                let info = &segments[position - 1];
                 let point = info.sparse.partition_point(|(seq, _)| *seq <= next);
                 match point.checked_sub(1).map(|index| info.sparse[index]) {
                     Some((seq, offset)) => (info.path.clone(), offset, seq),
