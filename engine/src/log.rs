@@ -8,6 +8,8 @@
 //! 2. Only the last segment is ever appended to; earlier segments are immutable.
 //! 3. `durable_seq` only moves after the bytes of that commit are synced (policy `always`).
 //! 4. Readers never read past `durable_seq`, so they never see a half-written frame.
+//! 5. The append state lives behind one mutex ([`LogShared::active`]): the writer holds it for
+//!    a group, compaction for a roll, so a roll never lands inside a group.
 //!
 //! Recovery on open (case table, implemented in [`Log::open`]):
 //!
@@ -18,6 +20,7 @@
 //! | the same damage, but a checksum-valid frame holding a later seq starts at some byte after it | corruption | refuse to open |
 //! | last segment shorter than its header                       | torn tail  | remove the file, keep bytes |
 //! | any damage in a segment that is not the last               | corruption | refuse to open              |
+//! | a segment whose successor starts at a seq it also holds (an interrupted compaction split) | fine | read it up to the successor's first seq, check the rest |
 //! | a frame whose seq is not the next one                      | corruption | refuse to open              |
 //! | a payload with an unknown version                          | error      | refuse (`FormatVersion`)    |
 
