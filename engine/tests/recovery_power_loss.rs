@@ -47,7 +47,7 @@ fn build(dir: &Path) -> (PathBuf, Vec<u8>, usize) {
     assert_eq!(offsets.len(), NOTES + 2);
     let start = *offsets.last().expect("frames") as usize;
     assert!(
-        start % PAGE != 0 && bytes.len() - start > 2 * PAGE,
+        !start.is_multiple_of(PAGE) && bytes.len() - start > 2 * PAGE,
         "the last frame must start inside a page and span several"
     );
     (segs[0].clone(), bytes, start)
