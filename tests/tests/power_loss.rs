@@ -10,7 +10,9 @@
 //! Each state is opened with the real engine and checked: it opens (never refuses), every
 //! acknowledged commit is present, no commit is half applied (each inserts three records and
 //! bumps a counter: all or nothing), the projection equals a fresh replay of the log, and the
-//! next commit continues the seq.
+//! next commit continues the seq. Two online compactions (`Retention::Commits(3)`) in the
+//! workload roll the active segment, split it and remove segments, so every step of a
+//! compaction is a crash point too (snapshots are taken as they existed at that point).
 //!
 //! `harness = false`. Prints the number of states tried and of violations; exits 1 on any
 //! violation. `POWER_LOSS_FULL=1` runs the large variant (more commits, every byte split,
@@ -106,21 +108,49 @@ struct Recording {
     acks: Vec<(usize, u64, String)>,
     /// (journal length, dir holding `data.db` and `data.db-wal` as they were then).
     projections: Vec<(usize, PathBuf)>,
+    /// (journal length, names of the snapshots that existed then); copies in `snapshot_copies`.
+    snapshots: Vec<(usize, Vec<String>)>,
+    snapshot_copies: PathBuf,
     source: PathBuf,
 }
 
-/// Runs the workload on `root/src`, recording the journal, the acknowledgements and copies of
-/// the projection files every `capture_every` operations.
+/// Runs the workload on `root/src`, recording the journal, the acknowledgements, copies of
+/// the projection files every `capture_every` operations and the snapshots (immutable once
+/// named) as they appear. Online compactions at a third and two thirds of the commits put
+/// rolls, splits and segment removals into the journal.
 fn record(root: &Path, commits: usize, capture_every: usize) -> Recording {
     let source = root.join("src");
     let captures = root.join("captures");
+    let snapshot_copies = root.join("snapshots");
     std::fs::create_dir_all(&captures).expect("mkdir");
+    std::fs::create_dir_all(&snapshot_copies).expect("mkdir");
     let storage = PowerLossStorage::new();
     let projections = Arc::new(Mutex::new(Vec::new()));
+    let snapshots = Arc::new(Mutex::new(Vec::new()));
     {
         let source = source.clone();
         let projections = Arc::clone(&projections);
+        let snapshots = Arc::clone(&snapshots);
+        let snapshot_copies = snapshot_copies.clone();
         storage.on_op(move |len| {
+            let mut names: Vec<String> = std::fs::read_dir(engine::snapshots_dir(&source))
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+                        .filter(|name| engine::parse_snapshot_name(name).is_some())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for name in &names {
+                let copy = snapshot_copies.join(name);
+                if !copy.exists() {
+                    std::fs::copy(engine::snapshots_dir(&source).join(name), &copy)
+                        .expect("copy snapshot");
+                }
+            }
+            snapshots.lock().expect("snapshots").push((len, names));
             if len % capture_every != 0 {
                 return;
             }
@@ -156,14 +186,22 @@ fn record(root: &Path, commits: usize, capture_every: usize) -> Recording {
         };
         let seq = commit(&engine, &group, index as i64, body_len).expect("commit");
         acks.push((storage.len(), seq, group));
+        if index == commits / 3 || index == 2 * commits / 3 {
+            engine
+                .compact(engine::Retention::Commits(3))
+                .expect("online compaction");
+        }
     }
     engine.shutdown();
     drop(engine);
     let projections = projections.lock().expect("captures").clone();
+    let snapshots = snapshots.lock().expect("snapshots").clone();
     Recording {
         ops: storage.journal(),
         acks,
         projections,
+        snapshots,
+        snapshot_copies,
         source,
     }
 }
@@ -206,18 +244,30 @@ fn copy_file(from: &Path, to: &Path) {
     }
 }
 
-/// Writes a crash state into the empty dir `work`: the log files and the projection.
+/// Writes a crash state into the empty dir `work`: the log files, the snapshots that existed
+/// at operation `point` and the projection.
 fn materialize(
     work: &Path,
     recording: &Recording,
+    point: usize,
     files: &[(PathBuf, Vec<u8>)],
     projection: Option<&Path>,
 ) {
+    let snapshots = engine::snapshots_dir(work);
+    std::fs::create_dir_all(&snapshots).expect("mkdir snapshots");
+    if let Some((_, names)) = recording.snapshots.iter().rev().find(|(at, _)| *at <= point) {
+        for name in names {
+            std::fs::copy(recording.snapshot_copies.join(name), snapshots.join(name))
+                .expect("copy snapshot");
+        }
+    }
     let log = work.join(engine::LOG_DIR);
     std::fs::create_dir_all(&log).expect("mkdir log");
     let source_log = recording.source.join(engine::LOG_DIR);
     for (path, bytes) in files {
-        let relative = path.strip_prefix(&source_log).expect("a log file");
+        let Ok(relative) = path.strip_prefix(&source_log) else {
+            continue;
+        };
         std::fs::write(log.join(relative), bytes).expect("write state");
     }
     if let Some(dir) = projection {
@@ -275,12 +325,28 @@ fn check(work: &Path, acked: &[(usize, u64, String)]) -> Vec<String> {
     let live = engine.read(|conn| conn.dump()).expect("dump");
     match engine::LogReader::open_dir(Arc::new(engine::FsStorage), &work.join(engine::LOG_DIR)) {
         Ok((reader, _)) => {
+            // A replay from seq 1, or from the snapshot a compacted log starts after.
             let scratch = tempfile::tempdir().expect("tempdir");
-            let conn = engine::open_projection(&scratch.path().join("r.db")).expect("replay db");
-            let mut catalog = engine::Catalog::default();
-            engine::replay_into(&conn, &mut catalog, &reader, 1, reader.last_seq(), |_| {})
-                .expect("replay");
-            if engine::dump(&conn).expect("dump") != live {
+            let out = scratch.path().join("r.db");
+            let replayed = if reader.first_seq() == 1 {
+                let conn = engine::open_projection(&out).expect("replay db");
+                let mut catalog = engine::Catalog::default();
+                engine::replay_into(&conn, &mut catalog, &reader, 1, reader.last_seq(), |_| {})
+                    .expect("replay");
+                engine::dump(&conn).expect("dump")
+            } else {
+                engine::build_projection_at(
+                    &reader,
+                    &engine::snapshots_dir(work),
+                    reader.last_seq(),
+                    &out,
+                    |_| {},
+                )
+                .expect("build from the snapshot");
+                let conn = engine::open_projection(&out).expect("built db");
+                engine::dump(&conn).expect("dump")
+            };
+            if replayed != live {
                 problems.push("projection differs from a fresh replay".into());
             }
         }
@@ -297,9 +363,17 @@ fn check(work: &Path, acked: &[(usize, u64, String)]) -> Vec<String> {
 
 fn main() {
     let full = std::env::var("POWER_LOSS_FULL").is_ok_and(|value| value != "0");
-    let (commits, capture_every) = if full { (120, 3) } else { (20, 8) };
+    let (commits, capture_every) = if full { (120, 3) } else { (24, 8) };
     let started = Instant::now();
-    let root = tempfile::tempdir().expect("tempdir");
+    // States are opened by the thousand: on tmpfs when there is one (fsync is free there; the
+    // harness models durability itself).
+    let shm = Path::new("/dev/shm");
+    let root = if shm.is_dir() {
+        tempfile::tempdir_in(shm).or_else(|_| tempfile::tempdir())
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("tempdir");
     let recording = record(root.path(), commits, capture_every);
     println!(
         "power-loss harness{}: {commits} commits, {} recorded log operations, {} projection \
@@ -348,7 +422,7 @@ fn main() {
                 }
                 for variant in variants {
                     let work = work_root.join(format!("s{states}"));
-                    materialize(&work, &recording, &files, variant);
+                    materialize(&work, &recording, point, &files, variant);
                     let problems = check(&work, &acked);
                     if std::fs::read_dir(work.join(engine::LOG_DIR))
                         .map(|entries| {
