@@ -15,10 +15,13 @@
 //! compaction is a crash point too (snapshots are taken as they existed at that point).
 //!
 //! `harness = false`. Prints the number of states tried and of violations; exits 1 on any
-//! violation. `POWER_LOSS_FULL=1` runs the large variant (more commits, every byte split,
-//! every page pattern, both projection variants everywhere). The workload commits one at a
-//! time (each group holds one frame); see FORMAT.md "Recovery rules" for why a multi-frame
-//! group whose later frame survives while an earlier one is lost is refused.
+//! violation. `POWER_LOSS_FULL=1` runs the large variant (more commits, every byte split of
+//! tails up to 1 KiB and every 37th of longer ones, `POWER_LOSS_STRIDE=1` for every byte;
+//! every page pattern; both projection variants everywhere). By default one thread commits
+//! (each group holds one frame). `POWER_LOSS_SUBMITTERS=N` commits from N threads, so groups
+//! hold several frames; a state where a later frame of the unsynced group survived while an
+//! earlier one was lost is refused by the recovery rule (FORMAT.md "Recovery rules") and is
+//! counted apart, not as a violation: only never-acknowledged frames are involved.
 //!
 //! Guards against: a log that refuses to open after a power loss, a lost acknowledged commit,
 //! a half-applied commit, a projection that drifts from the log after recovery.
@@ -118,7 +121,7 @@ struct Recording {
 /// the projection files every `capture_every` operations and the snapshots (immutable once
 /// named) as they appear. Online compactions at a third and two thirds of the commits put
 /// rolls, splits and segment removals into the journal.
-fn record(root: &Path, commits: usize, capture_every: usize) -> Recording {
+fn record(root: &Path, commits: usize, capture_every: usize, submitters: usize) -> Recording {
     let source = root.join("src");
     let captures = root.join("captures");
     let snapshot_copies = root.join("snapshots");
@@ -174,24 +177,51 @@ fn record(root: &Path, commits: usize, capture_every: usize) -> Recording {
         ..EngineConfig::default()
     };
     let (engine, _) = Engine::open(&source, config).expect("open the source dir");
-    let mut acks = Vec::new();
-    for index in 0..commits {
-        let group = format!("g{index:04}");
-        // Mostly small commits; every fourth one carries a body of 5..11 KiB, so its frame
-        // straddles two to four pages.
-        let body_len = if index % 4 == 3 {
-            5_000 + (index * 1_531) % 6_000
-        } else {
-            index % 200
-        };
-        let seq = commit(&engine, &group, index as i64, body_len).expect("commit");
-        acks.push((storage.len(), seq, group));
-        if index == commits / 3 || index == 2 * commits / 3 {
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    // Three phases, an online compaction after the first two; in each, `submitters` threads
+    // share the phase's commits (one thread: every group holds one frame).
+    for phase in 0..3 {
+        let range: Vec<usize> = (phase * commits / 3..(phase + 1) * commits / 3).collect();
+        let threads: Vec<_> = (0..submitters)
+            .map(|thread| {
+                let engine = engine.clone();
+                let storage = storage.clone();
+                let acks = Arc::clone(&acks);
+                let mine: Vec<usize> = range
+                    .iter()
+                    .copied()
+                    .filter(|index| index % submitters == thread)
+                    .collect();
+                std::thread::spawn(move || {
+                    for index in mine {
+                        let group = format!("g{index:04}");
+                        // Mostly small commits; every fourth one carries a body of 5..11 KiB,
+                        // so its frame straddles two to four pages.
+                        let body_len = if index % 4 == 3 {
+                            5_000 + (index * 1_531) % 6_000
+                        } else {
+                            index % 200
+                        };
+                        let seq = commit(&engine, &group, index as i64, body_len).expect("commit");
+                        // Read after the answer: at least the journal length of the group's
+                        // fsync.
+                        let at = storage.len();
+                        acks.lock().expect("acks").push((at, seq, group));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("submitter");
+        }
+        if phase < 2 {
             engine
                 .compact(engine::Retention::Commits(3))
                 .expect("online compaction");
         }
     }
+    let mut acks = acks.lock().expect("acks").clone();
+    acks.sort();
     engine.shutdown();
     drop(engine);
     let projections = projections.lock().expect("captures").clone();
@@ -213,7 +243,21 @@ fn tail_fates(synced_len: usize, unsynced: usize, full: bool) -> Vec<TailFate> {
         return vec![TailFate::Kept];
     }
     let mut splits: Vec<usize> = if full {
-        (1..unsynced).collect()
+        // Every byte split of short tails; of long ones every `POWER_LOSS_STRIDE`th (37 unless
+        // set; 1 = every byte) plus the page boundaries below.
+        let stride = std::env::var("POWER_LOSS_STRIDE")
+            .ok()
+            .and_then(|text| text.parse::<usize>().ok())
+            .filter(|stride| *stride > 0)
+            .unwrap_or(if unsynced <= 1024 { 1 } else { 37 });
+        let mut splits: Vec<usize> = (1..unsynced).step_by(stride).collect();
+        let mut boundary = (synced_len / POWER_LOSS_PAGE + 1) * POWER_LOSS_PAGE;
+        while boundary < synced_len + unsynced {
+            let at = boundary - synced_len;
+            splits.extend([at - 1, at, at + 1]);
+            boundary += POWER_LOSS_PAGE;
+        }
+        splits
     } else {
         let mut splits = vec![1, 4, 7, 8, 9, 16, 17, unsynced / 2, unsynced - 1];
         // Every split at and around a page boundary inside the tail.
@@ -255,7 +299,12 @@ fn materialize(
 ) {
     let snapshots = engine::snapshots_dir(work);
     std::fs::create_dir_all(&snapshots).expect("mkdir snapshots");
-    if let Some((_, names)) = recording.snapshots.iter().rev().find(|(at, _)| *at <= point) {
+    if let Some((_, names)) = recording
+        .snapshots
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= point)
+    {
         for name in names {
             std::fs::copy(recording.snapshot_copies.join(name), snapshots.join(name))
                 .expect("copy snapshot");
@@ -363,7 +412,12 @@ fn check(work: &Path, acked: &[(usize, u64, String)]) -> Vec<String> {
 
 fn main() {
     let full = std::env::var("POWER_LOSS_FULL").is_ok_and(|value| value != "0");
-    let (commits, capture_every) = if full { (120, 3) } else { (24, 8) };
+    let (commits, capture_every) = if full { (60, 3) } else { (24, 8) };
+    let submitters = std::env::var("POWER_LOSS_SUBMITTERS")
+        .ok()
+        .and_then(|text| text.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, 16);
     let started = Instant::now();
     // States are opened by the thousand: on tmpfs when there is one (fsync is free there; the
     // harness models durability itself).
@@ -374,16 +428,17 @@ fn main() {
         tempfile::tempdir()
     }
     .expect("tempdir");
-    let recording = record(root.path(), commits, capture_every);
+    let recording = record(root.path(), commits, capture_every, submitters);
     println!(
-        "power-loss harness{}: {commits} commits, {} recorded log operations, {} projection \
-         copies",
+        "power-loss harness{}: {commits} commits by {submitters} submitters, {} recorded log \
+         operations, {} projection copies",
         if full { " (full)" } else { "" },
         recording.ops.len(),
         recording.projections.len()
     );
     let work_root = root.path().join("work");
-    let (mut states, mut violations, mut torn_cuts) = (0u64, 0u64, 0u64);
+    let (mut states, mut violations, mut torn_cuts, mut refused_ambiguous) =
+        (0u64, 0u64, 0u64, 0u64);
     let mut model = DiskModel::new();
     for point in 0..=recording.ops.len() {
         if point > 0 {
@@ -434,7 +489,18 @@ fn main() {
                     {
                         torn_cuts += 1;
                     }
-                    if !problems.is_empty() {
+                    // With several submitters a group holds several frames; a state where a
+                    // later frame of the unsynced group survived whole while an earlier one
+                    // was lost is refused by the recovery rule (it cannot be told from damage
+                    // in the middle of the log). The damage is inside the unsynced tail by
+                    // construction, so nothing acknowledged is at stake: counted apart.
+                    let ambiguous = submitters > 1
+                        && problems.len() == 1
+                        && problems[0].starts_with("open refused")
+                        && problems[0].contains("follows at offset");
+                    if ambiguous {
+                        refused_ambiguous += 1;
+                    } else if !problems.is_empty() {
                         violations += 1;
                         println!(
                             "VIOLATION after op {point} ({:?}), names {names_fate:?}, tail \
@@ -458,6 +524,7 @@ fn main() {
     }
     println!(
         "power-loss harness: {states} states tried, {torn_cuts} with a torn tail cut, \
+         {refused_ambiguous} refused as a multi-frame unsynced group with a lost earlier frame, \
          {violations} violations ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
