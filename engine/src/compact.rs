@@ -1,30 +1,34 @@
 //! Compaction: drop log history older than a retention window, keeping state, `verify`, resume
 //! positions and restore points inside the window unchanged.
 //!
+//! The cut `C` is the retention point itself (the oldest seq to keep): history before it goes
+//! even when it lies inside the segment being written (a small log is one segment).
+//!
 //! Steps (each one leaves a valid data dir if the process dies right after it; see the
 //! "Compaction" section of `engine/FORMAT.md`):
 //!
 //! | step | what                                                              | a crash after it leaves |
 //! |------|-------------------------------------------------------------------|-------------------------|
-//! | 1    | choose the cut `C`: the first seq of the segment holding the oldest retained seq | the old state |
-//! | 2    | write `snapshots/snap-(C-1).db` (tmp, fsync, rename, fsync dir)    | the old state plus a snapshot |
-//! | 3    | tell in-process readers the log now starts at `C`                  | the old state on disk   |
-//! | 4..  | remove the segments before `C`, oldest first, fsyncing `log/` after each | a log starting at some `F <= C`, with a snapshot at `C-1 >= F-1` |
-//! | last | remove snapshots older than `C-1` and stale `.tmp` files           | the new state           |
-//!
-//! What it deliberately does not do: rewrite or split a segment. Segments are removed only
-//! whole; when the retention point falls inside the active segment, that segment stays.
+//! | 1    | choose the cut `C` (the retention point)                           | the old state |
+//! | 2    | when `C` is past the first seq of the active segment: roll it (through the log's append lock, between two groups) | the old state plus a new, empty last segment |
+//! | 3    | write `snapshots/snap-(C-1).db` (tmp, fsync, rename, fsync dir)    | the old state plus a snapshot |
+//! | 4    | when `C` is inside segment `S`: copy `S`'s frames from `C` on to `seg-C.log.tmp`, fsync | the old state plus an ignored `.tmp` |
+//! | 5    | rename it to `seg-C.log`, fsync `log/`, add it to the readers' index | `S` and `seg-C` overlap: recovery reads `S` up to `C-1`, then `seg-C` |
+//! | 6    | tell in-process readers the log now starts at `C`                  | the same on disk        |
+//! | 7..  | remove the segments before `C` (`S` included), oldest first, fsyncing `log/` after each | a log starting at some `F <= C`, with a snapshot at `C-1 >= F-1` |
+//! | last | remove snapshots older than `C-1`, stale snapshot `.tmp` files and split `.tmp` files below `C` | the new state |
 //!
 //! Invariants:
 //! 1. A segment is removed only after a snapshot at `C-1` is durable, so a log starting at any
 //!    `F <= C` always has a snapshot in `[F-1, last]` to start replay from.
 //! 2. Segments are removed oldest first with a directory fsync after each, so the remaining
-//!    segments are always contiguous.
-//! 3. The active (last) segment is never removed.
+//!    segments are always contiguous (or overlap only as step 5 leaves them).
+//! 3. The active segment is never rewritten or removed: it is rolled first, and only an
+//!    immutable segment is split (copied; the original stays until the copy is durable).
 
 use crate::commit::Seq;
 use crate::error::{Error, Result};
-use crate::log::{list_segments, LogReader};
+use crate::log::{parse_segment_name, LogReader};
 use crate::snapshot::{
     build_projection_at, list_snapshots, remove_if_exists, snapshot_name, sync_dir,
 };
@@ -55,8 +59,15 @@ pub enum CompactStep {
         /// First seq the log keeps.
         cut: Seq,
     },
+    /// The active segment was rolled: the cut was inside it.
+    Rolled,
     /// The snapshot at `cut - 1` is durable.
     SnapshotWritten(Seq),
+    /// The frames from the cut on are copied to this durable `.tmp` file (not yet named).
+    SplitCopied(PathBuf),
+    /// The copy is named `seg-<cut>.log` and the directory fsynced: it overlaps the segment
+    /// it was copied from until that one is removed.
+    SplitNamed(PathBuf),
     /// A segment was removed (and the directory fsynced).
     SegmentRemoved(PathBuf),
     /// Old snapshots and temporary files are gone.
@@ -80,10 +91,11 @@ pub struct CompactReport {
     pub snapshot_seq: Seq,
     /// Snapshots removed because they are older than the new log start.
     pub snapshots_removed: usize,
+    /// Bytes of log copied into a new segment because the cut was inside a segment.
+    pub bytes_copied: u64,
 }
 
-/// The oldest seq that `retention` keeps (may be `last + 1`: keep nothing but the active
-/// segment).
+/// The oldest seq that `retention` keeps (may be `last + 1`: keep no commit).
 pub fn retained_from(reader: &LogReader, retention: Retention) -> Result<Seq> {
     let first = reader.first_seq();
     let last = reader.last_seq();
@@ -129,19 +141,9 @@ pub fn compact_dir(
 ) -> Result<CompactReport> {
     let log_dir = data_dir.join(crate::engine::LOG_DIR);
     let snapshots_dir = crate::snapshot::snapshots_dir(data_dir);
-    let segments = list_segments(storage, &log_dir)?;
     let first = reader.first_seq();
     let last = reader.last_seq();
-    let keep_from = retained_from(reader, retention)?;
-    // The cut is the first seq of the segment that holds `keep_from`; the active segment is
-    // always kept.
-    let cut = segments
-        .iter()
-        .map(|(seq_first, _)| *seq_first)
-        .filter(|seq_first| *seq_first <= keep_from)
-        .max()
-        .unwrap_or(first)
-        .max(first);
+    let cut = retained_from(reader, retention)?.max(first);
     let mut report = CompactReport {
         first_before: first,
         first_after: cut,
@@ -154,7 +156,13 @@ pub fn compact_dir(
         on_step(&CompactStep::Done)?;
         return Ok(report);
     }
-    // Step 2: a durable snapshot at cut - 1.
+    // Step 2: the segment holding the cut must be immutable before it is split.
+    let active_first = reader.segment_list().last().map_or(first, |(seq, _)| *seq);
+    if cut > active_first {
+        reader.roll_active()?;
+        on_step(&CompactStep::Rolled)?;
+    }
+    // Step 3: a durable snapshot at cut - 1.
     let snapshot_seq = cut - 1;
     let snapshot_path = snapshots_dir.join(snapshot_name(snapshot_seq));
     if !snapshot_path.exists() {
@@ -173,14 +181,35 @@ pub fn compact_dir(
     }
     report.snapshot_seq = snapshot_seq;
     on_step(&CompactStep::SnapshotWritten(snapshot_seq))?;
-    // Step 3: readers in this process learn the new start before any file goes.
+    // Steps 4 and 5: when the cut is inside a segment, copy its frames from the cut on into a
+    // segment of their own.
+    let holding = reader
+        .segment_list()
+        .iter()
+        .map(|(seq_first, _)| *seq_first)
+        .filter(|seq_first| *seq_first <= cut)
+        .max()
+        .unwrap_or(first);
+    if holding < cut {
+        let (path, bytes) = reader.split_segment(holding, cut, &mut |tmp| {
+            on_step(&CompactStep::SplitCopied(tmp.to_path_buf()))
+        })?;
+        report.bytes_copied = bytes;
+        tracing::debug!(segment = %path.display(), bytes, "compaction split a segment at its cut");
+        on_step(&CompactStep::SplitNamed(path))?;
+    }
+    // Step 6: readers in this process learn the new start before any file goes.
     on_cut(cut);
-    // Step 4: remove whole segments, oldest first.
-    for (seq_first, path) in segments.iter().filter(|(seq, _)| *seq < cut) {
-        let bytes = storage.len(path).unwrap_or(0);
+    // Step 7: remove whole segments before the cut, oldest first.
+    let doomed: Vec<(Seq, PathBuf)> = crate::log::list_segments(storage, &log_dir)?
+        .into_iter()
+        .filter(|(seq, _)| *seq < cut)
+        .collect();
+    for (seq_first, path) in doomed {
+        let bytes = storage.len(&path).unwrap_or(0);
         storage
-            .remove(path)
-            .map_err(|err| Error::io("remove", path, err))?;
+            .remove(&path)
+            .map_err(|err| Error::io("remove", &path, err))?;
         storage
             .sync_dir(&log_dir)
             .map_err(|err| Error::io("fsync dir", &log_dir, err))?;
@@ -198,8 +227,36 @@ pub fn compact_dir(
     }
     remove_stale_tmp(&snapshots_dir)?;
     sync_dir(&snapshots_dir)?;
+    remove_stale_split_tmp(storage, &log_dir, cut)?;
     on_step(&CompactStep::Done)?;
     Ok(report)
+}
+
+/// Removes `seg-<X>.log.tmp` files with `X < cut`: copies of an interrupted split. (A `.tmp`
+/// at or after the cut may be the writer's next segment being created: never touched.)
+fn remove_stale_split_tmp(storage: &dyn Storage, log_dir: &Path, cut: Seq) -> Result<()> {
+    let names = storage
+        .list(log_dir)
+        .map_err(|err| Error::io("list", log_dir, err))?;
+    let mut removed = false;
+    for name in names {
+        let Some(segment) = name.strip_suffix(".tmp") else {
+            continue;
+        };
+        if parse_segment_name(segment).is_some_and(|seq| seq < cut) {
+            let path = log_dir.join(&name);
+            storage
+                .remove(&path)
+                .map_err(|err| Error::io("remove", &path, err))?;
+            removed = true;
+        }
+    }
+    if removed {
+        storage
+            .sync_dir(log_dir)
+            .map_err(|err| Error::io("fsync dir", log_dir, err))?;
+    }
+    Ok(())
 }
 
 /// Removes leftover `*.tmp` files of interrupted snapshot writes.

@@ -8,18 +8,19 @@
 //! 2. Only the last segment is ever appended to; earlier segments are immutable.
 //! 3. `durable_seq` only moves after the bytes of that commit are synced (policy `always`).
 //! 4. Readers never read past `durable_seq`, so they never see a half-written frame.
+//! 5. The append state lives behind one mutex ([`LogShared::active`]): the writer holds it for
+//!    a group, compaction for a roll, so a roll never lands inside a group.
 //!
 //! Recovery on open (case table, implemented in [`Log::open`]):
 //!
 //! | what is found                                              | verdict    | action                      |
 //! |------------------------------------------------------------|------------|-----------------------------|
 //! | frame ends exactly at EOF of the last segment              | fine       | –                           |
-//! | last segment ends inside a frame (short header or payload) | torn tail  | cut, keep bytes in `.broken`|
-//! | last frame of the last segment fails its checksum and ends exactly at EOF | torn tail | cut, keep bytes |
-//! | a bad frame (checksum or zero length) in the last segment followed only by zero bytes from somewhere inside it to EOF | torn tail | cut, keep bytes |
+//! | damage in the last segment (it ends inside a frame, a zero or oversized length, a checksum mismatch) with no valid later frame after it | torn tail | cut at the damaged frame, keep bytes in `.broken` |
+//! | the same damage, but a checksum-valid frame holding a later seq starts at some byte after it | corruption | refuse to open |
 //! | last segment shorter than its header                       | torn tail  | remove the file, keep bytes |
-//! | any bad frame, bad length or short file elsewhere          | corruption | refuse to open              |
-//! | any of the torn-tail cases above, but a valid frame with the next seq follows it | corruption | refuse to open |
+//! | any damage in a segment that is not the last               | corruption | refuse to open              |
+//! | a segment whose successor starts at a seq it also holds (an interrupted compaction split) | fine | read it up to the successor's first seq, check the rest |
 //! | a frame whose seq is not the next one                      | corruption | refuse to open              |
 //! | a payload with an unknown version                          | error      | refuse (`FormatVersion`)    |
 
@@ -32,7 +33,7 @@ use crate::frame::{
 use crate::storage::{join, AppendFile, Storage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: &[u8; 4] = b"PLOG";
@@ -111,25 +112,55 @@ pub(crate) struct SegmentInfo {
 }
 
 /// Shared knowledge about the log for readers.
-#[derive(Debug)]
 pub(crate) struct LogShared {
     pub(crate) segments: RwLock<Vec<SegmentInfo>>,
     /// Highest seq whose frame is completely written (and synced per policy).
     pub(crate) durable_seq: AtomicU64,
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The segment being appended to; `None` for a read-only reader. Lock order: `active`
+    /// before `segments`, never the reverse.
+    pub(crate) active: Mutex<Option<ActiveSegment>>,
+}
+
+impl std::fmt::Debug for LogShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogShared")
+            .field("dir", &self.dir)
+            .field("durable_seq", &self.durable_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writable end of the log: the last segment's append handle and position. The writer
+/// thread appends through it; compaction rolls it (see [`LogReader::roll_active`]).
+pub(crate) struct ActiveSegment {
+    file: Box<dyn AppendFile>,
+    path: PathBuf,
+    len: u64,
+    next_seq: Seq,
+    frames: u64,
+    /// Why the segment may hold bytes that are not durable frames (a failed append, fsync or
+    /// roll): no more appends and no roll until the log is reopened.
+    broken: Option<String>,
 }
 
 /// Scan of one segment's bytes.
-struct SegmentScan {
-    valid_len: u64,
-    torn_at: Option<u64>,
+pub(crate) struct SegmentScan {
+    pub(crate) valid_len: u64,
+    pub(crate) torn_at: Option<u64>,
 }
 
 /// Scans a segment. `is_last` allows a torn tail. `expect_seq` is the seq of its first frame.
-fn scan_segment(
+/// Frames from seq `superseded_from` on (the first seq of the next segment) are checked but
+/// not passed to `on_commit`: they exist only while an interrupted compaction split left the
+/// next segment holding a copy of them (see FORMAT.md "Compaction").
+pub(crate) fn scan_segment(
     path: &Path,
     bytes: &[u8],
     expect_seq: Seq,
     is_last: bool,
+    superseded_from: Option<Seq>,
     mut on_commit: impl FnMut(&Commit, u64),
 ) -> Result<SegmentScan> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt {
@@ -178,7 +209,7 @@ fn scan_segment(
             });
         }
         let rest = &bytes[offset..];
-        let torn = match decode_frame(rest) {
+        let reason = match decode_frame(rest) {
             FrameRead::Frame { payload, frame_len } => {
                 let commit =
                     decode_commit(payload).map_err(|err| err.into_error(path, offset as u64))?;
@@ -188,66 +219,115 @@ fn scan_segment(
                         format!("frame has seq {}, expected {seq}", commit.seq),
                     ));
                 }
-                on_commit(&commit, offset as u64);
+                if superseded_from.is_none_or(|from| commit.seq < from) {
+                    on_commit(&commit, offset as u64);
+                }
                 seq += 1;
                 offset += frame_len;
                 continue;
             }
-            FrameRead::Incomplete => true,
-            FrameRead::BadChecksum { frame_len } => {
-                offset + frame_len == total || zero_tail_starts_before(rest, frame_len)
-            }
-            FrameRead::BadLength(_) => zero_tail_starts_before(rest, FRAME_HEADER_LEN),
-        };
-        // A damaged length can make a frame in the middle look like it runs past the end of
-        // the file; if a valid frame with the next seq follows, this is not a torn tail.
-        if torn && is_last && !next_frame_follows(bytes, offset + 1, seq + 1) {
-            return Ok(SegmentScan {
-                valid_len: offset as u64,
-                torn_at: Some(offset as u64),
-            });
-        }
-        let reason = match decode_frame(rest) {
             FrameRead::Incomplete => "segment ends inside a frame".to_string(),
             FrameRead::BadChecksum { .. } => "checksum mismatch".to_string(),
             FrameRead::BadLength(len) => format!("impossible frame length {len}"),
-            FrameRead::Frame { .. } => "unexpected".to_string(),
         };
-        return Err(corrupt(offset as u64, reason));
+        if !is_last {
+            // A segment is synced before the next one is created, so its bytes were durable:
+            // damage here is never a torn write.
+            return Err(corrupt(
+                offset as u64,
+                format!("{reason} (in a segment that is not the last, so not a torn tail)"),
+            ));
+        }
+        // Damage in the last segment: a torn tail unless a valid later frame follows it (a
+        // torn write leaves nothing valid after the damage; damage in the middle does).
+        return match later_valid_frame(bytes, offset + 1, seq) {
+            LaterFrame::None => Ok(SegmentScan {
+                valid_len: offset as u64,
+                torn_at: Some(offset as u64),
+            }),
+            LaterFrame::Found {
+                offset: at,
+                seq: found,
+            } => Err(corrupt(
+                offset as u64,
+                format!(
+                    "{reason}, and a valid frame holding seq {found} follows at offset {at}: \
+                     damage inside the log, not a torn tail"
+                ),
+            )),
+            LaterFrame::TooCostly => Err(corrupt(
+                offset as u64,
+                format!(
+                    "{reason}; too many candidate frames after it to rule out a valid later \
+                     frame (refusing rather than risking a cut of durable commits)"
+                ),
+            )),
+        };
     }
 }
 
-/// True when every byte of `rest` from some position below `within` to its end is zero: the
-/// frame at the start of `rest` was cut short by a file system that extended the file but never
-/// wrote its data (a torn write), not damaged in place.
-fn zero_tail_starts_before(rest: &[u8], within: usize) -> bool {
-    let nonzero_end = rest
-        .iter()
-        .rposition(|&byte| byte != 0)
-        .map_or(0, |index| index + 1);
-    nonzero_end < within.min(rest.len()) || nonzero_end == 0
+/// What [`later_valid_frame`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum LaterFrame {
+    /// No checksum-valid frame with a later seq starts after the damage.
+    None,
+    /// One does.
+    Found { offset: usize, seq: Seq },
+    /// The search hashed more than [`LATER_FRAME_HASH_BUDGET`] bytes without an answer.
+    TooCostly,
 }
 
-/// True when a checksum-valid frame holding commit `seq` starts anywhere in `bytes[from..]`.
-/// Only reached on a damaged frame of the last segment, so the linear scan is rare.
-fn next_frame_follows(bytes: &[u8], from: usize, seq: Seq) -> bool {
-    let seq_bytes = seq.to_le_bytes();
-    // A frame's payload starts with the payload version and then the commit's seq (bincode
-    // encodes the struct's first field first).
-    let min_frame = FRAME_HEADER_LEN + 1 + seq_bytes.len();
-    if bytes.len() < from + min_frame {
-        return false;
+/// Most payload bytes [`later_valid_frame`] checksums in one search. Candidates need eight
+/// bytes that spell a plausible seq at the right place, so real tails hash almost nothing;
+/// the budget only bounds planted look-alike headers.
+const LATER_FRAME_HASH_BUDGET: usize = 1 << 30;
+
+/// Looks for a checksum-valid frame holding a seq after `damaged_seq` (the seq the damaged
+/// frame should hold) starting at any byte offset in `bytes[from..]`.
+///
+/// A frame's payload starts with the payload version and then the commit's seq (bincode
+/// encodes the struct's first field first), so a candidate offset is only checksummed when
+/// those bytes spell a seq in `damaged_seq + 1 ..= damaged_seq + (frames that could still
+/// fit)`. Linear in the tail length plus the bytes of the few candidates; capped by
+/// [`LATER_FRAME_HASH_BUDGET`].
+fn later_valid_frame(bytes: &[u8], from: usize, damaged_seq: Seq) -> LaterFrame {
+    const SEQ_AT: usize = FRAME_HEADER_LEN + 1;
+    const MIN_FRAME: usize = SEQ_AT + 8;
+    if bytes.len() < from.saturating_add(MIN_FRAME) {
+        return LaterFrame::None;
     }
-    (from..=bytes.len() - min_frame).any(|start| {
+    let max_later = ((bytes.len() - from) / MIN_FRAME + 1) as u64;
+    let mut hashed = 0usize;
+    for start in from..=bytes.len() - MIN_FRAME {
         let candidate = &bytes[start..];
-        candidate[FRAME_HEADER_LEN + 1..min_frame] == seq_bytes
-            && match decode_frame(candidate) {
-                FrameRead::Frame { payload, .. } => {
-                    decode_commit(payload).is_ok_and(|commit| commit.seq == seq)
-                }
-                _ => false,
+        if candidate[FRAME_HEADER_LEN] != crate::codec::PAYLOAD_VERSION {
+            continue;
+        }
+        let mut seq_bytes = [0u8; 8];
+        seq_bytes.copy_from_slice(&candidate[SEQ_AT..MIN_FRAME]);
+        let found = u64::from_le_bytes(seq_bytes);
+        if found <= damaged_seq || found - damaged_seq > max_later {
+            continue;
+        }
+        let claimed = u32::from_le_bytes([candidate[0], candidate[1], candidate[2], candidate[3]]);
+        let claimed = claimed as usize;
+        if claimed == 0 || claimed > FRAME_PAYLOAD_MAX || claimed > candidate.len() - 8 {
+            continue;
+        }
+        hashed += claimed;
+        if hashed > LATER_FRAME_HASH_BUDGET {
+            return LaterFrame::TooCostly;
+        }
+        if let FrameRead::Frame { payload, .. } = decode_frame(candidate) {
+            if decode_commit(payload).is_ok_and(|commit| commit.seq == found) {
+                return LaterFrame::Found {
+                    offset: start,
+                    seq: found,
+                };
             }
-    })
+        }
+    }
+    LaterFrame::None
 }
 
 /// Lists segments of a log directory, sorted by first seq.
@@ -263,14 +343,10 @@ pub(crate) fn list_segments(storage: &dyn Storage, dir: &Path) -> Result<Vec<(Se
     Ok(segments)
 }
 
-/// The writable log.
+/// The writable log (owned by the writer thread; the append state itself lives in
+/// [`LogShared::active`] so that compaction can roll the segment between two groups).
 pub(crate) struct Log {
     storage: Arc<dyn Storage>,
-    dir: PathBuf,
-    active: Box<dyn AppendFile>,
-    active_len: u64,
-    next_seq: Seq,
-    frames_in_active: u64,
     segment_bytes_max: u64,
     shared: Arc<LogShared>,
     /// The frame buffer of `append`, reused from group to group.
@@ -322,17 +398,25 @@ impl Log {
                 .map_err(|err| Error::io("read", path, err))?;
             let mut sparse = Vec::new();
             let mut frames = 0u64;
-            let scan = scan_segment(path, &bytes, *seq_first, is_last, |commit, offset| {
-                if frames.is_multiple_of(INDEX_EVERY) {
-                    sparse.push((commit.seq, offset));
-                }
-                frames += 1;
-                if callback_error.is_none() {
-                    if let Err(err) = on_commit(commit) {
-                        callback_error = Some(err);
+            let superseded_from = segments.get(index + 1).map(|(seq, _)| *seq);
+            let scan = scan_segment(
+                path,
+                &bytes,
+                *seq_first,
+                is_last,
+                superseded_from,
+                |commit, offset| {
+                    if frames.is_multiple_of(INDEX_EVERY) {
+                        sparse.push((commit.seq, offset));
                     }
-                }
-            })?;
+                    frames += 1;
+                    if callback_error.is_none() {
+                        if let Err(err) = on_commit(commit) {
+                            callback_error = Some(err);
+                        }
+                    }
+                },
+            )?;
             if let Some(err) = callback_error.take() {
                 return Err(err);
             }
@@ -402,21 +486,25 @@ impl Log {
             .expect("there is at least one segment")
             .path
             .clone();
-        let active = storage
+        let file = storage
             .open_append(&active_path, false)
             .map_err(|err| Error::io("open", &active_path, err))?;
         let shared = Arc::new(LogShared {
             segments: RwLock::new(infos),
             durable_seq: AtomicU64::new(expect - 1),
+            dir: dir.to_path_buf(),
+            active: Mutex::new(Some(ActiveSegment {
+                file,
+                path: active_path,
+                len: last_len,
+                next_seq: expect,
+                frames: frames_in_last,
+                broken: None,
+            })),
         });
         Ok((
             Log {
                 storage,
-                dir: dir.to_path_buf(),
-                active,
-                active_len: last_len,
-                next_seq: expect,
-                frames_in_active: frames_in_last,
                 segment_bytes_max,
                 shared,
                 append_buf: Vec::new(),
@@ -431,7 +519,12 @@ impl Log {
 
     /// The seq the next commit gets.
     pub(crate) fn next_seq(&self) -> Seq {
-        self.next_seq
+        self.shared
+            .active
+            .lock()
+            .expect("active segment lock")
+            .as_ref()
+            .map_or(1, |active| active.next_seq)
     }
 
     /// Appends commits (their seqs must continue the log) and syncs when `sync` is set.
@@ -440,8 +533,15 @@ impl Log {
         if commits.is_empty() {
             return Ok(());
         }
-        if self.active_len >= self.segment_bytes_max && self.frames_in_active > 0 {
-            self.roll()?;
+        let mut guard = self.shared.active.lock().expect("active segment lock");
+        let active = guard
+            .as_mut()
+            .expect("a writable log has an active segment");
+        if let Some(reason) = &active.broken {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        if active.len >= self.segment_bytes_max && active.frames > 0 {
+            roll(self.storage.as_ref(), &self.shared, active)?;
         }
         // The frames are encoded in place: the same bytes as `encode_frame(&encode_commit(…))`,
         // without a payload copy.
@@ -451,10 +551,10 @@ impl Log {
         for (index, commit) in commits.iter().enumerate() {
             assert_eq!(
                 commit.seq,
-                self.next_seq + index as u64,
+                active.next_seq + index as u64,
                 "commit seqs are gap-free"
             );
-            offsets.push(self.active_len + buf.len() as u64);
+            offsets.push(active.len + buf.len() as u64);
             if let Err(payload_len) =
                 encode_frame_with(&mut buf, |out| encode_commit_into(commit, out))
             {
@@ -463,87 +563,95 @@ impl Log {
                 )));
             }
         }
-        let result = self.write_frames(&buf, commits, &offsets, sync);
+        let result = write_frames(&self.shared, active, &buf, commits, &offsets, sync);
+        drop(guard);
         // Keep the buffer for the next group unless one huge commit made it large.
         if buf.capacity() <= APPEND_BUF_KEEP_MAX {
             self.append_buf = buf;
         }
         result
     }
+}
 
-    fn write_frames(
-        &mut self,
-        buf: &[u8],
-        commits: &[Commit],
-        offsets: &[u64],
-        sync: bool,
-    ) -> Result<()> {
-        let active_path = self.active_path();
-        let written =
-            self.active
-                .append(buf)
-                .and_then(|()| if sync { self.active.sync() } else { Ok(()) });
-        if let Err(err) = written {
-            // Best effort: remove the partial bytes so a later open does not see them.
-            let _ = self.active.truncate(self.active_len);
-            return Err(Error::io(
-                if sync { "append+fsync" } else { "append" },
-                active_path,
-                err,
-            ));
+fn write_frames(
+    shared: &LogShared,
+    active: &mut ActiveSegment,
+    buf: &[u8],
+    commits: &[Commit],
+    offsets: &[u64],
+    sync: bool,
+) -> Result<()> {
+    let written = active
+        .file
+        .append(buf)
+        .and_then(|()| if sync { active.file.sync() } else { Ok(()) });
+    if let Err(err) = written {
+        // Best effort: remove the partial bytes so a later open does not see them.
+        if active.file.truncate(active.len).is_err() {
+            active.broken = Some(format!("append to {} failed", active.path.display()));
         }
-        {
-            let mut segments = self.shared.segments.write().expect("log index lock");
-            let info = segments.last_mut().expect("there is an active segment");
-            for (index, commit) in commits.iter().enumerate() {
-                if (self.frames_in_active + index as u64).is_multiple_of(INDEX_EVERY) {
-                    info.sparse.push((commit.seq, offsets[index]));
-                }
+        return Err(Error::io(
+            if sync { "append+fsync" } else { "append" },
+            active.path.clone(),
+            err,
+        ));
+    }
+    {
+        let mut segments = shared.segments.write().expect("log index lock");
+        let info = segments.last_mut().expect("there is an active segment");
+        for (index, commit) in commits.iter().enumerate() {
+            if (active.frames + index as u64).is_multiple_of(INDEX_EVERY) {
+                info.sparse.push((commit.seq, offsets[index]));
             }
         }
-        self.active_len += buf.len() as u64;
-        self.frames_in_active += commits.len() as u64;
-        self.next_seq += commits.len() as u64;
-        self.shared
-            .durable_seq
-            .store(self.next_seq - 1, Ordering::Release);
-        Ok(())
     }
+    active.len += buf.len() as u64;
+    active.frames += commits.len() as u64;
+    active.next_seq += commits.len() as u64;
+    shared
+        .durable_seq
+        .store(active.next_seq - 1, Ordering::Release);
+    Ok(())
+}
 
-    fn active_path(&self) -> PathBuf {
-        self.shared
-            .segments
-            .read()
-            .expect("log index lock")
-            .last()
-            .expect("there is an active segment")
-            .path
-            .clone()
+/// Ends the active segment and starts a new one at its next seq: fsync the old one (so only
+/// the last segment can ever be torn), create the new one (tmp, fsync, rename, fsync dir),
+/// switch. A failure after the new name may exist marks the log broken (the writer then
+/// refuses appends): appending to the old segment could contradict the new one.
+fn roll(storage: &dyn Storage, shared: &LogShared, active: &mut ActiveSegment) -> Result<()> {
+    let path = join(&shared.dir, &segment_name(active.next_seq));
+    if let Err(err) = active.file.sync() {
+        active.broken = Some(format!("fsync of {} failed", active.path.display()));
+        return Err(Error::io("fsync", active.path.clone(), err));
     }
-
-    fn roll(&mut self) -> Result<()> {
-        let path = join(&self.dir, &segment_name(self.next_seq));
-        self.active
-            .sync()
-            .map_err(|err| Error::io("fsync", self.active_path(), err))?;
-        create_segment(self.storage.as_ref(), &self.dir, &path, self.next_seq)?;
-        self.active = self
-            .storage
+    let created = create_segment(storage, &shared.dir, &path, active.next_seq).and_then(|()| {
+        storage
             .open_append(&path, false)
-            .map_err(|err| Error::io("open", &path, err))?;
-        self.active_len = SEGMENT_HEADER_LEN as u64;
-        self.frames_in_active = 0;
-        self.shared
-            .segments
-            .write()
-            .expect("log index lock")
-            .push(SegmentInfo {
-                seq_first: self.next_seq,
-                path,
-                sparse: Vec::new(),
-            });
-        Ok(())
-    }
+            .map_err(|err| Error::io("open", &path, err))
+    });
+    let file = match created {
+        Ok(file) => file,
+        Err(err) => {
+            if storage.len(&path).is_ok() {
+                active.broken = Some(format!("creating segment {} failed", path.display()));
+            }
+            return Err(err);
+        }
+    };
+    active.file = file;
+    active.path = path.clone();
+    active.len = SEGMENT_HEADER_LEN as u64;
+    active.frames = 0;
+    shared
+        .segments
+        .write()
+        .expect("log index lock")
+        .push(SegmentInfo {
+            seq_first: active.next_seq,
+            path,
+            sparse: Vec::new(),
+        });
+    Ok(())
 }
 
 fn create_segment(storage: &dyn Storage, dir: &Path, path: &Path, seq_first: Seq) -> Result<()> {
@@ -602,19 +710,27 @@ impl LogReader {
                 reason: format!("the log starts at {first} (older history was compacted)"),
             });
         }
-        match self.read_from_inner(from, last, limit) {
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && from < self.first_seq() =>
-            {
-                Err(Error::SeqUnavailable {
-                    seq: from,
-                    reason: format!(
-                        "the log starts at {} (older history was compacted)",
-                        self.first_seq()
-                    ),
-                })
+        // A compaction may remove the segment a read resolved a moment ago; a split moved
+        // the seqs it still keeps to a new segment, so re-resolving finds them.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.read_from_inner(from, last, limit) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && from < self.first_seq() =>
+                {
+                    return Err(Error::SeqUnavailable {
+                        seq: from,
+                        reason: format!(
+                            "the log starts at {} (older history was compacted)",
+                            self.first_seq()
+                        ),
+                    })
+                }
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {}
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -625,7 +741,14 @@ impl LogReader {
             let (path, start_offset, start_seq) = {
                 let segments = self.shared.segments.read().expect("log index lock");
                 let position = segments.partition_point(|info| info.seq_first <= next);
-                let info = &segments[position.saturating_sub(1)];
+                if position == 0 {
+                    // Compaction dropped the segment holding `next` since `read_from` checked.
+                    return Err(Error::SeqUnavailable {
+                        seq: next,
+                        reason: "older history was compacted".into(),
+                    });
+                }
+                let info = &segments[position - 1];
                 let point = info.sparse.partition_point(|(seq, _)| *seq <= next);
                 match point.checked_sub(1).map(|index| info.sparse[index]) {
                     Some((seq, offset)) => (info.path.clone(), offset, seq),
@@ -731,6 +854,183 @@ impl LogReader {
         segments
             .first()
             .and_then(|info| info.path.parent().map(Path::to_path_buf))
+    }
+
+    /// First seq and path of every segment in the index, in order.
+    pub(crate) fn segment_list(&self) -> Vec<(Seq, PathBuf)> {
+        let segments = self.shared.segments.read().expect("log index lock");
+        segments
+            .iter()
+            .map(|info| (info.seq_first, info.path.clone()))
+            .collect()
+    }
+
+    /// Ends the last segment so that every seq written so far is in an immutable segment
+    /// (compaction, before it splits the segment holding its cut). With a live writer the
+    /// roll happens between two groups, under the append lock; for a read-only reader (the
+    /// caller holds the data dir exclusively) the same roll is done on disk, and a last
+    /// segment with a torn tail is refused (open the data dir once to cut it first). A last
+    /// segment that holds no frame stays as it is.
+    pub(crate) fn roll_active(&self) -> Result<()> {
+        let mut guard = self.shared.active.lock().expect("active segment lock");
+        if let Some(active) = guard.as_mut() {
+            if let Some(reason) = &active.broken {
+                return Err(Error::Poisoned(reason.clone()));
+            }
+            if active.frames == 0 {
+                return Ok(());
+            }
+            return roll(self.storage.as_ref(), &self.shared, active);
+        }
+        let Some((seq_first, path)) = self.segment_list().pop() else {
+            return Ok(());
+        };
+        let len = self
+            .storage
+            .len(&path)
+            .map_err(|err| Error::io("stat", &path, err))?;
+        let bytes = self
+            .storage
+            .read_at(&path, 0, len as usize)
+            .map_err(|err| Error::io("read", &path, err))?;
+        let mut frames = 0u64;
+        let scan = scan_segment(&path, &bytes, seq_first, true, None, |_, _| frames += 1)?;
+        if let Some(offset) = scan.torn_at {
+            return Err(Error::Corrupt {
+                segment: path,
+                offset,
+                reason: "the last segment has a torn tail; open the data dir once (it cuts the \
+                         tail) before compacting"
+                    .into(),
+            });
+        }
+        if frames == 0 {
+            return Ok(());
+        }
+        let next = seq_first + frames;
+        let new_path = join(&self.shared.dir, &segment_name(next));
+        create_segment(self.storage.as_ref(), &self.shared.dir, &new_path, next)?;
+        self.shared
+            .segments
+            .write()
+            .expect("log index lock")
+            .push(SegmentInfo {
+                seq_first: next,
+                path: new_path,
+                sparse: Vec::new(),
+            });
+        Ok(())
+    }
+
+    /// Copies the frames from seq `at` to the end of the immutable segment starting at
+    /// `seq_first` into a new segment `seg-<at>.log` (byte-identical frames behind a new
+    /// header): written to `.tmp` and fsynced (`on_copied` runs then), renamed, `log/`
+    /// fsynced, then added to the index. Until the old segment is removed the two overlap,
+    /// which recovery reads as the old one ending at `at - 1` (FORMAT.md "Compaction").
+    /// Returns the new segment's path and size.
+    pub(crate) fn split_segment(
+        &self,
+        seq_first: Seq,
+        at: Seq,
+        on_copied: &mut dyn FnMut(&Path) -> Result<()>,
+    ) -> Result<(PathBuf, u64)> {
+        let list = self.segment_list();
+        let Some(position) = list.iter().position(|(seq, _)| *seq == seq_first) else {
+            return Err(Error::InvalidTarget(format!(
+                "no segment starts at seq {seq_first}"
+            )));
+        };
+        // The last segment in the index is the active one: never split it.
+        let Some((next_first, _)) = list.get(position + 1) else {
+            return Err(Error::InvalidTarget(format!(
+                "the segment starting at seq {seq_first} is still being written"
+            )));
+        };
+        let next_first = *next_first;
+        if at <= seq_first || at >= next_first {
+            return Err(Error::InvalidTarget(format!(
+                "seq {at} is not inside the segment holding seqs {seq_first}..{next_first}"
+            )));
+        }
+        let path = &list[position].1;
+        let len = self
+            .storage
+            .len(path)
+            .map_err(|err| Error::io("stat", path, err))?;
+        let bytes = self
+            .storage
+            .read_at(path, 0, len as usize)
+            .map_err(|err| Error::io("read", path, err))?;
+        let mut copy_from = None;
+        let mut copy_to = 0usize;
+        let mut sparse = Vec::new();
+        let mut copied_frames = 0u64;
+        scan_segment(
+            path,
+            &bytes,
+            seq_first,
+            false,
+            Some(next_first),
+            |commit, offset| {
+                if commit.seq >= at {
+                    let start = *copy_from.get_or_insert(offset as usize);
+                    if copied_frames.is_multiple_of(INDEX_EVERY) {
+                        let new_offset = offset - start as u64 + SEGMENT_HEADER_LEN as u64;
+                        sparse.push((commit.seq, new_offset));
+                    }
+                    copied_frames += 1;
+                }
+            },
+        )?;
+        // The copy ends where the next segment's seqs begin (the end of the frame before).
+        if let Some(start) = copy_from {
+            let mut offset = start;
+            for _ in 0..copied_frames {
+                match decode_frame(&bytes[offset..]) {
+                    FrameRead::Frame { frame_len, .. } => offset += frame_len,
+                    _ => {
+                        return Err(Error::Corrupt {
+                            segment: path.clone(),
+                            offset: offset as u64,
+                            reason: "frame changed while splitting".into(),
+                        })
+                    }
+                }
+            }
+            copy_to = offset;
+        }
+        let Some(copy_from) = copy_from else {
+            return Err(Error::InvalidTarget(format!(
+                "seq {at} not found in {}",
+                path.display()
+            )));
+        };
+        let mut out = Vec::with_capacity(SEGMENT_HEADER_LEN + copy_to - copy_from);
+        out.extend_from_slice(&segment_header(at));
+        out.extend_from_slice(&bytes[copy_from..copy_to]);
+        let new_path = join(&self.shared.dir, &segment_name(at));
+        let tmp = PathBuf::from(format!("{}.tmp", new_path.display()));
+        self.storage
+            .write_new(&tmp, &out)
+            .map_err(|err| Error::io("write segment", &tmp, err))?;
+        on_copied(&tmp)?;
+        self.storage
+            .rename(&tmp, &new_path)
+            .map_err(|err| Error::io("rename", &new_path, err))?;
+        self.storage
+            .sync_dir(&self.shared.dir)
+            .map_err(|err| Error::io("fsync dir", &self.shared.dir, err))?;
+        let mut segments = self.shared.segments.write().expect("log index lock");
+        let index = segments.partition_point(|info| info.seq_first < at);
+        segments.insert(
+            index,
+            SegmentInfo {
+                seq_first: at,
+                path: new_path.clone(),
+                sparse,
+            },
+        );
+        Ok((new_path, out.len() as u64))
     }
 
     /// Drops the segments before `cut` from the index (compaction, before their files go):
@@ -849,6 +1149,8 @@ impl LogReader {
         let shared = Arc::new(LogShared {
             segments: RwLock::new(infos),
             durable_seq: AtomicU64::new(last),
+            dir: dir.to_path_buf(),
+            active: Mutex::new(None),
         });
         Ok((LogReader { storage, shared }, report))
     }
@@ -889,6 +1191,7 @@ fn scan_log_dir_with_offsets(
             &bytes,
             *seq_first,
             index + 1 == count,
+            segments.get(index + 1).map(|(seq, _)| *seq),
             |commit, offset| {
                 frames += 1;
                 on_commit(commit, offset);

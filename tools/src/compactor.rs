@@ -2,8 +2,9 @@
 //!
 //! 1. One background thread wakes every `interval` and runs [`engine::Engine::compact`] with the
 //!    retention computed at that moment (a time window is measured from "now" at each run).
-//! 2. The engine does the crash-safe steps itself (snapshot at the cut, then whole segments
-//!    removed oldest first); readers of removed positions get an explicit "unavailable" error
+//! 2. The engine does the crash-safe steps itself (snapshot at the cut, the active segment
+//!    rolled and the segment holding the cut split when needed, then whole segments removed
+//!    oldest first); readers of removed positions get an explicit "unavailable" error
 //!    (realtime clients a reset event), never silent loss.
 //! 3. A failed run is logged and retried at the next tick; it never stops the server.
 //! 4. [`Compactor::stop`] wakes the thread and waits for it (a run in progress finishes first),
@@ -79,6 +80,7 @@ fn run_once(engine: &engine::Engine, retain: Retain) {
         Ok(report) if report.segments_removed > 0 => tracing::info!(
             segments_removed = report.segments_removed,
             bytes_removed = report.bytes_removed,
+            bytes_copied = report.bytes_copied,
             first_seq_before = report.first_before,
             first_seq_after = report.first_after,
             last_seq = report.last_seq,

@@ -1,5 +1,6 @@
 //! `pb-tools compact`: takes a snapshot and removes log history older than the retention
-//! window (whole segments only).
+//! window; the cut is the window's first commit, even inside the segment being written (the
+//! engine rolls it and splits the segment holding the cut, see FORMAT.md "Compaction").
 //!
 //! 1. Takes the data dir lock: a running server compacts itself (`pocketlog serve
 //!    --compact-retain ...`), so the tool never removes segments under a live engine.
@@ -61,16 +62,17 @@ pub fn run(args: &Args) -> Result<()> {
     let report = result?;
     if report.segments_removed == 0 {
         println!(
-            "nothing to remove: the log starts at seq {} and the window begins inside its \
-             first or active segment (last seq {})",
+            "nothing to remove: the log already starts at seq {} (last seq {})",
             report.first_before, report.last_seq
         );
     } else {
         println!(
-            "removed {} segments ({} bytes): the log now starts at seq {} (was {}), snapshot at \
-             seq {}, last seq {}; {} old snapshots removed",
+            "removed {} segments ({} bytes, {} bytes of the window copied into a new segment): \
+             the log now starts at seq {} (was {}), snapshot at seq {}, last seq {}; {} old \
+             snapshots removed",
             report.segments_removed,
             report.bytes_removed,
+            report.bytes_copied,
             report.first_after,
             report.first_before,
             report.snapshot_seq,
