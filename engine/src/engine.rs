@@ -80,7 +80,18 @@ pub struct EngineConfig {
     /// Cut a snapshot in the background when this much time passed since the last one and
     /// there are new commits (None: not by time).
     pub snapshot_every_ms: Option<u64>,
+    /// Time budget (ms) of the projection's integrity check (`PRAGMA quick_check`) at open;
+    /// a check that does not finish in time is abandoned (the scrub covers it). 0: no check.
+    pub integrity_check_ms: u64,
+    /// Background scrub: every this many ms, check the projection's pages and compare its
+    /// content with a replay of the log, rebuilding it on a mismatch. None: no scrub.
+    pub scrub_every_ms: Option<u64>,
 }
+
+/// Default [`EngineConfig::integrity_check_ms`].
+pub const INTEGRITY_CHECK_MS_DEFAULT: u64 = 2_000;
+/// Default [`EngineConfig::scrub_every_ms`]: every 6 hours.
+pub const SCRUB_EVERY_MS_DEFAULT: u64 = 6 * 60 * 60 * 1000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -95,6 +106,8 @@ impl Default for EngineConfig {
             clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
             snapshot_every_commits: None,
             snapshot_every_ms: None,
+            integrity_check_ms: INTEGRITY_CHECK_MS_DEFAULT,
+            scrub_every_ms: Some(SCRUB_EVERY_MS_DEFAULT),
         }
     }
 }
@@ -315,6 +328,167 @@ pub fn open_projection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Opens an existing (or new) projection and checks it: readable header, `_meta`,
+/// `_collections`, and a `PRAGMA quick_check` bounded to `check_ms`. Damage is
+/// [`Error::ProjectionDamaged`]; other errors (a full disk, permissions) are returned as they
+/// are, so they never make the engine move a healthy file aside.
+fn open_checked_projection(path: &Path, check_ms: u64) -> Result<(Connection, Seq)> {
+    let existed = path.exists();
+    let conn = open_projection(path)?;
+    let applied = projection::last_applied(&conn)?;
+    projection::load_catalog(&conn)?;
+    if existed && check_ms > 0 {
+        if let Some(problems) = quick_check(&conn, std::time::Duration::from_millis(check_ms))? {
+            return Err(Error::ProjectionDamaged(format!(
+                "integrity check: {problems}"
+            )));
+        }
+    }
+    Ok((conn, applied))
+}
+
+/// Runs `PRAGMA quick_check` within `budget`: `Some(problems)` when it finds damage, `None`
+/// when the file is fine or the check ran out of time (logged).
+pub(crate) fn quick_check(
+    conn: &Connection,
+    budget: std::time::Duration,
+) -> Result<Option<String>> {
+    let handle = conn.get_interrupt_handle();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::Builder::new()
+        .name("pocketlog-check-timer".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(budget) {
+                handle.interrupt();
+            }
+        })
+        .map_err(|err| Error::io("spawn check timer", "data.db", err))?;
+    let result = (|| -> rusqlite::Result<Vec<String>> {
+        let mut statement = conn.prepare("PRAGMA quick_check(20)")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        rows.collect()
+    })();
+    drop(stop);
+    let _ = timer.join();
+    match result {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(None),
+        Ok(rows) => Ok(Some(rows.join("; "))),
+        Err(rusqlite::Error::SqliteFailure(code, _))
+            if code.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            tracing::warn!(
+                budget_ms = budget.as_millis() as u64,
+                "the projection's integrity check did not finish in time; skipped (the \
+                 background scrub checks it)"
+            );
+            Ok(None)
+        }
+        Err(err) => match Error::from(err) {
+            Error::ProjectionDamaged(reason) => Ok(Some(reason)),
+            other => Err(other),
+        },
+    }
+}
+
+/// Moves a damaged projection (and its WAL files) aside as `data.db.damaged-<ms>[-wal|-shm]`,
+/// never deleting it. Returns the new path of the main file.
+pub(crate) fn move_projection_aside(path: &Path, reason: &str) -> Result<PathBuf> {
+    let stamp = chrono::Utc::now().timestamp_millis();
+    let mut aside = PathBuf::from(format!("{}.damaged-{stamp}", path.display()));
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{}.damaged-{stamp}.{n}", path.display()));
+        n += 1;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the projection is SQLite's, not the log's"
+        )]
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io("move aside", from, err)),
+        }
+    }
+    if let Some(dir) = path.parent() {
+        crate::snapshot::sync_dir(dir)?;
+    }
+    tracing::warn!(path = %aside.display(), reason, "kept the damaged projection for inspection");
+    Ok(aside)
+}
+
+/// Progress lines while the projection is caught up or rebuilt at open (at most one every
+/// [`PROGRESS_EVERY`]).
+struct Progress {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    rebuilding: bool,
+    printed: bool,
+    total: u64,
+}
+
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Progress {
+    fn new(rebuilding: bool) -> Self {
+        let now = std::time::Instant::now();
+        Progress {
+            started: now,
+            last: now,
+            rebuilding,
+            printed: false,
+            total: 0,
+        }
+    }
+
+    fn tick(&mut self, applied: u64, seq: Seq) {
+        let due = if self.printed {
+            self.last.elapsed() >= PROGRESS_EVERY
+        } else {
+            self.rebuilding || self.started.elapsed() >= PROGRESS_EVERY
+        };
+        if !due {
+            return;
+        }
+        self.printed = true;
+        self.last = std::time::Instant::now();
+        tracing::info!(
+            commits = applied,
+            seq,
+            elapsed_s = self.started.elapsed().as_secs(),
+            "{} the projection from the log",
+            if self.rebuilding {
+                "rebuilding"
+            } else {
+                "catching up"
+            }
+        );
+    }
+
+    fn add(&mut self, commits: u64) {
+        self.total += commits;
+        self.rebuilding = true;
+        let total = self.total;
+        self.tick(total, 0);
+    }
+}
+
+/// Applies a catch-up batch at open (with the storage's projection-commit fault point).
+fn apply_at_open(
+    storage: &dyn Storage,
+    conn: &Connection,
+    catalog: &mut Catalog,
+    commits: &[Commit],
+) -> Result<Seq> {
+    storage
+        .before_projection_commit()
+        .map_err(|err| Error::io("commit projection", DATA_DB, err))?;
+    crate::writer::apply_batch(conn, catalog, commits)
+}
+
 /// Removes a projection database and its WAL files.
 pub(crate) fn remove_projection(path: &Path) -> Result<()> {
     for suffix in ["", "-wal", "-shm"] {
@@ -374,8 +548,25 @@ impl Engine {
         let db_path = dir.join(DATA_DB);
         let log_dir = dir.join(LOG_DIR);
         let snapshots_dir = crate::snapshot::snapshots_dir(dir);
-        let mut conn = open_projection(&db_path)?;
-        let mut applied = projection::last_applied(&conn)?;
+        // A damaged projection (unreadable header, truncated file, failed integrity check) is
+        // moved aside, never deleted, and rebuilt from the log below.
+        let mut rebuilt_fresh = false;
+        let (mut conn, mut applied) =
+            match open_checked_projection(&db_path, config.integrity_check_ms) {
+                Ok(opened) => opened,
+                Err(Error::ProjectionDamaged(reason)) => {
+                    let aside = move_projection_aside(&db_path, &reason)?;
+                    tracing::error!(
+                        reason = %reason,
+                        moved_to = %aside.display(),
+                        "DAMAGED PROJECTION: data.db was moved aside; rebuilding it from the log"
+                    );
+                    rebuilt_fresh = true;
+                    let conn = open_projection(&db_path)?;
+                    (conn, 0)
+                }
+                Err(err) => return Err(err),
+            };
         // A compacted log starts at some seq F > 1: a projection older than F - 1 cannot be
         // caught up from it and is replaced by the newest snapshot the log continues.
         let log_first = crate::log::list_segments(config.storage.as_ref(), &log_dir)
@@ -410,33 +601,87 @@ impl Engine {
             applied = projection::last_applied(&conn)?;
         }
         let mut catalog = projection::load_catalog(&conn)?;
-        // Catch the projection up while the log is scanned: one transaction per batch.
+        // Catch the projection up while the log is scanned: one transaction per batch. A
+        // failure stops the catch-up (the log scan goes on): on a full disk the engine starts
+        // with the projection behind and the writer finishes the catch-up once there is space;
+        // any other failure means the projection does not fit the log and it is rebuilt.
         let mut pending: Vec<Commit> = Vec::new();
         let mut replayed = 0u64;
+        let mut catch_up_error: Option<Error> = None;
+        let mut progress = Progress::new(rebuilt_fresh);
         let (log, mut report) = Log::open(
             Arc::clone(&config.storage),
             &log_dir,
             config.segment_bytes_max,
             |commit| {
-                if commit.seq > applied {
+                if commit.seq > applied && catch_up_error.is_none() {
                     pending.push(commit.clone());
                     if pending.len() >= REPLAY_BATCH_COMMITS {
-                        crate::writer::apply_batch(&conn, &mut catalog, &pending)?;
-                        replayed += pending.len() as u64;
+                        match apply_at_open(config.storage.as_ref(), &conn, &mut catalog, &pending)
+                        {
+                            Ok(_) => {
+                                replayed += pending.len() as u64;
+                                progress.tick(replayed, commit.seq);
+                            }
+                            Err(err) => catch_up_error = Some(err),
+                        }
                         pending.clear();
                     }
                 }
                 Ok(())
             },
         )?;
-        if !pending.is_empty() {
-            crate::writer::apply_batch(&conn, &mut catalog, &pending)?;
-            replayed += pending.len() as u64;
+        if !pending.is_empty() && catch_up_error.is_none() {
+            match apply_at_open(config.storage.as_ref(), &conn, &mut catalog, &pending) {
+                Ok(_) => replayed += pending.len() as u64,
+                Err(err) => catch_up_error = Some(err),
+            }
         }
+        drop(pending);
         report.replayed = replayed;
         let shared = log.shared();
         let log_reader = LogReader::new(Arc::clone(&config.storage), Arc::clone(&shared));
         let log_last = log.next_seq() - 1;
+        let mut behind = false;
+        match catch_up_error {
+            None => {}
+            Some(err) if err.is_storage_full() => {
+                tracing::error!(
+                    error = %err,
+                    projection = projection::last_applied(&conn).unwrap_or(0),
+                    log = log_last,
+                    "the disk is full: starting with the projection behind the log; reads \
+                     serve the last projected state and writes resume once there is space"
+                );
+                catalog = projection::load_catalog(&conn)?;
+                behind = true;
+            }
+            Some(err) if !rebuilt_fresh => {
+                let reason = format!("catching it up with the log failed: {err}");
+                drop(conn);
+                let aside = move_projection_aside(&db_path, &reason)?;
+                tracing::error!(
+                    reason = %reason,
+                    moved_to = %aside.display(),
+                    "DAMAGED PROJECTION: data.db was moved aside; rebuilding it from the log"
+                );
+                let built = crate::snapshot::build_projection_at(
+                    &log_reader,
+                    &snapshots_dir,
+                    log_last,
+                    &db_path,
+                    |n| progress.add(n),
+                )?;
+                conn = open_projection(&db_path)?;
+                catalog = projection::load_catalog(&conn)?;
+                report.rebuilt_projection = true;
+                report.replayed = built.replayed;
+            }
+            Some(err) => return Err(err),
+        }
+        if rebuilt_fresh {
+            report.rebuilt_projection = true;
+        }
         if applied > log_last {
             tracing::warn!(
                 projection = applied,
@@ -463,7 +708,10 @@ impl Engine {
                 "caught the projection up with the log"
             );
         }
-        let hub = Arc::new(Hub::new(log_last, config.hub_ring_commits));
+        let projected = projection::last_applied(&conn)?;
+        // Subscribers see only what the projection holds; the writer publishes the rest as it
+        // catches up.
+        let hub = Arc::new(Hub::new(projected, config.hub_ring_commits));
         let poisoned = Arc::new(Mutex::new(None));
         let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
         let clock = Arc::clone(&config.clock);
@@ -477,6 +725,9 @@ impl Engine {
             poisoned: Arc::clone(&poisoned),
             clock: Box::new(move || clock()),
             last_timestamp_ms: 0,
+            reader: log_reader.clone(),
+            storage: Arc::clone(&config.storage),
+            behind: behind || projected < log_last,
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())

@@ -30,7 +30,7 @@ pub use backup::{
     Progress, RestoreOptions, RestoreReport, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME,
     PENDING_RESTORE,
 };
-pub use codec::{decode_commit, encode_commit, DecodeError, PAYLOAD_VERSION};
+pub use codec::{decode_commit, encode_commit, payload_len, DecodeError, PAYLOAD_VERSION};
 pub use commit::{Actor, Change, CollectionDef, ColumnDef, Commit, Seq};
 pub use compact::{compact_dir, retained_from, CompactReport, CompactStep, Retention};
 pub use engine::{

@@ -5,19 +5,30 @@
 //!    previous group had more jobs than are queued now, wait up to [`GATHER_WAIT`] for that
 //!    many (the callers just answered are about to submit again): fewer, fuller groups.
 //! 2. `BEGIN`; run each job's command against a [`Tx`]; an error or panic fails only that job
-//!    (the group's transaction is rolled back and the other jobs' changes re-applied).
+//!    (the group's transaction is rolled back and the other jobs' changes re-applied). So does
+//!    a commit larger than the frame limit ([`Error::CommitTooLarge`]).
 //! 3. Append the group's commits to the log, fsync once (policy `always`).
 //! 4. Write `_meta.last_seq` and `COMMIT` SQLite.
 //! 5. Publish the commits to subscribers, then answer every job.
 //!
-//! Invariants: a job is answered with success only after step 4; if step 3 fails the SQLite
-//! transaction is rolled back, every job of the group gets the error and the engine is
-//! poisoned; nothing is published that is not durable.
+//! Invariants ("error ⇒ not committed; committed ⇒ success", FORMAT.md "Disk full"):
+//! - A job is answered with an error only if its commit is not in the log. If step 3 fails
+//!   the SQLite transaction is rolled back and the group's jobs get the error. The engine is
+//!   poisoned only when the log's state is unknown (an I/O error other than "disk full", or
+//!   partial bytes that could not be cut back); a full disk poisons nothing.
+//! - Once step 3 succeeded the commits are committed: their jobs are answered with success
+//!   even if step 4 fails. The projection is then *behind* the log: the writer re-applies the
+//!   missing commits from the log (retrying every [`CATCH_UP_RETRY`]) before it runs any new
+//!   job, and refuses new jobs (not committed) while it cannot. Reads see the last projected
+//!   state meanwhile.
+//! - Nothing is published that is not durable and applied to the projection, and commits are
+//!   published in seq order without gaps.
 
 use crate::commit::{Actor, Change, CollectionDef, Commit, Seq};
 use crate::error::{Error, Result};
-use crate::log::Log;
+use crate::log::{Log, LogReader};
 use crate::projection::{self, Catalog};
+use crate::storage::Storage;
 use crate::subscribe::Hub;
 use crate::value::{Rows, Value};
 use rusqlite::Connection;
@@ -34,6 +45,9 @@ pub struct Tx<'a> {
     actor: &'a Actor,
     catalog_touched: bool,
     stage_attempted: bool,
+    /// Changes whose payload bytes are summed in `sized_bytes` (see [`Tx::staged_bytes`]).
+    sized: usize,
+    sized_bytes: u64,
 }
 
 impl<'a> Tx<'a> {
@@ -82,6 +96,20 @@ impl<'a> Tx<'a> {
     pub fn staged(&self) -> &[Change] {
         &self.changes
     }
+
+    /// The payload bytes this command's commit would take with the changes staged so far
+    /// (compare with [`crate::FRAME_PAYLOAD_MAX`]: a larger commit fails with
+    /// [`Error::CommitTooLarge`]). Incremental: each change is measured once.
+    pub fn staged_bytes(&mut self) -> u64 {
+        if self.sized == 0 {
+            self.sized_bytes = crate::codec::payload_len(self.actor, &[]);
+        }
+        for change in &self.changes[self.sized..] {
+            self.sized_bytes += crate::codec::change_len(change);
+        }
+        self.sized = self.changes.len();
+        self.sized_bytes
+    }
 }
 
 pub(crate) type CommandFn = Box<dyn FnOnce(&mut Tx<'_>) -> CommandResult + Send>;
@@ -112,6 +140,9 @@ pub(crate) enum Message {
 /// Longest wait for more commands when gathering a group (see [`Writer::run`]).
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 
+/// How often an idle writer retries bringing a projection that is behind the log level.
+pub(crate) const CATCH_UP_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) catalog: Catalog,
@@ -122,6 +153,12 @@ pub(crate) struct Writer {
     pub(crate) poisoned: Arc<Mutex<Option<String>>>,
     pub(crate) clock: Box<dyn Fn() -> i64 + Send>,
     pub(crate) last_timestamp_ms: i64,
+    /// Reads commits back from the log to catch the projection up.
+    pub(crate) reader: LogReader,
+    pub(crate) storage: Arc<dyn Storage>,
+    /// The projection is behind the log (a SQLite `COMMIT` failed after the log fsync, or the
+    /// catch-up at open could not finish): see [`Writer::catch_up`].
+    pub(crate) behind: bool,
 }
 
 impl Writer {
@@ -129,9 +166,21 @@ impl Writer {
         let mut stop = false;
         let mut previous_group = 1;
         while !stop {
-            let first = match receiver.recv() {
-                Ok(Message::Job(job)) => job,
-                Ok(Message::Shutdown) | Err(_) => break,
+            let first = if self.behind {
+                match receiver.recv_timeout(CATCH_UP_RETRY) {
+                    Ok(Message::Job(job)) => job,
+                    Ok(Message::Shutdown)
+                    | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = self.catch_up();
+                        continue;
+                    }
+                }
+            } else {
+                match receiver.recv() {
+                    Ok(Message::Job(job)) => job,
+                    Ok(Message::Shutdown) | Err(_) => break,
+                }
             };
             let mut group = vec![first];
             // Gathering: when the previous group showed concurrency, wait a moment for the
@@ -183,6 +232,16 @@ impl Writer {
                 (job.reply)(JobOutcome::EngineFailed(Error::Poisoned(reason.clone())));
             }
             return;
+        }
+        if self.behind {
+            // New jobs must see every committed change: bring the projection level first,
+            // or refuse them (nothing of theirs is written, so the error is the truth).
+            if let Err(err) = self.catch_up() {
+                for job in group {
+                    (job.reply)(JobOutcome::EngineFailed(refusal(&err)));
+                }
+                return;
+            }
         }
         if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let err = Error::from(err);
@@ -264,32 +323,73 @@ impl Writer {
                 }
             }
         }
-        let durable = self
-            .log
-            .append(&commits, self.sync)
-            .and_then(|()| match commits.last() {
-                Some(last) => projection::set_last_applied(&self.conn, last.seq),
-                None => Ok(()),
-            })
-            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(Error::from));
-        if let Err(err) = durable {
-            let reason = err.to_string();
-            tracing::error!(error = %reason, "write failed; the engine is now poisoned");
-            *self.poisoned.lock().expect("poison lock") = Some(reason.clone());
+        if self.conn.is_autocommit() {
+            // SQLite rolled the whole transaction back on its own (it may, on SQLITE_FULL or
+            // an I/O error while spilling its cache): the staged state is gone, so nothing of
+            // this group may be appended. No job of it is committed.
+            let err = Error::StorageFull(
+                "the projection's transaction was rolled back by SQLite (disk full?)".into(),
+            );
+            tracing::error!(error = %err, "a write group failed before the log append");
+            self.reload_catalog();
+            self.answer_uncommitted(pending, &err, false);
+            return;
+        }
+        if let Err(err) = self.log.append(&commits, self.sync) {
             let _ = self.conn.execute_batch("ROLLBACK");
-            if let Ok(catalog) = projection::load_catalog(&self.conn) {
-                self.catalog = catalog;
+            self.reload_catalog();
+            // A full disk whose partial bytes were cut back leaves the log exactly as it was:
+            // the group fails alone and the next one may try again. Anything else leaves the
+            // log's state unknown: poison.
+            let poison = !(err.is_storage_full() && self.log.tail_is_clean());
+            if poison {
+                tracing::error!(error = %err, "write failed; the engine is now poisoned");
+                *self.poisoned.lock().expect("poison lock") = Some(err.to_string());
+            } else {
+                tracing::error!(error = %err, "write failed: disk full; nothing was committed");
             }
+            self.answer_uncommitted(pending, &err, poison);
+            return;
+        }
+        // The group is durable in the log from here: it IS committed, and every job with a
+        // commit is answered with success whatever happens to the projection.
+        let projected = match commits.last() {
+            Some(last) => projection::set_last_applied(&self.conn, last.seq),
+            None => Ok(()),
+        }
+        .and_then(|()| {
+            if commits.is_empty() {
+                Ok(())
+            } else {
+                self.storage
+                    .before_projection_commit()
+                    .map_err(|err| Error::io("commit projection", "data.db", err))
+            }
+        })
+        .and_then(|()| self.conn.execute_batch("COMMIT").map_err(Error::from));
+        if let Err(err) = projected {
+            tracing::error!(
+                error = %err,
+                seq = self.log.next_seq() - 1,
+                "the projection could not be committed; the commits are durable in the log \
+                 and will be re-applied from it before any new write"
+            );
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.reload_catalog();
+            self.behind = true;
+            let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
             for (reply, outcome, index) in pending {
-                match (outcome, index) {
-                    (JobOutcome::CommandFailed(err), _) => reply(JobOutcome::CommandFailed(err)),
-                    (JobOutcome::Done { value, .. }, None) => reply(JobOutcome::Done {
+                match outcome {
+                    JobOutcome::Done { value, .. } => reply(JobOutcome::Done {
                         value,
-                        commit: None,
+                        commit: index.map(|index| Arc::clone(&commits[index])),
                     }),
-                    _ => reply(JobOutcome::EngineFailed(Error::Poisoned(reason.clone()))),
+                    other => reply(other),
                 }
             }
+            // Transient failures clear at once; otherwise the next group (or the idle
+            // retry) tries again. Publishing happens in the catch-up, after the apply.
+            let _ = self.catch_up();
             return;
         }
         let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
@@ -303,6 +403,88 @@ impl Writer {
                     commit: index.map(|index| Arc::clone(&commits[index])),
                 }),
                 other => reply(other),
+            }
+        }
+    }
+
+    /// Re-reads the catalog after a rollback (keeps the old one if that fails too).
+    fn reload_catalog(&mut self) {
+        if let Ok(catalog) = projection::load_catalog(&self.conn) {
+            self.catalog = catalog;
+        }
+    }
+
+    /// Answers a group none of whose commits reached the log: commands that failed keep their
+    /// error, jobs that staged nothing succeed, jobs with a commit get `err`.
+    fn answer_uncommitted(
+        &self,
+        pending: Vec<(ReplyFn, JobOutcome, Option<usize>)>,
+        err: &Error,
+        poisoned: bool,
+    ) {
+        let reason = err.to_string();
+        for (reply, outcome, index) in pending {
+            match (outcome, index) {
+                (JobOutcome::CommandFailed(err), _) => reply(JobOutcome::CommandFailed(err)),
+                (JobOutcome::Done { value, .. }, None) => reply(JobOutcome::Done {
+                    value,
+                    commit: None,
+                }),
+                (JobOutcome::EngineFailed(err), _) => reply(JobOutcome::EngineFailed(err)),
+                _ if poisoned => reply(JobOutcome::EngineFailed(Error::Poisoned(reason.clone()))),
+                _ => reply(JobOutcome::EngineFailed(refusal(err))),
+            }
+        }
+    }
+
+    /// Brings a projection that is behind the log level: applies the missing commits from the
+    /// log (in batches, each in one SQLite transaction with its `_meta.last_seq`) and publishes
+    /// them. Clears [`Writer::behind`] on success.
+    pub(crate) fn catch_up(&mut self) -> Result<()> {
+        let result = (|| -> Result<u64> {
+            let mut applied = projection::last_applied(&self.conn)?;
+            let durable = self.log.next_seq() - 1;
+            let mut caught = 0u64;
+            while applied < durable {
+                let limit = ((durable - applied) as usize).min(crate::engine::REPLAY_BATCH_COMMITS);
+                let commits = self.reader.read_from(applied + 1, limit)?;
+                if commits.is_empty() {
+                    return Err(Error::SeqUnavailable {
+                        seq: applied + 1,
+                        reason: "the log returned no commit to catch the projection up".into(),
+                    });
+                }
+                self.storage
+                    .before_projection_commit()
+                    .map_err(|err| Error::io("commit projection", "data.db", err))?;
+                if let Err(err) = apply_batch(&self.conn, &mut self.catalog, &commits) {
+                    self.reload_catalog();
+                    return Err(err);
+                }
+                applied = commits.last().map_or(applied, |commit| commit.seq);
+                caught += commits.len() as u64;
+                self.hub
+                    .publish(commits.into_iter().map(Arc::new).collect());
+            }
+            Ok(caught)
+        })();
+        match result {
+            Ok(caught) => {
+                self.behind = false;
+                tracing::info!(
+                    commits = caught,
+                    seq = self.log.next_seq() - 1,
+                    "the projection is level with the log again; writes resume"
+                );
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    "the projection is still behind the log; new writes are refused until it \
+                     catches up"
+                );
+                Err(err)
             }
         }
     }
@@ -342,12 +524,33 @@ impl Writer {
             actor,
             catalog_touched: false,
             stage_attempted: false,
+            sized: 0,
+            sized_bytes: 0,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(&mut tx)));
         let touched = tx.catalog_touched;
         let attempted = tx.stage_attempted;
         let changes = std::mem::take(&mut tx.changes);
+        let too_large = match &result {
+            Ok(Ok(_)) if !changes.is_empty() => {
+                let bytes = crate::codec::payload_len(actor, &changes);
+                (bytes > crate::frame::FRAME_PAYLOAD_MAX as u64).then_some(bytes)
+            }
+            _ => None,
+        };
         let outcome = match result {
+            Ok(Ok(_)) if too_large.is_some() => {
+                let bytes = too_large.unwrap_or_default();
+                tracing::warn!(
+                    bytes,
+                    max = crate::frame::FRAME_PAYLOAD_MAX,
+                    "a commit exceeds the frame limit; only its command fails"
+                );
+                JobOutcome::EngineFailed(Error::CommitTooLarge {
+                    bytes,
+                    max: crate::frame::FRAME_PAYLOAD_MAX as u64,
+                })
+            }
             Ok(Ok(value)) => {
                 if guarded {
                     if let Err(err) = run_cached(&self.conn, "RELEASE job") {
@@ -397,6 +600,15 @@ enum JobRun {
     Failed(JobOutcome),
     /// The command failed after staging, outside a savepoint: the transaction must be undone.
     FailedDirty { outcome: JobOutcome, touched: bool },
+}
+
+/// The error a job gets when it is refused because of `cause` (nothing of it was written).
+fn refusal(cause: &Error) -> Error {
+    if cause.is_storage_full() {
+        Error::StorageFull(cause.to_string())
+    } else {
+        Error::Sqlite(format!("the write was not committed: {cause}"))
+    }
 }
 
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
