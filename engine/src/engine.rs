@@ -212,9 +212,14 @@ impl ReadConn<'_> {
 
 struct ReadPool {
     path: PathBuf,
-    idle: Mutex<(Vec<Connection>, usize)>,
+    /// Idle connections with the projection generation they were opened on, and the number
+    /// of connections open.
+    idle: Mutex<(Vec<(u64, Connection)>, usize)>,
     available: Condvar,
     max: usize,
+    /// Bumped by the writer when it replaces the projection file: older connections are
+    /// dropped instead of reused.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ReadPool {
@@ -235,12 +240,22 @@ impl ReadPool {
         Ok(conn)
     }
 
+    fn current(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
+        let current = self.current();
         let conn = {
             let mut guard = self.idle.lock().expect("pool lock");
             loop {
-                if let Some(conn) = guard.0.pop() {
-                    break Some(conn);
+                if let Some((generation, conn)) = guard.0.pop() {
+                    if generation == current {
+                        break Some(conn);
+                    }
+                    // Opened on a replaced projection file: open a new one in its place.
+                    drop(conn);
+                    break None;
                 }
                 if guard.1 < self.max {
                     guard.1 += 1;
@@ -261,7 +276,7 @@ impl ReadPool {
             },
         };
         let result = f(&ReadConn { conn: &conn });
-        self.idle.lock().expect("pool lock").0.push(conn);
+        self.idle.lock().expect("pool lock").0.push((current, conn));
         self.available.notify_one();
         result
     }
@@ -272,11 +287,22 @@ impl ReadPool {
     where
         F: FnOnce(&ReadConn<'_>) -> Result<T>,
     {
-        let Some(conn) = self.idle.lock().expect("pool lock").0.pop() else {
-            return Err(f);
+        let current = self.current();
+        let conn = {
+            let mut guard = self.idle.lock().expect("pool lock");
+            match guard.0.pop() {
+                Some((generation, conn)) if generation == current => conn,
+                Some((_, stale)) => {
+                    // A replaced projection file: give the slot back, let `with` reopen.
+                    drop(stale);
+                    guard.1 -= 1;
+                    return Err(f);
+                }
+                None => return Err(f),
+            }
         };
         let result = f(&ReadConn { conn: &conn });
-        self.idle.lock().expect("pool lock").0.push(conn);
+        self.idle.lock().expect("pool lock").0.push((current, conn));
         self.available.notify_one();
         Ok(result)
     }
@@ -295,6 +321,10 @@ struct Inner {
     maintenance: Mutex<()>,
     /// Dropping the sender stops the periodic snapshot thread.
     snapshotter: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
+    /// Dropping the sender stops the periodic scrub thread.
+    scrubber: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
+    /// Set at shutdown: a running scrub stops between replay batches.
+    scrub_stop: Arc<std::sync::atomic::AtomicBool>,
     _lock: File,
 }
 
@@ -418,6 +448,23 @@ pub(crate) fn move_projection_aside(path: &Path, reason: &str) -> Result<PathBuf
     }
     tracing::warn!(path = %aside.display(), reason, "kept the damaged projection for inspection");
     Ok(aside)
+}
+
+/// Undoes [`move_projection_aside`] (best effort; failures are logged).
+pub(crate) fn move_projection_back(aside: &Path, path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", aside.display()));
+        let to = PathBuf::from(format!("{}{suffix}", path.display()));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the projection is SQLite's, not the log's"
+        )]
+        if let Err(err) = std::fs::rename(&from, &to) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!(from = %from.display(), error = %err, "could not move the projection back");
+            }
+        }
+    }
 }
 
 /// Progress lines while the projection is caught up or rebuilt at open (at most one every
@@ -545,6 +592,7 @@ impl Engine {
             .create_dir_all(dir)
             .map_err(|err| Error::io("create dir", dir, err))?;
         let lock = lock_data_dir(dir)?;
+        crate::scrub::remove_scratch_files(dir);
         let db_path = dir.join(DATA_DB);
         let log_dir = dir.join(LOG_DIR);
         let snapshots_dir = crate::snapshot::snapshots_dir(dir);
@@ -712,6 +760,7 @@ impl Engine {
         // Subscribers see only what the projection holds; the writer publishes the rest as it
         // catches up.
         let hub = Arc::new(Hub::new(projected, config.hub_ring_commits));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let poisoned = Arc::new(Mutex::new(None));
         let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
         let clock = Arc::clone(&config.clock);
@@ -728,6 +777,8 @@ impl Engine {
             reader: log_reader.clone(),
             storage: Arc::clone(&config.storage),
             behind: behind || projected < log_last,
+            db_path: db_path.clone(),
+            projection_generation: Arc::clone(&generation),
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())
@@ -738,6 +789,7 @@ impl Engine {
             idle: Mutex::new((Vec::new(), 0)),
             available: Condvar::new(),
             max: config.read_pool_size.max(1),
+            generation,
         };
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -751,11 +803,16 @@ impl Engine {
                 storage: Arc::clone(&config.storage),
                 maintenance: Mutex::new(()),
                 snapshotter: Mutex::new(None),
+                scrubber: Mutex::new(None),
+                scrub_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 _lock: lock,
             }),
         };
         if config.snapshot_every_commits.is_some() || config.snapshot_every_ms.is_some() {
             engine.start_snapshotter(config.snapshot_every_commits, config.snapshot_every_ms)?;
+        }
+        if let Some(every_ms) = config.scrub_every_ms {
+            engine.start_scrubber(every_ms)?;
         }
         Ok((engine, report))
     }
@@ -954,6 +1011,54 @@ impl Engine {
         Ok(())
     }
 
+    /// Scrubs the projection now (see `scrub.rs`): checks its pages, compares its content with
+    /// a replay of the log, and has the writer replace it with a rebuild on damage or a
+    /// mismatch. Blocks for the duration (a full replay of the log).
+    pub fn scrub(&self) -> Result<crate::scrub::ScrubReport> {
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        crate::scrub::scrub_once(&self.scrub_context())
+    }
+
+    fn scrub_context(&self) -> crate::scrub::ScrubContext {
+        crate::scrub::ScrubContext {
+            dir: self.inner.dir.clone(),
+            reader: self.inner.log_reader.clone(),
+            sender: self.inner.sender.clone(),
+            stop: Arc::clone(&self.inner.scrub_stop),
+        }
+    }
+
+    fn start_scrubber(&self, every_ms: u64) -> Result<()> {
+        let (stop, stopped) = sync_channel::<()>(1);
+        let weak = Arc::downgrade(&self.inner);
+        let every = std::time::Duration::from_millis(every_ms.max(10));
+        let handle = std::thread::Builder::new()
+            .name("pocketlog-scrub".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let engine = Engine { inner };
+                match engine.scrub() {
+                    Ok(crate::scrub::ScrubReport::Clean { seq }) => {
+                        tracing::debug!(seq, "scrub: the projection matches the log")
+                    }
+                    Ok(crate::scrub::ScrubReport::Repaired { reason }) => {
+                        tracing::error!(reason = %reason, "scrub: the projection was repaired")
+                    }
+                    Ok(crate::scrub::ScrubReport::Skipped(why)) => {
+                        tracing::info!(why = %why, "scrub: content comparison skipped")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "scrub failed"),
+                }
+            })
+            .map_err(|err| Error::io("spawn scrub thread", &self.inner.dir, err))?;
+        *self.inner.scrubber.lock().expect("scrubber lock") = Some((stop, handle));
+        Ok(())
+    }
+
     /// The poison reason, if a write failed.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.poisoned.lock().expect("poison lock").clone()
@@ -961,6 +1066,14 @@ impl Engine {
 
     /// Stops the writer after the queued jobs, and wakes subscribers. Idempotent.
     pub fn shutdown(&self) {
+        self.inner
+            .scrub_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let scrubber = self.inner.scrubber.lock().expect("scrubber lock").take();
+        if let Some((stop, handle)) = scrubber {
+            drop(stop);
+            let _ = handle.join();
+        }
         let snapshotter = self
             .inner
             .snapshotter
@@ -981,6 +1094,8 @@ impl Engine {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.scrub_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.sender.send(Message::Shutdown);
         if let Some(handle) = self.writer.lock().ok().and_then(|mut guard| guard.take()) {
             let _ = handle.join();

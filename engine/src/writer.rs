@@ -134,6 +134,14 @@ pub(crate) struct Job {
 
 pub(crate) enum Message {
     Job(Job),
+    /// Swap the projection for a rebuilt one (the scrub found damage): the file at `path` is
+    /// a projection at `seq`; the writer catches it up and moves it into place.
+    Replace {
+        path: std::path::PathBuf,
+        seq: Seq,
+        reason: String,
+        done: std::sync::mpsc::SyncSender<Result<()>>,
+    },
     Shutdown,
 }
 
@@ -159,6 +167,10 @@ pub(crate) struct Writer {
     /// The projection is behind the log (a SQLite `COMMIT` failed after the log fsync, or the
     /// catch-up at open could not finish): see [`Writer::catch_up`].
     pub(crate) behind: bool,
+    /// The live projection's path (`data.db`).
+    pub(crate) db_path: std::path::PathBuf,
+    /// Bumped when the projection file is replaced: read connections reopen.
+    pub(crate) projection_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
@@ -169,6 +181,15 @@ impl Writer {
             let first = if self.behind {
                 match receiver.recv_timeout(CATCH_UP_RETRY) {
                     Ok(Message::Job(job)) => job,
+                    Ok(Message::Replace {
+                        path,
+                        seq,
+                        reason,
+                        done,
+                    }) => {
+                        let _ = done.try_send(self.replace_projection(&path, seq, &reason));
+                        continue;
+                    }
                     Ok(Message::Shutdown)
                     | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -179,10 +200,20 @@ impl Writer {
             } else {
                 match receiver.recv() {
                     Ok(Message::Job(job)) => job,
+                    Ok(Message::Replace {
+                        path,
+                        seq,
+                        reason,
+                        done,
+                    }) => {
+                        let _ = done.try_send(self.replace_projection(&path, seq, &reason));
+                        continue;
+                    }
                     Ok(Message::Shutdown) | Err(_) => break,
                 }
             };
             let mut group = vec![first];
+            let mut replace = None;
             // Gathering: when the previous group showed concurrency, wait a moment for the
             // callers it just answered to submit again, so the next group (one fsync, one
             // SQLite commit) carries as many commits as the last one instead of the few that
@@ -204,6 +235,10 @@ impl Writer {
                 };
                 match next {
                     Some(Message::Job(job)) => group.push(job),
+                    Some(message @ Message::Replace { .. }) => {
+                        replace = Some(message);
+                        break;
+                    }
                     Some(Message::Shutdown) => {
                         stop = true;
                         break;
@@ -213,6 +248,15 @@ impl Writer {
             }
             previous_group = group.len();
             self.run_group(group);
+            if let Some(Message::Replace {
+                path,
+                seq,
+                reason,
+                done,
+            }) = replace
+            {
+                let _ = done.try_send(self.replace_projection(&path, seq, &reason));
+            }
         }
         // Answer whatever is still queued so no caller hangs.
         while let Ok(message) = receiver.try_recv() {
@@ -405,6 +449,78 @@ impl Writer {
                 other => reply(other),
             }
         }
+    }
+
+    /// Replaces the live projection with the rebuilt one at `path` (a projection at `seq`):
+    /// catches it up with the log, moves the live `data.db` aside (kept, never deleted) and
+    /// the rebuilt file into its place, and reopens. Read connections are reopened lazily (the
+    /// pool generation changes); reads in flight finish on the old file.
+    fn replace_projection(&mut self, path: &std::path::Path, seq: Seq, reason: &str) -> Result<()> {
+        if self.behind {
+            return Err(Error::InvalidChange(
+                "the projection is behind the log (disk full?); not replacing it now".into(),
+            ));
+        }
+        let durable = self.log.next_seq() - 1;
+        {
+            let conn = crate::engine::open_projection(path)?;
+            let mut catalog = projection::load_catalog(&conn)?;
+            let at = projection::last_applied(&conn)?;
+            if at != seq {
+                return Err(Error::InvalidChange(format!(
+                    "the rebuilt projection is at seq {at}, not {seq}"
+                )));
+            }
+            if durable > seq {
+                crate::engine::replay_into(
+                    &conn,
+                    &mut catalog,
+                    &self.reader,
+                    seq + 1,
+                    durable,
+                    |_| {},
+                )?;
+            }
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))?;
+        }
+        crate::snapshot::sync_file(path)?;
+        let db = self.db_path.clone();
+        // Close the live connection; the rebuilt file takes its place.
+        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        drop(old);
+        let aside = match crate::engine::move_projection_aside(&db, reason) {
+            Ok(aside) => aside,
+            Err(err) => {
+                self.conn = crate::engine::open_projection(&db)?;
+                return Err(err);
+            }
+        };
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the projection is SQLite's, not the log's"
+        )]
+        let moved = std::fs::rename(path, &db);
+        if let Err(err) = moved {
+            // Put the old projection back rather than run without one.
+            crate::engine::move_projection_back(&aside, &db);
+            self.conn = crate::engine::open_projection(&db)?;
+            self.catalog = projection::load_catalog(&self.conn)?;
+            return Err(Error::io("rename", path, err));
+        }
+        if let Some(dir) = db.parent() {
+            crate::snapshot::sync_dir(dir)?;
+        }
+        self.conn = crate::engine::open_projection(&db)?;
+        self.catalog = projection::load_catalog(&self.conn)?;
+        self.projection_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tracing::error!(
+            damaged = %aside.display(),
+            seq = durable,
+            "REPAIRED PROJECTION: data.db was replaced by a rebuild from the log"
+        );
+        Ok(())
     }
 
     /// Re-reads the catalog after a rollback (keeps the old one if that fails too).
