@@ -290,7 +290,7 @@ impl Writer {
         if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let err = Error::from(err);
             for job in group {
-                (job.reply)(JobOutcome::EngineFailed(Error::Sqlite(err.to_string())));
+                (job.reply)(JobOutcome::EngineFailed(refusal(&err)));
             }
             return;
         }
@@ -350,17 +350,16 @@ impl Writer {
                         if let Ok(catalog) = projection::load_catalog(&self.conn) {
                             self.catalog = catalog;
                         }
-                        let reason = err.to_string();
                         for (reply, outcome, _) in pending {
                             match outcome {
                                 JobOutcome::Done { .. } => {
-                                    reply(JobOutcome::EngineFailed(Error::Sqlite(reason.clone())))
+                                    reply(JobOutcome::EngineFailed(refusal(&err)))
                                 }
                                 other => reply(other),
                             }
                         }
                         for job in jobs {
-                            (job.reply)(JobOutcome::EngineFailed(Error::Sqlite(reason.clone())));
+                            (job.reply)(JobOutcome::EngineFailed(refusal(&err)));
                         }
                         return;
                     }
