@@ -779,6 +779,7 @@ impl Engine {
             behind: behind || projected < log_last,
             db_path: db_path.clone(),
             projection_generation: Arc::clone(&generation),
+            damage_seen: None,
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())
@@ -888,7 +889,14 @@ impl Engine {
 
     /// Runs `f` with a pooled read-only connection (blocks while all are busy).
     pub fn read<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
-        self.inner.pool.with(f)
+        let result = self.inner.pool.with(f);
+        if let Err(Error::ProjectionDamaged(reason)) = &result {
+            // Have the writer check the file and rebuild it from the log (never blocks; a
+            // full queue drops the report, the next damaged read sends it again).
+            tracing::error!(reason = %reason, "a read found the projection damaged");
+            let _ = self.inner.sender.try_send(Message::Damaged(reason.clone()));
+        }
+        result
     }
 
     /// Runs `f` with a pooled read-only connection if one is idle right now, on this thread;

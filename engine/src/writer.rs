@@ -48,18 +48,29 @@ pub struct Tx<'a> {
     /// Changes whose payload bytes are summed in `sized_bytes` (see [`Tx::staged_bytes`]).
     sized: usize,
     sized_bytes: u64,
+    /// Set when SQLite reported the projection damaged to this command (the writer rebuilds
+    /// it after the group).
+    damaged: std::cell::RefCell<Option<String>>,
 }
 
 impl<'a> Tx<'a> {
     /// Queries the staged state (earlier commands of the group included).
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        projection::query(self.conn, sql, params)
+        projection::query(self.conn, sql, params).map_err(|err| self.note_damage(err))
+    }
+
+    fn note_damage(&self, err: Error) -> Error {
+        if let Error::ProjectionDamaged(reason) = &err {
+            *self.damaged.borrow_mut() = Some(reason.clone());
+        }
+        err
     }
 
     /// Stages a change: it is applied to the projection at once, so later checks see it.
     pub fn stage(&mut self, change: Change) -> Result<()> {
         self.stage_attempted = true;
-        projection::apply_change(self.conn, self.catalog, &change)?;
+        projection::apply_change(self.conn, self.catalog, &change)
+            .map_err(|err| self.note_damage(err))?;
         if matches!(
             change,
             Change::CollectionCreated(_)
@@ -142,11 +153,16 @@ pub(crate) enum Message {
         reason: String,
         done: std::sync::mpsc::SyncSender<Result<()>>,
     },
+    /// A reader saw SQLite report the projection damaged: check it, rebuild it if so.
+    Damaged(String),
     Shutdown,
 }
 
 /// Longest wait for more commands when gathering a group (see [`Writer::run`]).
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
+
+/// Time budget of the integrity check that confirms damage SQLite reported.
+const DAMAGE_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often an idle writer retries bringing a projection that is behind the log level.
 pub(crate) const CATCH_UP_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -171,6 +187,9 @@ pub(crate) struct Writer {
     pub(crate) db_path: std::path::PathBuf,
     /// Bumped when the projection file is replaced: read connections reopen.
     pub(crate) projection_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite reported the projection damaged to a command, or a reader did: checked (and the
+    /// projection rebuilt) after the current group.
+    pub(crate) damage_seen: Option<String>,
 }
 
 impl Writer {
@@ -190,6 +209,11 @@ impl Writer {
                         let _ = done.try_send(self.replace_projection(&path, seq, &reason));
                         continue;
                     }
+                    Ok(Message::Damaged(reason)) => {
+                        self.damage_seen = Some(reason);
+                        self.repair_if_damaged();
+                        continue;
+                    }
                     Ok(Message::Shutdown)
                     | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -207,6 +231,11 @@ impl Writer {
                         done,
                     }) => {
                         let _ = done.try_send(self.replace_projection(&path, seq, &reason));
+                        continue;
+                    }
+                    Ok(Message::Damaged(reason)) => {
+                        self.damage_seen = Some(reason);
+                        self.repair_if_damaged();
                         continue;
                     }
                     Ok(Message::Shutdown) | Err(_) => break,
@@ -239,6 +268,7 @@ impl Writer {
                         replace = Some(message);
                         break;
                     }
+                    Some(Message::Damaged(reason)) => self.damage_seen = Some(reason),
                     Some(Message::Shutdown) => {
                         stop = true;
                         break;
@@ -248,6 +278,7 @@ impl Writer {
             }
             previous_group = group.len();
             self.run_group(group);
+            self.repair_if_damaged();
             if let Some(Message::Replace {
                 path,
                 seq,
@@ -450,6 +481,94 @@ impl Writer {
         }
     }
 
+    /// After a command or a reader saw SQLite report damage: confirms it with a bounded
+    /// `quick_check` and rebuilds the projection from the log when it is damaged.
+    fn repair_if_damaged(&mut self) {
+        let Some(reported) = self.damage_seen.take() else {
+            return;
+        };
+        // A fresh connection: the writer's own page cache may still hold good copies of
+        // pages that are damaged on disk.
+        let confirmed = match crate::snapshot::open_read_only(&self.db_path)
+            .and_then(|conn| crate::engine::quick_check(&conn, DAMAGE_CHECK_BUDGET))
+        {
+            Ok(Some(problems)) => Some(problems),
+            Ok(None) => None,
+            Err(err) => Some(err.to_string()),
+        };
+        match confirmed {
+            Some(problems) => {
+                let reason = format!("SQLite reported {reported}; integrity check: {problems}");
+                if let Err(err) = self.rebuild_projection(&reason) {
+                    tracing::error!(error = %err, "rebuilding the damaged projection failed");
+                }
+            }
+            None => tracing::warn!(
+                reported = %reported,
+                "SQLite reported damage the integrity check does not confirm; the scrub \
+                 compares the projection with the log"
+            ),
+        }
+    }
+
+    /// Rebuilds the projection from the log (from seq 1 while the log starts there) into a
+    /// scratch file and swaps it in ([`Writer::replace_projection`]); publishes the commits
+    /// the old projection had not published. Blocks the writer for the duration.
+    pub(crate) fn rebuild_projection(&mut self, reason: &str) -> Result<()> {
+        tracing::error!(
+            reason,
+            "DAMAGED PROJECTION: rebuilding data.db from the log"
+        );
+        let durable = self.log.next_seq() - 1;
+        let dir = self
+            .db_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let scratch = dir.join(format!(
+            ".scrub-rebuild-{}-{}.db",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        ));
+        let built = if self.reader.first_seq() > 1 {
+            crate::snapshot::build_projection_at(
+                &self.reader,
+                &crate::snapshot::snapshots_dir(&dir),
+                durable,
+                &scratch,
+                |_| {},
+            )
+            .map(|_| ())
+        } else {
+            (|| {
+                let conn = crate::engine::open_projection(&scratch)?;
+                let mut catalog = Catalog::default();
+                crate::engine::replay_into(&conn, &mut catalog, &self.reader, 1, durable, |_| {})?;
+                Ok(())
+            })()
+        };
+        let was_behind = self.behind;
+        self.behind = false;
+        let result = built.and_then(|()| self.replace_projection(&scratch, durable, reason));
+        let _ = crate::engine::remove_projection(&scratch);
+        if let Err(err) = result {
+            self.behind = was_behind;
+            return Err(err);
+        }
+        // Publish what the old projection never did (it was behind).
+        let mut next = self.hub.last_seq() + 1;
+        while next <= durable {
+            let commits = self.reader.read_from(next, 1024)?;
+            let Some(last) = commits.last().map(|commit| commit.seq) else {
+                break;
+            };
+            self.hub
+                .publish(commits.into_iter().map(Arc::new).collect());
+            next = last + 1;
+        }
+        Ok(())
+    }
+
     /// Replaces the live projection with the rebuilt one at `path` (a projection at `seq`):
     /// catches it up with the log, moves the live `data.db` aside (kept, never deleted) and
     /// the rebuilt file into its place, and reopens. Read connections are reopened lazily (the
@@ -593,6 +712,10 @@ impl Writer {
                 );
                 Ok(())
             }
+            Err(Error::ProjectionDamaged(reason)) => {
+                // It cannot catch up because it is damaged: rebuild it from the log instead.
+                self.rebuild_projection(&format!("catching it up failed: {reason}"))
+            }
             Err(err) => {
                 tracing::warn!(
                     error = %err,
@@ -641,10 +764,14 @@ impl Writer {
             stage_attempted: false,
             sized: 0,
             sized_bytes: 0,
+            damaged: std::cell::RefCell::new(None),
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command(&mut tx)));
         let touched = tx.catalog_touched;
         let attempted = tx.stage_attempted;
+        if let Some(reason) = tx.damaged.take() {
+            self.damage_seen = Some(reason);
+        }
         let changes = std::mem::take(&mut tx.changes);
         let too_large = match &result {
             Ok(Ok(_)) if !changes.is_empty() => {

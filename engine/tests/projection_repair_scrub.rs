@@ -139,3 +139,63 @@ fn the_periodic_scrub_repairs_on_its_own() {
     assert_projection_matches_replay(&engine);
     engine.shutdown();
 }
+
+/// Page damage while serving: the read that hits it fails (as SQLite reports it), the writer
+/// confirms the damage with an integrity check and rebuilds the projection from the log at
+/// once (not at the next scheduled scrub), and later reads are correct.
+#[test]
+fn a_read_that_hits_damaged_pages_triggers_a_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, _) = Engine::open(dir.path(), config(None)).expect("open");
+    create_notes(&engine);
+    for index in 0..300 {
+        insert_note(
+            &engine,
+            &format!("n{index:04}"),
+            &format!("title {index} {}", "z".repeat(200)),
+            index,
+        )
+        .expect("insert");
+    }
+    let expected = notes(&engine);
+    // Fold the WAL into data.db so the damage hits the pages readers use.
+    let conn = rusqlite::Connection::open(dir.path().join(engine::DATA_DB)).expect("open db");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoint");
+    drop(conn);
+    let db = dir.path().join(engine::DATA_DB);
+    let len = std::fs::metadata(&db).expect("db").len() as usize;
+    let mut bytes = std::fs::read(&db).expect("read");
+    let page = 4096 * (len / 4096 / 2);
+    for (index, byte) in bytes[page..page + 4096].iter_mut().enumerate() {
+        *byte = (index * 37 % 251) as u8;
+    }
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .expect("open");
+        file.seek(SeekFrom::Start(page as u64)).expect("seek");
+        file.write_all(&bytes[page..page + 4096]).expect("damage");
+    }
+    let first = engine.read(|conn| conn.query("SELECT id, title, n FROM notes ORDER BY id", &[]));
+    assert!(
+        matches!(first, Err(engine::Error::ProjectionDamaged(_))),
+        "the damaged read: {first:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = engine.read(|conn| conn.query("SELECT id, title, n FROM notes", &[]));
+        if read.is_ok_and(|rows| rows.rows.len() == expected.len()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never rebuilt");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(notes(&engine), expected);
+    assert_eq!(damaged_copies(dir.path()), 1);
+    insert_note(&engine, "after", "", 1).expect("writes on");
+    assert_projection_matches_replay(&engine);
+    engine.shutdown();
+}
