@@ -451,6 +451,10 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.reload_catalog();
             self.behind = true;
+            // Transient failures clear at once (then the callers can read their writes back);
+            // otherwise the next group (or the idle retry) tries again. Publishing happens in
+            // the catch-up, after the apply.
+            let _ = self.catch_up();
             let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
             for (reply, outcome, index) in pending {
                 match outcome {
@@ -461,9 +465,6 @@ impl Writer {
                     other => reply(other),
                 }
             }
-            // Transient failures clear at once; otherwise the next group (or the idle
-            // retry) tries again. Publishing happens in the catch-up, after the apply.
-            let _ = self.catch_up();
             return;
         }
         let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
