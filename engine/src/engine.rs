@@ -780,6 +780,7 @@ impl Engine {
             db_path: db_path.clone(),
             projection_generation: Arc::clone(&generation),
             damage_seen: None,
+            detached: false,
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())

@@ -190,6 +190,8 @@ pub(crate) struct Writer {
     /// SQLite reported the projection damaged to a command, or a reader did: checked (and the
     /// projection rebuilt) after the current group.
     pub(crate) damage_seen: Option<String>,
+    /// The connection is a placeholder (a projection swap could not reopen `data.db`).
+    pub(crate) detached: bool,
 }
 
 impl Writer {
@@ -495,7 +497,11 @@ impl Writer {
         {
             Ok(Some(problems)) => Some(problems),
             Ok(None) => None,
-            Err(err) => Some(err.to_string()),
+            Err(Error::ProjectionDamaged(reason)) => Some(reason),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not check the projection for damage");
+                None
+            }
         };
         match confirmed {
             Some(problems) => {
@@ -553,7 +559,7 @@ impl Writer {
         let result = built.and_then(|()| self.replace_projection(&scratch, durable, reason));
         let _ = crate::engine::remove_projection(&scratch);
         if let Err(err) = result {
-            self.behind = was_behind;
+            self.behind = was_behind || self.detached;
             return Err(err);
         }
         // Publish what the old projection never did (it was behind).
@@ -605,13 +611,15 @@ impl Writer {
         }
         crate::snapshot::sync_file(path)?;
         let db = self.db_path.clone();
-        // Close the live connection; the rebuilt file takes its place.
+        // Close the live connection; the rebuilt file takes its place. Until a connection to
+        // `data.db` is open again the writer is detached: it refuses jobs and retries.
         let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
         drop(old);
+        self.detached = true;
         let aside = match crate::engine::move_projection_aside(&db, reason) {
             Ok(aside) => aside,
             Err(err) => {
-                self.conn = crate::engine::open_projection(&db)?;
+                let _ = self.reattach();
                 return Err(err);
             }
         };
@@ -623,23 +631,47 @@ impl Writer {
         if let Err(err) = moved {
             // Put the old projection back rather than run without one.
             crate::engine::move_projection_back(&aside, &db);
-            self.conn = crate::engine::open_projection(&db)?;
-            self.catalog = projection::load_catalog(&self.conn)?;
+            let _ = self.reattach();
             return Err(Error::io("rename", path, err));
         }
         if let Some(dir) = db.parent() {
-            crate::snapshot::sync_dir(dir)?;
+            if let Err(err) = crate::snapshot::sync_dir(dir) {
+                tracing::warn!(error = %err, "fsync of the data dir after the swap failed");
+            }
         }
-        self.conn = crate::engine::open_projection(&db)?;
-        self.catalog = projection::load_catalog(&self.conn)?;
         self.projection_generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.reattach()?;
         tracing::error!(
             damaged = %aside.display(),
             seq = durable,
             "REPAIRED PROJECTION: data.db was replaced by a rebuild from the log"
         );
         Ok(())
+    }
+
+    /// Opens the writer's connection to `data.db` again after [`Writer::replace_projection`]
+    /// closed it; on failure the writer stays detached and behind (jobs are refused, the
+    /// catch-up retries this).
+    fn reattach(&mut self) -> Result<()> {
+        let opened = crate::engine::open_projection(&self.db_path).and_then(|conn| {
+            let catalog = projection::load_catalog(&conn)?;
+            Ok((conn, catalog))
+        });
+        match opened {
+            Ok((conn, catalog)) => {
+                self.conn = conn;
+                self.catalog = catalog;
+                self.detached = false;
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not reopen the projection; writes are refused until it opens");
+                self.detached = true;
+                self.behind = true;
+                Err(err)
+            }
+        }
     }
 
     /// Re-reads the catalog after a rollback (keeps the old one if that fails too).
@@ -676,6 +708,9 @@ impl Writer {
     /// log (in batches, each in one SQLite transaction with its `_meta.last_seq`) and publishes
     /// them. Clears [`Writer::behind`] on success.
     pub(crate) fn catch_up(&mut self) -> Result<()> {
+        if self.detached {
+            self.reattach()?;
+        }
         let result = (|| -> Result<u64> {
             let mut applied = projection::last_applied(&self.conn)?;
             let durable = self.log.next_seq() - 1;
