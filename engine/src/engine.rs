@@ -704,7 +704,18 @@ impl Engine {
                 catalog = projection::load_catalog(&conn)?;
                 behind = true;
             }
-            Some(err) if !rebuilt_fresh => {
+            // The projection does not fit the log (damaged, or changes that cannot apply to
+            // it): rebuild. I/O errors and the like are returned as they are.
+            Some(err)
+                if !rebuilt_fresh
+                    && matches!(
+                        err,
+                        Error::ProjectionDamaged(_)
+                            | Error::InvalidChange(_)
+                            | Error::Constraint { .. }
+                            | Error::Sqlite(_)
+                    ) =>
+            {
                 let reason = format!("catching it up with the log failed: {err}");
                 drop(conn);
                 let aside = move_projection_aside(&db_path, &reason)?;

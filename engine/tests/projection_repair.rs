@@ -128,3 +128,17 @@ fn a_healthy_projection_is_never_moved_aside() {
     assert!(damaged_copies(dir.path()).is_empty());
     engine.shutdown();
 }
+
+#[test]
+fn a_projection_that_does_not_fit_the_log_is_moved_aside_and_rebuilt() {
+    let (dir, expected) = populated();
+    let db = dir.path().join(engine::DATA_DB);
+    // The projection claims to be at seq 1 while it holds everything: the catch-up re-applies
+    // seq 2.. and fails (the records exist already). Before: `open` refused to start.
+    let conn = rusqlite::Connection::open(&db).expect("open db");
+    conn.execute("UPDATE _meta SET value = 1 WHERE key = 'last_seq'", [])
+        .expect("tamper");
+    drop(conn);
+    let len = std::fs::metadata(&db).expect("db").len();
+    reopen_and_check(dir.path(), &expected, len);
+}
