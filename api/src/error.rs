@@ -3,6 +3,8 @@
 //! 1. `data` is always an object; field errors nest as `{field: {code, message, params?}}`.
 //! 2. Messages are "sentenized": first letter upper-case, trailing period.
 //! 3. Internal causes are logged, never sent to the client.
+//! 4. Engine errors a caller can act on get a 4xx with a clear message: a full disk and a
+//!    commit over the size limit are 400 (nothing was committed), a full queue is 503.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -156,6 +158,23 @@ impl From<engine::Error> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is busy, please try again.",
             ),
+            // Not committed (the engine answers an error only for writes that are not in the
+            // log). The reference answers 400 with its generic per-endpoint failure message on
+            // a full disk; the message here says what happened and what fixes it.
+            full if full.is_storage_full() => {
+                tracing::error!(error = %full, "write refused: the disk is full");
+                ApiError::bad_request(
+                    "Failed to save: the server's disk is full. Nothing was changed; \
+                     try again once space is freed.",
+                )
+            }
+            engine::Error::CommitTooLarge { bytes, max } => {
+                tracing::warn!(bytes, max, "a change exceeded the commit size limit");
+                ApiError::bad_request(&format!(
+                    "Failed to save: the change is too large ({bytes} bytes once encoded; the \
+                     limit is {max} bytes). Nothing was changed."
+                ))
+            }
             other => ApiError::internal(other),
         }
     }

@@ -4,7 +4,7 @@
 //! 2. Decoding never allocates more than the payload length allows (bincode's limit).
 //! 3. An unknown version is [`Error::FormatVersion`], not corruption.
 
-use crate::commit::Commit;
+use crate::commit::{Actor, Change, Commit};
 use crate::error::{Error, Result};
 use bincode::Options;
 
@@ -32,6 +32,26 @@ pub fn encode_commit_into(commit: &Commit, out: &mut Vec<u8>) {
     options(u64::MAX)
         .serialize_into(&mut *out, commit)
         .expect("serializing into a Vec cannot fail");
+}
+
+/// The payload length [`encode_commit`] gives for a commit by `actor` with `changes` (seq and
+/// timestamp are fixed-width, so their values do not matter), computed without encoding.
+pub fn payload_len(actor: &Actor, changes: &[Change]) -> u64 {
+    // version byte, seq, timestamp, actor, changes (a u64 length and the elements).
+    let actor = options(u64::MAX)
+        .serialized_size(actor)
+        .unwrap_or(u64::MAX / 4);
+    let changes = options(u64::MAX)
+        .serialized_size(changes)
+        .unwrap_or(u64::MAX / 4);
+    1 + 8 + 8 + actor + changes
+}
+
+/// Payload bytes one change adds to its commit.
+pub(crate) fn change_len(change: &Change) -> u64 {
+    options(u64::MAX)
+        .serialized_size(change)
+        .unwrap_or(u64::MAX / 4)
 }
 
 /// Decodes a payload. `Err(reason)` for a malformed body.
@@ -68,6 +88,43 @@ impl DecodeError {
                 offset,
                 reason: format!("payload does not decode: {reason}"),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    #[test]
+    fn payload_len_matches_the_encoding() {
+        let changes = vec![
+            Change::RecordCreated {
+                collection_id: "c".into(),
+                id: "r1".into(),
+                values: vec![
+                    ("title".into(), Value::from("hello")),
+                    ("n".into(), Value::Int(3)),
+                ],
+            },
+            Change::ParamSet {
+                key: "k".into(),
+                value: None,
+            },
+        ];
+        for actor in [Actor::System, Actor::Superuser("abc".into())] {
+            let commit = Commit {
+                seq: 7,
+                timestamp_ms: 1234,
+                actor: actor.clone(),
+                changes: changes.clone(),
+            };
+            let encoded = encode_commit(&commit).len() as u64;
+            assert_eq!(payload_len(&actor, &changes), encoded);
+            let empty = payload_len(&actor, &[]);
+            let sum: u64 = changes.iter().map(change_len).sum();
+            assert_eq!(empty + sum, encoded);
         }
     }
 }

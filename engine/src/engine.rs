@@ -80,7 +80,18 @@ pub struct EngineConfig {
     /// Cut a snapshot in the background when this much time passed since the last one and
     /// there are new commits (None: not by time).
     pub snapshot_every_ms: Option<u64>,
+    /// Time budget (ms) of the projection's integrity check (`PRAGMA quick_check`) at open;
+    /// a check that does not finish in time is abandoned (the scrub covers it). 0: no check.
+    pub integrity_check_ms: u64,
+    /// Background scrub: every this many ms, check the projection's pages and compare its
+    /// content with a replay of the log, rebuilding it on a mismatch. None: no scrub.
+    pub scrub_every_ms: Option<u64>,
 }
+
+/// Default [`EngineConfig::integrity_check_ms`].
+pub const INTEGRITY_CHECK_MS_DEFAULT: u64 = 2_000;
+/// Default [`EngineConfig::scrub_every_ms`]: every 6 hours.
+pub const SCRUB_EVERY_MS_DEFAULT: u64 = 6 * 60 * 60 * 1000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -95,6 +106,8 @@ impl Default for EngineConfig {
             clock: Arc::new(|| chrono::Utc::now().timestamp_millis()),
             snapshot_every_commits: None,
             snapshot_every_ms: None,
+            integrity_check_ms: INTEGRITY_CHECK_MS_DEFAULT,
+            scrub_every_ms: Some(SCRUB_EVERY_MS_DEFAULT),
         }
     }
 }
@@ -199,9 +212,14 @@ impl ReadConn<'_> {
 
 struct ReadPool {
     path: PathBuf,
-    idle: Mutex<(Vec<Connection>, usize)>,
+    /// Idle connections with the projection generation they were opened on, and the number
+    /// of connections open.
+    idle: Mutex<(Vec<(u64, Connection)>, usize)>,
     available: Condvar,
     max: usize,
+    /// Bumped by the writer when it replaces the projection file: older connections are
+    /// dropped instead of reused.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ReadPool {
@@ -222,12 +240,22 @@ impl ReadPool {
         Ok(conn)
     }
 
+    fn current(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
+        let current = self.current();
         let conn = {
             let mut guard = self.idle.lock().expect("pool lock");
             loop {
-                if let Some(conn) = guard.0.pop() {
-                    break Some(conn);
+                if let Some((generation, conn)) = guard.0.pop() {
+                    if generation == current {
+                        break Some(conn);
+                    }
+                    // Opened on a replaced projection file: open a new one in its place.
+                    drop(conn);
+                    break None;
                 }
                 if guard.1 < self.max {
                     guard.1 += 1;
@@ -248,7 +276,7 @@ impl ReadPool {
             },
         };
         let result = f(&ReadConn { conn: &conn });
-        self.idle.lock().expect("pool lock").0.push(conn);
+        self.idle.lock().expect("pool lock").0.push((current, conn));
         self.available.notify_one();
         result
     }
@@ -259,11 +287,22 @@ impl ReadPool {
     where
         F: FnOnce(&ReadConn<'_>) -> Result<T>,
     {
-        let Some(conn) = self.idle.lock().expect("pool lock").0.pop() else {
-            return Err(f);
+        let current = self.current();
+        let conn = {
+            let mut guard = self.idle.lock().expect("pool lock");
+            match guard.0.pop() {
+                Some((generation, conn)) if generation == current => conn,
+                Some((_, stale)) => {
+                    // A replaced projection file: give the slot back, let `with` reopen.
+                    drop(stale);
+                    guard.1 -= 1;
+                    return Err(f);
+                }
+                None => return Err(f),
+            }
         };
         let result = f(&ReadConn { conn: &conn });
-        self.idle.lock().expect("pool lock").0.push(conn);
+        self.idle.lock().expect("pool lock").0.push((current, conn));
         self.available.notify_one();
         Ok(result)
     }
@@ -282,6 +321,10 @@ struct Inner {
     maintenance: Mutex<()>,
     /// Dropping the sender stops the periodic snapshot thread.
     snapshotter: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
+    /// Dropping the sender stops the periodic scrub thread.
+    scrubber: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
+    /// Set at shutdown: a running scrub stops between replay batches.
+    scrub_stop: Arc<std::sync::atomic::AtomicBool>,
     _lock: File,
 }
 
@@ -313,6 +356,184 @@ pub fn open_projection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     projection::init(&conn)?;
     Ok(conn)
+}
+
+/// Opens an existing (or new) projection and checks it: readable header, `_meta`,
+/// `_collections`, and a `PRAGMA quick_check` bounded to `check_ms`. Damage is
+/// [`Error::ProjectionDamaged`]; other errors (a full disk, permissions) are returned as they
+/// are, so they never make the engine move a healthy file aside.
+fn open_checked_projection(path: &Path, check_ms: u64) -> Result<(Connection, Seq)> {
+    let existed = path.exists();
+    let conn = open_projection(path)?;
+    let applied = projection::last_applied(&conn)?;
+    projection::load_catalog(&conn)?;
+    if existed && check_ms > 0 {
+        if let Some(problems) = quick_check(&conn, std::time::Duration::from_millis(check_ms))? {
+            return Err(Error::ProjectionDamaged(format!(
+                "integrity check: {problems}"
+            )));
+        }
+    }
+    Ok((conn, applied))
+}
+
+/// Runs `PRAGMA quick_check` within `budget`: `Some(problems)` when it finds damage, `None`
+/// when the file is fine or the check ran out of time (logged).
+pub(crate) fn quick_check(
+    conn: &Connection,
+    budget: std::time::Duration,
+) -> Result<Option<String>> {
+    let handle = conn.get_interrupt_handle();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let timer = std::thread::Builder::new()
+        .name("pocketlog-check-timer".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(budget) {
+                handle.interrupt();
+            }
+        })
+        .map_err(|err| Error::io("spawn check timer", "data.db", err))?;
+    let result = (|| -> rusqlite::Result<Vec<String>> {
+        let mut statement = conn.prepare("PRAGMA quick_check(20)")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        rows.collect()
+    })();
+    drop(stop);
+    let _ = timer.join();
+    match result {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(None),
+        Ok(rows) => Ok(Some(rows.join("; "))),
+        Err(rusqlite::Error::SqliteFailure(code, _))
+            if code.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
+            tracing::warn!(
+                budget_ms = budget.as_millis() as u64,
+                "the projection's integrity check did not finish in time; skipped (the \
+                 background scrub checks it)"
+            );
+            Ok(None)
+        }
+        Err(err) => match Error::from(err) {
+            Error::ProjectionDamaged(reason) => Ok(Some(reason)),
+            other => Err(other),
+        },
+    }
+}
+
+/// Moves a damaged projection (and its WAL files) aside as `data.db.damaged-<ms>[-wal|-shm]`,
+/// never deleting it. Returns the new path of the main file.
+pub(crate) fn move_projection_aside(path: &Path, reason: &str) -> Result<PathBuf> {
+    let stamp = chrono::Utc::now().timestamp_millis();
+    let mut aside = PathBuf::from(format!("{}.damaged-{stamp}", path.display()));
+    let mut n = 1;
+    while aside.exists() {
+        aside = PathBuf::from(format!("{}.damaged-{stamp}.{n}", path.display()));
+        n += 1;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the projection is SQLite's, not the log's"
+        )]
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io("move aside", from, err)),
+        }
+    }
+    if let Some(dir) = path.parent() {
+        crate::snapshot::sync_dir(dir)?;
+    }
+    tracing::warn!(path = %aside.display(), reason, "kept the damaged projection for inspection");
+    Ok(aside)
+}
+
+/// Undoes [`move_projection_aside`] (best effort; failures are logged).
+pub(crate) fn move_projection_back(aside: &Path, path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", aside.display()));
+        let to = PathBuf::from(format!("{}{suffix}", path.display()));
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the projection is SQLite's, not the log's"
+        )]
+        if let Err(err) = std::fs::rename(&from, &to) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!(from = %from.display(), error = %err, "could not move the projection back");
+            }
+        }
+    }
+}
+
+/// Progress lines while the projection is caught up or rebuilt at open (at most one every
+/// [`PROGRESS_EVERY`]).
+struct Progress {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    rebuilding: bool,
+    printed: bool,
+    total: u64,
+}
+
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Progress {
+    fn new(rebuilding: bool) -> Self {
+        let now = std::time::Instant::now();
+        Progress {
+            started: now,
+            last: now,
+            rebuilding,
+            printed: false,
+            total: 0,
+        }
+    }
+
+    fn tick(&mut self, applied: u64, seq: Seq) {
+        let due = if self.printed {
+            self.last.elapsed() >= PROGRESS_EVERY
+        } else {
+            self.rebuilding || self.started.elapsed() >= PROGRESS_EVERY
+        };
+        if !due {
+            return;
+        }
+        self.printed = true;
+        self.last = std::time::Instant::now();
+        tracing::info!(
+            commits = applied,
+            seq,
+            elapsed_s = self.started.elapsed().as_secs(),
+            "{} the projection from the log",
+            if self.rebuilding {
+                "rebuilding"
+            } else {
+                "catching up"
+            }
+        );
+    }
+
+    fn add(&mut self, commits: u64) {
+        self.total += commits;
+        self.rebuilding = true;
+        let total = self.total;
+        self.tick(total, 0);
+    }
+}
+
+/// Applies a catch-up batch at open (with the storage's projection-commit fault point).
+fn apply_at_open(
+    storage: &dyn Storage,
+    conn: &Connection,
+    catalog: &mut Catalog,
+    commits: &[Commit],
+) -> Result<Seq> {
+    storage
+        .before_projection_commit()
+        .map_err(|err| Error::io("commit projection", DATA_DB, err))?;
+    crate::writer::apply_batch(conn, catalog, commits)
 }
 
 /// Removes a projection database and its WAL files.
@@ -371,11 +592,29 @@ impl Engine {
             .create_dir_all(dir)
             .map_err(|err| Error::io("create dir", dir, err))?;
         let lock = lock_data_dir(dir)?;
+        crate::scrub::remove_scratch_files(dir);
         let db_path = dir.join(DATA_DB);
         let log_dir = dir.join(LOG_DIR);
         let snapshots_dir = crate::snapshot::snapshots_dir(dir);
-        let mut conn = open_projection(&db_path)?;
-        let mut applied = projection::last_applied(&conn)?;
+        // A damaged projection (unreadable header, truncated file, failed integrity check) is
+        // moved aside, never deleted, and rebuilt from the log below.
+        let mut rebuilt_fresh = false;
+        let (mut conn, mut applied) =
+            match open_checked_projection(&db_path, config.integrity_check_ms) {
+                Ok(opened) => opened,
+                Err(Error::ProjectionDamaged(reason)) => {
+                    let aside = move_projection_aside(&db_path, &reason)?;
+                    tracing::error!(
+                        reason = %reason,
+                        moved_to = %aside.display(),
+                        "DAMAGED PROJECTION: data.db was moved aside; rebuilding it from the log"
+                    );
+                    rebuilt_fresh = true;
+                    let conn = open_projection(&db_path)?;
+                    (conn, 0)
+                }
+                Err(err) => return Err(err),
+            };
         // A compacted log starts at some seq F > 1: a projection older than F - 1 cannot be
         // caught up from it and is replaced by the newest snapshot the log continues.
         let log_first = crate::log::list_segments(config.storage.as_ref(), &log_dir)
@@ -410,33 +649,98 @@ impl Engine {
             applied = projection::last_applied(&conn)?;
         }
         let mut catalog = projection::load_catalog(&conn)?;
-        // Catch the projection up while the log is scanned: one transaction per batch.
+        // Catch the projection up while the log is scanned: one transaction per batch. A
+        // failure stops the catch-up (the log scan goes on): on a full disk the engine starts
+        // with the projection behind and the writer finishes the catch-up once there is space;
+        // any other failure means the projection does not fit the log and it is rebuilt.
         let mut pending: Vec<Commit> = Vec::new();
         let mut replayed = 0u64;
+        let mut catch_up_error: Option<Error> = None;
+        let mut progress = Progress::new(rebuilt_fresh);
         let (log, mut report) = Log::open(
             Arc::clone(&config.storage),
             &log_dir,
             config.segment_bytes_max,
             |commit| {
-                if commit.seq > applied {
+                if commit.seq > applied && catch_up_error.is_none() {
                     pending.push(commit.clone());
                     if pending.len() >= REPLAY_BATCH_COMMITS {
-                        crate::writer::apply_batch(&conn, &mut catalog, &pending)?;
-                        replayed += pending.len() as u64;
+                        match apply_at_open(config.storage.as_ref(), &conn, &mut catalog, &pending)
+                        {
+                            Ok(_) => {
+                                replayed += pending.len() as u64;
+                                progress.tick(replayed, commit.seq);
+                            }
+                            Err(err) => catch_up_error = Some(err),
+                        }
                         pending.clear();
                     }
                 }
                 Ok(())
             },
         )?;
-        if !pending.is_empty() {
-            crate::writer::apply_batch(&conn, &mut catalog, &pending)?;
-            replayed += pending.len() as u64;
+        if !pending.is_empty() && catch_up_error.is_none() {
+            match apply_at_open(config.storage.as_ref(), &conn, &mut catalog, &pending) {
+                Ok(_) => replayed += pending.len() as u64,
+                Err(err) => catch_up_error = Some(err),
+            }
         }
+        drop(pending);
         report.replayed = replayed;
         let shared = log.shared();
         let log_reader = LogReader::new(Arc::clone(&config.storage), Arc::clone(&shared));
         let log_last = log.next_seq() - 1;
+        let mut behind = false;
+        match catch_up_error {
+            None => {}
+            Some(err) if err.is_storage_full() => {
+                tracing::error!(
+                    error = %err,
+                    projection = projection::last_applied(&conn).unwrap_or(0),
+                    log = log_last,
+                    "the disk is full: starting with the projection behind the log; reads \
+                     serve the last projected state and writes resume once there is space"
+                );
+                catalog = projection::load_catalog(&conn)?;
+                behind = true;
+            }
+            // The projection does not fit the log (damaged, or changes that cannot apply to
+            // it): rebuild. I/O errors and the like are returned as they are.
+            Some(err)
+                if !rebuilt_fresh
+                    && matches!(
+                        err,
+                        Error::ProjectionDamaged(_)
+                            | Error::InvalidChange(_)
+                            | Error::Constraint { .. }
+                            | Error::Sqlite(_)
+                    ) =>
+            {
+                let reason = format!("catching it up with the log failed: {err}");
+                drop(conn);
+                let aside = move_projection_aside(&db_path, &reason)?;
+                tracing::error!(
+                    reason = %reason,
+                    moved_to = %aside.display(),
+                    "DAMAGED PROJECTION: data.db was moved aside; rebuilding it from the log"
+                );
+                let built = crate::snapshot::build_projection_at(
+                    &log_reader,
+                    &snapshots_dir,
+                    log_last,
+                    &db_path,
+                    |n| progress.add(n),
+                )?;
+                conn = open_projection(&db_path)?;
+                catalog = projection::load_catalog(&conn)?;
+                report.rebuilt_projection = true;
+                report.replayed = built.replayed;
+            }
+            Some(err) => return Err(err),
+        }
+        if rebuilt_fresh {
+            report.rebuilt_projection = true;
+        }
         if applied > log_last {
             tracing::warn!(
                 projection = applied,
@@ -463,7 +767,11 @@ impl Engine {
                 "caught the projection up with the log"
             );
         }
-        let hub = Arc::new(Hub::new(log_last, config.hub_ring_commits));
+        let projected = projection::last_applied(&conn)?;
+        // Subscribers see only what the projection holds; the writer publishes the rest as it
+        // catches up.
+        let hub = Arc::new(Hub::new(projected, config.hub_ring_commits));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let poisoned = Arc::new(Mutex::new(None));
         let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
         let clock = Arc::clone(&config.clock);
@@ -477,6 +785,13 @@ impl Engine {
             poisoned: Arc::clone(&poisoned),
             clock: Box::new(move || clock()),
             last_timestamp_ms: 0,
+            reader: log_reader.clone(),
+            storage: Arc::clone(&config.storage),
+            behind: behind || projected < log_last,
+            db_path: db_path.clone(),
+            projection_generation: Arc::clone(&generation),
+            damage_seen: None,
+            detached: false,
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())
@@ -487,6 +802,7 @@ impl Engine {
             idle: Mutex::new((Vec::new(), 0)),
             available: Condvar::new(),
             max: config.read_pool_size.max(1),
+            generation,
         };
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -500,11 +816,16 @@ impl Engine {
                 storage: Arc::clone(&config.storage),
                 maintenance: Mutex::new(()),
                 snapshotter: Mutex::new(None),
+                scrubber: Mutex::new(None),
+                scrub_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 _lock: lock,
             }),
         };
         if config.snapshot_every_commits.is_some() || config.snapshot_every_ms.is_some() {
             engine.start_snapshotter(config.snapshot_every_commits, config.snapshot_every_ms)?;
+        }
+        if let Some(every_ms) = config.scrub_every_ms {
+            engine.start_scrubber(every_ms)?;
         }
         Ok((engine, report))
     }
@@ -580,7 +901,14 @@ impl Engine {
 
     /// Runs `f` with a pooled read-only connection (blocks while all are busy).
     pub fn read<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<T> {
-        self.inner.pool.with(f)
+        let result = self.inner.pool.with(f);
+        if let Err(Error::ProjectionDamaged(reason)) = &result {
+            // Have the writer check the file and rebuild it from the log (never blocks; a
+            // full queue drops the report, the next damaged read sends it again).
+            tracing::error!(reason = %reason, "a read found the projection damaged");
+            let _ = self.inner.sender.try_send(Message::Damaged(reason.clone()));
+        }
+        result
     }
 
     /// Runs `f` with a pooled read-only connection if one is idle right now, on this thread;
@@ -703,6 +1031,54 @@ impl Engine {
         Ok(())
     }
 
+    /// Scrubs the projection now (see `scrub.rs`): checks its pages, compares its content with
+    /// a replay of the log, and has the writer replace it with a rebuild on damage or a
+    /// mismatch. Blocks for the duration (a full replay of the log).
+    pub fn scrub(&self) -> Result<crate::scrub::ScrubReport> {
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        crate::scrub::scrub_once(&self.scrub_context())
+    }
+
+    fn scrub_context(&self) -> crate::scrub::ScrubContext {
+        crate::scrub::ScrubContext {
+            dir: self.inner.dir.clone(),
+            reader: self.inner.log_reader.clone(),
+            sender: self.inner.sender.clone(),
+            stop: Arc::clone(&self.inner.scrub_stop),
+        }
+    }
+
+    fn start_scrubber(&self, every_ms: u64) -> Result<()> {
+        let (stop, stopped) = sync_channel::<()>(1);
+        let weak = Arc::downgrade(&self.inner);
+        let every = std::time::Duration::from_millis(every_ms.max(10));
+        let handle = std::thread::Builder::new()
+            .name("pocketlog-scrub".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let engine = Engine { inner };
+                match engine.scrub() {
+                    Ok(crate::scrub::ScrubReport::Clean { seq }) => {
+                        tracing::debug!(seq, "scrub: the projection matches the log")
+                    }
+                    Ok(crate::scrub::ScrubReport::Repaired { reason }) => {
+                        tracing::error!(reason = %reason, "scrub: the projection was repaired")
+                    }
+                    Ok(crate::scrub::ScrubReport::Skipped(why)) => {
+                        tracing::info!(why = %why, "scrub: content comparison skipped")
+                    }
+                    Err(err) => tracing::warn!(error = %err, "scrub failed"),
+                }
+            })
+            .map_err(|err| Error::io("spawn scrub thread", &self.inner.dir, err))?;
+        *self.inner.scrubber.lock().expect("scrubber lock") = Some((stop, handle));
+        Ok(())
+    }
+
     /// The poison reason, if a write failed.
     pub fn poisoned(&self) -> Option<String> {
         self.inner.poisoned.lock().expect("poison lock").clone()
@@ -710,6 +1086,14 @@ impl Engine {
 
     /// Stops the writer after the queued jobs, and wakes subscribers. Idempotent.
     pub fn shutdown(&self) {
+        self.inner
+            .scrub_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let scrubber = self.inner.scrubber.lock().expect("scrubber lock").take();
+        if let Some((stop, handle)) = scrubber {
+            drop(stop);
+            let _ = handle.join();
+        }
         let snapshotter = self
             .inner
             .snapshotter
@@ -730,6 +1114,8 @@ impl Engine {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.scrub_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.sender.send(Message::Shutdown);
         if let Some(handle) = self.writer.lock().ok().and_then(|mut guard| guard.take()) {
             let _ = handle.join();

@@ -3,7 +3,10 @@
 //! 1. I/O failures name the operation and the path.
 //! 2. Corruption names the segment file and the byte offset of the first bad frame.
 //! 3. After a failed append or fsync the engine is poisoned; every later write returns
-//!    [`Error::Poisoned`] until the data dir is reopened.
+//!    [`Error::Poisoned`] until the data dir is reopened. Exception: a full disk
+//!    ([`Error::is_storage_full`]) whose partial bytes were cut back poisons nothing; the
+//!    write fails alone and writes work again once space is freed.
+//! 4. An error answered for a write means it is not in the log (see FORMAT.md "Disk full").
 
 use std::path::PathBuf;
 
@@ -51,6 +54,21 @@ pub enum Error {
     /// Any other SQLite error (bad SQL in a view query or index, ...).
     #[error("sqlite: {0}")]
     Sqlite(String),
+    /// SQLite ran out of disk space (`SQLITE_FULL`).
+    #[error("the disk is full: {0}")]
+    StorageFull(String),
+    /// One commit's payload exceeds the frame limit; only that command fails.
+    #[error("the change is too large: its commit would take {bytes} bytes, the limit is {max}")]
+    CommitTooLarge {
+        /// Encoded payload size of the commit.
+        bytes: u64,
+        /// [`crate::FRAME_PAYLOAD_MAX`].
+        max: u64,
+    },
+    /// The projection (`data.db`) is damaged (SQLite reports corruption or "not a database",
+    /// or its bookkeeping rows do not parse). It is rebuilt from the log, never trusted.
+    #[error("the projection (data.db) is damaged: {0}")]
+    ProjectionDamaged(String),
     /// A previous append or fsync failed; the engine refuses writes until reopened.
     #[error("the engine is poisoned by an earlier write failure ({0}); restart to recover")]
     Poisoned(String),
@@ -95,6 +113,16 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// True when the error means "no space left" (ENOSPC, a quota, or SQLite's `SQLITE_FULL`):
+    /// a condition the caller can fix by freeing space, after which writes work again.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::StorageFull(_) => true,
+            Error::Io { source, .. } => io_is_storage_full(source),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,
@@ -104,9 +132,30 @@ impl Error {
     }
 }
 
+/// ENOSPC / EDQUOT (by kind or raw OS code).
+pub(crate) fn io_is_storage_full(err: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(code, message) = &err {
+            if matches!(
+                code.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) {
+                return Error::ProjectionDamaged(
+                    message.clone().unwrap_or_else(|| err.to_string()),
+                );
+            }
+            if code.code == rusqlite::ErrorCode::DiskFull {
+                return Error::StorageFull(message.clone().unwrap_or_else(|| err.to_string()));
+            }
             if code.code == rusqlite::ErrorCode::ConstraintViolation {
                 let kind = match code.extended_code {
                     rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE

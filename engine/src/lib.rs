@@ -17,6 +17,7 @@ mod error;
 mod frame;
 mod log;
 mod projection;
+mod scrub;
 mod snapshot;
 mod storage;
 mod subscribe;
@@ -30,12 +31,13 @@ pub use backup::{
     Progress, RestoreOptions, RestoreReport, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME,
     PENDING_RESTORE,
 };
-pub use codec::{decode_commit, encode_commit, DecodeError, PAYLOAD_VERSION};
+pub use codec::{decode_commit, encode_commit, payload_len, DecodeError, PAYLOAD_VERSION};
 pub use commit::{Actor, Change, CollectionDef, ColumnDef, Commit, Seq};
 pub use compact::{compact_dir, retained_from, CompactReport, CompactStep, Retention};
 pub use engine::{
     apply_commits, open_projection, replay_into, Engine, EngineConfig, Failure, Outcome, ReadConn,
-    SyncPolicy, DATA_DB, LOCK_FILE, LOG_DIR, REPLAY_BATCH_COMMITS,
+    SyncPolicy, DATA_DB, INTEGRITY_CHECK_MS_DEFAULT, LOCK_FILE, LOG_DIR, REPLAY_BATCH_COMMITS,
+    SCRUB_EVERY_MS_DEFAULT,
 };
 pub use error::{Error, Result};
 pub use frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
@@ -47,6 +49,7 @@ pub use projection::{
     apply_commit, dump, last_applied, load_catalog, quote_ident, register_functions, Catalog,
     ROW_COUNTER_FN,
 };
+pub use scrub::{digest, ScrubReport};
 pub use snapshot::{
     base_snapshot, build_projection_at, copy_projection, list_snapshots, parse_snapshot_name,
     snapshot_name, snapshots_dir, write_snapshot, BuildReport, SNAPSHOT_DIR,

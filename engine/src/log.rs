@@ -527,6 +527,14 @@ impl Log {
             .map_or(1, |active| active.next_seq)
     }
 
+    /// True when the active segment holds exactly the durable frames (after a failed append,
+    /// the partial bytes were cut back), so appending may go on.
+    pub(crate) fn tail_is_clean(&self) -> bool {
+        self.storage
+            .len(&self.active_path())
+            .is_ok_and(|len| len == self.active_len)
+    }
+
     /// Appends commits (their seqs must continue the log) and syncs when `sync` is set.
     /// On error, the active segment is cut back to where it was; the caller poisons the engine.
     pub(crate) fn append(&mut self, commits: &[Commit], sync: bool) -> Result<()> {

@@ -198,7 +198,7 @@ pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
     while let Some(row) = rows.next()? {
         let text: String = row.get(0)?;
         let def: CollectionDef = serde_json::from_str(&text)
-            .map_err(|err| Error::Sqlite(format!("bad _collections row: {err}")))?;
+            .map_err(|err| Error::ProjectionDamaged(format!("bad _collections row: {err}")))?;
         catalog.by_id.insert(def.id.clone(), def);
     }
     Ok(catalog)

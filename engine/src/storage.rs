@@ -43,6 +43,13 @@ pub trait Storage: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Syncs a directory so created, renamed and removed entries are durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Called by the writer after a group's log fsync, right before the projection's SQLite
+    /// `COMMIT`; an error is treated as that `COMMIT` failing (a fault-injection point for
+    /// tests: SQLite's own I/O does not go through this trait). The real file system never
+    /// fails it.
+    fn before_projection_commit(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The real file system.

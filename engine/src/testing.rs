@@ -24,6 +24,9 @@ pub enum FaultOp {
     Sync,
     /// Renames and directory syncs (segment creation).
     Rename,
+    /// The projection's SQLite `COMMIT` after a group's log fsync
+    /// ([`Storage::before_projection_commit`]).
+    ProjectionCommit,
 }
 
 /// A planned failure.
@@ -44,6 +47,7 @@ struct Counters {
     append: AtomicU64,
     sync: AtomicU64,
     rename: AtomicU64,
+    projection_commit: AtomicU64,
 }
 
 /// The real file system with planned failures.
@@ -64,6 +68,7 @@ impl FaultyStorage {
         self.counters.append.store(0, Ordering::SeqCst);
         self.counters.sync.store(0, Ordering::SeqCst);
         self.counters.rename.store(0, Ordering::SeqCst);
+        self.counters.projection_commit.store(0, Ordering::SeqCst);
         *self.fault.lock().expect("fault lock") = Some(fault);
     }
 
@@ -77,6 +82,7 @@ impl FaultyStorage {
             FaultOp::Append => &self.counters.append,
             FaultOp::Sync => &self.counters.sync,
             FaultOp::Rename => &self.counters.rename,
+            FaultOp::ProjectionCommit => &self.counters.projection_commit,
         };
         let count = counter.fetch_add(1, Ordering::SeqCst) + 1;
         let fault = *self.fault.lock().expect("fault lock");
@@ -150,6 +156,9 @@ impl Storage for FaultyStorage {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.check(FaultOp::Rename)?;
         FsStorage.sync_dir(dir)
+    }
+    fn before_projection_commit(&self) -> io::Result<()> {
+        self.check(FaultOp::ProjectionCommit)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Property: when an append, fsync, rename or directory sync of the log fails (once or
-//! persistently, including "disk full"), the caller of the failing commit gets an error and
+//! persistently; "disk full" is not poisoning and is covered by `disk_full.rs`), the caller of the failing commit gets an error and
 //! never success, the engine is poisoned (later writes fail with `Error::Poisoned`), and after
 //! reopening on healthy storage every acknowledged commit is present, no unacknowledged commit
 //! is visible, multi-change commits are all-or-nothing, and the projection equals a fresh
@@ -145,7 +145,13 @@ fn a_failed_append_poisons_and_loses_nothing_acknowledged() {
             run_sequential(FaultOp::Append, nth, persistent, ErrorKind::Other, u64::MAX);
         }
     }
-    run_sequential(FaultOp::Append, 3, true, ErrorKind::StorageFull, u64::MAX);
+    run_sequential(
+        FaultOp::Append,
+        3,
+        true,
+        ErrorKind::PermissionDenied,
+        u64::MAX,
+    );
 }
 
 #[test]
@@ -155,7 +161,13 @@ fn a_failed_fsync_poisons_and_loses_nothing_acknowledged() {
             run_sequential(FaultOp::Sync, nth, persistent, ErrorKind::Other, u64::MAX);
         }
     }
-    run_sequential(FaultOp::Sync, 2, false, ErrorKind::StorageFull, u64::MAX);
+    run_sequential(
+        FaultOp::Sync,
+        2,
+        false,
+        ErrorKind::PermissionDenied,
+        u64::MAX,
+    );
 }
 
 #[test]
@@ -163,10 +175,16 @@ fn faults_while_rolling_segments() {
     // Tiny segments: every group or two rolls, so renames and directory syncs happen often.
     for nth in 1..=4 {
         run_sequential(FaultOp::Rename, nth, false, ErrorKind::Other, 300);
-        run_sequential(FaultOp::Rename, nth, true, ErrorKind::StorageFull, 300);
+        run_sequential(FaultOp::Rename, nth, true, ErrorKind::PermissionDenied, 300);
     }
     for nth in [1, 3, 7] {
-        run_sequential(FaultOp::Append, nth, false, ErrorKind::StorageFull, 300);
+        run_sequential(
+            FaultOp::Append,
+            nth,
+            false,
+            ErrorKind::PermissionDenied,
+            300,
+        );
         run_sequential(FaultOp::Sync, nth, true, ErrorKind::Other, 300);
     }
 }

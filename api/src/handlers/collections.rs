@@ -637,6 +637,12 @@ pub async fn collections_delete(
     Ok(no_content())
 }
 
+/// Staged bytes after which a truncate commits and goes on in a new commit (well below the
+/// frame limit, leaving room for the cascade of the record that crosses it).
+const TRUNCATE_COMMIT_BYTES: u64 = 8 << 20;
+/// Ids read per query while truncating.
+const TRUNCATE_SELECT_ROWS: usize = 1000;
+
 /// `DELETE /api/collections/{c}/truncate`
 pub async fn collections_truncate(
     State(state): State<Arc<AppState>>,
@@ -649,19 +655,46 @@ pub async fn collections_truncate(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let target = Arc::clone(&collection);
     // Each record goes through the same delete as the records API, so relations pointing at
     // it are cleaned up (or cascade-deleted) and a required reference refuses the truncate.
-    state
-        .write(auth.actor(), move |tx| {
-            let sql = format!("SELECT id FROM {}", engine::quote_ident(&target.name));
-            let rows = tx.query(&sql, &[]).map_err(ApiError::from)?;
-            for row in &rows.rows {
-                let id = row[0].as_str().unwrap_or("").to_string();
-                crate::handlers::records::delete_staged_with_references(tx, &schema, &target, &id)?;
-            }
-            Ok(())
-        })
-        .await?;
+    // A commit must fit one log frame, so a large collection is truncated in several commits
+    // of at most TRUNCATE_COMMIT_BYTES of staged changes each (every one atomic; a small
+    // collection is one commit, all or nothing, as before).
+    loop {
+        let target = Arc::clone(&collection);
+        let schema = Arc::clone(&schema);
+        let more = state
+            .write(auth.actor(), move |tx| {
+                // By rowid, so every round moves on even past a row it could not delete.
+                let sql = format!(
+                    "SELECT rowid, id FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT {TRUNCATE_SELECT_ROWS}",
+                    engine::quote_ident(&target.name)
+                );
+                let mut after = i64::MIN;
+                loop {
+                    let rows = tx
+                        .query(&sql, &[engine::Value::Int(after)])
+                        .map_err(ApiError::from)?;
+                    if rows.rows.is_empty() {
+                        return Ok(false);
+                    }
+                    for row in &rows.rows {
+                        after = row[0].as_i64().unwrap_or(i64::MAX);
+                        let id = row[1].as_str().unwrap_or("").to_string();
+                        crate::handlers::records::delete_staged_with_references(
+                            tx, &schema, &target, &id,
+                        )?;
+                        if tx.staged_bytes() >= TRUNCATE_COMMIT_BYTES {
+                            return Ok(true);
+                        }
+                    }
+                }
+            })
+            .await?
+            .value;
+        if !more {
+            break;
+        }
+    }
     Ok(no_content())
 }

@@ -103,6 +103,9 @@ struct Maintenance {
     /// Snapshot the projection in the background every SECS seconds when there were commits.
     #[arg(long, value_name = "SECS")]
     snapshot_every: Option<f64>,
+    /// Seconds between background scrubs of data.db against the log (0: off; default 6 h).
+    #[arg(long, value_name = "SECS", default_value_t = 21600)]
+    scrub_every: u64,
     /// Log segment size in bytes at which the log rolls (tests).
     #[arg(long, hide = true)]
     segment_bytes: Option<u64>,
@@ -139,6 +142,8 @@ impl Maintenance {
         if let Some(bytes) = self.segment_bytes {
             config.segment_bytes_max = bytes.max(1);
         }
+        config.scrub_every_ms =
+            (self.scrub_every > 0).then(|| self.scrub_every.saturating_mul(1000));
         Ok(())
     }
 }

@@ -4,6 +4,8 @@
 //! 1. Writing into the data dir's own `data.db` takes the data dir lock, so it never races a
 //!    running server; the new projection is built beside it and moved into place at the end.
 //! 2. `--out FILE` writes a separate database and needs no lock; it refuses to overwrite.
+//! 3. The previous `data.db` (and its WAL files) is renamed to `data.db.before-replay-<ms>`,
+//!    never deleted: it may be the only evidence of what went wrong.
 
 use super::{log_dir, progress_bar, replay_to_file};
 use anyhow::{bail, Context, Result};
@@ -69,7 +71,15 @@ pub fn run(args: &Args) -> Result<()> {
         replay_to_file(&reader, &building, last, until_ms, |n| bar.inc(n))?;
     bar.finish_and_clear();
     if args.out.is_none() {
-        remove_db_files(&target)?;
+        // The old projection (possibly damaged) is kept beside, never deleted.
+        let kept = keep_aside(&target)?;
+        if let Some(kept) = &kept {
+            println!(
+                "kept the previous {} as {}",
+                target.display(),
+                kept.display()
+            );
+        }
         for suffix in ["", "-wal", "-shm"] {
             let from = PathBuf::from(format!("{}{suffix}", building.display()));
             let to = PathBuf::from(format!("{}{suffix}", target.display()));
@@ -115,6 +125,32 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
         );
     }
     Ok(file)
+}
+
+/// Renames `path` and its WAL files to `<path>.before-replay-<ms>[-wal|-shm]`; `None` when
+/// there was no file.
+fn keep_aside(path: &std::path::Path) -> Result<Option<PathBuf>> {
+    if !path.exists() {
+        remove_db_files(path)?;
+        return Ok(None);
+    }
+    let aside = PathBuf::from(format!(
+        "{}.before-replay-{}",
+        path.display(),
+        chrono::Utc::now().timestamp_millis()
+    ));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot move {} aside", from.display()))
+            }
+        }
+    }
+    Ok(Some(aside))
 }
 
 fn remove_db_files(path: &std::path::Path) -> Result<()> {
