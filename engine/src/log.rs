@@ -530,9 +530,14 @@ impl Log {
     /// True when the active segment holds exactly the durable frames (after a failed append,
     /// the partial bytes were cut back), so appending may go on.
     pub(crate) fn tail_is_clean(&self) -> bool {
-        self.storage
-            .len(&self.active_path())
-            .is_ok_and(|len| len == self.active_len)
+        let guard = self.shared.active.lock().expect("active segment lock");
+        guard.as_ref().is_some_and(|active| {
+            active.broken.is_none()
+                && self
+                    .storage
+                    .len(&active.path)
+                    .is_ok_and(|len| len == active.len)
+        })
     }
 
     /// Appends commits (their seqs must continue the log) and syncs when `sync` is set.

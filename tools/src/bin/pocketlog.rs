@@ -551,7 +551,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 "Successfully changed superuser \"{email}\" password!"
             ))
         }
-        SuperuserAction::Ips { ips } => superuser_ips(state, ips).await?,
+        SuperuserAction::Ips { ips } => superuser_ips(state, ips).await,
         SuperuserAction::Delete { email } => {
             let id = find(email.clone())
                 .await?
@@ -565,7 +565,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
 }
 
 /// `superuser ips [IP/CIDR ...]`: PocketBase's output (a tree of the entries, or "cleared").
-async fn superuser_ips(state: &Arc<AppState>, ips: Vec<String>) -> Result<()> {
+async fn superuser_ips(state: &Arc<AppState>, ips: Vec<String>) -> Result<String> {
     let saved = api::handlers::settings::set_superuser_ips(state, ips)
         .await
         .map_err(|err| {
@@ -586,19 +586,18 @@ async fn superuser_ips(state: &Arc<AppState>, ips: Vec<String>) -> Result<()> {
             anyhow::anyhow!("superuserIPs: ({entries}).")
         })?;
     if saved.is_empty() {
-        println!("Successfully cleared SuperuserIPs setting!");
-    } else {
-        println!("Successfully updated SuperuserIPs setting:");
-        for (index, ip) in saved.iter().enumerate() {
-            let branch = if index + 1 == saved.len() {
-                "└─"
-            } else {
-                "├─"
-            };
-            println!("{branch} {ip}");
-        }
+        return Ok("Successfully cleared SuperuserIPs setting!".to_string());
     }
-    Ok(())
+    let mut out = String::from("Successfully updated SuperuserIPs setting:");
+    for (index, ip) in saved.iter().enumerate() {
+        let branch = if index + 1 == saved.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        out.push_str(&format!("\n{branch} {ip}"));
+    }
+    Ok(out)
 }
 
 /// The CLI acts as a superuser (the system) for its record operations.
