@@ -1116,9 +1116,12 @@ async function renderBackups(main) {
       await new Promise((r) => setTimeout(r, 1500));
       const ok = await waitForServer();
       if (!ok) return clear(msg, errorBox(new ApiError(0, { message: 'The server did not come back after the restore.' })));
-      toast(`${label} done.`, 'success');
+      // A restore rotates every token secret (tokens revoked before it must not come back),
+      // so this session's token is gone too: say so and ask for a new login.
+      toast(`${label} done. Every token issued before the restore was revoked: log in again.`, 'success');
       state.collections = [];
-      render();
+      auth.clear();
+      go('#/login');
     } catch (e) {
       clear(msg, errorBox(e));
     }

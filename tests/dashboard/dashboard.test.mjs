@@ -332,7 +332,13 @@ describe('dashboard', () => {
     await page.waitForFunction(() => document.getElementById('toasts').innerText.includes('done'), null, { timeout: 60_000 });
     const after = (await server.api('GET', '/api/collections/messages/records?sort=created&perPage=50')).body.items.map((m) => m.text);
     assert.deepEqual(after, ['hello edited', 'second message', 'third message']);
-    // the dashboard reloaded on the restored server and still works
+    // the restore revoked every earlier token: the dashboard asks for a new login, then works
+    // on the restored server
+    await page.locator('#login-email').waitFor();
+    assert.match(await page.locator('#toasts').innerText(), /log in again/);
+    await page.fill('#login-email', SUPERUSER_EMAIL);
+    await page.fill('#login-password', SUPERUSER_PASSWORD);
+    await page.press('#login-password', 'Enter');
     await page.locator('.coll-list a[href="#/c/messages"]').waitFor();
     await shot('15-after-restore');
   });
