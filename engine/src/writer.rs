@@ -199,49 +199,39 @@ impl Writer {
         let mut stop = false;
         let mut previous_group = 1;
         while !stop {
-            let first = if self.behind {
+            // Behind (the projection lags the log): wake up now and then to catch up.
+            let message = if self.behind {
                 match receiver.recv_timeout(CATCH_UP_RETRY) {
-                    Ok(Message::Job(job)) => job,
-                    Ok(Message::Replace {
-                        path,
-                        seq,
-                        reason,
-                        done,
-                    }) => {
-                        let _ = done.try_send(self.replace_projection(&path, seq, &reason));
-                        continue;
-                    }
-                    Ok(Message::Damaged(reason)) => {
-                        self.damage_seen = Some(reason);
-                        self.repair_if_damaged();
-                        continue;
-                    }
-                    Ok(Message::Shutdown)
-                    | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Ok(message) => message,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                         let _ = self.catch_up();
                         continue;
                     }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             } else {
                 match receiver.recv() {
-                    Ok(Message::Job(job)) => job,
-                    Ok(Message::Replace {
-                        path,
-                        seq,
-                        reason,
-                        done,
-                    }) => {
-                        let _ = done.try_send(self.replace_projection(&path, seq, &reason));
-                        continue;
-                    }
-                    Ok(Message::Damaged(reason)) => {
-                        self.damage_seen = Some(reason);
-                        self.repair_if_damaged();
-                        continue;
-                    }
-                    Ok(Message::Shutdown) | Err(_) => break,
+                    Ok(message) => message,
+                    Err(_) => break,
                 }
+            };
+            let first = match message {
+                Message::Job(job) => job,
+                Message::Replace {
+                    path,
+                    seq,
+                    reason,
+                    done,
+                } => {
+                    let _ = done.try_send(self.replace_projection(&path, seq, &reason));
+                    continue;
+                }
+                Message::Damaged(reason) => {
+                    self.damage_seen = Some(reason);
+                    self.repair_if_damaged();
+                    continue;
+                }
+                Message::Shutdown => break,
             };
             let mut group = vec![first];
             let mut replace = None;
