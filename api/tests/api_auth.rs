@@ -75,6 +75,11 @@ async fn password_auth_refresh_and_methods() {
                 .forbid(&["authProviders", "usernamePassword"]),
             scenario("methods: base collection", "GET", "/api/collections/posts/auth-methods", 404)
                 .expect(&["Missing or invalid auth collection context."]),
+            scenario("methods: unknown collection", "GET", "/api/collections/nope/auth-methods", 404)
+                .expect(&[r#"{"data":{},"message":"Missing or invalid collection context.","status":404}"#]),
+            scenario("login: unknown collection", "POST", "/api/collections/nope/auth-with-password", 404)
+                .body(json!({"identity": "a", "password": "b"}))
+                .expect(&[r#"{"data":{},"message":"Missing or invalid collection context.","status":404}"#]),
         ])
         .await;
 

@@ -86,7 +86,7 @@ async fn verification_flow() {
                 .expect(&[r#"{"data":{},"message":"Missing or invalid auth collection context.","status":404}"#]),
             scenario("request: unknown collection", "POST", "/api/collections/nope/request-verification", 404)
                 .body(json!({"email": "a@b.co"}))
-                .expect(&["Missing or invalid auth collection context."]),
+                .expect(&["Missing or invalid collection context."]),
             scenario("confirm: token required", "POST", cv, 400)
                 .body(json!({}))
                 .expect(&[r#""token":{"code":"validation_required","message":"Cannot be blank."}"#, INVALID_DATA]),

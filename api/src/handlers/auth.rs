@@ -20,16 +20,20 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// The auth collection of an auth route (404 `Missing or invalid auth collection context.`).
+/// The auth collection of an auth route. As on the reference: an unknown collection is 404
+/// `Missing or invalid collection context.`, a non-auth one 404 `Missing or invalid auth
+/// collection context.`.
 pub fn auth_collection(state: &AppState, name: &str) -> ApiResult<Arc<Collection>> {
-    state
-        .schema()
-        .find(name)
-        .filter(|c| c.is_auth())
-        .cloned()
-        .ok_or_else(|| {
+    let schema = state.schema();
+    let collection = schema.find(name).ok_or_else(|| {
+        ApiError::not_found().with_message("Missing or invalid collection context.")
+    })?;
+    if !collection.is_auth() {
+        return Err(
             ApiError::not_found().with_message("Missing or invalid auth collection context.")
-        })
+        );
+    }
+    Ok(Arc::clone(collection))
 }
 
 /// Builds `{"record":…,"token":…}` for a freshly authenticated record.
