@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod dashboard;
 pub mod error;
+pub mod extract;
 pub mod handlers;
 pub mod model;
 pub mod ratelimit;

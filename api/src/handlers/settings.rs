@@ -41,15 +41,7 @@ pub async fn require_superuser(
     state: &Arc<AppState>,
     headers: &HeaderMap,
 ) -> ApiResult<access::Auth> {
-    match access::authenticate(state, headers).await {
-        Some(auth) if auth.is_superuser() => Ok(auth),
-        Some(_) => Err(ApiError::forbidden(
-            "The authorized record is not allowed to perform this action.",
-        )),
-        None => Err(ApiError::unauthorized(
-            "The request requires valid record authorization token.",
-        )),
-    }
+    crate::extract::require_superuser(access::authenticate(state, headers).await)
 }
 
 fn redact(mut settings: Value) -> Value {
