@@ -50,16 +50,14 @@ impl Auth {
     }
 }
 
-/// The actor of an optional caller.
-pub fn actor_of(auth: &Option<Auth>) -> engine::Actor {
-    auth.as_ref()
-        .map(Auth::actor)
-        .unwrap_or(engine::Actor::Guest)
+/// The actor of an optional caller (`Option<&Auth>`, or `&Option<Auth>` as a session holds it).
+pub fn actor_of<'a>(auth: impl Into<Option<&'a Auth>>) -> engine::Actor {
+    auth.into().map(Auth::actor).unwrap_or(engine::Actor::Guest)
 }
 
-/// True when the caller is a superuser.
-pub fn is_superuser(auth: &Option<Auth>) -> bool {
-    auth.as_ref().is_some_and(Auth::is_superuser)
+/// True when the caller is a superuser (`Option<&Auth>`, or `&Option<Auth>`).
+pub fn is_superuser<'a>(auth: impl Into<Option<&'a Auth>>) -> bool {
+    auth.into().is_some_and(Auth::is_superuser)
 }
 
 /// Loads one record by id (full JSON).
@@ -74,10 +72,8 @@ pub async fn load_record(
     );
     let id = id.to_string();
     // A primary-key lookup: run it on this thread when a pooled connection is idle.
-    let rows = crate::handlers::common::read_short(state, move |conn| {
-        conn.query(&sql, &[SqlValue::Text(id)])
-    })
-    .await?;
+    let rows =
+        crate::read::read_short(state, move |conn| conn.query(&sql, &[SqlValue::Text(id)])).await?;
     Ok(rows
         .rows
         .first()
@@ -166,9 +162,12 @@ impl RequestData {
 }
 
 /// The rules crate's request info for a caller.
-pub fn request_info(auth: &Option<Auth>, data: &RequestData) -> rules::RequestInfo {
+pub fn request_info<'a>(
+    auth: impl Into<Option<&'a Auth>>,
+    data: &RequestData,
+) -> rules::RequestInfo {
     let mut info = rules::RequestInfo::guest(chrono::Utc::now());
-    if let Some(auth) = auth {
+    if let Some(auth) = auth.into() {
         info.auth = Some(rules::AuthInfo {
             collection_id: auth.collection.id.clone(),
             collection_name: auth.collection.name.clone(),

@@ -558,7 +558,7 @@ tokio::task_local! {
 /// `create`. No-op outside the middleware or when limits are off; superusers are exempt.
 pub fn check_batch_request(
     state: &AppState,
-    auth: &Option<access::Auth>,
+    auth: Option<&access::Auth>,
     method: &str,
     url: &str,
     collection: &crate::model::Collection,

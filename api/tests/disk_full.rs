@@ -111,11 +111,11 @@ async fn serve(dir: &Path) -> (Arc<AppState>, Client) {
     body.insert("email".into(), json!("admin@example.com"));
     body.insert("password".into(), json!("Passw0rd123"));
     body.insert("passwordConfirm".into(), json!("Passw0rd123"));
-    api::handlers::records::create_record(
+    api::records::create_record(
         &state,
         &schema,
         &collection,
-        &system,
+        system.as_ref(),
         body,
         api::access::RequestData::default(),
     )

@@ -5,13 +5,13 @@
 //!    change (new tokenKey) invalidates them.
 
 use super::common::{json_response, parse_body, Query};
-use super::records::present;
 use crate::access::{self, Auth, RequestData, MAIN};
 use crate::auth::password;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::from_row;
 use crate::model::schema::Rule;
 use crate::model::Collection;
+use crate::records::present;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
@@ -50,7 +50,7 @@ pub async fn auth_response(
     });
     let mut items = present(
         state,
-        &auth,
+        auth.as_ref(),
         collection,
         vec![record],
         query.get("expand").map(String::as_str),

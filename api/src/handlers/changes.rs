@@ -18,10 +18,10 @@
 use super::common::{json_response, parse_bool, Query};
 use crate::access::{self, RequestData};
 use crate::error::{ApiError, ApiResult, FieldErrors};
-use crate::handlers::records::{find_collection, viewer};
 use crate::model::record::{format_ms, visible_json};
 use crate::model::schema::Rule;
 use crate::realtime::render::{allowed, check_client_filter, record_events};
+use crate::records::{find_collection, viewer};
 use crate::state::AppState;
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::HeaderMap;
@@ -110,7 +110,7 @@ pub async fn changes_list(
     };
     // The list API's filter restrictions and errors (hidden fields, `@request.*`, ...).
     if let Some(expr) = &filter {
-        check_client_filter(&schema, &collection, expr, &auth, &data)?;
+        check_client_filter(&schema, &collection, expr, auth.as_ref(), &data)?;
     }
     let mut items = Vec::new();
     let mut next = since.min(head);
@@ -152,14 +152,14 @@ pub async fn changes_list(
                     &rule,
                     filter.as_ref(),
                     &event.record,
-                    &auth,
+                    auth.as_ref(),
                     &data,
                 )
                 .await
                 {
                     continue;
                 }
-                let record = visible_json(&event.collection, &event.record, viewer(&auth));
+                let record = visible_json(&event.collection, &event.record, viewer(auth.as_ref()));
                 items.push(json!({
                     "action": event.action,
                     "record": record,

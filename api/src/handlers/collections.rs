@@ -681,7 +681,7 @@ pub async fn collections_truncate(
                     for row in &rows.rows {
                         after = row[0].as_i64().unwrap_or(i64::MAX);
                         let id = row[1].as_str().unwrap_or("").to_string();
-                        crate::handlers::records::delete_staged_with_references(
+                        crate::records::delete_staged_with_references(
                             tx, &schema, &target, &id,
                         )?;
                         if tx.staged_bytes() >= TRUNCATE_COMMIT_BYTES {

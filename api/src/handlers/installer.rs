@@ -152,11 +152,11 @@ async fn install(
         collection: Arc::clone(&collection),
         record: system,
     });
-    let record = super::records::create_record(
+    let record = crate::records::create_record(
         &state,
         &schema,
         &collection,
-        &actor,
+        actor.as_ref(),
         input,
         RequestData::default(),
     )

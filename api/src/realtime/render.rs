@@ -21,11 +21,10 @@ use super::sse;
 use super::topic::Topic;
 use super::SUBSCRIPTIONS_MAX;
 use crate::access::{self, Auth, RequestData, Where, MAIN};
-use crate::handlers::common::pick_fields;
-use crate::handlers::records::{present, viewer};
 use crate::model::record::{from_row, to_storage, visible_json};
 use crate::model::schema::Rule;
 use crate::model::{Collection, Schema};
+use crate::records::{pick_fields, present, viewer};
 use crate::state::AppState;
 use axum::body::Bytes;
 use engine::{Change, Commit};
@@ -119,7 +118,7 @@ pub async fn allowed(
     rule: &Rule,
     filter: Option<&rules::Expr>,
     record: &Map<String, Value>,
-    auth: &Option<Auth>,
+    auth: Option<&Auth>,
     data: &RequestData,
 ) -> bool {
     let superuser = access::is_superuser(auth);
@@ -186,7 +185,7 @@ pub fn check_client_filter(
     schema: &Schema,
     collection: &Collection,
     filter: &rules::Expr,
-    auth: &Option<Auth>,
+    auth: Option<&Auth>,
     data: &RequestData,
 ) -> crate::error::ApiResult<()> {
     let request = access::request_info(auth, data);
@@ -249,7 +248,16 @@ pub async fn render(
     events: &[RecordEvent],
     cache: &mut EncodeCache,
 ) -> Option<Vec<sse::Frame>> {
-    let frames = render_as(state, schema, inner, &inner.auth, seq, events, cache).await;
+    let frames = render_as(
+        state,
+        schema,
+        inner,
+        inner.auth.as_ref(),
+        seq,
+        events,
+        cache,
+    )
+    .await;
     (inner.auth.is_none() || inner.auth_proven || frames.is_empty()).then_some(frames)
 }
 
@@ -258,7 +266,7 @@ async fn render_as(
     state: &Arc<AppState>,
     schema: &Schema,
     inner: &SessionInner,
-    auth: &Option<Auth>,
+    auth: Option<&Auth>,
     seq: engine::Seq,
     events: &[RecordEvent],
     cache: &mut EncodeCache,
@@ -323,7 +331,7 @@ async fn render_as(
 async fn decide(
     state: &Arc<AppState>,
     schema: &Schema,
-    auth: &Option<Auth>,
+    auth: Option<&Auth>,
     event: &RecordEvent,
     topic: &Topic,
     cache: &mut EncodeCache,
@@ -361,7 +369,7 @@ async fn decide(
 /// The `data` JSON of one event for one viewer, from the cache when possible.
 async fn encode(
     state: &Arc<AppState>,
-    auth: &Option<Auth>,
+    auth: Option<&Auth>,
     event: &RecordEvent,
     topic: &Topic,
     cache: &mut EncodeCache,
@@ -378,10 +386,10 @@ async fn encode(
         owner,
         expand: topic.expand.clone(),
         fields: topic.fields.clone(),
-        viewer: topic.expand.as_ref().and_then(|_| {
-            auth.as_ref()
-                .map(|auth| (auth.collection.id.clone(), auth.id().to_string()))
-        }),
+        viewer: topic
+            .expand
+            .as_ref()
+            .and_then(|_| auth.map(|auth| (auth.collection.id.clone(), auth.id().to_string()))),
     };
     if let Some(data) = cache.data.get(&key) {
         return Arc::clone(data);

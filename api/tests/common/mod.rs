@@ -105,11 +105,11 @@ pub async fn create_superuser(state: &Arc<AppState>, email: &str, password: &str
     body.insert("email".into(), json!(email));
     body.insert("password".into(), json!(password));
     body.insert("passwordConfirm".into(), json!(password));
-    api::handlers::records::create_record(
+    api::records::create_record(
         state,
         &schema,
         &collection,
-        &system,
+        system.as_ref(),
         body,
         api::access::RequestData::default(),
     )

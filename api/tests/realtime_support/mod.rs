@@ -257,11 +257,11 @@ async fn ensure_superuser(state: &Arc<AppState>) {
     body.insert("email".into(), json!(ADMIN_EMAIL));
     body.insert("password".into(), json!(ADMIN_PASSWORD));
     body.insert("passwordConfirm".into(), json!(ADMIN_PASSWORD));
-    api::handlers::records::create_record(
+    api::records::create_record(
         state,
         &schema,
         &collection,
-        &system,
+        system.as_ref(),
         body,
         api::access::RequestData::default(),
     )

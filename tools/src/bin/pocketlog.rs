@@ -489,11 +489,11 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
     match action {
         SuperuserAction::Upsert { email, password } => match find(email.clone()).await? {
             Some(id) => {
-                api::handlers::records::update_record(
+                api::records::update_record(
                     state,
                     &schema,
                     &collection,
-                    &system,
+                    system.as_ref(),
                     &id,
                     body(&email, &password),
                     data,
@@ -503,11 +503,11 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
                 Ok(format!("Successfully saved superuser \"{email}\"!"))
             }
             None => {
-                api::handlers::records::create_record(
+                api::records::create_record(
                     state,
                     &schema,
                     &collection,
-                    &system,
+                    system.as_ref(),
                     body(&email, &password),
                     data,
                 )
@@ -520,11 +520,11 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             if find(email.clone()).await?.is_some() {
                 anyhow::bail!("superuser \"{email}\" already exists");
             }
-            api::handlers::records::create_record(
+            api::records::create_record(
                 state,
                 &schema,
                 &collection,
-                &system,
+                system.as_ref(),
                 body(&email, &password),
                 data,
             )
@@ -536,11 +536,11 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             let id = find(email.clone())
                 .await?
                 .with_context(|| format!("superuser \"{email}\" doesn't exist"))?;
-            api::handlers::records::update_record(
+            api::records::update_record(
                 state,
                 &schema,
                 &collection,
-                &system,
+                system.as_ref(),
                 &id,
                 body(&email, &password),
                 data,
@@ -556,7 +556,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             let id = find(email.clone())
                 .await?
                 .with_context(|| format!("superuser \"{email}\" doesn't exist"))?;
-            api::handlers::records::delete_record(state, &schema, &collection, &system, &id, data)
+            api::records::delete_record(state, &schema, &collection, system.as_ref(), &id, data)
                 .await
                 .map_err(describe)?;
             Ok(format!("Successfully deleted superuser \"{email}\"!"))
