@@ -21,7 +21,8 @@ use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::{
     self, apply_body, from_row, to_storage, validate, visible_json, visible_json_owned, Viewer,
 };
-use crate::model::schema::Rule;
+use crate::model::schema::{Rule, RuleKind};
+use crate::model::FieldType;
 use crate::model::{Collection, Schema, SUPERUSERS_ID};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -192,14 +193,13 @@ fn valid_expand_path(schema: &Schema, collection: &Collection, path: &str) -> bo
         None => return false,
     };
     for segment in segments {
-        let next = if let Some(field) = current.field(segment).filter(|f| f.kind() == "relation") {
-            schema.find(field.str_opt("collectionId")).cloned()
+        let next = if let Some(target) = current.field(segment).and_then(|f| f.relation_target()) {
+            schema.find(target).cloned()
         } else if let Some((other, via)) = segment.split_once("_via_") {
             schema.find(other).cloned().filter(|source| {
                 source.field(via).is_some_and(|f| {
-                    f.kind() == "relation"
-                        && (f.str_opt("collectionId") == current.id
-                            || f.str_opt("collectionId") == current.name)
+                    f.relation_target()
+                        .is_some_and(|target| target == current.id || target == current.name)
                 })
             })
         } else {
@@ -267,8 +267,14 @@ fn expand_records<'a>(
         let mut out: Vec<Map<String, Value>> = vec![Map::new(); records.len()];
         let mut any_valid = false;
         for (head, rests) in groups {
-            if let Some(field) = collection.field(&head).filter(|f| f.kind() == "relation") {
-                let Some(target) = schema.find(field.str_opt("collectionId")).cloned() else {
+            if let Some(field) = collection
+                .field(&head)
+                .filter(|f| f.kind() == FieldType::Relation)
+            {
+                let Some(target) = schema
+                    .find(field.relation_target().unwrap_or_default())
+                    .cloned()
+                else {
                     continue;
                 };
                 any_valid = true;
@@ -333,10 +339,13 @@ fn expand_records<'a>(
             let Some(source) = schema.find(other).cloned() else {
                 continue;
             };
-            let Some(via_field) = source.field(via).filter(|f| f.kind() == "relation") else {
+            let Some(via_field) = source
+                .field(via)
+                .filter(|f| f.kind() == FieldType::Relation)
+            else {
                 continue;
             };
-            let target_id = via_field.str_opt("collectionId");
+            let target_id = via_field.relation_target().unwrap_or_default();
             if target_id != collection.id && target_id != collection.name {
                 continue;
             }
@@ -405,7 +414,7 @@ async fn load_visible_related(
     column: &str,
     ids: &[String],
 ) -> ApiResult<Vec<Map<String, Value>>> {
-    let rule = schema.rule(&target.id, "viewRule");
+    let rule = schema.rule(&target.id, RuleKind::View);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Ok(Vec::new());
     }
@@ -436,7 +445,7 @@ async fn load_back_related(
     multi: bool,
     ids: &[String],
 ) -> ApiResult<Vec<Map<String, Value>>> {
-    let rule = schema.rule(&source.id, "viewRule");
+    let rule = schema.rule(&source.id, RuleKind::View);
     if (matches!(rule, Rule::Locked) && !is_superuser(auth)) || ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -471,7 +480,7 @@ pub async fn records_list(
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
     let auth = access::authenticate(&state, &headers).await;
-    let rule = schema.rule(&collection.id, "listRule");
+    let rule = schema.rule(&collection.id, RuleKind::List);
     if matches!(rule, Rule::Locked) && !is_superuser(&auth) {
         return Err(superusers_only());
     }
@@ -618,7 +627,7 @@ pub async fn records_view(
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
     let auth = access::authenticate(&state, &headers).await;
-    let rule = schema.rule(&collection.id, "viewRule");
+    let rule = schema.rule(&collection.id, RuleKind::View);
     if matches!(rule, Rule::Locked) && !is_superuser(&auth) {
         return Err(superusers_only());
     }
@@ -686,7 +695,11 @@ fn check_relations(
     record: &Map<String, Value>,
     errors: &mut FieldErrors,
 ) -> ApiResult<()> {
-    for field in collection.fields.iter().filter(|f| f.kind() == "relation") {
+    for field in collection
+        .fields
+        .iter()
+        .filter(|f| f.kind() == FieldType::Relation)
+    {
         let ids: Vec<String> = match record.get(field.name()) {
             Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
             Some(Value::Array(items)) => items
@@ -698,7 +711,7 @@ fn check_relations(
         if ids.is_empty() {
             continue;
         }
-        let Some(target) = schema.find(field.str_opt("collectionId")) else {
+        let Some(target) = schema.find(field.relation_target().unwrap_or_default()) else {
             errors.add(
                 field.name(),
                 "validation_missing_rel_collection",
@@ -983,8 +996,8 @@ fn password_field_checks(
     let Some(field) = collection.field("password") else {
         return;
     };
-    let min = field.num_opt("min").unwrap_or(0.0) as usize;
-    let max = match field.num_opt("max").unwrap_or(0.0) as usize {
+    let min = field.min_length();
+    let max = match field.max_length() {
         0 => 71,
         m => m,
     };
@@ -1030,8 +1043,8 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         Some(id) => {
             let id_field = collection.field("id");
             let len = id.chars().count();
-            let min = id_field.and_then(|f| f.num_opt("min")).unwrap_or(15.0) as usize;
-            let max = id_field.and_then(|f| f.num_opt("max")).unwrap_or(15.0) as usize;
+            let min = id_field.map(|f| f.min_length()).unwrap_or(15);
+            let max = id_field.map(|f| f.max_length()).unwrap_or(15);
             if len < min {
                 errors.add(
                     "id",
@@ -1068,11 +1081,11 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
         match field.kind() {
-            "autodate" if field.bool_opt("onCreate") || field.bool_opt("onUpdate") => {
+            FieldType::Autodate if field.on_create() || field.on_update() => {
                 record.insert(field.name().to_string(), json!(now));
             }
-            "text" if field.name() != "id" => {
-                let pattern = field.str_opt("autogeneratePattern");
+            FieldType::Text if field.name() != "id" => {
+                let pattern = field.autogenerate_pattern();
                 if !pattern.is_empty()
                     && record
                         .get(field.name())
@@ -1106,7 +1119,7 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         return Err(errors.into_error(FAILED));
     }
     let values = to_storage(collection, &record);
-    let rule = match input.schema.rule(&collection.id, "createRule") {
+    let rule = match input.schema.rule(&collection.id, RuleKind::Create) {
         Rule::Expr(expr) if !superuser => Some(expr),
         _ => None,
     };
@@ -1177,7 +1190,7 @@ pub async fn prepare_create(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let rule = schema.rule(&collection.id, "createRule");
+    let rule = schema.rule(&collection.id, RuleKind::Create);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
@@ -1224,7 +1237,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
         return Err(ApiError::not_found());
     };
     if !superuser {
-        if let Rule::Expr(expr) = input.schema.rule(&collection.id, "updateRule") {
+        if let Rule::Expr(expr) = input.schema.rule(&collection.id, RuleKind::Update) {
             let data = rule_data(input, &existing);
             if !staged_row_passes(tx, input, &data, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
@@ -1249,7 +1262,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
     record.insert("id".into(), json!(id));
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
-        if field.kind() == "autodate" && field.bool_opt("onUpdate") {
+        if field.on_update() {
             record.insert(field.name().to_string(), json!(now));
         }
     }
@@ -1315,7 +1328,7 @@ async fn passes_manage_rule(
     if !collection.is_auth() || auth.is_none() {
         return Ok(false);
     }
-    let Rule::Expr(expr) = schema.rule(&collection.id, "manageRule") else {
+    let Rule::Expr(expr) = schema.rule(&collection.id, RuleKind::Manage) else {
         return Ok(false);
     };
     let info = access::request_info(auth, &RequestData::default());
@@ -1346,7 +1359,7 @@ pub async fn prepare_update(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let rule = schema.rule(&collection.id, "updateRule");
+    let rule = schema.rule(&collection.id, RuleKind::Update);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
@@ -1436,7 +1449,7 @@ pub fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()
         return Err(ApiError::not_found());
     };
     if !is_superuser(&input.auth) {
-        if let Rule::Expr(expr) = input.schema.rule(&collection.id, "deleteRule") {
+        if let Rule::Expr(expr) = input.schema.rule(&collection.id, RuleKind::Delete) {
             if !staged_row_passes(tx, input, &input.data, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
             }
@@ -1497,8 +1510,12 @@ fn delete_cascade(
         if other.is_view() {
             continue;
         }
-        for field in other.fields.iter().filter(|f| f.kind() == "relation") {
-            let target = field.str_opt("collectionId");
+        for field in other
+            .fields
+            .iter()
+            .filter(|f| f.kind() == FieldType::Relation)
+        {
+            let target = field.relation_target().unwrap_or_default();
             if target != collection.id && target != collection.name {
                 continue;
             }
@@ -1538,7 +1555,7 @@ fn delete_cascade(
                         false
                     }
                 };
-                if !remaining && field.bool_opt("cascadeDelete") {
+                if !remaining && field.cascade_delete() {
                     delete_cascade(tx, schema, other, &ref_id, &referencing, depth + 1)?;
                 } else if !remaining && field.required() {
                     return Err(ApiError::bad_request(FAILED));
@@ -1588,7 +1605,7 @@ pub fn prepare_delete(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let rule = schema.rule(&collection.id, "deleteRule");
+    let rule = schema.rule(&collection.id, RuleKind::Delete);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
