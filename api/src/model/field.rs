@@ -463,3 +463,70 @@ pub fn field(input: Value) -> Field {
         _ => panic!("built-in field definitions are objects"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_parses_from_and_serializes_to_its_spelling() {
+        for kind in FieldType::ALL {
+            let f = field(json!({"name": "x", "type": kind.as_str()}));
+            assert_eq!(f.kind(), kind);
+            assert_eq!(f.json()["type"], kind.as_str());
+            assert_eq!(
+                f.id(),
+                format!("{}{}", kind.as_str(), crc32fast::hash(b"x"))
+            );
+            assert_eq!(Field::from_stored(f.json().clone()), f);
+        }
+        let unknown = json!({"name": "x", "type": "geopoint"});
+        let Value::Object(map) = unknown else {
+            unreachable!("a literal object")
+        };
+        assert!(Field::from_input(&map).is_err());
+        assert_eq!(Field::from_stored(map).kind(), FieldType::Text);
+    }
+
+    #[test]
+    fn options_are_parsed_once_per_type() {
+        let relation = field(
+            json!({"name": "r", "type": "relation", "collectionId": "c1",
+            "cascadeDelete": true, "minSelect": 1, "maxSelect": 3}),
+        );
+        assert_eq!(relation.relation_target(), Some("c1"));
+        assert!(relation.cascade_delete() && relation.is_multi());
+        assert_eq!((relation.min_select(), relation.max_select()), (1.0, 3.0));
+        assert_eq!(
+            relation.rule_kind(),
+            rules::FieldKind::Relation {
+                collection_id: "c1".into(),
+                multi: true
+            }
+        );
+        let select = field(json!({"name": "s", "type": "select", "values": ["a", "b"]}));
+        assert_eq!(select.select_values(), ["a", "b"]);
+        assert_eq!(select.relation_target(), None);
+        assert!(!select.is_multi() && !select.cascade_delete());
+        let autodate = field(json!({"name": "u", "type": "autodate", "onUpdate": true}));
+        assert!(autodate.on_create() && autodate.on_update());
+        let text = field(
+            json!({"name": "t", "type": "text", "onUpdate": true, "min": 3,
+            "max": 9.7, "autogeneratePattern": "[a-z]{3}"}),
+        );
+        assert!(!text.on_update(), "only autodate fields have onUpdate");
+        assert_eq!((text.min_length(), text.max_length()), (3, 9));
+        assert_eq!(text.autogenerate_pattern(), "[a-z]{3}");
+        let password = field(json!({"name": "p", "type": "password", "min": 8}));
+        assert_eq!((password.min_length(), password.max_length()), (8, 0));
+        let file = field(
+            json!({"name": "f", "type": "file", "maxSelect": 2, "maxSize": 1024,
+            "mimeTypes": ["image/png"], "protected": true, "thumbs": ["100x100"]}),
+        );
+        assert!(file.is_multi() && file.protected());
+        assert_eq!(file.file_max_size(), 1024);
+        assert_eq!(file.mime_types(), ["image/png"]);
+        assert_eq!(file.thumbs(), ["100x100"]);
+        assert_eq!(file.column_decl(), "JSON DEFAULT '[]' NOT NULL");
+    }
+}
