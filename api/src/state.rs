@@ -11,7 +11,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::collection::{auth_system_fields, TOKEN_KEYS};
 use crate::model::field::{field, id_field};
 use crate::model::record::format_ms;
-use crate::model::{Collection, Schema, SUPERUSERS, SUPERUSERS_ID, USERS_ID};
+use crate::model::{
+    Collection, CollectionKind, RuleKind, Schema, SUPERUSERS, SUPERUSERS_ID, USERS_ID,
+};
 use engine::{Actor, Change, Engine, Failure, Outcome, Tx};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, RwLock};
@@ -95,24 +97,18 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
     let mut superusers = Collection {
         id: SUPERUSERS_ID.into(),
         name: SUPERUSERS.into(),
-        kind: "auth".into(),
+        kind: CollectionKind::Auth,
         fields: vec![id_field()],
         rest: Map::new(),
     };
     superusers.fields.extend(auth_system_fields());
     superusers.fields.push(field(json!({"name":"created","type":"autodate","onCreate":true,"system":true,"id":"autodate2990389176"})));
     superusers.fields.push(field(json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true,"system":true,"id":"autodate3332085495"})));
-    for key in [
-        "listRule",
-        "viewRule",
-        "createRule",
-        "updateRule",
-        "deleteRule",
-        "manageRule",
-    ] {
-        superusers.rest.insert(key.into(), Value::Null);
+    for rule in RuleKind::RECORD {
+        superusers.set_rule(rule, None);
     }
-    superusers.rest.insert("authRule".into(), json!(""));
+    superusers.set_rule(RuleKind::Manage, None);
+    superusers.set_rule(RuleKind::Auth, Some(""));
     superusers.rest.insert("system".into(), json!(true));
     superusers
         .rest
@@ -127,7 +123,7 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
     let mut users = Collection {
         id: USERS_ID.into(),
         name: "users".into(),
-        kind: "auth".into(),
+        kind: CollectionKind::Auth,
         fields: vec![id_field()],
         rest: Map::new(),
     };
@@ -143,14 +139,17 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
         json!({"name":"created","type":"autodate","onCreate":true,"id":"autodate2990389176"}),
     ));
     users.fields.push(field(json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true,"id":"autodate3332085495"})));
-    for key in ["listRule", "viewRule", "updateRule", "deleteRule"] {
-        users
-            .rest
-            .insert(key.into(), json!("id = @request.auth.id"));
+    for rule in [
+        RuleKind::List,
+        RuleKind::View,
+        RuleKind::Update,
+        RuleKind::Delete,
+    ] {
+        users.set_rule(rule, Some("id = @request.auth.id"));
     }
-    users.rest.insert("createRule".into(), json!(""));
-    users.rest.insert("authRule".into(), json!(""));
-    users.rest.insert("manageRule".into(), Value::Null);
+    users.set_rule(RuleKind::Create, Some(""));
+    users.set_rule(RuleKind::Auth, Some(""));
+    users.set_rule(RuleKind::Manage, None);
     users.rest.insert("system".into(), json!(false));
     users.rest.insert(
         "oauth2".into(),
@@ -167,11 +166,11 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
     let system_base = |id: &str,
                        name: &str,
                        extra: Vec<crate::model::Field>,
-                       rules_set: &[&str]| {
+                       rules_set: &[RuleKind]| {
         let mut collection = Collection {
             id: id.into(),
             name: name.into(),
-            kind: "base".into(),
+            kind: CollectionKind::Base,
             fields: vec![id_field()],
             rest: Map::new(),
         };
@@ -186,19 +185,8 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
             json!({"name":"created","type":"autodate","onCreate":true,"system":true}),
         ));
         collection.fields.push(field(json!({"name":"updated","type":"autodate","onCreate":true,"onUpdate":true,"system":true})));
-        for key in [
-            "listRule",
-            "viewRule",
-            "createRule",
-            "updateRule",
-            "deleteRule",
-        ] {
-            let value = if rules_set.contains(&key) {
-                json!(owner_rule)
-            } else {
-                Value::Null
-            };
-            collection.rest.insert(key.into(), value);
+        for rule in RuleKind::RECORD {
+            collection.set_rule(rule, rules_set.contains(&rule).then_some(owner_rule));
         }
         collection.rest.insert("system".into(), json!(true));
         collection.rest.insert("indexes".into(), json!([]));
@@ -210,7 +198,7 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
         vec![field(
             json!({"name":"method","type":"text","required":true,"system":true}),
         )],
-        &["listRule", "viewRule"],
+        &[RuleKind::List, RuleKind::View],
     );
     let otps = system_base(
         "pbc_1638494021",
@@ -221,7 +209,7 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
             ),
             field(json!({"name":"sentTo","type":"text","system":true,"hidden":true})),
         ],
-        &["listRule", "viewRule"],
+        &[RuleKind::List, RuleKind::View],
     );
     let external_auths = system_base(
         "pbc_2281828961",
@@ -230,7 +218,7 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
             field(json!({"name":"provider","type":"text","required":true,"system":true})),
             field(json!({"name":"providerId","type":"text","required":true,"system":true})),
         ],
-        &["listRule", "viewRule", "deleteRule"],
+        &[RuleKind::List, RuleKind::View, RuleKind::Delete],
     );
     let auth_origins = system_base(
         "pbc_4275539003",
@@ -238,7 +226,7 @@ fn bootstrap_collections(now: i64) -> Vec<Collection> {
         vec![field(
             json!({"name":"fingerprint","type":"text","required":true,"system":true,"hidden":true}),
         )],
-        &["listRule", "viewRule", "deleteRule"],
+        &[RuleKind::List, RuleKind::View, RuleKind::Delete],
     );
     let mut out = vec![mfas, otps, external_auths, auth_origins, superusers, users];
     for (offset, collection) in out.iter_mut().enumerate() {

@@ -61,5 +61,5 @@ pub use eval::{eval, needs_database};
 pub use limits::*;
 pub use parser::{parse, parse_rule};
 pub use request::{AuthInfo, Params, RequestInfo, SqlValue};
-pub use schema::{CollectionInfo, CollectionKind, FieldInfo, FieldKind, Schema};
+pub use schema::{CollectionInfo, CollectionKind, FieldInfo, FieldKind, FieldType, Schema};
 pub use sort::{compile_sort, parse_sort};

@@ -9,6 +9,104 @@
 //!    the collection, one column per field named like the field; multi-valued fields hold
 //!    JSON array text; json/geoPoint hold JSON text; bool is 0/1; number is NUMERIC.
 //! 2. A collection without an explicit `id` field still has an implicit text `id` column.
+//! 3. [`FieldType`] and [`CollectionKind`] are the workspace's one vocabulary of field and
+//!    collection types: `parse` is the only place their JSON spelling becomes a type and
+//!    `as_str` the only place it is written back (the two round-trip). [`FieldKind`] is a
+//!    field type plus what filters need of its options; [`FieldKind::field_type`] maps back.
+
+/// The type of a field: one tag per type PocketBase knows, spelled as in collection JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    /// `text`.
+    Text,
+    /// `number`.
+    Number,
+    /// `bool`.
+    Bool,
+    /// `email`.
+    Email,
+    /// `url`.
+    Url,
+    /// `editor`.
+    Editor,
+    /// `date`.
+    Date,
+    /// `autodate`.
+    Autodate,
+    /// `select`.
+    Select,
+    /// `json`.
+    Json,
+    /// `file`.
+    File,
+    /// `relation`.
+    Relation,
+    /// `geoPoint`.
+    GeoPoint,
+    /// `password`.
+    Password,
+}
+
+impl FieldType {
+    /// Every field type, in PocketBase's order.
+    pub const ALL: [FieldType; 14] = [
+        FieldType::Text,
+        FieldType::Number,
+        FieldType::Bool,
+        FieldType::Email,
+        FieldType::Url,
+        FieldType::Editor,
+        FieldType::Date,
+        FieldType::Autodate,
+        FieldType::Select,
+        FieldType::Json,
+        FieldType::File,
+        FieldType::Relation,
+        FieldType::GeoPoint,
+        FieldType::Password,
+    ];
+
+    /// The JSON spelling (`"text"`, `"geoPoint"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Number => "number",
+            FieldType::Bool => "bool",
+            FieldType::Email => "email",
+            FieldType::Url => "url",
+            FieldType::Editor => "editor",
+            FieldType::Date => "date",
+            FieldType::Autodate => "autodate",
+            FieldType::Select => "select",
+            FieldType::Json => "json",
+            FieldType::File => "file",
+            FieldType::Relation => "relation",
+            FieldType::GeoPoint => "geoPoint",
+            FieldType::Password => "password",
+        }
+    }
+
+    /// The type a JSON spelling names (exact, case-sensitive); `None` for an unknown one.
+    pub fn parse(text: &str) -> Option<FieldType> {
+        FieldType::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
+    /// `true` for the types that hold one or several values (select, relation, file).
+    pub fn is_list(self) -> bool {
+        matches!(
+            self,
+            FieldType::Select | FieldType::Relation | FieldType::File
+        )
+    }
+}
+
+impl std::fmt::Display for FieldType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The type of a field, as far as filters care.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +154,26 @@ pub enum FieldKind {
 }
 
 impl FieldKind {
+    /// The plain type tag of this kind.
+    pub fn field_type(&self) -> FieldType {
+        match self {
+            FieldKind::Text => FieldType::Text,
+            FieldKind::Number => FieldType::Number,
+            FieldKind::Bool => FieldType::Bool,
+            FieldKind::Email => FieldType::Email,
+            FieldKind::Url => FieldType::Url,
+            FieldKind::Editor => FieldType::Editor,
+            FieldKind::Date => FieldType::Date,
+            FieldKind::Autodate => FieldType::Autodate,
+            FieldKind::Select { .. } => FieldType::Select,
+            FieldKind::Json => FieldType::Json,
+            FieldKind::File { .. } => FieldType::File,
+            FieldKind::Relation { .. } => FieldType::Relation,
+            FieldKind::GeoPoint => FieldType::GeoPoint,
+            FieldKind::Password => FieldType::Password,
+        }
+    }
+
     /// `true` for fields stored as a JSON array of values.
     pub fn is_multi(&self) -> bool {
         matches!(
@@ -108,15 +226,46 @@ impl FieldInfo {
 }
 
 /// Collection types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum CollectionKind {
-    /// Plain collection.
+    /// Plain collection (`base`, the default type).
+    #[default]
     Base,
     /// Auth collection (has email, emailVisibility, verified, password, tokenKey).
     Auth,
     /// SQL view.
     View,
+}
+
+impl CollectionKind {
+    /// Every collection type, in PocketBase's order.
+    pub const ALL: [CollectionKind; 3] = [
+        CollectionKind::Base,
+        CollectionKind::Auth,
+        CollectionKind::View,
+    ];
+
+    /// The JSON spelling (`"base"`, `"auth"`, `"view"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectionKind::Base => "base",
+            CollectionKind::Auth => "auth",
+            CollectionKind::View => "view",
+        }
+    }
+
+    /// The type a JSON spelling names (exact, case-sensitive); `None` for an unknown one.
+    pub fn parse(text: &str) -> Option<CollectionKind> {
+        CollectionKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for CollectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One collection.
@@ -164,5 +313,48 @@ impl Schema for Vec<CollectionInfo> {
 
     fn all(&self) -> Vec<&CollectionInfo> {
         self.iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_types_round_trip_their_json_spelling() {
+        for kind in FieldType::ALL {
+            assert_eq!(FieldType::parse(kind.as_str()), Some(kind));
+        }
+        let spellings: std::collections::HashSet<&str> =
+            FieldType::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(spellings.len(), FieldType::ALL.len());
+        assert_eq!(FieldType::GeoPoint.as_str(), "geoPoint");
+        assert_eq!(FieldType::parse("geopoint"), None);
+        assert_eq!(FieldType::parse("Text"), None);
+        assert_eq!(FieldType::parse(""), None);
+    }
+
+    #[test]
+    fn collection_kinds_round_trip_their_json_spelling() {
+        for kind in CollectionKind::ALL {
+            assert_eq!(CollectionKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(CollectionKind::parse("Auth"), None);
+        assert_eq!(CollectionKind::parse("nope"), None);
+        assert_eq!(CollectionKind::default(), CollectionKind::Base);
+    }
+
+    #[test]
+    fn field_kind_maps_to_its_type() {
+        let relation = FieldKind::Relation {
+            collection_id: "c".into(),
+            multi: true,
+        };
+        assert_eq!(relation.field_type(), FieldType::Relation);
+        assert_eq!(
+            FieldKind::Select { multi: false }.field_type(),
+            FieldType::Select
+        );
+        assert_eq!(FieldKind::GeoPoint.field_type(), FieldType::GeoPoint);
     }
 }

@@ -9,7 +9,7 @@ use crate::access::{self, Auth, RequestData, MAIN};
 use crate::auth::password;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::from_row;
-use crate::model::schema::Rule;
+use crate::model::schema::{Rule, RuleKind};
 use crate::model::Collection;
 use crate::records::present;
 use crate::state::AppState;
@@ -69,7 +69,7 @@ async fn check_auth_rule(
     record: &Map<String, Value>,
 ) -> ApiResult<()> {
     let schema = state.schema();
-    let rule = schema.rule(&collection.id, "authRule");
+    let rule = schema.rule(&collection.id, RuleKind::Auth);
     let denied = || {
         ApiError::forbidden(
             "The request doesn't satisfy the collection requirements to authenticate.",

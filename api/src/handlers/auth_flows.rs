@@ -24,7 +24,7 @@ use crate::access;
 use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::model::record::{self, from_row, is_email, to_storage};
-use crate::model::Collection;
+use crate::model::{Collection, Field};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
@@ -229,7 +229,7 @@ fn stage_token_update(
     change(&mut row);
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
-        if field.kind() == "autodate" && field.bool_opt("onUpdate") {
+        if field.on_update() {
             row.insert(field.name().to_string(), json!(now));
         }
     }
@@ -348,13 +348,11 @@ pub async fn confirm_password_reset(
     let kind = token::TokenType::PasswordReset;
     let password_field = collection.field("password");
     let min = password_field
-        .and_then(|f| f.num_opt("min"))
-        .map(|min| min as usize)
+        .map(Field::min_length)
         .filter(|min| *min > 0)
         .unwrap_or(1);
     let max = password_field
-        .and_then(|f| f.num_opt("max"))
-        .map(|max| max as usize)
+        .map(Field::max_length)
         .filter(|max| *max > 0)
         .unwrap_or(71);
     let mut data = Map::new();

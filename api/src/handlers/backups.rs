@@ -28,7 +28,7 @@ use crate::access;
 use crate::auth::token;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::{format_ms, from_row};
-use crate::model::SUPERUSERS_ID;
+use crate::model::{FieldType, SUPERUSERS_ID};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as PathExtract, Query, State};
@@ -605,7 +605,7 @@ pub(crate) fn record_json(
     let row: Vec<engine::Value> = values.iter().map(|(_, value)| value.clone()).collect();
     let mut record = from_row(collection, &columns, &row);
     for field in &collection.fields {
-        if field.hidden() || field.kind() == "password" || field.name() == "tokenKey" {
+        if field.hidden() || field.kind() == FieldType::Password || field.name() == "tokenKey" {
             record.remove(field.name());
         }
     }

@@ -19,7 +19,7 @@ use super::common::{json_response, parse_bool, Query};
 use crate::access::{self, RequestData};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::{format_ms, visible_json};
-use crate::model::schema::Rule;
+use crate::model::schema::{Rule, RuleKind};
 use crate::realtime::render::{allowed, check_client_filter, record_events};
 use crate::records::{find_collection, viewer};
 use crate::state::AppState;
@@ -54,7 +54,7 @@ pub async fn changes_list(
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
     let auth = access::authenticate(&state, &headers).await;
-    let rule = schema.rule(&collection.id, "listRule");
+    let rule = schema.rule(&collection.id, RuleKind::List);
     if matches!(rule, Rule::Locked) && !access::is_superuser(&auth) {
         return Err(ApiError::forbidden(
             "Only superusers can perform this action.",

@@ -9,7 +9,7 @@ use super::settings::require_superuser;
 use crate::error::{ApiError, ApiResult};
 use crate::model::field::Field;
 use crate::model::record::format_ms;
-use crate::model::{Collection, Schema};
+use crate::model::{Collection, CollectionKind, FieldType, RuleKind, Schema};
 use crate::state::{ensure_secrets, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
@@ -199,16 +199,10 @@ fn parse_fields(value: Option<&Value>) -> ApiResult<Option<Vec<Field>>> {
     }
 }
 
+/// The keys of a collection body merged into `rest`, besides the rules (`RuleKind::ALL`).
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listRule",
-    "viewRule",
-    "createRule",
-    "updateRule",
-    "deleteRule",
     "indexes",
     "viewQuery",
-    "authRule",
-    "manageRule",
     "authAlert",
     "oauth2",
     "passwordAuth",
@@ -271,7 +265,8 @@ fn check_token_secrets(body: &Map<String, Value>, message: &str) -> ApiResult<()
 }
 
 fn merge_body(collection: &mut Collection, body: &Map<String, Value>) -> ApiResult<()> {
-    for key in TOP_LEVEL_KEYS {
+    let rule_keys = RuleKind::ALL.map(RuleKind::as_str);
+    for key in rule_keys.iter().chain(TOP_LEVEL_KEYS) {
         if let Some(value) = body.get(*key) {
             let mut value = value.clone();
             if crate::model::collection::TOKEN_KEYS.contains(key) {
@@ -339,7 +334,7 @@ pub fn stage_collection(
 /// auth indexes and secrets. Validation against the other collections is the caller's.
 pub fn new_collection(body: &Map<String, Value>) -> ApiResult<Collection> {
     let kind = match body.get("type") {
-        None => "base".to_string(),
+        None => CollectionKind::default().as_str().to_string(),
         Some(Value::String(kind)) => kind.clone(),
         Some(_) => return Err(ApiError::bad_request(FORMAT_ERROR)),
     };
@@ -362,30 +357,26 @@ pub fn new_collection(body: &Map<String, Value>) -> ApiResult<Collection> {
     let mut collection = Collection {
         id,
         name,
-        kind,
+        kind: CollectionKind::parse(&kind).unwrap_or_default(),
         fields: Vec::new(),
         rest: Map::new(),
     };
-    for key in [
-        "listRule",
-        "viewRule",
-        "createRule",
-        "updateRule",
-        "deleteRule",
-    ] {
-        collection.rest.insert(key.into(), Value::Null);
+    // An unknown type is kept for `validate` to report with the other errors.
+    collection.rest.insert("type".into(), json!(kind));
+    for rule in RuleKind::RECORD {
+        collection.set_rule(rule, None);
     }
     if collection.is_auth() {
-        collection.rest.insert("authRule".into(), json!(""));
-        collection.rest.insert("manageRule".into(), Value::Null);
+        collection.set_rule(RuleKind::Auth, Some(""));
+        collection.set_rule(RuleKind::Manage, None);
     }
     collection.rest.insert("indexes".into(), json!([]));
     collection.rest.insert("system".into(), json!(false));
     check_token_secrets(body, "Failed to create collection.")?;
     merge_body(&mut collection, body)?;
     if collection.is_view() {
-        for key in ["createRule", "updateRule", "deleteRule"] {
-            collection.rest.insert(key.into(), Value::Null);
+        for rule in [RuleKind::Create, RuleKind::Update, RuleKind::Delete] {
+            collection.set_rule(rule, None);
         }
     }
     collection.ensure_system_fields();
@@ -496,10 +487,10 @@ pub fn derive_view_fields(
         let cloned = sources
             .iter()
             .find_map(|source| source.field(column))
-            .filter(|f| f.kind() != "password");
+            .filter(|f| f.kind() != FieldType::Password);
         match cloned {
             Some(source_field) if column != "id" => {
-                input = source_field.json.clone();
+                input = source_field.json().clone();
                 input.insert("system".into(), json!(false));
             }
             _ => {
@@ -543,7 +534,7 @@ pub fn updated_collection(
     check_token_secrets(body, message)?;
     merge_body(&mut collection, body)?;
     if let Some(kind) = body.get("type").and_then(Value::as_str) {
-        if kind != existing.kind {
+        if CollectionKind::parse(kind) != Some(existing.kind) {
             let mut errors = crate::error::FieldErrors::default();
             errors.add(
                 "type",
@@ -557,7 +548,7 @@ pub fn updated_collection(
     collection.ensure_system_fields();
     if collection.is_auth() {
         add_auth_indexes(&mut collection);
-        if collection.rule("authRule") != existing.rule("authRule") {
+        if collection.rule(RuleKind::Auth) != existing.rule(RuleKind::Auth) {
             // Changing who may authenticate invalidates every existing auth token.
             if let Some(Value::Object(option)) = collection.rest.get_mut("authToken") {
                 option.insert(
@@ -619,7 +610,7 @@ pub async fn collections_delete(
             && other
                 .fields
                 .iter()
-                .any(|f| f.kind() == "relation" && (f.str_opt("collectionId") == collection.id))
+                .any(|f| f.relation_target() == Some(collection.id.as_str()))
     }) {
         return Err(ApiError::bad_request(&format!(
             "Failed to delete collection probably due to existing reference in {}.",

@@ -22,7 +22,7 @@ use super::common::{json_response, no_content, parse_body, Query};
 use super::settings::require_superuser;
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::model::record::format_ms;
-use crate::model::Collection;
+use crate::model::{Collection, CollectionKind};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Query as QueryExtract, State};
@@ -44,11 +44,11 @@ pub async fn collections_scaffolds(
 ) -> ApiResult<Response> {
     require_superuser(&state, &headers).await?;
     let mut out = Map::new();
-    for kind in ["base", "auth", "view"] {
+    for kind in CollectionKind::ALL {
         let mut body = Map::new();
-        body.insert("type".into(), json!(kind));
+        body.insert("type".into(), json!(kind.as_str()));
         body.insert("name".into(), json!(""));
-        if kind == "view" {
+        if kind == CollectionKind::View {
             body.insert("viewQuery".into(), json!(""));
         }
         let mut collection = new_collection(&body)?;
@@ -58,7 +58,7 @@ pub async fn collections_scaffolds(
             map.insert("created".into(), json!(""));
             map.insert("updated".into(), json!(""));
         }
-        out.insert(kind.into(), value);
+        out.insert(kind.as_str().into(), value);
     }
     Ok(json_response(&query, Value::Object(out)))
 }

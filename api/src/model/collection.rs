@@ -4,11 +4,18 @@
 //! 1. The engine's `meta` holds the full collection JSON *including* token secrets; the API
 //!    never outputs the secrets.
 //! 2. Collection ids default to `pbc_` + crc32(type + name).
+//! 3. The type is a [`CollectionKind`], parsed from the `type` key on load; a submitted type
+//!    that names no kind is kept as text in `rest["type"]` only so that [`Collection::validate`]
+//!    reports it together with the other errors (such a collection is never stored).
+//! 4. Rules are read and written through [`RuleKind`]; their JSON keys appear nowhere else.
 
-use super::field::{field, id_field, Field};
+use super::field::{field, id_field, Field, FieldType};
+use super::schema::RuleKind;
 use crate::error::{ApiError, FieldErrors};
 use engine::{CollectionDef, ColumnDef};
 use serde_json::{json, Map, Value};
+
+pub use rules::CollectionKind;
 
 /// The `_superusers` collection id (the JS SDK hard-codes it).
 pub const SUPERUSERS_ID: &str = "pbc_3142635823";
@@ -17,16 +24,6 @@ pub const SUPERUSERS: &str = "_superusers";
 /// The default `users` collection id.
 pub const USERS_ID: &str = "_pb_users_auth_";
 
-/// Names of the five record rules.
-pub const RULE_KEYS: &[&str] = &[
-    "listRule",
-    "viewRule",
-    "createRule",
-    "updateRule",
-    "deleteRule",
-];
-/// Names of the auth-only rules.
-pub const AUTH_RULE_KEYS: &[&str] = &["authRule", "manageRule"];
 /// Token settings of auth collections (each has a duration and a server-side secret).
 pub const TOKEN_KEYS: &[&str] = &[
     "authToken",
@@ -44,7 +41,7 @@ pub struct Collection {
     /// Name (= table).
     pub name: String,
     /// `base`, `auth` or `view`.
-    pub kind: String,
+    pub kind: CollectionKind,
     /// Fields in order.
     pub fields: Vec<Field>,
     /// Everything else of the collection JSON (rules, indexes, options, secrets, times).
@@ -124,8 +121,8 @@ impl Collection {
         let kind = map
             .get("type")
             .and_then(Value::as_str)
-            .unwrap_or("base")
-            .to_string();
+            .and_then(CollectionKind::parse)
+            .unwrap_or_default();
         Ok(Collection {
             id,
             name,
@@ -148,20 +145,20 @@ impl Collection {
     fn to_json_inner(&self, with_secrets: bool) -> Value {
         let mut out = Map::new();
         out.insert("id".into(), json!(self.id));
-        for key in RULE_KEYS {
+        for kind in RuleKind::RECORD {
             out.insert(
-                (*key).into(),
-                self.rest.get(*key).cloned().unwrap_or(Value::Null),
+                kind.as_str().into(),
+                self.rest.get(kind.as_str()).cloned().unwrap_or(Value::Null),
             );
         }
         out.insert("name".into(), json!(self.name));
-        out.insert("type".into(), json!(self.kind));
+        out.insert("type".into(), json!(self.kind.as_str()));
         out.insert(
             "fields".into(),
             Value::Array(
                 self.fields
                     .iter()
-                    .map(|f| Value::Object(f.json.clone()))
+                    .map(|f| Value::Object(f.json().clone()))
                     .collect(),
             ),
         );
@@ -181,13 +178,13 @@ impl Collection {
             self.rest.get("updated").cloned().unwrap_or(json!("")),
         );
         out.insert("system".into(), json!(self.system()));
-        if self.kind == "view" {
+        if self.is_view() {
             out.insert(
                 "viewQuery".into(),
                 self.rest.get("viewQuery").cloned().unwrap_or(json!("")),
             );
         }
-        if self.kind == "auth" {
+        if self.is_auth() {
             let defaults = auth_defaults();
             if let Value::Object(defaults) = defaults {
                 for (key, default) in defaults {
@@ -214,17 +211,35 @@ impl Collection {
 
     /// True for auth collections.
     pub fn is_auth(&self) -> bool {
-        self.kind == "auth"
+        self.kind == CollectionKind::Auth
     }
 
     /// True for view collections.
     pub fn is_view(&self) -> bool {
-        self.kind == "view"
+        self.kind == CollectionKind::View
     }
 
     /// A rule's text: `None` = superusers only.
-    pub fn rule(&self, key: &str) -> Option<&str> {
-        self.rest.get(key).and_then(Value::as_str)
+    pub fn rule(&self, kind: RuleKind) -> Option<&str> {
+        self.rest.get(kind.as_str()).and_then(Value::as_str)
+    }
+
+    /// Sets a rule: `None` = superusers only (JSON `null`), `Some("")` = everyone.
+    pub fn set_rule(&mut self, kind: RuleKind, rule: Option<&str>) {
+        self.rest.insert(
+            kind.as_str().to_string(),
+            rule.map_or(Value::Null, |text| Value::String(text.to_string())),
+        );
+    }
+
+    /// The rules this collection's type has: the five record rules, plus `authRule` and
+    /// `manageRule` for auth collections.
+    pub fn rule_kinds(&self) -> Vec<RuleKind> {
+        let mut kinds = RuleKind::RECORD.to_vec();
+        if self.is_auth() {
+            kinds.extend(RuleKind::AUTH);
+        }
+        kinds
     }
 
     /// A field by name.
@@ -292,7 +307,7 @@ impl Collection {
         CollectionDef {
             id: self.id.clone(),
             name: self.name.clone(),
-            kind: self.kind.clone(),
+            kind: self.kind.as_str().to_string(),
             columns: if self.is_view() {
                 Vec::new()
             } else {
@@ -373,7 +388,8 @@ impl Collection {
                 None,
             );
         }
-        if !["base", "auth", "view"].contains(&self.kind.as_str()) {
+        let submitted_kind = self.rest.get("type").and_then(Value::as_str);
+        if submitted_kind.is_some_and(|text| CollectionKind::parse(text).is_none()) {
             errors.add(
                 "type",
                 "validation_in_invalid",
@@ -400,8 +416,7 @@ impl Collection {
                 );
             } else if let Some(error) = password_field_error(f) {
                 field_errors.insert(index.to_string(), error);
-            } else if f.kind() == "relation" {
-                let target = f.str_opt("collectionId");
+            } else if let Some(target) = f.relation_target() {
                 let exists =
                     target == self.id || others.iter().any(|c| c.id == target || c.name == target);
                 if !exists {
@@ -417,15 +432,11 @@ impl Collection {
                 .0
                 .insert("fields".into(), Value::Object(field_errors));
         }
-        let mut rule_keys: Vec<&str> = RULE_KEYS.to_vec();
-        if self.is_auth() {
-            rule_keys.extend_from_slice(AUTH_RULE_KEYS);
-        }
-        for key in rule_keys {
-            if let Some(text) = self.rule(key).filter(|text| !text.trim().is_empty()) {
+        for kind in self.rule_kinds() {
+            if let Some(text) = self.rule(kind).filter(|text| !text.trim().is_empty()) {
                 if let Err(err) = rules::parse_rule(text) {
                     errors.add(
-                        key,
+                        kind.as_str(),
                         "validation_invalid_rule",
                         &err.invalid_rule_message(),
                         None,
@@ -479,16 +490,12 @@ impl Collection {
         let Some(info) = schema.info(&self.id) else {
             return;
         };
-        let mut keys: Vec<&str> = RULE_KEYS.to_vec();
-        if self.is_auth() {
-            keys.extend_from_slice(AUTH_RULE_KEYS);
-        }
         let request = rules::RequestInfo::guest(chrono::Utc::now());
-        for key in keys {
-            if errors.0.contains_key(key) {
+        for kind in self.rule_kinds() {
+            if errors.0.contains_key(kind.as_str()) {
                 continue;
             }
-            let Some(text) = self.rule(key).filter(|text| !text.trim().is_empty()) else {
+            let Some(text) = self.rule(kind).filter(|text| !text.trim().is_empty()) else {
                 continue;
             };
             let Ok(expr) = rules::parse_rule(text) else {
@@ -505,7 +512,7 @@ impl Collection {
                 &rules::CompileOptions::default(),
             ) {
                 errors.add(
-                    key,
+                    kind.as_str(),
                     "validation_invalid_rule",
                     &err.invalid_rule_message(),
                     None,
@@ -612,7 +619,7 @@ pub fn has_unique_index(indexes: &[String], column: &str) -> bool {
 /// `min`..=71 (bcrypt's 72-byte input limit), `cost` 4..=31; 0 means "not set" and skips the
 /// check. The first failing option's error, keyed by option name.
 fn password_field_error(f: &Field) -> Option<Value> {
-    if f.kind() != "password" {
+    if f.kind() != FieldType::Password {
         return None;
     }
     let num = |key: &str| f.num_opt(key).unwrap_or(0.0).floor() as i64;

@@ -6,6 +6,6 @@ pub mod pattern;
 pub mod record;
 pub mod schema;
 
-pub use collection::{Collection, SUPERUSERS, SUPERUSERS_ID, USERS_ID};
-pub use field::Field;
-pub use schema::Schema;
+pub use collection::{Collection, CollectionKind, SUPERUSERS, SUPERUSERS_ID, USERS_ID};
+pub use field::{Field, FieldType};
+pub use schema::{RuleKind, Schema};

@@ -7,7 +7,7 @@
 //!    PocketBase's codes.
 
 use super::collection::Collection;
-use super::field::Field;
+use super::field::{Field, FieldType};
 use crate::error::FieldErrors;
 use serde_json::{json, Map, Number, Value};
 
@@ -68,11 +68,11 @@ pub fn parse_date(text: &str) -> Option<String> {
 /// The zero value of a field.
 pub fn zero_value(field: &Field) -> Value {
     match field.kind() {
-        "number" => json!(0),
-        "bool" => json!(false),
-        "json" => Value::Null,
-        "geoPoint" => json!({"lon": 0, "lat": 0}),
-        "select" | "relation" | "file" if field.is_multi() => json!([]),
+        FieldType::Number => json!(0),
+        FieldType::Bool => json!(false),
+        FieldType::Json => Value::Null,
+        FieldType::GeoPoint => json!({"lon": 0, "lat": 0}),
+        FieldType::Select | FieldType::Relation | FieldType::File if field.is_multi() => json!([]),
         _ => json!(""),
     }
 }
@@ -91,35 +91,37 @@ fn number_json(value: f64) -> Value {
 pub fn json_from_storage(field: &Field, value: &engine::Value) -> Value {
     use engine::Value as V;
     match field.kind() {
-        "number" => match value {
+        FieldType::Number => match value {
             V::Int(int) => json!(int),
             V::Real(real) => number_json(*real),
             V::Text(text) => number_json(text.trim().parse().unwrap_or(0.0)),
             V::Null => json!(0),
         },
-        "bool" => json!(
+        FieldType::Bool => json!(
             matches!(value, V::Int(1)) || matches!(value, V::Text(t) if t == "1" || t == "true")
         ),
-        "json" => match value {
+        FieldType::Json => match value {
             V::Text(text) => serde_json::from_str(text).unwrap_or(Value::String(text.clone())),
             V::Int(int) => json!(int),
             V::Real(real) => number_json(*real),
             V::Null => Value::Null,
         },
-        "geoPoint" => match value {
+        FieldType::GeoPoint => match value {
             V::Text(text) => {
                 serde_json::from_str(text).unwrap_or_else(|_| json!({"lon":0,"lat":0}))
             }
             _ => json!({"lon":0,"lat":0}),
         },
-        "select" | "relation" | "file" if field.is_multi() => match value {
-            V::Text(text) => match serde_json::from_str::<Value>(text) {
-                Ok(Value::Array(items)) => Value::Array(items),
-                _ if text.is_empty() => json!([]),
-                _ => json!([text]),
-            },
-            _ => json!([]),
-        },
+        FieldType::Select | FieldType::Relation | FieldType::File if field.is_multi() => {
+            match value {
+                V::Text(text) => match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Array(items)) => Value::Array(items),
+                    _ if text.is_empty() => json!([]),
+                    _ => json!([text]),
+                },
+                _ => json!([]),
+            }
+        }
         _ => match value {
             V::Text(text) => Value::String(text.clone()),
             V::Int(int) => Value::String(int.to_string()),
@@ -133,18 +135,20 @@ pub fn json_from_storage(field: &Field, value: &engine::Value) -> Value {
 pub fn storage_from_json(field: &Field, value: &Value) -> engine::Value {
     use engine::Value as V;
     match field.kind() {
-        "number" => match value.as_f64() {
+        FieldType::Number => match value.as_f64() {
             Some(number) if number.fract() == 0.0 && number.abs() < 9.0e15 => V::Int(number as i64),
             Some(number) => V::Real(number),
             None => V::Int(0),
         },
-        "bool" => V::Int(i64::from(value.as_bool().unwrap_or(false))),
-        "json" => match value {
+        FieldType::Bool => V::Int(i64::from(value.as_bool().unwrap_or(false))),
+        FieldType::Json => match value {
             Value::Null => V::Null,
             other => V::Text(other.to_string()),
         },
-        "geoPoint" => V::Text(value.to_string()),
-        "select" | "relation" | "file" if field.is_multi() => V::Text(value.to_string()),
+        FieldType::GeoPoint => V::Text(value.to_string()),
+        FieldType::Select | FieldType::Relation | FieldType::File if field.is_multi() => {
+            V::Text(value.to_string())
+        }
         _ => V::Text(match value {
             Value::String(text) => text.clone(),
             Value::Null => String::new(),
@@ -231,7 +235,7 @@ pub fn visible_json_owned(
     let mut out = record;
     out.retain(|key, _| match collection.field(key) {
         Some(f) => {
-            !(f.kind() == "password"
+            !(f.kind() == FieldType::Password
                 || (collection.is_auth() && key == "tokenKey")
                 || (f.hidden() && !viewer.superuser))
         }
@@ -276,7 +280,7 @@ fn string_list(value: &Value) -> Vec<String> {
 /// Coerces a submitted value to the field's JSON form (`records-and-fields.md` §5).
 pub fn coerce(field: &Field, value: &Value) -> Value {
     match field.kind() {
-        "number" => match value {
+        FieldType::Number => match value {
             Value::Number(_) => value.clone(),
             Value::Bool(flag) => json!(i64::from(*flag)),
             Value::String(text) => match text.parse::<f64>() {
@@ -290,19 +294,19 @@ pub fn coerce(field: &Field, value: &Value) -> Value {
             _ => json!(0),
         },
         // As the reference (measured): any non-zero number, and Go's `ParseBool` spellings.
-        "bool" => json!(match value {
+        FieldType::Bool => json!(match value {
             Value::Bool(flag) => *flag,
             Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
             Value::String(text) =>
                 matches!(text.as_str(), "1" | "t" | "T" | "TRUE" | "true" | "True"),
             _ => false,
         }),
-        "date" => match value {
+        FieldType::Date => match value {
             Value::String(text) => json!(parse_date(text).unwrap_or_default()),
             _ => json!(""),
         },
-        "autodate" => json!(""),
-        "select" | "relation" | "file" => {
+        FieldType::Autodate => json!(""),
+        FieldType::Select | FieldType::Relation | FieldType::File => {
             let mut items = string_list(value);
             if field.is_multi() {
                 let mut seen = std::collections::HashSet::new();
@@ -312,7 +316,7 @@ pub fn coerce(field: &Field, value: &Value) -> Value {
                 json!(items.pop().unwrap_or_default())
             }
         }
-        "json" => match value {
+        FieldType::Json => match value {
             Value::String(text) => {
                 let trimmed = text.trim();
                 match serde_json::from_str::<Value>(trimmed) {
@@ -322,7 +326,7 @@ pub fn coerce(field: &Field, value: &Value) -> Value {
             }
             other => other.clone(),
         },
-        "geoPoint" => match value {
+        FieldType::GeoPoint => match value {
             Value::Object(map) => json!({
                 "lon": map.get("lon").and_then(Value::as_f64).map(number_json).unwrap_or(json!(0)),
                 "lat": map.get("lat").and_then(Value::as_f64).map(number_json).unwrap_or(json!(0)),
@@ -348,7 +352,10 @@ pub fn apply_body(
         let Some(f) = collection.field(key) else {
             continue;
         };
-        if f.kind() == "autodate" || f.kind() == "password" || (f.hidden() && !superuser) {
+        if f.kind() == FieldType::Autodate
+            || f.kind() == FieldType::Password
+            || (f.hidden() && !superuser)
+        {
             continue;
         }
         if collection.is_auth() && key == "tokenKey" {
@@ -375,7 +382,7 @@ pub fn apply_body(
         }
         let current = record.get(name).cloned().unwrap_or_else(|| zero_value(f));
         let updated = match f.kind() {
-            "number" if op != '^' => {
+            FieldType::Number if op != '^' => {
                 let delta = coerce(f, value).as_f64().unwrap_or(0.0);
                 let base = current.as_f64().unwrap_or(0.0);
                 number_json(if op == '+' {
@@ -384,7 +391,7 @@ pub fn apply_body(
                     base - delta
                 })
             }
-            "select" | "relation" | "file" => {
+            FieldType::Select | FieldType::Relation | FieldType::File => {
                 let mut items = string_list(&current);
                 let given = string_list(value);
                 match op {
@@ -414,7 +421,7 @@ fn is_blank(field: &Field, value: &Value) -> bool {
         Value::Bool(flag) => !flag,
         Value::Array(items) => items.is_empty(),
         Value::Object(map) => {
-            if field.kind() == "geoPoint" {
+            if field.kind() == FieldType::GeoPoint {
                 map.get("lon").and_then(Value::as_f64) == Some(0.0)
                     && map.get("lat").and_then(Value::as_f64) == Some(0.0)
             } else {
@@ -463,7 +470,7 @@ fn is_url(text: &str) -> bool {
 pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &mut FieldErrors) {
     for f in &collection.fields {
         let name = f.name();
-        if f.kind() == "password" || f.kind() == "autodate" {
+        if f.kind() == FieldType::Password || f.kind() == FieldType::Autodate {
             continue;
         }
         if collection.is_auth() && name == "tokenKey" {
@@ -477,7 +484,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
             continue;
         }
         match f.kind() {
-            "text" => {
+            FieldType::Text => {
                 let text = value.as_str().unwrap_or("");
                 let chars = text.chars().count() as f64;
                 let min = f.num_opt("min").unwrap_or(0.0);
@@ -510,7 +517,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "number" => {
+            FieldType::Number => {
                 let number = value.as_f64().unwrap_or(0.0);
                 if !number.is_finite() {
                     errors.add(
@@ -542,7 +549,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "email" => {
+            FieldType::Email => {
                 let text = value.as_str().unwrap_or("");
                 if !is_email(text) {
                     errors.add(
@@ -560,7 +567,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "url" => {
+            FieldType::Url => {
                 let text = value.as_str().unwrap_or("");
                 if !is_url(text) {
                     errors.add(name, "validation_invalid_url", "Must be a valid url.", None);
@@ -582,7 +589,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     }
                 }
             }
-            "editor" => {
+            FieldType::Editor => {
                 let max = match f.num_opt("maxSize").unwrap_or(0.0) {
                     m if m <= 0.0 => 5242880.0,
                     m => m,
@@ -596,8 +603,8 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "select" => {
-                let allowed = f.list_opt("values");
+            FieldType::Select => {
+                let allowed = f.select_values();
                 let items = string_list(&value);
                 if let Some(bad) = items.iter().find(|item| !allowed.contains(item)) {
                     errors.add(
@@ -607,7 +614,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                         Some(json!({"value": bad})),
                     );
                 } else {
-                    let max = f.num_opt("maxSelect").unwrap_or(1.0).max(1.0);
+                    let max = f.max_select().max(1.0);
                     if items.len() as f64 > max {
                         errors.add(
                             name,
@@ -618,10 +625,10 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     }
                 }
             }
-            "relation" => {
+            FieldType::Relation => {
                 let items = string_list(&value);
-                let max = f.num_opt("maxSelect").unwrap_or(1.0).max(1.0);
-                let min = f.num_opt("minSelect").unwrap_or(0.0);
+                let max = f.max_select().max(1.0);
+                let min = f.min_select();
                 if items.len() as f64 > max {
                     errors.add(
                         name,
@@ -638,7 +645,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "json" => {
+            FieldType::Json => {
                 let max = match f.num_opt("maxSize").unwrap_or(0.0) {
                     m if m <= 0.0 => 1048576.0,
                     m => m,
@@ -652,7 +659,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "geoPoint" => {
+            FieldType::GeoPoint => {
                 let lon = value.get("lon").and_then(Value::as_f64).unwrap_or(0.0);
                 let lat = value.get("lat").and_then(Value::as_f64).unwrap_or(0.0);
                 if !(-90.0..=90.0).contains(&lat) {
@@ -671,7 +678,7 @@ pub fn validate(collection: &Collection, record: &Map<String, Value>, errors: &m
                     );
                 }
             }
-            "date" => {
+            FieldType::Date => {
                 let text = value.as_str().unwrap_or("");
                 let min = f.str_opt("min");
                 let max = f.str_opt("max");

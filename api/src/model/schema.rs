@@ -2,8 +2,12 @@
 //!
 //! 1. Rebuilt (never mutated) whenever a commit changes collections; readers hold an `Arc`.
 //! 2. A rule is `Locked` (null: superusers only), `Open` ("": everyone) or a parsed expression.
+//! 3. Rules are named by [`RuleKind`]; `RuleKind::as_str` is the one place their JSON keys
+//!    (`"listRule"`, ...) are spelled. A rule a collection's type does not have (`authRule` of
+//!    a base collection) reads as its stored value, which is absent and so `Locked`.
 
 use super::collection::Collection;
+use super::field::FieldType;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,24 +22,85 @@ pub enum Rule {
     Expr(Arc<rules::Expr>),
 }
 
+/// The rules of a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    /// `listRule`: who may list and search records (and subscribe to the collection).
+    List,
+    /// `viewRule`: who may view one record (and subscribe to it).
+    View,
+    /// `createRule`.
+    Create,
+    /// `updateRule`.
+    Update,
+    /// `deleteRule`.
+    Delete,
+    /// `manageRule` (auth collections): who may manage other users' auth fields.
+    Manage,
+    /// `authRule` (auth collections): who may authenticate.
+    Auth,
+}
+
+impl RuleKind {
+    /// Every rule.
+    pub const ALL: [RuleKind; 7] = [
+        RuleKind::List,
+        RuleKind::View,
+        RuleKind::Create,
+        RuleKind::Update,
+        RuleKind::Delete,
+        RuleKind::Manage,
+        RuleKind::Auth,
+    ];
+    /// The five rules every collection has, in PocketBase's JSON order.
+    pub const RECORD: [RuleKind; 5] = [
+        RuleKind::List,
+        RuleKind::View,
+        RuleKind::Create,
+        RuleKind::Update,
+        RuleKind::Delete,
+    ];
+    /// The rules only auth collections have, in PocketBase's JSON order.
+    pub const AUTH: [RuleKind; 2] = [RuleKind::Auth, RuleKind::Manage];
+
+    /// The collection JSON key (`"listRule"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::List => "listRule",
+            RuleKind::View => "viewRule",
+            RuleKind::Create => "createRule",
+            RuleKind::Update => "updateRule",
+            RuleKind::Delete => "deleteRule",
+            RuleKind::Manage => "manageRule",
+            RuleKind::Auth => "authRule",
+        }
+    }
+
+    /// The rule a collection JSON key names; `None` for any other key.
+    pub fn parse(key: &str) -> Option<RuleKind> {
+        RuleKind::ALL.into_iter().find(|kind| kind.as_str() == key)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// All collections and their parsed rules.
 #[derive(Default)]
 pub struct Schema {
     /// Collections in creation order.
     pub collections: Vec<Arc<Collection>>,
-    rules: HashMap<(String, &'static str), Rule>,
+    /// Collection id → its rules, indexed by [`RuleKind`].
+    rules: HashMap<String, [Rule; RuleKind::ALL.len()]>,
     infos: Vec<rules::CollectionInfo>,
 }
-
-const ALL_RULES: &[&str] = &[
-    "listRule",
-    "viewRule",
-    "createRule",
-    "updateRule",
-    "deleteRule",
-    "authRule",
-    "manageRule",
-];
 
 impl Schema {
     /// Builds the cache (parsing every rule once).
@@ -43,20 +108,18 @@ impl Schema {
         let collections: Vec<Arc<Collection>> = collections.into_iter().map(Arc::new).collect();
         let mut rules_map = HashMap::new();
         for collection in &collections {
-            for key in ALL_RULES {
-                let rule = match collection.rule(key) {
-                    None => Rule::Locked,
-                    Some(text) if text.trim().is_empty() => Rule::Open,
-                    Some(text) => match rules::parse_rule(text) {
-                        Ok(expr) => Rule::Expr(Arc::new(expr)),
-                        Err(err) => {
-                            tracing::warn!(collection = %collection.name, rule = key, error = %err, "stored rule does not parse; locking it");
-                            Rule::Locked
-                        }
-                    },
-                };
-                rules_map.insert((collection.id.clone(), *key), rule);
-            }
+            let parsed = RuleKind::ALL.map(|kind| match collection.rule(kind) {
+                None => Rule::Locked,
+                Some(text) if text.trim().is_empty() => Rule::Open,
+                Some(text) => match rules::parse_rule(text) {
+                    Ok(expr) => Rule::Expr(Arc::new(expr)),
+                    Err(err) => {
+                        tracing::warn!(collection = %collection.name, rule = %kind, error = %err, "stored rule does not parse; locking it");
+                        Rule::Locked
+                    }
+                },
+            });
+            rules_map.insert(collection.id.clone(), parsed);
         }
         let infos = collections.iter().map(|c| collection_info(c)).collect();
         Schema {
@@ -79,12 +142,10 @@ impl Schema {
     }
 
     /// A parsed rule of a collection.
-    pub fn rule(&self, collection_id: &str, key: &str) -> Rule {
-        ALL_RULES
-            .iter()
-            .find(|k| **k == key)
-            .and_then(|k| self.rules.get(&(collection_id.to_string(), *k)))
-            .cloned()
+    pub fn rule(&self, collection_id: &str, kind: RuleKind) -> Rule {
+        self.rules
+            .get(collection_id)
+            .map(|rules| rules[kind.index()].clone())
             .unwrap_or(Rule::Locked)
     }
 
@@ -98,11 +159,7 @@ fn collection_info(collection: &Collection) -> rules::CollectionInfo {
     rules::CollectionInfo {
         id: collection.id.clone(),
         name: collection.name.clone(),
-        kind: match collection.kind.as_str() {
-            "auth" => rules::CollectionKind::Auth,
-            "view" => rules::CollectionKind::View,
-            _ => rules::CollectionKind::Base,
-        },
+        kind: collection.kind,
         fields: collection
             .fields
             .iter()
@@ -110,11 +167,11 @@ fn collection_info(collection: &Collection) -> rules::CollectionInfo {
                 name: f.name().to_string(),
                 kind: f.rule_kind(),
                 hidden: f.hidden()
-                    || f.kind() == "password"
+                    || f.kind() == FieldType::Password
                     || (collection.is_auth() && f.name() == "tokenKey"),
             })
             .collect(),
-        list_rule: collection.rule("listRule").map(str::to_string),
+        list_rule: collection.rule(RuleKind::List).map(str::to_string),
     }
 }
 
@@ -128,5 +185,20 @@ impl rules::Schema for Schema {
     }
     fn all(&self) -> Vec<&rules::CollectionInfo> {
         self.infos.iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_kinds_round_trip_their_json_key() {
+        for kind in RuleKind::ALL {
+            assert_eq!(RuleKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(RuleKind::ALL[kind.index()], kind);
+        }
+        assert_eq!(RuleKind::parse("listrule"), None);
+        assert_eq!(RuleKind::parse("rule"), None);
     }
 }

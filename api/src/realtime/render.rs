@@ -341,7 +341,7 @@ async fn decide(
         Some(Some(expr)) => Some(&**expr),
         Some(None) => return None,
     };
-    let rule = schema.rule(&event.collection.id, topic.rule_key());
+    let rule = schema.rule(&event.collection.id, topic.rule_kind());
     let data = RequestData {
         method: "GET".into(),
         context: "realtime".into(),

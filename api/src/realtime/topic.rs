@@ -5,6 +5,7 @@
 //! 2. Parsing never fails: a topic that names no collection, or whose options or filter do not
 //!    parse, is stored and simply never matches anything (PocketBase accepts any string).
 
+use crate::model::RuleKind;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,12 +38,13 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// The rule that guards this topic.
-    pub fn rule_key(&self) -> &'static str {
+    /// The rule that guards this topic: `viewRule` for a record topic, `listRule` for a
+    /// collection topic.
+    pub fn rule_kind(&self) -> RuleKind {
         if self.record_id.is_some() {
-            "viewRule"
+            RuleKind::View
         } else {
-            "listRule"
+            RuleKind::List
         }
     }
 }
@@ -153,9 +155,9 @@ mod tests {
         assert!(topic.record_id.is_none());
         let topic = parse("messages/abc");
         assert_eq!(topic.record_id.as_deref(), Some("abc"));
-        assert_eq!(topic.rule_key(), "viewRule");
+        assert_eq!(topic.rule_kind(), RuleKind::View);
         let topic = parse("messages");
-        assert_eq!(topic.rule_key(), "listRule");
+        assert_eq!(topic.rule_kind(), RuleKind::List);
         let raw = "messages/*?options=%7B%22query%22%3A%7B%22expand%22%3A%22author%22%2C%22filter%22%3A%22n%20%3E%205%22%7D%2C%22headers%22%3A%7B%22X-Custom%22%3A1%7D%7D";
         let topic = parse(raw);
         assert_eq!(&*topic.raw, raw);

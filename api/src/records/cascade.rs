@@ -9,6 +9,7 @@
 use super::write::load_staged;
 use crate::error::{ApiError, ApiResult};
 use crate::model::record::{from_row, to_storage};
+use crate::model::FieldType;
 use crate::model::{Collection, Schema};
 use engine::{Change, Tx, Value as SqlValue};
 use serde_json::{json, Map, Value};
@@ -56,8 +57,12 @@ pub(crate) fn delete_cascade(
         if other.is_view() {
             continue;
         }
-        for field in other.fields.iter().filter(|f| f.kind() == "relation") {
-            let target = field.str_opt("collectionId");
+        for field in other
+            .fields
+            .iter()
+            .filter(|f| f.kind() == FieldType::Relation)
+        {
+            let target = field.relation_target().unwrap_or_default();
             if target != collection.id && target != collection.name {
                 continue;
             }
@@ -97,7 +102,7 @@ pub(crate) fn delete_cascade(
                         false
                     }
                 };
-                if !remaining && field.bool_opt("cascadeDelete") {
+                if !remaining && field.cascade_delete() {
                     delete_cascade(tx, schema, other, &ref_id, &referencing, depth + 1)?;
                 } else if !remaining && field.required() {
                     return Err(ApiError::bad_request(FAILED));

@@ -13,6 +13,8 @@ use crate::access::{is_superuser, Auth, RequestData, MAIN};
 use crate::error::ApiResult;
 use crate::model::record::visible_json;
 use crate::model::schema::Rule;
+use crate::model::schema::RuleKind;
+use crate::model::FieldType;
 use crate::model::{Collection, Schema};
 use crate::state::AppState;
 use serde_json::{Map, Value};
@@ -37,14 +39,13 @@ pub(crate) fn valid_expand_path(schema: &Schema, collection: &Collection, path: 
         None => return false,
     };
     for segment in segments {
-        let next = if let Some(field) = current.field(segment).filter(|f| f.kind() == "relation") {
-            schema.find(field.str_opt("collectionId")).cloned()
+        let next = if let Some(target) = current.field(segment).and_then(|f| f.relation_target()) {
+            schema.find(target).cloned()
         } else if let Some((other, via)) = segment.split_once("_via_") {
             schema.find(other).cloned().filter(|source| {
                 source.field(via).is_some_and(|f| {
-                    f.kind() == "relation"
-                        && (f.str_opt("collectionId") == current.id
-                            || f.str_opt("collectionId") == current.name)
+                    f.relation_target()
+                        .is_some_and(|target| target == current.id || target == current.name)
                 })
             })
         } else {
@@ -103,8 +104,14 @@ pub(crate) fn expand_records<'a>(
         let mut out: Vec<Map<String, Value>> = vec![Map::new(); records.len()];
         let mut any_valid = false;
         for (head, rests) in groups {
-            if let Some(field) = collection.field(&head).filter(|f| f.kind() == "relation") {
-                let Some(target) = schema.find(field.str_opt("collectionId")).cloned() else {
+            if let Some(field) = collection
+                .field(&head)
+                .filter(|f| f.kind() == FieldType::Relation)
+            {
+                let Some(target) = schema
+                    .find(field.relation_target().unwrap_or_default())
+                    .cloned()
+                else {
                     continue;
                 };
                 any_valid = true;
@@ -169,10 +176,13 @@ pub(crate) fn expand_records<'a>(
             let Some(source) = schema.find(other).cloned() else {
                 continue;
             };
-            let Some(via_field) = source.field(via).filter(|f| f.kind() == "relation") else {
+            let Some(via_field) = source
+                .field(via)
+                .filter(|f| f.kind() == FieldType::Relation)
+            else {
                 continue;
             };
-            let target_id = via_field.str_opt("collectionId");
+            let target_id = via_field.relation_target().unwrap_or_default();
             if target_id != collection.id && target_id != collection.name {
                 continue;
             }
@@ -241,7 +251,7 @@ async fn load_visible_related(
     column: &str,
     ids: &[String],
 ) -> ApiResult<Vec<Map<String, Value>>> {
-    let rule = schema.rule(&target.id, "viewRule");
+    let rule = schema.rule(&target.id, RuleKind::View);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Ok(Vec::new());
     }
@@ -272,7 +282,7 @@ async fn load_back_related(
     multi: bool,
     ids: &[String],
 ) -> ApiResult<Vec<Map<String, Value>>> {
-    let rule = schema.rule(&source.id, "viewRule");
+    let rule = schema.rule(&source.id, RuleKind::View);
     if (matches!(rule, Rule::Locked) && !is_superuser(auth)) || ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -12,6 +12,7 @@ use crate::access::{self, is_superuser, Auth, RequestData, Where, MAIN};
 use crate::error::{ApiError, ApiResult};
 use crate::model::record::from_row;
 use crate::model::schema::Rule;
+use crate::model::schema::RuleKind;
 use crate::model::{Collection, Schema};
 use crate::read::read_short;
 use crate::request::{paging, Paging, Query};
@@ -107,7 +108,7 @@ pub async fn list(
     query: &Query,
     data: &RequestData,
 ) -> ApiResult<ListPage> {
-    let rule = schema.rule(&collection.id, "listRule");
+    let rule = schema.rule(&collection.id, RuleKind::List);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
@@ -258,7 +259,7 @@ pub async fn view(
     id: String,
     data: &RequestData,
 ) -> ApiResult<Map<String, Value>> {
-    let rule = schema.rule(&collection.id, "viewRule");
+    let rule = schema.rule(&collection.id, RuleKind::View);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }

@@ -8,6 +8,7 @@
 use super::WriteInput;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record;
+use crate::model::FieldType;
 use crate::model::{Collection, Schema, SUPERUSERS_ID};
 use engine::{Tx, Value as SqlValue};
 use serde_json::{Map, Value};
@@ -47,7 +48,11 @@ pub(crate) fn check_relations(
     record: &Map<String, Value>,
     errors: &mut FieldErrors,
 ) -> ApiResult<()> {
-    for field in collection.fields.iter().filter(|f| f.kind() == "relation") {
+    for field in collection
+        .fields
+        .iter()
+        .filter(|f| f.kind() == FieldType::Relation)
+    {
         let ids: Vec<String> = match record.get(field.name()) {
             Some(Value::String(id)) if !id.is_empty() => vec![id.clone()],
             Some(Value::Array(items)) => items
@@ -59,7 +64,7 @@ pub(crate) fn check_relations(
         if ids.is_empty() {
             continue;
         }
-        let Some(target) = schema.find(field.str_opt("collectionId")) else {
+        let Some(target) = schema.find(field.relation_target().unwrap_or_default()) else {
             errors.add(
                 field.name(),
                 "validation_missing_rel_collection",
@@ -234,8 +239,8 @@ pub(crate) fn password_field_checks(
     let Some(field) = collection.field("password") else {
         return;
     };
-    let min = field.num_opt("min").unwrap_or(0.0) as usize;
-    let max = match field.num_opt("max").unwrap_or(0.0) as usize {
+    let min = field.min_length();
+    let max = match field.max_length() {
         0 => 71,
         m => m,
     };

@@ -21,6 +21,8 @@ use crate::auth::{password, token};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::{self, apply_body, from_row, to_storage, validate};
 use crate::model::schema::Rule;
+use crate::model::schema::RuleKind;
+use crate::model::FieldType;
 use crate::model::{Collection, Schema, SUPERUSERS_ID};
 use crate::state::AppState;
 use engine::{Change, Tx, Value as SqlValue};
@@ -162,8 +164,8 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         Some(id) => {
             let id_field = collection.field("id");
             let len = id.chars().count();
-            let min = id_field.and_then(|f| f.num_opt("min")).unwrap_or(15.0) as usize;
-            let max = id_field.and_then(|f| f.num_opt("max")).unwrap_or(15.0) as usize;
+            let min = id_field.map(|f| f.min_length()).unwrap_or(15);
+            let max = id_field.map(|f| f.max_length()).unwrap_or(15);
             if len < min {
                 errors.add(
                     "id",
@@ -200,11 +202,11 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
         match field.kind() {
-            "autodate" if field.bool_opt("onCreate") || field.bool_opt("onUpdate") => {
+            FieldType::Autodate if field.on_create() || field.on_update() => {
                 record.insert(field.name().to_string(), json!(now));
             }
-            "text" if field.name() != "id" => {
-                let pattern = field.str_opt("autogeneratePattern");
+            FieldType::Text if field.name() != "id" => {
+                let pattern = field.autogenerate_pattern();
                 if !pattern.is_empty()
                     && record
                         .get(field.name())
@@ -238,7 +240,7 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         return Err(errors.into_error(FAILED));
     }
     let values = to_storage(collection, &record);
-    let rule = match input.schema.rule(&collection.id, "createRule") {
+    let rule = match input.schema.rule(&collection.id, RuleKind::Create) {
         Rule::Expr(expr) if !superuser => Some(expr),
         _ => None,
     };
@@ -285,7 +287,7 @@ pub async fn prepare_create(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let rule = schema.rule(&collection.id, "createRule");
+    let rule = schema.rule(&collection.id, RuleKind::Create);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
@@ -332,7 +334,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
         return Err(ApiError::not_found());
     };
     if !superuser {
-        if let Rule::Expr(expr) = input.schema.rule(&collection.id, "updateRule") {
+        if let Rule::Expr(expr) = input.schema.rule(&collection.id, RuleKind::Update) {
             let data = rule_data(input, &existing);
             if !staged_row_passes(tx, input, &data, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
@@ -357,7 +359,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
     record.insert("id".into(), json!(id));
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
-        if field.kind() == "autodate" && field.bool_opt("onUpdate") {
+        if field.on_update() {
             record.insert(field.name().to_string(), json!(now));
         }
     }
@@ -398,7 +400,7 @@ async fn passes_manage_rule(
     if !collection.is_auth() || auth.is_none() {
         return Ok(false);
     }
-    let Rule::Expr(expr) = schema.rule(&collection.id, "manageRule") else {
+    let Rule::Expr(expr) = schema.rule(&collection.id, RuleKind::Manage) else {
         return Ok(false);
     };
     let info = access::request_info(auth, &RequestData::default());
@@ -429,7 +431,7 @@ pub async fn prepare_update(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let rule = schema.rule(&collection.id, "updateRule");
+    let rule = schema.rule(&collection.id, RuleKind::Update);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }
@@ -519,7 +521,7 @@ pub fn run_delete(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<()
         return Err(ApiError::not_found());
     };
     if !is_superuser(&input.auth) {
-        if let Rule::Expr(expr) = input.schema.rule(&collection.id, "deleteRule") {
+        if let Rule::Expr(expr) = input.schema.rule(&collection.id, RuleKind::Delete) {
             if !staged_row_passes(tx, input, &input.data, &expr, id, Some(&existing))? {
                 return Err(ApiError::not_found());
             }
@@ -548,7 +550,7 @@ pub fn prepare_delete(
     if collection.is_view() {
         return Err(ApiError::bad_request("Unsupported collection type."));
     }
-    let rule = schema.rule(&collection.id, "deleteRule");
+    let rule = schema.rule(&collection.id, RuleKind::Delete);
     if matches!(rule, Rule::Locked) && !is_superuser(auth) {
         return Err(superusers_only());
     }

@@ -14,6 +14,7 @@ use super::client::{run_load, Server};
 use super::sse::{now_us, Subscriber, SubscriberReport};
 use super::stats::{memory_into, percentiles_into, round1, Recorder};
 use anyhow::{bail, Context, Result};
+use api::model::{CollectionKind, RuleKind};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,6 +81,22 @@ async fn ensure_collection(server: &Server, body: Value) -> Result<String> {
     Ok(created["id"].as_str().unwrap_or_default().to_string())
 }
 
+/// List, view and create open to everyone (`""`).
+const PUBLIC: [(RuleKind, &str); 3] = [
+    (RuleKind::List, ""),
+    (RuleKind::View, ""),
+    (RuleKind::Create, ""),
+];
+
+/// A base collection's create body: the given rules set, every other rule superusers-only.
+fn base_collection(name: &str, rules: &[(RuleKind, &str)], fields: Value) -> Value {
+    let mut body = json!({"name": name, "type": CollectionKind::Base.as_str(), "fields": fields});
+    for (kind, rule) in rules {
+        body[kind.as_str()] = json!(rule);
+    }
+    body
+}
+
 fn autodates() -> [Value; 2] {
     [
         json!({"name":"created","type":"autodate","onCreate":true}),
@@ -102,26 +119,30 @@ pub async fn setup(server: &Server, options: &Options) -> Result<Fixture> {
         eprintln!("warning: settings not applied: {err:#}");
     }
     let [created, updated] = autodates();
-    ensure_collection(server, json!({"name":"bench_pub","type":"base","listRule":"","viewRule":"","createRule":"",
-        "fields":[{"name":"title","type":"text"},{"name":"n","type":"number"},created.clone(),updated.clone()]})).await?;
-    ensure_collection(server, json!({"name":"bench_owned","type":"base","listRule":"","viewRule":"",
-        "createRule":"@request.auth.id != \"\" && user = @request.auth.id",
-        "fields":[{"name":"title","type":"text"},
-                  {"name":"user","type":"relation","collectionId":"_pb_users_auth_","maxSelect":1,"required":true},
-                  created.clone(),updated.clone()]})).await?;
+    ensure_collection(server, base_collection("bench_pub", &PUBLIC,
+        json!([{"name":"title","type":"text"},{"name":"n","type":"number"},created.clone(),updated.clone()]))).await?;
+    ensure_collection(server, base_collection("bench_owned",
+        &[(RuleKind::List, ""), (RuleKind::View, ""),
+          (RuleKind::Create, "@request.auth.id != \"\" && user = @request.auth.id")],
+        json!([{"name":"title","type":"text"},
+               {"name":"user","type":"relation","collectionId":"_pb_users_auth_","maxSelect":1,"required":true},
+               created.clone(),updated.clone()]))).await?;
     let authors_id = ensure_collection(
         server,
-        json!({"name":"bench_authors","type":"base","listRule":"","viewRule":"","createRule":"",
-        "fields":[{"name":"name","type":"text"},created.clone(),updated.clone()]}),
+        base_collection(
+            "bench_authors",
+            &PUBLIC,
+            json!([{"name":"name","type":"text"},created.clone(),updated.clone()]),
+        ),
     )
     .await?;
-    ensure_collection(server, json!({"name":"bench_list","type":"base","listRule":"","viewRule":"","createRule":"",
-        "fields":[{"name":"title","type":"text"},{"name":"score","type":"number"},{"name":"category","type":"text"},
-                  {"name":"author","type":"relation","collectionId":authors_id,"maxSelect":1},
-                  created.clone(),updated.clone()]})).await?;
-    ensure_collection(server, json!({"name":"bench_rt","type":"base","listRule":"","viewRule":"","createRule":"",
-        "fields":[{"name":"w","type":"number"},{"name":"n","type":"number"},{"name":"t","type":"number"},
-                  {"name":"title","type":"text"},created,updated]})).await?;
+    ensure_collection(server, base_collection("bench_list", &PUBLIC,
+        json!([{"name":"title","type":"text"},{"name":"score","type":"number"},{"name":"category","type":"text"},
+               {"name":"author","type":"relation","collectionId":authors_id,"maxSelect":1},
+               created.clone(),updated.clone()]))).await?;
+    ensure_collection(server, base_collection("bench_rt", &PUBLIC,
+        json!([{"name":"w","type":"number"},{"name":"n","type":"number"},{"name":"t","type":"number"},
+               {"name":"title","type":"text"},created,updated]))).await?;
 
     let users = ensure_users(server).await?;
     let authors = ensure_records(
