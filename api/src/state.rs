@@ -5,9 +5,10 @@
 //! 2. The schema follows commits: the schema cache is replaced (not mutated) by
 //!    [`AppState::follow`] after every commit that changes collections, once per commit (it
 //!    knows the seq it was loaded at). [`AppState::write`] and [`AppState::execute`] follow
-//!    their own commit before their caller gets the answer, and the realtime hub follows each
-//!    commit before it renders it, so commits made by any path (handlers, batch, import,
-//!    tools, the engine directly) are seen; no handler reloads the schema by hand.
+//!    their own commit before their caller gets the answer, and the realtime hub (once
+//!    started) follows each commit before it renders it, so commits made by any path
+//!    (handlers, batch, import, the CLI, the engine directly) are seen; no handler reloads
+//!    the schema by hand.
 //! 3. A fresh data dir is bootstrapped with `_superusers`, `users` and default settings as
 //!    ordinary commits.
 

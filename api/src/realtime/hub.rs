@@ -906,8 +906,9 @@ async fn dispatch_loop(
             }
             continue;
         }
-        // Runs of commits that end before each commit touching collections: the schema is
-        // reloaded before such a commit is rendered, as when commits are dispatched one by one.
+        // Runs of commits that end before each commit touching collections: the schema
+        // follows such a commit before it is rendered, as when commits are dispatched one by
+        // one.
         let mut start = 0;
         let mut woken = 0;
         for end in 1..=batch.len() {

@@ -308,7 +308,7 @@ fn serve(
         eprintln!("├─ REST API:  http://{http}/api/");
         eprintln!("└─ Dashboard: http://{http}/_/");
         if !has_superuser {
-            // A one-time link (30 min, this process only; see api/src/handlers/installer.rs).
+            // A one-time link (30 min, this process only; see api/src/installer.rs).
             eprintln!(
                 "\n(!) Launch the URL below in the browser to create your first superuser account:\n\
                  http://{http}/_/#/pbinstall/{}\n\
