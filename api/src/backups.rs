@@ -333,7 +333,7 @@ pub async fn superuser_token(state: &Arc<AppState>, raw: &str) -> bool {
 /// Deletes the backup `key` (400 when it is not there).
 pub async fn delete(state: &Arc<AppState>, key: &str) -> ApiResult<()> {
     let busy = state.backups.take()?;
-    let result = match backup_path(state, &key) {
+    let result = match backup_path(state, key) {
         Some(path) => tokio::fs::remove_file(&path)
             .await
             .map_err(|err| err.to_string()),

@@ -97,7 +97,7 @@ fn zero(shape: &Value) -> Value {
 
 /// Conforms `value` to `shape` (see the module docs). `full` fills missing object fields with
 /// zero values (array items); otherwise only the given fields are kept (a patch).
-pub fn conform(value: &Value, shape: &Value, full: bool) -> Result<Option<Value>, ()> {
+pub(crate) fn conform(value: &Value, shape: &Value, full: bool) -> Result<Option<Value>, ()> {
     if value.is_null() {
         // A null object leaves the stored one alone; any other null is the zero value.
         return Ok((!shape.is_object()).then(|| zero(shape)));
