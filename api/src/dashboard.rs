@@ -5,13 +5,9 @@
 //! (`/_/app.js`, …) are served with their content types and a strict same-origin CSP.
 //! `/_` redirects to `/_/`.
 
-use crate::state::AppState;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
-use std::sync::Arc;
 
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
 
@@ -69,11 +65,13 @@ fn with_headers(content_type: &str, body: &'static str, cache: &'static str) -> 
     response
 }
 
-async fn index() -> Response {
+/// `GET /_/`: the dashboard page.
+pub async fn index() -> Response {
     with_headers("text/html; charset=utf-8", INDEX_HTML, "no-cache")
 }
 
-async fn asset_or_index(Path(path): Path<String>) -> Response {
+/// `GET /_/{*path}`: an asset, or the page for a client route.
+pub async fn asset_or_index(Path(path): Path<String>) -> Response {
     if let Some((_, content_type, body)) = ASSETS.iter().find(|(n, _, _)| *n == path) {
         return with_headers(content_type, body, "no-cache");
     }
@@ -86,16 +84,9 @@ async fn asset_or_index(Path(path): Path<String>) -> Response {
     index().await
 }
 
-async fn redirect_to_dashboard() -> Redirect {
+/// `GET /_`: redirects to `/_/`.
+pub async fn redirect_to_dashboard() -> Redirect {
     Redirect::permanent("/_/")
-}
-
-/// Routes of the dashboard, merged into the main router.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/_", get(redirect_to_dashboard))
-        .route("/_/", get(index))
-        .route("/_/{*path}", get(asset_or_index))
 }
 
 #[cfg(test)]

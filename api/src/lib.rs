@@ -4,11 +4,15 @@
 
 pub mod access;
 pub mod auth;
+pub mod backups;
 pub mod client_ip;
+pub mod collections;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod history;
+pub mod installer;
 pub mod model;
 pub mod ratelimit;
 pub mod read;
@@ -17,6 +21,7 @@ pub mod records;
 pub mod request;
 pub mod request_log;
 pub mod routes;
+pub mod settings;
 pub mod state;
 
 pub use routes::router;

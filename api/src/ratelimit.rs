@@ -45,6 +45,7 @@ use crate::access;
 use crate::client_ip::{self, ClientIp, IpList, TrustedProxy};
 use crate::error::ApiError;
 use crate::model::SUPERUSERS_ID;
+use crate::routes::{COLLECTIONS_PREFIX, FILES_PREFIX};
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -310,7 +311,7 @@ pub fn collection_action(
     method: &Method,
     path: &str,
 ) -> Option<CollectionAction> {
-    let (collection, action) = if let Some(rest) = path.strip_prefix("/api/collections/") {
+    let (collection, action) = if let Some(rest) = path.strip_prefix(COLLECTIONS_PREFIX) {
         let segments: Vec<&str> = rest.split('/').collect();
         let action = match (method.as_str(), segments.as_slice()) {
             ("GET" | "HEAD", [_, "records"]) => "list",
@@ -333,7 +334,7 @@ pub fn collection_action(
             _ => return None,
         };
         (segments[0], action)
-    } else if let Some(rest) = path.strip_prefix("/api/files/") {
+    } else if let Some(rest) = path.strip_prefix(FILES_PREFIX) {
         let segments: Vec<&str> = rest.split('/').collect();
         match (method.as_str(), segments.as_slice()) {
             ("GET" | "HEAD", [collection, record, file])

@@ -298,7 +298,7 @@ pub async fn middleware(
     request: Request,
     next: Next,
 ) -> Response {
-    if !request.uri().path().starts_with("/api/") {
+    if !request.uri().path().starts_with(crate::routes::API_PREFIX) {
         return next.run(request).await;
     }
     let Some(config) = LogConfig::of(&state.settings()) else {

@@ -1,5 +1,7 @@
-//! The one place that lists every path and method, plus the cross-cutting layers
-//! (security headers, CORS, body limit, panic catching).
+//! The one place that lists every path and method ([`routes`], a table read top to bottom),
+//! plus the cross-cutting layers (security headers, CORS, body limit, panic catching).
+//! Path strings of the API appear nowhere else in `api/src`: code that classifies paths (the
+//! request log, the rate limiter's tags) takes its prefixes from the constants below.
 //!
 //! Routing as PocketBase answers it (measured on v0.40.6):
 //! - A known path with a method it does not serve is answered like an unknown path: 404 with
@@ -13,17 +15,26 @@
 //!   origin, `GET,HEAD,PUT,PATCH,POST,DELETE` and the requested headers echoed (`*` would not
 //!   cover `Authorization` in browsers). No max-age, no credentials, as the reference.
 
+use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, batch, collections, collections_extra, health, records, settings,
+    auth, auth_flows, backups, batch, changes, collections, collections_extra, health, history,
+    installer, logs, realtime, records, settings,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
+
+/// Prefix of every API path (the request log logs only these).
+pub const API_PREFIX: &str = "/api/";
+/// Prefix of the per-collection routes (records, auth, changes; rate-limit tags).
+pub const COLLECTIONS_PREFIX: &str = "/api/collections/";
+/// Prefix of the file routes (rate-limit tags).
+pub const FILES_PREFIX: &str = "/api/files/";
 
 async fn fallback(method: Method) -> Response {
     if method == Method::GET || method == Method::HEAD {
@@ -52,11 +63,7 @@ async fn wrong_method(
 fn shadowed_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/collections/{c}", collection_methods())
-        .route(
-            "/api/backups/{key}",
-            get(crate::handlers::backups::backups_download)
-                .delete(crate::handlers::backups::backups_delete),
-        )
+        .route("/api/backups/{key}", backup_methods())
         .method_not_allowed_fallback(fallback)
         .fallback(fallback)
 }
@@ -66,6 +73,11 @@ fn collection_methods() -> axum::routing::MethodRouter<Arc<AppState>> {
     get(collections::collections_view)
         .patch(collections::collections_update)
         .delete(collections::collections_delete)
+}
+
+/// The methods of `/api/backups/{key}`.
+fn backup_methods() -> axum::routing::MethodRouter<Arc<AppState>> {
+    get(backups::backups_download).delete(backups::backups_delete)
 }
 
 /// Whether `origin` is allowed by the `--origins` list: `*` allows any; an entry may contain
@@ -199,77 +211,49 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, edge))
 }
 
-/// Every path and method of the API (no layers, no state yet).
+/// Every path and method of the API (no layers, no state yet), one route per line.
+#[rustfmt::skip]
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/health", get(health::health).head(health::health))
-        .route(
-            "/api/collections",
-            get(collections::collections_list).post(collections::collections_create),
-        )
+        // Collections (superusers).
+        .route("/api/collections", get(collections::collections_list).post(collections::collections_create))
         .route("/api/collections/{c}", collection_methods())
-        .route(
-            "/api/collections/import",
-            axum::routing::put(collections_extra::collections_import),
-        )
-        .route(
-            "/api/collections/meta/scaffolds",
-            get(collections_extra::collections_scaffolds),
-        )
-        .route(
-            "/api/collections/{c}/truncate",
-            axum::routing::delete(collections::collections_truncate),
-        )
-        .route(
-            "/api/collections/{c}/records",
-            get(records::records_list).post(records::records_create),
-        )
-        .route(
-            "/api/collections/{c}/records/{id}",
-            get(records::records_view)
-                .patch(records::records_update)
-                .delete(records::records_delete),
-        )
-        .route("/api/collections/{c}/auth-methods", get(auth::auth_methods))
-        .route(
-            "/api/collections/{c}/auth-with-password",
-            post(auth::auth_with_password),
-        )
-        .route(
-            "/api/collections/{c}/auth-refresh",
-            post(auth::auth_refresh),
-        )
-        .route(
-            "/api/collections/{c}/request-verification",
-            post(auth_flows::request_verification),
-        )
-        .route(
-            "/api/collections/{c}/confirm-verification",
-            post(auth_flows::confirm_verification),
-        )
-        .route(
-            "/api/collections/{c}/request-password-reset",
-            post(auth_flows::request_password_reset),
-        )
-        .route(
-            "/api/collections/{c}/confirm-password-reset",
-            post(auth_flows::confirm_password_reset),
-        )
-        .route(
-            "/api/collections/{c}/impersonate/{id}",
-            post(auth_flows::impersonate),
-        )
-        .route("/api/files/token", post(auth_flows::files_token))
+        .route("/api/collections/import", put(collections_extra::collections_import))
+        .route("/api/collections/meta/scaffolds", get(collections_extra::collections_scaffolds))
+        .route("/api/collections/{c}/truncate", delete(collections::collections_truncate))
+        // Records.
+        .route("/api/collections/{c}/records", get(records::records_list).post(records::records_create))
+        .route("/api/collections/{c}/records/{id}", get(records::records_view).patch(records::records_update).delete(records::records_delete))
+        .route("/api/collections/{c}/records/{id}/history", get(history::records_history))
+        .route("/api/collections/{c}/changes", get(changes::changes_list))
         .route("/api/batch", post(batch::batch))
-        .route(
-            "/api/settings",
-            get(settings::settings_get).patch(settings::settings_update),
-        )
-        .merge(crate::dashboard::routes())
-        .merge(crate::handlers::realtime::routes())
-        .merge(crate::handlers::backups::routes())
-        .merge(crate::handlers::installer::routes())
-        .merge(crate::handlers::logs::routes())
+        // Auth.
+        .route("/api/collections/{c}/auth-methods", get(auth::auth_methods))
+        .route("/api/collections/{c}/auth-with-password", post(auth::auth_with_password))
+        .route("/api/collections/{c}/auth-refresh", post(auth::auth_refresh))
+        .route("/api/collections/{c}/request-verification", post(auth_flows::request_verification))
+        .route("/api/collections/{c}/confirm-verification", post(auth_flows::confirm_verification))
+        .route("/api/collections/{c}/request-password-reset", post(auth_flows::request_password_reset))
+        .route("/api/collections/{c}/confirm-password-reset", post(auth_flows::confirm_password_reset))
+        .route("/api/collections/{c}/impersonate/{id}", post(auth_flows::impersonate))
+        .route("/api/files/token", post(auth_flows::files_token))
+        // Realtime.
+        .route("/api/realtime", get(realtime::realtime_connect).post(realtime::realtime_subscribe))
+        // Settings, backups, logs, installer (superusers; the installer needs its link).
+        .route("/api/settings", get(settings::settings_get).patch(settings::settings_update))
+        .route("/api/backups", get(backups::backups_list).post(backups::backups_create))
+        .route("/api/backups/upload", post(backups::backups_upload))
+        .route("/api/backups/{key}", backup_methods())
+        .route("/api/backups/{key}/restore", post(backups::backups_restore))
+        .route("/api/logs", get(logs::logs_list).delete(logs::logs_delete))
+        .route("/api/logs/stats", get(logs::logs_stats))
+        .route("/api/logs/{id}", get(logs::logs_view))
+        .route("/api/installer", post(installer::install))
+        // The dashboard.
+        .route("/_", get(dashboard::redirect_to_dashboard))
+        .route("/_/", get(dashboard::index))
+        .route("/_/{*path}", get(dashboard::asset_or_index))
         .method_not_allowed_fallback(wrong_method)
         .fallback(fallback)
 }

@@ -2,7 +2,13 @@
 //!
 //! 1. Writes go through [`AppState::write`], which runs a command on the engine's writer thread
 //!    and awaits its durable commit.
-//! 2. The schema cache is replaced (not mutated) after every commit that changes collections.
+//! 2. The schema follows commits: the schema cache is replaced (not mutated) by
+//!    [`AppState::follow`] after every commit that changes collections, once per commit (it
+//!    knows the seq it was loaded at). [`AppState::write`] and [`AppState::execute`] follow
+//!    their own commit before their caller gets the answer, and the realtime hub (once
+//!    started) follows each commit before it renders it, so commits made by any path
+//!    (handlers, batch, import, the CLI, the engine directly) are seen; no handler reloads
+//!    the schema by hand.
 //! 3. A fresh data dir is bootstrapped with `_superusers`, `users` and default settings as
 //!    ordinary commits.
 
@@ -14,9 +20,9 @@ use crate::model::record::format_ms;
 use crate::model::{
     Collection, CollectionKind, RuleKind, Schema, SUPERUSERS, SUPERUSERS_ID, USERS_ID,
 };
-use engine::{Actor, Change, Engine, Failure, Outcome, Tx};
+use engine::{Actor, Change, Commit, Engine, Failure, Outcome, Seq, Tx};
 use serde_json::{json, Map, Value};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Server-wide settings that are not stored in the log.
 #[derive(Debug, Clone)]
@@ -44,17 +50,34 @@ pub struct AppState {
     /// The storage engine.
     pub engine: Engine,
     schema: RwLock<Arc<Schema>>,
+    /// The seq the schema reflects at least (held while reloading, so reloads are serialized
+    /// and a commit is reloaded for once).
+    schema_seq: Mutex<Seq>,
     settings: RwLock<Arc<Value>>,
     /// Options from the command line.
     pub options: ServerOptions,
     /// The realtime hub (SSE sessions and the commit dispatcher).
     pub realtime: Arc<crate::realtime::Hub>,
     /// The first-run installer link secret (in memory only).
-    pub installer: crate::handlers::installer::Installer,
+    pub installer: crate::installer::Installer,
     /// Request logs (`auxiliary.db`, written by a background thread).
     pub logs: crate::request_log::RequestLogs,
     /// Rate limiter and compiled security settings (`ratelimit.rs`).
     pub security: crate::ratelimit::Security,
+    /// Backups: the one-operation flag and the restart request (`backups.rs`).
+    pub backups: crate::backups::Backups,
+}
+
+/// Whether a commit changes collections (so the schema must follow it).
+pub fn touches_collections(commit: &Commit) -> bool {
+    commit.changes.iter().any(|change| {
+        matches!(
+            change,
+            Change::CollectionCreated(_)
+                | Change::CollectionUpdated(_)
+                | Change::CollectionDeleted { .. }
+        )
+    })
 }
 
 /// The settings key in `_params`.
@@ -291,17 +314,21 @@ impl AppState {
                 }
             }
         }
+        // Taken before loading: the schema reflects at least this seq.
+        let schema_seq = engine.last_seq();
         let schema = Schema::new(load_collections(&engine)?);
         let settings = load_settings(&engine)?;
         let logs = crate::request_log::RequestLogs::new(engine.dir());
         Ok(Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),
+            schema_seq: Mutex::new(schema_seq),
             settings: RwLock::new(Arc::new(settings)),
             realtime: Arc::new(crate::realtime::Hub::new(options.realtime.clone())),
-            installer: crate::handlers::installer::Installer::new(),
+            installer: crate::installer::Installer::new(),
             logs,
             security: crate::ratelimit::Security::default(),
+            backups: crate::backups::Backups::default(),
             options,
         }))
     }
@@ -311,11 +338,29 @@ impl AppState {
         Arc::clone(&self.schema.read().expect("schema lock"))
     }
 
-    /// Reloads the schema from the projection (after a collection change).
-    pub fn reload_schema(&self) -> ApiResult<()> {
+    /// Makes the schema follow `commit`: reloads it from the projection when the commit
+    /// changes collections and is newer than the schema; otherwise does nothing. Idempotent
+    /// (a commit is reloaded for once, whoever follows it first). The commit must be applied
+    /// to the projection (true for every commit a write answers with or the engine publishes).
+    pub fn follow(&self, commit: &Commit) -> engine::Result<()> {
+        if !touches_collections(commit) {
+            return Ok(());
+        }
+        let mut seq = self.schema_seq.lock().unwrap_or_else(|e| e.into_inner());
+        if commit.seq <= *seq {
+            return Ok(());
+        }
         let collections = load_collections(&self.engine)?;
-        *self.schema.write().expect("schema lock") = Arc::new(Schema::new(collections));
+        *self.schema.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Schema::new(collections));
+        *seq = commit.seq;
+        tracing::debug!(seq = commit.seq, "the schema followed a commit");
         Ok(())
+    }
+
+    /// The seq the current schema reflects at least.
+    pub fn schema_seq(&self) -> Seq {
+        *self.schema_seq.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The current settings (with secrets).
@@ -341,11 +386,31 @@ impl AppState {
             })
             .map_err(ApiError::from)?;
         match receiver.await {
-            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Ok(outcome)) => {
+                if let Some(commit) = &outcome.commit {
+                    self.follow(commit)?;
+                }
+                Ok(outcome)
+            }
             Ok(Err(Failure::Command(err))) => Err(err),
             Ok(Err(Failure::Engine(err))) => Err(ApiError::from(err)),
             Err(_) => Err(ApiError::internal("the writer dropped the reply")),
         }
+    }
+
+    /// Runs a command and blocks until it is durable (start-up steps, tools; never on the
+    /// async runtime), then follows its commit like [`AppState::write`].
+    pub fn execute<T, E, C>(&self, actor: Actor, command: C) -> Result<Outcome<T>, Failure<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        C: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let outcome = self.engine.execute(actor, command)?;
+        if let Some(commit) = &outcome.commit {
+            self.follow(commit).map_err(Failure::Engine)?;
+        }
+        Ok(outcome)
     }
 
     /// Runs a read on a pooled connection off the async runtime.

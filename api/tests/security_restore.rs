@@ -2,14 +2,14 @@
 //! revoked after the restore point works again); pocketlog is stricter on purpose: every
 //! restore path leaves `ROTATE_SECRETS_MARKER` and the next start rotates every auth
 //! collection's token secrets as one commit after the restored state
-//! (`api::handlers::backups::finish_restore`, ARCHITECTURE.md "Restores").
+//! (`api::backups::finish_restore`, ARCHITECTURE.md "Restores").
 //!
 //! Guards against: a point-in-time restore or a backup restore bringing back tokens revoked by
 //! a password change or a deleted user; the marker being lost or left behind.
 
 mod common;
 
-use api::handlers::backups::{finish_restore, mark_restored, ROTATE_SECRETS_MARKER};
+use api::backups::{finish_restore, mark_restored, ROTATE_SECRETS_MARKER};
 use api::{AppState, ServerOptions};
 use common::start;
 use engine::{Engine, EngineConfig, SyncPolicy};

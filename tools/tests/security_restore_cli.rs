@@ -54,9 +54,7 @@ fn restore_leaves_the_rotation_marker_in_the_new_dir() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(target
-        .join(api::handlers::backups::ROTATE_SECRETS_MARKER)
-        .is_file());
+    assert!(target.join(api::backups::ROTATE_SECRETS_MARKER).is_file());
     assert!(
         stdout.contains("rotates every auth collection's token secrets"),
         "{stdout}"

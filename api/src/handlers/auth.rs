@@ -8,6 +8,7 @@ use super::common::{json_response, parse_body, Query};
 use crate::access::{self, Auth, RequestData, MAIN};
 use crate::auth::password;
 use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::extract::Caller;
 use crate::model::record::from_row;
 use crate::model::schema::{Rule, RuleKind};
 use crate::model::Collection;
@@ -230,9 +231,10 @@ pub async fn auth_refresh(
     Path(name): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Response> {
     let collection = auth_collection(&state, &name)?;
-    let Some(auth) = access::authenticate(&state, &headers).await else {
+    let Some(auth) = caller.0 else {
         return Err(ApiError::unauthorized(
             "The request requires valid record authorization token.",
         ));

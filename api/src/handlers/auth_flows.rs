@@ -19,10 +19,10 @@
 
 use super::auth::{auth_collection, auth_response};
 use super::common::{json_response, no_content, parse_body, Query};
-use super::settings::require_superuser;
 use crate::access;
 use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
+use crate::extract::{require_superuser, Caller};
 use crate::model::record::{self, from_row, is_email, to_storage};
 use crate::model::{Collection, Field};
 use crate::state::AppState;
@@ -430,10 +430,12 @@ pub async fn impersonate(
     State(state): State<Arc<AppState>>,
     Path((name, id)): Path<(String, String)>,
     QueryExtract(query): QueryExtract<Query>,
+    caller: Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
+    // The body is read (413 when over the limit) before the superuser check.
+    require_superuser(caller.0)?;
     let collection = auth_collection(&state, &name)?;
     let body = parse_body(&headers, &bytes)?;
     let duration = match body.get("duration") {
@@ -464,11 +466,10 @@ pub async fn impersonate(
 
 /// `POST /api/files/token` (any auth record)
 pub async fn files_token(
-    State(state): State<Arc<AppState>>,
     QueryExtract(query): QueryExtract<Query>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Response> {
-    let Some(auth) = access::authenticate(&state, &headers).await else {
+    let Some(auth) = caller.0 else {
         return Err(ApiError::unauthorized(
             "The request requires valid record authorization token.",
         ));

@@ -1,295 +1,45 @@
-//! Backups (`/api/backups`, spec api.md §8) and record history
-//! (`/api/collections/{c}/records/{id}/history`), superusers only.
+//! Backups API (`/api/backups`, superusers only): HTTP glue over `crate::backups`, which
+//! holds the archive format notes, the one-operation-at-a-time rule and the restore steps.
 //!
-//! Backups are pocketlog archives (`engine::write_backup`: a tar with a manifest, the log range
-//! and snapshots; see FORMAT.md) stored as `pb_data/backups/<key>`. The key keeps PocketBase's
-//! `.zip` naming rule so the SDK and dashboard work unchanged, but the content is not a zip and
-//! a PocketBase zip cannot be restored (its data format differs anyway).
-//!
-//! 1. Creating a backup reads the log and a consistent projection copy from a read transaction;
-//!    it never blocks writes. One backup or restore runs at a time (else 400).
-//! 2. `create` accepts the extension `"at"`: a seq (number or digits) or an RFC 3339 time.
-//! 3. Restore is staged: the archive is checked and restored into
-//!    `pb_data/.pending_restore.ready/` before answering 204; then the server is asked to
-//!    restart ([`restart_requested`]); `pocketlog serve` applies the stage before it opens the
-//!    engine (and also on any later start, if the process died first). A bad archive is a 400
-//!    and changes nothing.
-//! 4. Every restore revokes the tokens issued before it (stricter than PocketBase, which
-//!    revives tokens revoked after the restore point): each restore path leaves the marker
-//!    [`ROTATE_SECRETS_MARKER`] in the data dir (the API before it stages, `pb-tools restore`
-//!    once the new dir is complete) and the next start ([`finish_restore`]) rotates every
-//!    auth collection's token secrets as one ordinary commit after the restored state, then
-//!    removes the marker (after the commit is durable: a crash in between rotates again).
-//! 5. History scans the log linearly from its first retained seq: O(log size) per request.
-//!    Positions before a compaction are gone, which the response says (`firstSeq`).
+//! Invariants: the superuser check comes first (after the request body is read, for the
+//! routes that take one); a download needs a superuser *file* token in `?token=` (auth tokens
+//! live far longer and must not end up in URLs and logs), as PocketBase.
 
-use super::settings::require_superuser;
-use crate::access;
-use crate::auth::token;
+use crate::backups;
 use crate::error::{ApiError, ApiResult, FieldErrors};
-use crate::model::record::{format_ms, from_row};
-use crate::model::{FieldType, SUPERUSERS_ID};
+use crate::extract::{require_superuser, Caller, Superuser};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as PathExtract, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-
-/// Name of the backups directory inside the data dir.
-pub const BACKUPS_DIR: &str = "backups";
-/// Longest backup name.
-pub const BACKUP_NAME_MAX: usize = 150;
-/// Commits read per batch while scanning the log for history.
-pub(crate) const HISTORY_BATCH_COMMITS: usize = 4096;
-/// Most versions returned by one history request.
-pub const HISTORY_VERSIONS_MAX: usize = 10_000;
-
-static BUSY: AtomicBool = AtomicBool::new(false);
-
-/// Notified after a restore was staged: the server should restart to apply it.
-pub fn restart_requested() -> &'static tokio::sync::Notify {
-    static NOTIFY: OnceLock<tokio::sync::Notify> = OnceLock::new();
-    NOTIFY.get_or_init(tokio::sync::Notify::new)
-}
-
-/// The backup and history routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/backups", get(backups_list).post(backups_create))
-        .route("/api/backups/upload", post(backups_upload))
-        .route(
-            "/api/backups/{key}",
-            get(backups_download).delete(backups_delete),
-        )
-        .route("/api/backups/{key}/restore", post(backups_restore))
-        .route(
-            "/api/collections/{c}/records/{id}/history",
-            get(crate::handlers::history::records_history),
-        )
-}
-
-/// Holds the one-operation-at-a-time flag until dropped.
-struct Busy;
-
-impl Busy {
-    fn take() -> ApiResult<Busy> {
-        if BUSY.swap(true, Ordering::SeqCst) {
-            return Err(ApiError::bad_request(
-                "Try again later - another backup/restore operation has already been started.",
-            ));
-        }
-        Ok(Busy)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        BUSY.store(false, Ordering::SeqCst);
-    }
-}
-
-fn backups_dir(state: &AppState) -> PathBuf {
-    state.engine.dir().join(BACKUPS_DIR)
-}
-
-/// True for names PocketBase accepts for new backups.
-fn valid_name(name: &str) -> bool {
-    name.len() <= BACKUP_NAME_MAX
-        && name.strip_suffix(".zip").is_some_and(|stem| {
-            !stem.is_empty()
-                && stem
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        })
-}
-
-/// The file of an existing backup key, refusing anything that is not a plain file name.
-fn backup_path(state: &AppState, key: &str) -> Option<PathBuf> {
-    let plain = !key.is_empty()
-        && !key.starts_with('.')
-        && !key.contains(['/', '\\', '\0'])
-        && key.len() <= 255;
-    plain.then(|| backups_dir(state).join(key))
-}
-
-fn internal(err: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(err.to_string())
-}
+use std::sync::Arc;
 
 /// `GET /api/backups`
 pub async fn backups_list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
-    let dir = backups_dir(&state);
-    let items = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(i64, Value)>> {
-        let mut items = Vec::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(items),
-            Err(err) => return Err(err),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".attrs") {
-                continue;
-            }
-            let meta = entry.metadata()?;
-            if !meta.is_file() {
-                continue;
-            }
-            let modified_ms = meta
-                .modified()
-                .ok()
-                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |duration| duration.as_millis() as i64);
-            items.push((
-                modified_ms,
-                json!({"key": name, "modified": format_ms(modified_ms), "size": meta.len()}),
-            ));
-        }
-        items.sort_by_key(|item| std::cmp::Reverse(item.0));
-        Ok(items)
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
-    let items: Vec<Value> = items.into_iter().map(|(_, item)| item).collect();
+    let items = backups::list(&state).await?;
     Ok(axum::Json(Value::Array(items)).into_response())
-}
-
-fn parse_at(value: Option<&Value>) -> ApiResult<engine::At> {
-    let text = match value {
-        None | Some(Value::Null) => return Ok(engine::At::Latest),
-        Some(Value::Number(number)) => number.to_string(),
-        Some(Value::String(text)) if text.trim().is_empty() => return Ok(engine::At::Latest),
-        Some(Value::String(text)) => text.clone(),
-        Some(_) => String::new(),
-    };
-    text.parse::<engine::At>().map_err(|err| {
-        let mut errors = FieldErrors::default();
-        errors.add(
-            "at",
-            "validation_invalid_restore_point",
-            &err.to_string(),
-            None,
-        );
-        errors.into_error("Failed to create backup.")
-    })
-}
-
-fn default_name(state: &AppState) -> String {
-    let app_name = state
-        .settings()
-        .pointer("/meta/appName")
-        .and_then(Value::as_str)
-        .unwrap_or("pocketlog")
-        .to_string();
-    let mut snake = String::new();
-    for ch in app_name.chars() {
-        if ch.is_ascii_alphanumeric() {
-            if ch.is_ascii_uppercase() && !snake.is_empty() && !snake.ends_with('_') {
-                snake.push('_');
-            }
-            snake.push(ch.to_ascii_lowercase());
-        } else if !snake.ends_with('_') && !snake.is_empty() {
-            snake.push('_');
-        }
-    }
-    let snake = snake.trim_matches('_');
-    format!(
-        "pb_backup_{}_{}.zip",
-        if snake.is_empty() { "app" } else { snake },
-        chrono::Utc::now().format("%Y%m%d%H%M%S")
-    )
-}
-
-/// Maps an engine error of a backup or restore to a 400 (bad input) or a 500.
-fn restore_error(err: engine::Error, message: &str) -> ApiError {
-    match err {
-        engine::Error::InvalidTarget(_)
-        | engine::Error::SeqUnavailable { .. }
-        | engine::Error::BadArchive(_)
-        | engine::Error::FormatVersion { .. } => {
-            ApiError::bad_request(&format!("{message} Raw error: {err}"))
-        }
-        other => ApiError::internal(other),
-    }
 }
 
 /// `POST /api/backups` — `{"name"?: "x.zip", "at"?: seq | "RFC 3339 time"}`
 pub async fn backups_create(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
+    require_superuser(caller.0)?;
     let body: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
         super::common::parse_body(&headers, &bytes)?
     };
-    let name = match body.get("name").and_then(Value::as_str) {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => default_name(&state),
-    };
-    if !valid_name(&name) {
-        let mut errors = FieldErrors::default();
-        errors.add(
-            "name",
-            "validation_match_invalid",
-            "Must be in a valid format.",
-            None,
-        );
-        return Err(errors.into_error("An error occurred while validating the submitted data."));
-    }
-    let at = parse_at(body.get("at"))?;
-    let busy = Busy::take()?;
-    let dir = backups_dir(&state);
-    let out = dir.join(&name);
-    if out.exists() {
-        let mut errors = FieldErrors::default();
-        errors.add(
-            "name",
-            "validation_backup_exists",
-            "A backup with this name exists already.",
-            None,
-        );
-        return Err(errors.into_error("An error occurred while validating the submitted data."));
-    }
-    let source = state.engine.dir().to_path_buf();
-    let result = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)
-            .map_err(|err| engine::Error::Io {
-                op: "create dir",
-                path: dir.clone(),
-                source: err,
-            })
-            .and_then(|()| {
-                engine::write_backup(
-                    &source,
-                    &out,
-                    engine::RestoreOptions {
-                        at,
-                        ..engine::RestoreOptions::default()
-                    },
-                    &mut |_| {},
-                )
-            })
-    })
-    .await
-    .map_err(internal)?;
-    drop(busy);
-    result.map_err(|err| restore_error(err, "Failed to create backup."))?;
+    backups::create(&state, &body).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -345,87 +95,21 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|index| index + from)
 }
 
-fn invalid_file(message: &str) -> ApiError {
-    let mut errors = FieldErrors::default();
-    errors.add("file", "validation_invalid_mime_type", message, None);
-    errors.into_error("An error occurred while validating the submitted data.")
-}
-
 /// `POST /api/backups/upload` (multipart field `file`)
 pub async fn backups_upload(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
+    require_superuser(caller.0)?;
     let Some((file_name, content)) = multipart_file(&headers, &bytes) else {
         let mut errors = FieldErrors::default();
         errors.add("file", "validation_required", "Cannot be blank.", None);
         return Err(errors.into_error("An error occurred while validating the submitted data."));
     };
-    let base = file_name
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or("")
-        .to_string();
-    if !base.ends_with(".zip") {
-        return Err(invalid_file(&format!(
-            "\"{base}\" mime type must be one of: application/zip."
-        )));
-    }
-    let name = if valid_name(&base) {
-        base.clone()
-    } else {
-        default_name(&state)
-    };
-    let busy = Busy::take()?;
-    let dir = backups_dir(&state);
-    let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
-        let target = dir.join(&name);
-        if target.exists() {
-            return Err(format!("a backup named {name} exists already"));
-        }
-        let tmp = dir.join(format!(".upload-{name}.tmp"));
-        std::fs::write(&tmp, &content).map_err(|err| err.to_string())?;
-        match engine::read_manifest(&tmp) {
-            Ok(_) => std::fs::rename(&tmp, &target).map_err(|err| err.to_string()),
-            Err(err) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(format!("not a pocketlog backup archive: {err}"))
-            }
-        }
-    })
-    .await
-    .map_err(internal)?;
-    drop(busy);
-    result.map_err(|reason| {
-        invalid_file(&format!(
-            "\"{base}\" mime type must be one of: application/zip ({reason})."
-        ))
-    })?;
+    backups::upload(&state, file_name, content).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// True when `raw` is a valid superuser auth or file token.
-async fn superuser_token(state: &Arc<AppState>, raw: &str) -> bool {
-    let Some(claims) = token::decode_unverified(raw) else {
-        return false;
-    };
-    if claims.collection_id != SUPERUSERS_ID {
-        return false;
-    }
-    let schema = state.schema();
-    let Some(collection) = schema.find(SUPERUSERS_ID).cloned() else {
-        return false;
-    };
-    let Ok(Some(record)) = access::load_record(state, &collection, &claims.id).await else {
-        return false;
-    };
-    let token_key = record.get("tokenKey").and_then(Value::as_str).unwrap_or("");
-    let now = chrono::Utc::now().timestamp();
-    let key = token::signing_key(token_key, &collection.token_secret("fileToken"));
-    token::verify_as(raw, &key, now, token::TokenType::File).is_ok()
 }
 
 /// `GET /api/backups/{key}?token=…`
@@ -435,13 +119,11 @@ pub async fn backups_download(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let forbidden = || ApiError::forbidden("Insufficient permissions to access the resource.");
-    // Only a superuser *file* token in `?token=` opens a download (as PocketBase): auth tokens
-    // live far longer and must not end up in URLs and logs.
     let token = query.get("token").cloned().unwrap_or_default();
-    if token.is_empty() || !superuser_token(&state, &token).await {
+    if token.is_empty() || !backups::superuser_token(&state, &token).await {
         return Err(forbidden());
     }
-    let path = backup_path(&state, &key).ok_or_else(ApiError::not_found)?;
+    let path = backups::backup_path(&state, &key).ok_or_else(ApiError::not_found)?;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|_| ApiError::not_found())?;
@@ -453,29 +135,16 @@ pub async fn backups_download(
             format!("attachment; filename=\"{key}\""),
         )
         .body(Body::from(bytes))
-        .map_err(internal)
+        .map_err(backups::internal)
 }
 
 /// `DELETE /api/backups/{key}`
 pub async fn backups_delete(
     State(state): State<Arc<AppState>>,
     PathExtract(key): PathExtract<String>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
-    let busy = Busy::take()?;
-    let result = match backup_path(&state, &key) {
-        Some(path) => tokio::fs::remove_file(&path)
-            .await
-            .map_err(|err| err.to_string()),
-        None => Err("invalid key".into()),
-    };
-    drop(busy);
-    result.map_err(|err| {
-        ApiError::bad_request(&format!(
-            "Invalid or already deleted backup file. Raw error: {err}"
-        ))
-    })?;
+    backups::delete(&state, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -483,131 +152,8 @@ pub async fn backups_delete(
 pub async fn backups_restore(
     State(state): State<Arc<AppState>>,
     PathExtract(key): PathExtract<String>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
-    let path = backup_path(&state, &key)
-        .filter(|path| path.is_file())
-        .ok_or_else(|| ApiError::bad_request("Missing or invalid backup file."))?;
-    let busy = Busy::take()?;
-    let data_dir = state.engine.dir().to_path_buf();
-    let staged = tokio::task::spawn_blocking(move || {
-        // The marker goes first: a stage that is ready is always applied at the next start,
-        // so it must never be there without the marker. (A marker without a stage only
-        // rotates the secrets once more.)
-        mark_restored(&data_dir).map_err(internal)?;
-        engine::stage_restore(&data_dir, &path, engine::At::Latest).map_err(|err| {
-            let _ = std::fs::remove_file(data_dir.join(ROTATE_SECRETS_MARKER));
-            restore_error(err, "Failed to restore the backup.")
-        })
-    })
-    .await
-    .map_err(internal)?;
-    drop(busy);
-    let report = staged?;
-    tracing::warn!(
-        key,
-        seq = report.seq,
-        "restore staged; restarting to apply it; every auth collection's token secrets \
-         will be rotated on start, so tokens issued before the restore stop working"
-    );
-    tokio::spawn(async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        restart_requested().notify_waiters();
-    });
+    backups::restore(&state, key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Applies a staged restore to `data_dir` (call before opening the engine); true when one was
-/// applied.
-pub fn apply_pending_restore(data_dir: &Path) -> anyhow::Result<bool> {
-    Ok(engine::apply_staged_restore(data_dir)?)
-}
-
-/// A file in a data dir asking the next start to rotate every auth collection's token
-/// secrets (see the module docs, point 4). `pb-tools restore` writes the same name.
-pub const ROTATE_SECRETS_MARKER: &str = ".restored-rotate-token-secrets";
-
-/// Leaves [`ROTATE_SECRETS_MARKER`] in `data_dir` (durably: file and directory fsynced).
-pub fn mark_restored(data_dir: &Path) -> std::io::Result<()> {
-    let path = data_dir.join(ROTATE_SECRETS_MARKER);
-    let file = std::fs::File::create(&path)?;
-    std::io::Write::write_all(
-        &mut &file,
-        b"a restore happened: the next start rotates every auth collection's token secrets\n",
-    )?;
-    file.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()
-}
-
-/// Finishes a restore at server start (call once, after `AppState::new` and before serving):
-/// when [`ROTATE_SECRETS_MARKER`] is present, commits new secrets for every token type
-/// (auth, verification, passwordReset, emailChange, file) of every auth collection as one
-/// commit, reloads the schema and removes the marker. Returns how many collections were
-/// rotated (`None`: no restore to finish).
-pub fn finish_restore(state: &Arc<AppState>) -> anyhow::Result<Option<usize>> {
-    let dir = state.engine.dir().to_path_buf();
-    let marker = dir.join(ROTATE_SECRETS_MARKER);
-    if !marker.exists() {
-        return Ok(None);
-    }
-    let schema = state.schema();
-    let collections: Vec<crate::model::Collection> = schema
-        .collections
-        .iter()
-        .filter(|c| c.is_auth())
-        .map(|c| c.as_ref().clone())
-        .collect();
-    let count = collections.len();
-    let result = state.engine.execute(
-        engine::Actor::System,
-        move |tx: &mut engine::Tx<'_>| -> engine::Result<()> {
-            let now = format_ms(tx.timestamp_ms());
-            for mut collection in collections {
-                for key in crate::model::collection::TOKEN_KEYS {
-                    let mut option = collection.auth_option(key);
-                    if let Value::Object(map) = &mut option {
-                        map.insert("secret".into(), json!(token::new_collection_secret()));
-                    }
-                    collection.rest.insert((*key).to_string(), option);
-                }
-                collection.rest.insert("updated".into(), json!(now));
-                tx.stage(engine::Change::CollectionUpdated(collection.to_def()))?;
-            }
-            Ok(())
-        },
-    );
-    match result {
-        Ok(_) => {}
-        Err(engine::Failure::Command(err)) | Err(engine::Failure::Engine(err)) => {
-            anyhow::bail!("rotating the token secrets after a restore failed: {err}")
-        }
-    }
-    state
-        .reload_schema()
-        .map_err(|err| anyhow::anyhow!("reloading the schema: {}", err.message))?;
-    std::fs::remove_file(&marker)?;
-    std::fs::File::open(&dir)?.sync_all()?;
-    tracing::warn!(
-        collections = count,
-        "restored data dir: rotated the token secrets of every auth collection; tokens issued \
-         before the restore no longer work"
-    );
-    Ok(Some(count))
-}
-
-/// The record JSON of a change's values, shaped like the API's records (hidden fields out).
-pub(crate) fn record_json(
-    collection: &crate::model::Collection,
-    values: &[(String, engine::Value)],
-) -> Value {
-    let columns: Vec<String> = values.iter().map(|(name, _)| name.clone()).collect();
-    let row: Vec<engine::Value> = values.iter().map(|(_, value)| value.clone()).collect();
-    let mut record = from_row(collection, &columns, &row);
-    for field in &collection.fields {
-        if field.hidden() || field.kind() == FieldType::Password || field.name() == "tokenKey" {
-            record.remove(field.name());
-        }
-    }
-    Value::Object(record)
 }

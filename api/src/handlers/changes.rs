@@ -18,6 +18,7 @@
 use super::common::{json_response, parse_bool, Query};
 use crate::access::{self, RequestData};
 use crate::error::{ApiError, ApiResult, FieldErrors};
+use crate::extract::Caller;
 use crate::model::record::{format_ms, visible_json};
 use crate::model::schema::{Rule, RuleKind};
 use crate::realtime::render::{allowed, check_client_filter, record_events};
@@ -50,16 +51,17 @@ pub async fn changes_list(
     Path(name): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    caller: Caller,
 ) -> ApiResult<Response> {
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
-    let auth = access::authenticate(&state, &headers).await;
     let rule = schema.rule(&collection.id, RuleKind::List);
-    if matches!(rule, Rule::Locked) && !access::is_superuser(&auth) {
+    if matches!(rule, Rule::Locked) && !caller.is_superuser() {
         return Err(ApiError::forbidden(
             "Only superusers can perform this action.",
         ));
     }
+    let auth = caller.0;
     let since: u64 = match query.get("since").map(|s| s.trim()) {
         None | Some("") => 0,
         Some(text) => text.parse().map_err(|_| {

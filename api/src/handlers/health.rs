@@ -5,7 +5,7 @@
 //! `possibleProxyHeader` (the proxy header seen in the request, a hint for the settings).
 
 use super::common::{json_response, Query};
-use crate::access;
+use crate::extract::Caller;
 use crate::state::AppState;
 use axum::extract::{Query as QueryExtract, State};
 use axum::http::{Extensions, HeaderMap};
@@ -19,9 +19,9 @@ pub async fn health(
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
     extensions: Extensions,
+    caller: Caller,
 ) -> Response {
-    let auth = access::authenticate(&state, &headers).await;
-    let data = if access::is_superuser(&auth) {
+    let data = if caller.is_superuser() {
         let ip = crate::ratelimit::client_ip_of(&state, &headers, &extensions);
         json!({"canBackup": true, "realIP": ip.real, "possibleProxyHeader": ip.proxy_header})
     } else {

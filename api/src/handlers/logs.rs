@@ -9,26 +9,15 @@
 //! 3. A bad filter or sort is 400 `Invalid filter format.` / the rules' message.
 
 use super::common::{json_response, list_envelope, no_content, paging, Query};
-use super::settings::require_superuser;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Superuser;
 use crate::request_log;
 use crate::state::AppState;
 use axum::extract::{Path, Query as QueryExtract, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-/// The logs routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/logs", get(logs_list).delete(logs_delete))
-        .route("/api/logs/stats", get(logs_stats))
-        .route("/api/logs/{id}", get(logs_view))
-}
 
 struct LogsSchema(rules::CollectionInfo);
 
@@ -159,12 +148,11 @@ fn row_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
 const COLUMNS: &str = "main.id, main.level, main.message, main.data, main.created";
 
 /// `GET /api/logs`
-async fn logs_list(
+pub async fn logs_list(
     State(state): State<Arc<AppState>>,
     QueryExtract(query): QueryExtract<Query>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
     let paging = paging(&query)?;
     let compiled = compile(
         query.get("filter").map(String::as_str),
@@ -208,13 +196,12 @@ async fn logs_list(
 }
 
 /// `GET /api/logs/{id}`
-async fn logs_view(
+pub async fn logs_view(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
     let item = with_db(&state, move |conn| {
         let sql = format!("SELECT {COLUMNS} FROM _logs main WHERE main.id = ?1");
         match conn.query_row(&sql, [id], row_json) {
@@ -228,12 +215,11 @@ async fn logs_view(
 }
 
 /// `GET /api/logs/stats?filter=`: hourly counts.
-async fn logs_stats(
+pub async fn logs_stats(
     State(state): State<Arc<AppState>>,
     QueryExtract(query): QueryExtract<Query>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
     let compiled = compile(query.get("filter").map(String::as_str), None)?;
     let stats = with_db(&state, move |conn| {
         let sql = format!(
@@ -261,11 +247,10 @@ async fn logs_stats(
 }
 
 /// `DELETE /api/logs`: removes every log row.
-async fn logs_delete(
+pub async fn logs_delete(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _superuser: Superuser,
 ) -> ApiResult<Response> {
-    require_superuser(&state, &headers).await?;
     with_db(&state, |conn| {
         conn.execute("DELETE FROM _logs", [])
             .map_err(ApiError::internal)?;

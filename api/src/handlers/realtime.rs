@@ -1,5 +1,4 @@
-//! `GET /api/realtime` (the SSE stream) and `POST /api/realtime` (the subscription set), plus
-//! the change feed route.
+//! `GET /api/realtime` (the SSE stream) and `POST /api/realtime` (the subscription set).
 //!
 //! 1. A GET without a resume position opens a new session and sends `PB_CONNECT` with the
 //!    client id as SSE `id`, byte for byte as PocketBase does.
@@ -12,9 +11,8 @@
 //!    against the session (404 unknown, 400 from another address than the stream's, 403
 //!    another auth than the bound one), then replaces the set.
 
-use crate::access;
 use crate::error::{ApiError, FieldErrors};
-use crate::handlers::changes;
+use crate::extract::Caller;
 use crate::handlers::common::{parse_body, Query};
 use crate::realtime::hub::ResumeToken;
 use crate::realtime::{sse, CLIENT_ID_LEN_MAX, SUBSCRIPTIONS_MAX, SUBSCRIPTION_LEN_MAX};
@@ -23,24 +21,12 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query as QueryExtract, State};
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The query parameter equivalent of the `Last-Event-ID` header.
 pub const RESUME_PARAM: &str = "lastEventId";
-
-/// The realtime and change-feed routes.
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/api/realtime",
-            get(realtime_connect).post(realtime_subscribe),
-        )
-        .route("/api/collections/{c}/changes", get(changes::changes_list))
-}
 
 /// The peer address of a request, when the server recorded it (`ConnectInfo`).
 fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
@@ -55,6 +41,7 @@ pub async fn realtime_connect(
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
     extensions: Extensions,
+    caller: Caller,
 ) -> Response {
     let resume_text = headers
         .get("last-event-id")
@@ -65,7 +52,7 @@ pub async fn realtime_connect(
     let resume = resume_text.as_deref().and_then(ResumeToken::parse);
     // A resume may carry the owner's own token (EventSource cannot, other clients can).
     let proof = match resume {
-        Some(_) => access::authenticate(&state, &headers).await,
+        Some(_) => caller.0,
         None => None,
     };
     let hub = Arc::clone(&state.realtime);
@@ -91,6 +78,7 @@ pub async fn realtime_subscribe(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     extensions: Extensions,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body = parse_body(&headers, &body)?;
@@ -165,7 +153,7 @@ pub async fn realtime_subscribe(
         return Err(errors.into_error("Something went wrong while processing your request."));
     }
     state.realtime.ensure_started(&state).await;
-    let auth = access::authenticate(&state, &headers).await;
+    let auth = caller.0;
     state
         .realtime
         .set_subscriptions(

@@ -50,7 +50,7 @@ use crate::auth::token;
 use crate::error::ApiError;
 use crate::model::record::from_row;
 use crate::model::Schema;
-use crate::state::AppState;
+use crate::state::{touches_collections, AppState};
 use axum::http::StatusCode;
 use engine::{Change, Commit, Seq};
 use serde::{Deserialize, Serialize};
@@ -506,10 +506,10 @@ impl Hub {
         let Some(first) = commits.first() else {
             return 0;
         };
-        if touches_collections(first) {
-            if let Err(err) = state.reload_schema() {
-                tracing::warn!(error = %err.message, "realtime: schema reload failed");
-            }
+        // The schema follows the commit before it is rendered (a no-op when the writer's
+        // caller already made it follow).
+        if let Err(err) = state.follow(first) {
+            tracing::warn!(error = %err, "realtime: the schema could not follow a commit");
         }
         let schema = state.schema();
         let prepared: Vec<Arc<Prepared>> = commits
@@ -867,17 +867,6 @@ const COALESCE_PER_STREAM: Duration = Duration::from_micros(20);
 const COALESCE_MAX: Duration = Duration::from_millis(25);
 
 /// True when `commit` creates, changes or deletes a collection.
-fn touches_collections(commit: &Commit) -> bool {
-    commit.changes.iter().any(|change| {
-        matches!(
-            change,
-            Change::CollectionCreated(_)
-                | Change::CollectionUpdated(_)
-                | Change::CollectionDeleted { .. }
-        )
-    })
-}
-
 async fn dispatch_loop(
     hub: Arc<Hub>,
     state: Weak<AppState>,
@@ -917,8 +906,9 @@ async fn dispatch_loop(
             }
             continue;
         }
-        // Runs of commits that end before each commit touching collections: the schema is
-        // reloaded before such a commit is rendered, as when commits are dispatched one by one.
+        // Runs of commits that end before each commit touching collections: the schema
+        // follows such a commit before it is rendered, as when commits are dispatched one by
+        // one.
         let mut start = 0;
         let mut woken = 0;
         for end in 1..=batch.len() {

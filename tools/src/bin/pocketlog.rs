@@ -187,7 +187,7 @@ fn state_of(
         },
     )?;
     // After any restore: revoke every token issued before it (ARCHITECTURE.md, "Restores").
-    if let Some(count) = api::handlers::backups::finish_restore(&state)? {
+    if let Some(count) = api::backups::finish_restore(&state)? {
         eprintln!("Restored data dir: rotated the token secrets of {count} auth collections");
     }
     Ok(state)
@@ -308,7 +308,7 @@ fn serve(
         eprintln!("├─ REST API:  http://{http}/api/");
         eprintln!("└─ Dashboard: http://{http}/_/");
         if !has_superuser {
-            // A one-time link (30 min, this process only; see api/src/handlers/installer.rs).
+            // A one-time link (30 min, this process only; see api/src/installer.rs).
             eprintln!(
                 "\n(!) Launch the URL below in the browser to create your first superuser account:\n\
                  http://{http}/_/#/pbinstall/{}\n\
@@ -333,12 +333,13 @@ fn serve(
         .ok();
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
+        let restart_state = Arc::clone(&state);
         hub.run_on(streams_handle.clone());
         http_server::serve(listener, app, tuning.limits, Some(streams_handle), async move {
                 tokio::select! {
                     () = shutdown_signal() => {},
                     // A restore was staged through the backups API.
-                    () = api::handlers::backups::restart_requested().notified() => {
+                    () = restart_state.backups.restart_requested().notified() => {
                         restart_flag.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
@@ -566,7 +567,7 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
 
 /// `superuser ips [IP/CIDR ...]`: PocketBase's output (a tree of the entries, or "cleared").
 async fn superuser_ips(state: &Arc<AppState>, ips: Vec<String>) -> Result<String> {
-    let saved = api::handlers::settings::set_superuser_ips(state, ips)
+    let saved = api::settings::set_superuser_ips(state, ips)
         .await
         .map_err(|err| {
             let entries = err

@@ -6,7 +6,7 @@
 //!    position past the end, a damaged or unsafe archive, a non-empty target) changes nothing.
 //! 3. The new dir gets the marker [`ROTATE_SECRETS_MARKER`]: the first `pocketlog` start on it
 //!    rotates every auth collection's token secrets (one commit after the restored state), so
-//!    no token issued before the restore works again (`api::handlers::backups::finish_restore`).
+//!    no token issued before the restore works again (`api::backups::finish_restore`).
 
 use super::phase_bar;
 use anyhow::{bail, Context, Result};
@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 /// The marker file asking the next server start to rotate the token secrets; the same name
-/// as `api::handlers::backups::ROTATE_SECRETS_MARKER` (pb-tools uses only the engine, so it
+/// as `api::backups::ROTATE_SECRETS_MARKER` (pb-tools uses only the engine, so it
 /// is repeated here; a test keeps them equal).
 pub const ROTATE_SECRETS_MARKER: &str = ".restored-rotate-token-secrets";
 
@@ -118,7 +118,7 @@ mod tests {
     fn marker_name_matches_the_server() {
         assert_eq!(
             super::ROTATE_SECRETS_MARKER,
-            api::handlers::backups::ROTATE_SECRETS_MARKER
+            api::backups::ROTATE_SECRETS_MARKER
         );
     }
 }
