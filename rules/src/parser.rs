@@ -388,4 +388,14 @@ mod tests {
         let deep = "(".repeat(100) + "a = 1" + &")".repeat(100);
         assert!(matches!(parse(&deep), Err(RuleError::Limit(_))));
     }
+
+    #[test]
+    fn strftime_takes_up_to_the_modifier_limit() {
+        let call = |modifiers: usize| {
+            let list = vec!["'+1 day'"; modifiers].join(", ");
+            format!("strftime('%Y', due, {list}) = '2030'")
+        };
+        assert!(parse(&call(STRFTIME_MODIFIERS_MAX)).is_ok());
+        assert!(parse(&call(STRFTIME_MODIFIERS_MAX + 1)).is_err());
+    }
 }
