@@ -62,7 +62,7 @@ use std::time::Instant;
 pub const DEFAULT_CAPACITY: usize = 1 << 18;
 /// Number of limiter shards (a power of two).
 const SHARDS: usize = 64;
-/// The 429 message (errors.md).
+/// The 429 message (`docs/wire/errors.md`).
 pub const TOO_MANY_REQUESTS: &str = "Too Many Requests.";
 /// The 403 message for a superuser outside `superuserIPs`.
 pub const NOT_ALLOWED: &str = "You are not allowed to perform this request.";

@@ -1,4 +1,4 @@
-//! Request logs (PocketBase's `_logs`, api.md §7): a middleware records every `/api/` request,
+//! Request logs (PocketBase's `_logs`): a middleware records every `/api/` request,
 //! a background thread writes them in batches to `pb_data/auxiliary.db`.
 //!
 //! 1. Never on the request path: the middleware only builds a small entry and `try_send`s it on

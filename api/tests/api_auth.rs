@@ -1,5 +1,5 @@
 //! Auth endpoints over real HTTP: auth-with-password, auth-refresh, auth-methods — exact
-//! statuses and envelopes (api.md §4.1–4.3, errors.md §3 "Auth-specific").
+//! statuses and envelopes (`docs/wire/auth.md`, `docs/wire/errors.md`).
 //!
 //! Guards against: account enumeration (unknown identity and wrong password must look the
 //! same), tokens of one collection refreshing in another, missing email in auth responses.

@@ -1,6 +1,6 @@
 //! Auth flows over real HTTP: request/confirm verification, request/confirm password reset,
-//! impersonation and file tokens — statuses, exact messages and validation codes (api.md §4,
-//! errors.md §3), plus the effects (verified flag, password change, tokenKey rotation).
+//! impersonation and file tokens — statuses, exact messages and validation codes (see
+//! `docs/wire/`), plus the effects (verified flag, password change, tokenKey rotation).
 //!
 //! Emailed tokens are built in the test with the same functions the server uses
 //! (`TokenClaims::verification/password_reset`, key = record tokenKey + collection secret);

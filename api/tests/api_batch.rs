@@ -1,4 +1,4 @@
-//! `POST /api/batch` over real HTTP: the settings switch, request validation, errors.md §5
+//! `POST /api/batch` over real HTTP: the settings switch, request validation, `docs/wire/errors.md`
 //! envelopes, atomicity (a failing sub-request commits nothing; a good batch is ONE commit),
 //! rules with `@request.context = "batch"`, upsert, per-sub-request `fields`/`expand`, limits.
 //!

@@ -1,5 +1,5 @@
 //! Collections API over real HTTP: list/view/create/update/delete/truncate with their
-//! auth levels and exact error bodies (api.md §5), scaffolds, and import (one commit,
+//! auth levels and exact error bodies (`docs/wire/http.md`), scaffolds, and import (one commit,
 //! deleteMissing semantics, validation against the post-import set).
 //!
 //! Guards against: non-superusers reaching collection admin, import half-applied, import

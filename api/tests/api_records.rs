@@ -1,4 +1,4 @@
-//! Records CRUD over real HTTP, table-driven: rule outcomes exactly as errors.md §3/§6 has them
+//! Records CRUD over real HTTP, table-driven: rule outcomes as `docs/wire/errors.md` has them
 //! (list filters silently, view/update/delete 404, create 400, null rule 403), filter/sort
 //! errors, paging limits, `expand`, `fields`, hidden fields, validation envelopes.
 //!

@@ -72,7 +72,7 @@ pub fn compile(
     })
 }
 
-/// How a comparison treats an operand (`spec/rules-and-filter.md` §4).
+/// How a comparison treats an operand (`docs/wire/rules.md` "Meaning": empty and NULL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     /// Static NULL or `""`.
@@ -133,8 +133,9 @@ fn json_list(expr: &str) -> String {
     format!("(CASE WHEN json_valid({expr}) THEN {expr} ELSE '[]' END)")
 }
 
-/// LIKE pattern for a static right operand (§3): a literal with an unescaped `%` is a raw
-/// pattern; otherwise `\`/`_` are escaped and the text is wrapped in `%…%`.
+/// LIKE pattern for a static right operand (`docs/wire/rules.md` "Meaning"): a literal with an
+/// unescaped `%` is a raw pattern; otherwise `\`/`_` are escaped and the text is wrapped in
+/// `%…%`.
 pub(crate) fn like_pattern(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut raw = false;

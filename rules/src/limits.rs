@@ -1,7 +1,7 @@
 //! Named security limits of the rules language.
 //!
 //! Every input path checks one of these constants; they mirror PocketBase v0.40.6
-//! (`spec/rules-and-filter.md` §2, `spec/records-and-fields.md` §11) plus a guard against
+//! (`docs/wire/rules.md` "Syntax", `docs/wire/records.md` "Lists") plus a guard against
 //! deep parenthesis nesting that would otherwise grow the parser's stack.
 //!
 //! Invariants:
@@ -22,6 +22,8 @@ pub const FUNCTION_NESTING_MAX: usize = 2;
 pub const GROUP_NESTING_MAX: usize = 64;
 /// Most arguments in one function call.
 pub const FUNCTION_ARGS_MAX: usize = 10;
+/// Most modifiers of one `strftime(format, time, modifiers…)` call (as PocketBase).
+pub const STRFTIME_MODIFIERS_MAX: usize = 8;
 /// Most sort fields.
 pub const SORT_FIELDS_MAX: usize = 8;
 /// Longest single sort field, in characters.

@@ -13,7 +13,7 @@ use crate::errors::RuleError;
 use crate::lexer::{tokenize, Token};
 use crate::limits::{
     COMPARISONS_MAX, FILTER_CHARS_MAX, FUNCTION_ARGS_MAX, FUNCTION_NESTING_MAX, GROUP_NESTING_MAX,
-    RULE_CHARS_MAX,
+    RULE_CHARS_MAX, STRFTIME_MODIFIERS_MAX,
 };
 
 /// Parses a client filter (length limit [`FILTER_CHARS_MAX`]).
@@ -233,7 +233,7 @@ fn validate_function(name: FuncName, args: &[Operand]) -> Result<(), RuleError> 
             }
         }
         FuncName::Strftime => {
-            if args.is_empty() || args.len() > 10 {
+            if args.is_empty() || args.len() > 2 + STRFTIME_MODIFIERS_MAX {
                 return Err(RuleError::Syntax(
                     "strftime expects a format, an optional time and up to 8 modifiers".into(),
                 ));
@@ -387,5 +387,15 @@ mod tests {
         assert!(matches!(parse(&long), Err(RuleError::Limit(_))));
         let deep = "(".repeat(100) + "a = 1" + &")".repeat(100);
         assert!(matches!(parse(&deep), Err(RuleError::Limit(_))));
+    }
+
+    #[test]
+    fn strftime_takes_up_to_the_modifier_limit() {
+        let call = |modifiers: usize| {
+            let list = vec!["'+1 day'"; modifiers].join(", ");
+            format!("strftime('%Y', due, {list}) = '2030'")
+        };
+        assert!(parse(&call(STRFTIME_MODIFIERS_MAX)).is_ok());
+        assert!(parse(&call(STRFTIME_MODIFIERS_MAX + 1)).is_err());
     }
 }

@@ -1,8 +1,14 @@
-//! The verified examples of `spec/rules-and-filter.md` §9 as a data-driven test.
+//! The filter examples measured on PocketBase v0.40.6 (`docs/wire/rules.md`) as a data-driven
+//! test.
 //!
-//! Method: the spec's dataset is created in a real SQLite with the workspace storage layout;
+//! Method: the measured dataset is created in a real SQLite with the workspace storage layout;
 //! each filter goes parse → compile → SQLite, and the matching ids (or the error status) must
 //! equal what PocketBase v0.40.6 returned. Guards against any drift of the filter semantics.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
 
 mod common;
 

@@ -89,6 +89,7 @@ where
         return Err(err).with_context(|| format!("placing the control socket {}", path.display()));
     }
     // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
     let owner = unsafe { libc::geteuid() };
     let task = tokio::spawn(async move {
         loop {

@@ -75,6 +75,7 @@ pub fn streams_runtime() -> std::io::Result<tokio::runtime::Runtime> {
             // Per thread on Linux: `setpriority(PRIO_PROCESS, 0, …)` applies to the calling
             // thread only. Failing to lower the priority is harmless.
             // SAFETY: plain syscall without pointers.
+            #[allow(unsafe_code)]
             let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, STREAMS_NICE) };
         })
         .enable_all()
@@ -129,6 +130,7 @@ async fn route(stream: &tokio::net::TcpStream, deadline: Instant) -> Route {
 }
 
 /// A non-blocking `recv(MSG_PEEK)`: the bytes waiting now, without touching tokio's readiness.
+#[allow(unsafe_code)] // the one `recv` call below, see its SAFETY comment
 fn peek_now(stream: &tokio::net::TcpStream, buffer: &mut [u8]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd as _;
     // SAFETY: `buffer` is valid for writes of its length; the fd is open for `stream`'s life.

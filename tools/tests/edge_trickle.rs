@@ -232,6 +232,7 @@ fn cpu_time(pid: u32) -> Duration {
         .map(|field| field.parse().unwrap_or(0))
         .collect();
     // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let used = fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0);
     Duration::from_secs_f64(used as f64 / ticks)

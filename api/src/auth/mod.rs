@@ -4,14 +4,15 @@
 //! - [`password`]: argon2id (m=19456 KiB, t=2, p=1) PHC hashes — [`hash_password`],
 //!   [`verify_password`], [`dummy_verify`] (timing-equalizer for unknown identities).
 //! - [`token`]: HS256 JWTs exactly as PocketBase 0.40.6 issues them
-//!   (`/work/shared/spec/auth-tokens.md`) — [`sign`], [`decode_unverified`], [`verify`],
+//!   (`docs/wire/auth.md`) — [`sign`], [`decode_unverified`], [`verify`],
 //!   [`verify_as`], [`signing_key`] (`record.tokenKey + collection.<kind>Token.secret`), and the
 //!   random generators for `tokenKey`s, collection secrets, record ids and realtime client ids.
 //!
-//! Token check in a request (auth-tokens.md §2–3): take the token from `Authorization`
-//! ([`token_from_authorization`]) → [`decode_unverified`] → require the endpoint's type → load
-//! the record by `collectionId`/`id` from an auth collection → [`verify`] with
-//! [`signing_key`]`(record.tokenKey, collection.authToken.secret)`; any failure ⇒ guest.
+//! Token check in a request (`docs/wire/auth.md` "Signing and checking"): take the token
+//! from `Authorization` ([`token_from_authorization`]) → [`decode_unverified`] → require the
+//! endpoint's type → load the record by `collectionId`/`id` from an auth collection →
+//! [`verify`] with [`signing_key`]`(record.tokenKey, collection.authToken.secret)`; any
+//! failure ⇒ guest.
 
 pub mod password;
 pub mod token;

@@ -3,9 +3,9 @@
 //! (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
 //!
 //! PocketBase itself stores bcrypt (`$2a$10$…`); pocketlog deliberately uses argon2id instead
-//! (see `auth-tokens.md` §7) and accepts **only** argon2id hashes. Length/format validation of the
-//! plain password (min from the field, max 71 chars, PocketBase's messages) is the API layer's job;
-//! this module hashes whatever it is given.
+//! (see `docs/wire/auth.md` "Passwords") and accepts **only** argon2id hashes. Length/format
+//! validation of the plain password (min from the field, max 71 chars, PocketBase's messages)
+//! is the API layer's job; this module hashes whatever it is given.
 //!
 //! Login timing: when the identity is unknown, call [`dummy_verify`] so that "no such user" costs
 //! the same as "wrong password" (PocketBase does the same with a dummy bcrypt compare).
@@ -20,15 +20,19 @@ pub const T_COST: u32 = 2;
 /// Argon2 lanes.
 pub const P_COST: u32 = 1;
 
-/// Upper bounds on the parameters of a *stored* hash we are willing to evaluate. A corrupted or
-/// hostile stored hash (e.g. `m=4194304`) must not make a login request allocate gigabytes.
-/// Generous on purpose: well above anything [`hash_password`] produces.
-const MAX_VERIFY_M_COST_KIB: u32 = 262_144;
-const MAX_VERIFY_T_COST: u32 = 16;
-const MAX_VERIFY_P_COST: u32 = 16;
+// Upper bounds on the parameters of a *stored* hash we are willing to evaluate. A corrupted or
+// hostile stored hash (e.g. `m=4194304`) must not make a login request allocate gigabytes.
+// Generous on purpose: well above anything [`hash_password`] produces.
+
+/// Largest argon2 memory cost (KiB) of a stored hash that [`verify_password`] evaluates.
+pub const MAX_VERIFY_M_COST_KIB: u32 = 262_144;
+/// Largest argon2 iteration count of a stored hash that [`verify_password`] evaluates.
+pub const MAX_VERIFY_T_COST: u32 = 16;
+/// Largest argon2 lane count of a stored hash that [`verify_password`] evaluates.
+pub const MAX_VERIFY_P_COST: u32 = 16;
 
 /// Longest PHC string accepted by [`verify_password`]; ours are ~97 bytes.
-const MAX_HASH_LEN: usize = 512;
+pub const MAX_HASH_LEN: usize = 512;
 
 /// A fixed argon2id hash (same parameters as [`hash_password`]) of a random throwaway password,
 /// used by [`dummy_verify`]. Nobody knows its plain text; verification against it always fails.

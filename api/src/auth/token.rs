@@ -1,6 +1,6 @@
 //! PocketBase-compatible JWTs (HS256) and random identifiers/secrets.
 //!
-//! Contract: `/work/shared/spec/auth-tokens.md`. Summary:
+//! Contract: `docs/wire/auth.md`. Summary:
 //! - compact JWT, base64url without padding, header always `{"alg":"HS256","typ":"JWT"}`;
 //! - payload keys in alphabetical order, no `iat`/`nbf`/`iss`/`sub`/`aud`; `exp` in Unix seconds;
 //! - claims per type (see [`TokenClaims`]): `collectionId`, `exp`, `id`, `type`, plus
@@ -9,10 +9,11 @@
 //! - `signing_key = record.tokenKey + collection.<kind>Token.secret` ([`signing_key`]),
 //!   signature = HMAC-SHA256 over `b64(header) + "." + b64(payload)`.
 //!
-//! Verification flow for the API layer (auth-tokens.md §2): [`decode_unverified`] → check the
-//! type is the one the endpoint accepts → load the record `collectionId`/`id` (must be in an auth
-//! collection) → [`verify`] with [`signing_key`]`(record.tokenKey, collection.<kind>Token.secret)`
-//! → on any failure treat the request as having **no token** (guest), never as an error by itself.
+//! Verification flow for the API layer (`docs/wire/auth.md` "Signing and checking"):
+//! [`decode_unverified`] → check the type is the one the endpoint accepts → load the record
+//! `collectionId`/`id` (must be in an auth collection) → [`verify`] with
+//! [`signing_key`]`(record.tokenKey, collection.<kind>Token.secret)` → on any failure treat the
+//! request as having **no token** (guest), never as an error by itself.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -450,7 +451,7 @@ mod tests {
 
     #[test]
     fn header_and_payload_match_captured_pocketbase_token() {
-        // api.md §4.2, alice's token captured from PocketBase 0.40.6.
+        // Alice's token as captured from PocketBase 0.40.6 (auth-with-password).
         let captured = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJjb2xsZWN0aW9uSWQiOiJfcGJfdXNlcnNfYXV0aF8iLCJleHAiOjE3OTYxNjk2OTgsImlkIjoibzBrNmhsaDFpdmM2eHdmIiwicmVmcmVzaGFibGUiOnRydWUsInR5cGUiOiJhdXRoIn0";
         let ours = sign(&auth_claims(), &key());
         let (signing_input, _) = ours.rsplit_once('.').expect("three parts");

@@ -786,7 +786,7 @@ async fn restore_auth(
 
 /// Applies auth-relevant changes of `commit` to the session's bound auth; true when it
 /// changed. A changed token key, a deleted record or collection, or a rotated auth secret
-/// downgrade the session to guest (spec §2.1).
+/// downgrade the session to guest (as PocketBase does; `docs/wire/realtime.md`).
 fn maintain_auth(inner: &mut SessionInner, commit: &Commit, schema: &Schema) -> bool {
     let mut changed = false;
     for change in &commit.changes {

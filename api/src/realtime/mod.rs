@@ -1,4 +1,4 @@
-//! Realtime: PocketBase's SSE protocol (`spec/realtime.md`) on top of the engine's commit
+//! Realtime: PocketBase's SSE protocol (`docs/wire/realtime.md`) on top of the engine's commit
 //! stream, with ordered, resumable, never-silently-lossy delivery.
 //!
 //! Pieces:
@@ -43,9 +43,9 @@ pub mod topic;
 
 pub use hub::Hub;
 
-/// Largest number of subscriptions of one client (spec §2).
+/// Largest number of subscriptions of one client (`docs/wire/realtime.md`).
 pub const SUBSCRIPTIONS_MAX: usize = 1000;
-/// Longest subscription string (spec §2).
+/// Longest subscription string, in characters (`docs/wire/realtime.md`).
 pub const SUBSCRIPTION_LEN_MAX: usize = 2500;
 /// Longest client id accepted by `POST /api/realtime`.
 pub const CLIENT_ID_LEN_MAX: usize = 255;

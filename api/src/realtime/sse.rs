@@ -1,8 +1,9 @@
 //! SSE bytes and the streaming response body of `GET /api/realtime`.
 //!
-//! 1. Frames are exactly `id:<id>\nevent:<name>\ndata:<json>\n\n` (no spaces after colons)
-//!    (spec §1.2). A frame is written as soon as it is queued; frames that queued up while the
-//!    stream was busy go out together in one HTTP chunk (SSE does not depend on chunk borders).
+//! 1. Frames are exactly `id:<id>\nevent:<name>\ndata:<json>\n\n` (no spaces after colons;
+//!    `docs/wire/realtime.md` "Frames"). A frame is written as soon as it is queued; frames
+//!    that queued up while the stream was busy go out together in one HTTP chunk (SSE does
+//!    not depend on chunk borders).
 //! 2. Keep-alive is an SSE comment `: ping\n\n`, which EventSource implementations ignore.
 //! 3. When the body is dropped (the connection went away) the session is parked for resume.
 

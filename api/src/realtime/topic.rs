@@ -1,5 +1,6 @@
 //! Subscription strings: `<collection>/*`, `<collection>/<recordId>`, `<collection>` (alias of
-//! `/*`), each optionally followed by `?options=<urlencoded JSON>` (spec §3).
+//! `/*`), each optionally followed by `?options=<urlencoded JSON>` (see
+//! `docs/wire/realtime.md`).
 //!
 //! 1. The raw string is kept byte for byte: it is the SSE `event:` name of every delivery.
 //! 2. Parsing never fails: a topic that names no collection, or whose options or filter do not

@@ -1,5 +1,10 @@
-//! Shared test helpers: the storage layout in a real SQLite and the spec's dataset.
+//! Shared test helpers: the storage layout in a real SQLite and the dataset the filter examples
+//! were measured on (`docs/wire/rules.md`).
 #![allow(dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
 
 use chrono::{TimeZone, Utc};
 use rules::{
@@ -258,7 +263,7 @@ pub fn task_records() -> Vec<Map<String, Value>> {
     ]
 }
 
-/// The spec §9 dataset in a fresh in-memory SQLite.
+/// The measured dataset (see `spec_examples.rs`) in a fresh in-memory SQLite.
 pub fn dataset() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
     let s = schema(Some("@request.auth.id != ''"));

@@ -430,6 +430,7 @@ async fn realtime(
         .thread_name("pl-bench-sse")
         .on_thread_start(|| {
             // SAFETY: plain syscall without pointers; affects the calling thread only.
+            #[allow(unsafe_code)]
             let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
         })
         .enable_all()

@@ -200,6 +200,7 @@ fn state_of(
 /// and stay resident (observed: ~400 MB RSS after signing up 64 users, 1.1 GB after 16
 /// concurrent logins). A fixed 1 MiB threshold keeps them mmapped, so RSS falls back after
 /// every hash.
+#[allow(unsafe_code)] // the one `mallopt` call below, see its SAFETY comment
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.

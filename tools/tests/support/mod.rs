@@ -179,6 +179,7 @@ impl Server {
         };
         let pid = libc::pid_t::try_from(child.id()).expect("pid");
         // SAFETY: sends a signal to our own child process, which has not been reaped yet.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }
