@@ -1,4 +1,4 @@
-//! Auth flows beyond login (api.md §4.4, §4.5, §4.10, §9.1): email verification, password
+//! Auth flows beyond login (`docs/wire/auth.md`): email verification, password
 //! reset, impersonation and file tokens.
 //!
 //! There is no mail server: the links PocketBase would email are written to the log with

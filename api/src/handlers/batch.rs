@@ -3,7 +3,7 @@
 //!
 //! Here: the `settings.batch` switches and limits (enabled, `maxBodySize`, `maxRequests`,
 //! `timeout`), reading the body (JSON, or multipart with `@jsonPayload`) and validating the
-//! sub-request list with PocketBase's envelopes (errors.md §5).
+//! sub-request list with PocketBase's envelopes (`docs/wire/errors.md`).
 //!
 //! Invariant: multipart bodies are read through their `@jsonPayload` part; file parts are
 //! refused (record file uploads are not supported yet).
@@ -126,7 +126,7 @@ fn parse_requests(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Vec<Value>> {
     }
 }
 
-/// Validates the sub-request list (errors.md §5: required, max length, method, url).
+/// Validates the sub-request list (required, max length, method, url; `docs/wire/errors.md`).
 fn validate_requests(items: Vec<Value>, requests_max: usize) -> ApiResult<Vec<SubRequest>> {
     if items.is_empty() {
         return Err(invalid_data(field_error(

@@ -1,4 +1,4 @@
-//! The logs API (superusers only, api.md §7): `GET /api/logs`, `GET /api/logs/stats`,
+//! The logs API (superusers only): `GET /api/logs`, `GET /api/logs/stats`,
 //! `GET /api/logs/{id}`, `DELETE /api/logs`, over `auxiliary.db` (see `request_log.rs`).
 //!
 //! 1. `filter` and `sort` use the ordinary filter language, compiled by the rules compiler

@@ -1,5 +1,5 @@
 //! Records: storage values ↔ record JSON, input coercion, update modifiers and field
-//! validation, as PocketBase does them (`records-and-fields.md` §4–§7, `errors.md` §4).
+//! validation, as PocketBase does them (`docs/wire/records.md`, `docs/wire/errors.md`).
 //!
 //! 1. Record JSON inside the server always holds every field (hidden ones too); what a caller
 //!    may see is decided by [`visible_json`].
@@ -277,7 +277,7 @@ fn string_list(value: &Value) -> Vec<String> {
     }
 }
 
-/// Coerces a submitted value to the field's JSON form (`records-and-fields.md` §5).
+/// Coerces a submitted value to the field's JSON form (`docs/wire/records.md` "Writing").
 pub fn coerce(field: &Field, value: &Value) -> Value {
     match field.kind() {
         FieldType::Number => match value {

@@ -74,7 +74,7 @@ enum Done {
     Deleted,
 }
 
-/// The errors.md §5 envelope for a failing sub-request at `index`.
+/// The envelope for a failing sub-request at `index` (`docs/wire/errors.md` "Batch failures").
 pub fn batch_failure(index: usize, err: &ApiError) -> ApiError {
     let mut item = Map::new();
     item.insert("code".into(), json!("batch_request_failed"));
