@@ -54,9 +54,11 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    /// Queries the staged state (earlier commands of the group included).
+    /// Queries the staged state (earlier commands of the group included). Only read-only
+    /// statements run: anything that could write answers an [`Error::Sqlite`] without running
+    /// (writes go through [`Tx::stage`], so that the log records them).
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        projection::query(self.conn, sql, params).map_err(|err| self.note_damage(err))
+        projection::query_read_only(self.conn, sql, params).map_err(|err| self.note_damage(err))
     }
 
     fn note_damage(&self, err: Error) -> Error {

@@ -1,7 +1,7 @@
 //! Backups (`/api/backups`, spec api.md §8) and record history
 //! (`/api/collections/{c}/records/{id}/history`), superusers only.
 //!
-//! Backups are pocketlog archives (`engine::write_backup`: a tar with a manifest, the log range
+//! Backups are pocketlog archives (`engine::admin::write_backup`: a tar with a manifest, the log range
 //! and snapshots; see FORMAT.md) stored as `pb_data/backups/<key>`. The key keeps PocketBase's
 //! `.zip` naming rule so the SDK and dashboard work unchanged, but the content is not a zip and
 //! a PocketBase zip cannot be restored (its data format differs anyway).
@@ -167,15 +167,17 @@ pub async fn backups_list(
     Ok(axum::Json(Value::Array(items)).into_response())
 }
 
-fn parse_at(value: Option<&Value>) -> ApiResult<engine::At> {
+fn parse_at(value: Option<&Value>) -> ApiResult<engine::admin::At> {
     let text = match value {
-        None | Some(Value::Null) => return Ok(engine::At::Latest),
+        None | Some(Value::Null) => return Ok(engine::admin::At::Latest),
         Some(Value::Number(number)) => number.to_string(),
-        Some(Value::String(text)) if text.trim().is_empty() => return Ok(engine::At::Latest),
+        Some(Value::String(text)) if text.trim().is_empty() => {
+            return Ok(engine::admin::At::Latest)
+        }
         Some(Value::String(text)) => text.clone(),
         Some(_) => String::new(),
     };
-    text.parse::<engine::At>().map_err(|err| {
+    text.parse::<engine::admin::At>().map_err(|err| {
         let mut errors = FieldErrors::default();
         errors.add(
             "at",
@@ -275,12 +277,12 @@ pub async fn backups_create(
                 source: err,
             })
             .and_then(|()| {
-                engine::write_backup(
+                engine::admin::write_backup(
                     &source,
                     &out,
-                    engine::RestoreOptions {
+                    engine::admin::RestoreOptions {
                         at,
-                        ..engine::RestoreOptions::default()
+                        ..engine::admin::RestoreOptions::default()
                     },
                     &mut |_| {},
                 )
@@ -388,7 +390,7 @@ pub async fn backups_upload(
         }
         let tmp = dir.join(format!(".upload-{name}.tmp"));
         std::fs::write(&tmp, &content).map_err(|err| err.to_string())?;
-        match engine::read_manifest(&tmp) {
+        match engine::admin::read_manifest(&tmp) {
             Ok(_) => std::fs::rename(&tmp, &target).map_err(|err| err.to_string()),
             Err(err) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -496,7 +498,7 @@ pub async fn backups_restore(
         // so it must never be there without the marker. (A marker without a stage only
         // rotates the secrets once more.)
         mark_restored(&data_dir).map_err(internal)?;
-        engine::stage_restore(&data_dir, &path, engine::At::Latest).map_err(|err| {
+        engine::admin::stage_restore(&data_dir, &path, engine::admin::At::Latest).map_err(|err| {
             let _ = std::fs::remove_file(data_dir.join(ROTATE_SECRETS_MARKER));
             restore_error(err, "Failed to restore the backup.")
         })
@@ -521,7 +523,7 @@ pub async fn backups_restore(
 /// Applies a staged restore to `data_dir` (call before opening the engine); true when one was
 /// applied.
 pub fn apply_pending_restore(data_dir: &Path) -> anyhow::Result<bool> {
-    Ok(engine::apply_staged_restore(data_dir)?)
+    Ok(engine::admin::apply_staged_restore(data_dir)?)
 }
 
 /// A file in a data dir asking the next start to rotate every auth collection's token
