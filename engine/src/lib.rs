@@ -5,6 +5,10 @@
 //! append frames, fsync once, commit SQLite, answer, publish. See `DESIGN.md` and `FORMAT.md`.
 //!
 //! The engine knows nothing of HTTP, tokens or async runtimes.
+//!
+//! Surface: the crate root holds what a server uses at run time; [`admin`] holds offline
+//! operations (backups, restores, compaction, projection rebuilds, log inspection); `testing`
+//! exists only with the `testing` feature. No public item names a SQLite (rusqlite) type.
 
 #![warn(missing_docs)]
 
