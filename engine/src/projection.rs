@@ -746,3 +746,43 @@ mod counted_tests {
         assert_eq!(total, None);
     }
 }
+
+#[cfg(test)]
+mod function_tests {
+    use super::*;
+
+    #[test]
+    fn registered_math_functions_propagate_null_and_hide_non_finite_results() {
+        let conn = Connection::open_in_memory().expect("open");
+        register_functions(&conn).expect("register");
+        let row: (f64, Option<f64>, f64, Option<f64>, Option<f64>, f64) = conn
+            .query_row(
+                "SELECT sqrt(4), sqrt(-1), pow(2, 10), pow(2, NULL), pow(10, 400), \
+                 radians(180)",
+                [],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                },
+            )
+            .expect("query");
+        assert_eq!(row, (2.0, None, 1024.0, None, None, std::f64::consts::PI));
+    }
+
+    #[test]
+    fn eval_refuses_a_wrong_argument_count() {
+        let sqrt = SQL_FUNCTIONS
+            .iter()
+            .find(|function| function.name == "sqrt")
+            .expect("sqrt");
+        assert_eq!(sqrt.eval(&[Some(9.0)]), Some(3.0));
+        assert_eq!(sqrt.eval(&[Some(9.0), Some(1.0)]), None);
+        assert_eq!(sqrt.eval(&[]), None);
+    }
+}
