@@ -1,7 +1,7 @@
 //! The backups and restore domain behind `/api/backups` (superusers only; the handlers in
 //! `handlers/backups.rs` are HTTP glue), and the restore steps `pocketlog serve` runs at start.
 //!
-//! Backups are pocketlog archives (`engine::write_backup`: a tar with a manifest, the log range
+//! Backups are pocketlog archives (`engine::admin::write_backup`: a tar with a manifest, the log range
 //! and snapshots; see FORMAT.md) stored as `pb_data/backups/<key>`. The key keeps PocketBase's
 //! `.zip` naming rule so the SDK and dashboard work unchanged, but the content is not a zip and
 //! a PocketBase zip cannot be restored (its data format differs anyway).
@@ -101,15 +101,17 @@ pub fn internal(err: impl std::fmt::Display) -> ApiError {
     ApiError::internal(err.to_string())
 }
 
-fn parse_at(value: Option<&Value>) -> ApiResult<engine::At> {
+fn parse_at(value: Option<&Value>) -> ApiResult<engine::admin::At> {
     let text = match value {
-        None | Some(Value::Null) => return Ok(engine::At::Latest),
+        None | Some(Value::Null) => return Ok(engine::admin::At::Latest),
         Some(Value::Number(number)) => number.to_string(),
-        Some(Value::String(text)) if text.trim().is_empty() => return Ok(engine::At::Latest),
+        Some(Value::String(text)) if text.trim().is_empty() => {
+            return Ok(engine::admin::At::Latest)
+        }
         Some(Value::String(text)) => text.clone(),
         Some(_) => String::new(),
     };
-    text.parse::<engine::At>().map_err(|err| {
+    text.parse::<engine::admin::At>().map_err(|err| {
         let mut errors = FieldErrors::default();
         errors.add(
             "at",
@@ -239,12 +241,12 @@ pub async fn create(state: &Arc<AppState>, body: &Map<String, Value>) -> ApiResu
                 source: err,
             })
             .and_then(|()| {
-                engine::write_backup(
+                engine::admin::write_backup(
                     &source,
                     &out,
-                    engine::RestoreOptions {
+                    engine::admin::RestoreOptions {
                         at,
-                        ..engine::RestoreOptions::default()
+                        ..engine::admin::RestoreOptions::default()
                     },
                     &mut |_| {},
                 )
@@ -290,7 +292,7 @@ pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) 
         }
         let tmp = dir.join(format!(".upload-{name}.tmp"));
         std::fs::write(&tmp, &content).map_err(|err| err.to_string())?;
-        match engine::read_manifest(&tmp) {
+        match engine::admin::read_manifest(&tmp) {
             Ok(_) => std::fs::rename(&tmp, &target).map_err(|err| err.to_string()),
             Err(err) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -360,7 +362,7 @@ pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
         // so it must never be there without the marker. (A marker without a stage only
         // rotates the secrets once more.)
         mark_restored(&data_dir).map_err(internal)?;
-        engine::stage_restore(&data_dir, &path, engine::At::Latest).map_err(|err| {
+        engine::admin::stage_restore(&data_dir, &path, engine::admin::At::Latest).map_err(|err| {
             let _ = std::fs::remove_file(data_dir.join(ROTATE_SECRETS_MARKER));
             restore_error(err, "Failed to restore the backup.")
         })
@@ -386,7 +388,7 @@ pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
 /// Applies a staged restore to `data_dir` (call before opening the engine); true when one was
 /// applied.
 pub fn apply_pending_restore(data_dir: &Path) -> anyhow::Result<bool> {
-    Ok(engine::apply_staged_restore(data_dir)?)
+    Ok(engine::admin::apply_staged_restore(data_dir)?)
 }
 
 /// A file in a data dir asking the next start to rotate every auth collection's token

@@ -298,15 +298,15 @@ async fn backups_round_trip_and_history() {
             .status,
         204
     );
-    let staged = data_dir.join(format!("{}.ready", engine::PENDING_RESTORE));
+    let staged = data_dir.join(format!("{}.ready", engine::admin::PENDING_RESTORE));
     assert!(staged.is_dir(), "the restore is staged");
     // The staged dir holds the state at the early backup's point: five notes, none edited.
     let check = tempfile::tempdir().expect("tempdir");
     let copy = check.path().join("copy");
-    engine::restore_dir(
+    engine::admin::restore_dir(
         &staged,
         &copy,
-        engine::RestoreOptions::default(),
+        engine::admin::RestoreOptions::default(),
         &mut |_| {},
     )
     .expect("copy");

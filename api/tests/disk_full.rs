@@ -135,9 +135,11 @@ async fn serve(dir: &Path) -> (Arc<AppState>, Client) {
 
 /// Record ids of `collection_id` created anywhere in the log.
 fn logged_ids(dir: &Path, collection_id: &str) -> BTreeSet<String> {
-    let (reader, _) =
-        engine::LogReader::open_dir(Arc::new(engine::FsStorage), &dir.join(engine::LOG_DIR))
-            .expect("read the log");
+    let (reader, _) = engine::LogReader::open_dir(
+        Arc::new(engine::FsStorage),
+        &dir.join(engine::admin::LOG_DIR),
+    )
+    .expect("read the log");
     let mut out = BTreeSet::new();
     let mut next = reader.first_seq();
     loop {

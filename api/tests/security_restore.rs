@@ -93,13 +93,13 @@ async fn a_point_in_time_restore_revokes_every_earlier_token() {
     assert_eq!(refresh(&server.base, &bob_token).await, 401);
 
     let scratch = tempfile::tempdir().expect("temp dir");
-    let options = || engine::RestoreOptions {
-        at: engine::At::Seq(point),
+    let options = || engine::admin::RestoreOptions {
+        at: engine::admin::At::Seq(point),
         ..Default::default()
     };
     // Control: the restored state alone revives both tokens (the reference's behaviour).
     let plain = scratch.path().join("plain");
-    engine::restore_dir(server.state.engine.dir(), &plain, options(), &mut |_| {})
+    engine::admin::restore_dir(server.state.engine.dir(), &plain, options(), &mut |_| {})
         .expect("restore");
     let (_, plain_base) = serve(&plain).await;
     assert_eq!(refresh(&plain_base, &alice_token).await, 200);
@@ -107,7 +107,7 @@ async fn a_point_in_time_restore_revokes_every_earlier_token() {
 
     // A restore as `pb-tools restore` makes it: the marker, then the first start rotates.
     let restored = scratch.path().join("restored");
-    engine::restore_dir(server.state.engine.dir(), &restored, options(), &mut |_| {})
+    engine::admin::restore_dir(server.state.engine.dir(), &restored, options(), &mut |_| {})
         .expect("restore");
     mark_restored(&restored).expect("marker");
     let (state, base) = serve(&restored).await;

@@ -40,15 +40,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Archive format name in the manifest.
-pub const ARCHIVE_FORMAT: &str = "pocketlog-backup";
+pub(crate) const ARCHIVE_FORMAT: &str = "pocketlog-backup";
 /// Archive format version.
-pub const ARCHIVE_VERSION: u32 = 1;
+pub(crate) const ARCHIVE_VERSION: u32 = 1;
 /// Name of the manifest entry (always the first entry).
-pub const MANIFEST_NAME: &str = "manifest.json";
+pub(crate) const MANIFEST_NAME: &str = "manifest.json";
 /// Largest manifest accepted when reading an archive.
-pub const MANIFEST_BYTES_MAX: u64 = 16 * 1024 * 1024;
+pub(crate) const MANIFEST_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Most entries accepted in one archive.
-pub const ARCHIVE_ENTRIES_MAX: usize = 1_000_000;
+pub(crate) const ARCHIVE_ENTRIES_MAX: usize = 1_000_000;
 const TAR_BLOCK: usize = 512;
 
 /// A restore point.
@@ -700,7 +700,7 @@ fn allowed_entry(name: &str) -> bool {
 
 /// Reads and checks the archive `archive`, unpacking it into the empty directory `out`.
 /// Returns its manifest. Nothing outside `out` is ever written.
-pub fn unpack_archive(
+pub(crate) fn unpack_archive(
     archive: &Path,
     out: &Path,
     progress: &mut dyn FnMut(Progress),

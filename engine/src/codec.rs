@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use bincode::Options;
 
 /// Current payload version.
-pub const PAYLOAD_VERSION: u8 = 1;
+pub(crate) const PAYLOAD_VERSION: u8 = 1;
 
 fn options(limit: u64) -> impl bincode::Options {
     bincode::DefaultOptions::new()
@@ -27,7 +27,7 @@ pub fn encode_commit(commit: &Commit) -> Vec<u8> {
 }
 
 /// Appends a commit's payload to `out` (the same bytes [`encode_commit`] returns).
-pub fn encode_commit_into(commit: &Commit, out: &mut Vec<u8>) {
+pub(crate) fn encode_commit_into(commit: &Commit, out: &mut Vec<u8>) {
     out.push(PAYLOAD_VERSION);
     options(u64::MAX)
         .serialize_into(&mut *out, commit)
@@ -36,7 +36,7 @@ pub fn encode_commit_into(commit: &Commit, out: &mut Vec<u8>) {
 
 /// The payload length [`encode_commit`] gives for a commit by `actor` with `changes` (seq and
 /// timestamp are fixed-width, so their values do not matter), computed without encoding.
-pub fn payload_len(actor: &Actor, changes: &[Change]) -> u64 {
+pub(crate) fn payload_len(actor: &Actor, changes: &[Change]) -> u64 {
     // version byte, seq, timestamp, actor, changes (a u64 length and the elements).
     let actor = options(u64::MAX)
         .serialized_size(actor)

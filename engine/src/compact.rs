@@ -96,7 +96,7 @@ pub struct CompactReport {
 }
 
 /// The oldest seq that `retention` keeps (may be `last + 1`: keep no commit).
-pub fn retained_from(reader: &LogReader, retention: Retention) -> Result<Seq> {
+pub(crate) fn retained_from(reader: &LogReader, retention: Retention) -> Result<Seq> {
     let first = reader.first_seq();
     let last = reader.last_seq();
     match retention {

@@ -30,7 +30,7 @@ pub const LOCK_FILE: &str = ".lock";
 /// Bytes of the projection a read connection maps into memory.
 const READ_MMAP_BYTES: i64 = 1 << 30;
 /// Commits applied per SQLite transaction during replay.
-pub const REPLAY_BATCH_COMMITS: usize = 4096;
+pub(crate) const REPLAY_BATCH_COMMITS: usize = 4096;
 
 /// When appended frames are fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,9 +89,9 @@ pub struct EngineConfig {
 }
 
 /// Default [`EngineConfig::integrity_check_ms`].
-pub const INTEGRITY_CHECK_MS_DEFAULT: u64 = 2_000;
+pub(crate) const INTEGRITY_CHECK_MS_DEFAULT: u64 = 2_000;
 /// Default [`EngineConfig::scrub_every_ms`]: every 6 hours.
-pub const SCRUB_EVERY_MS_DEFAULT: u64 = 6 * 60 * 60 * 1000;
+pub(crate) const SCRUB_EVERY_MS_DEFAULT: u64 = 6 * 60 * 60 * 1000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -351,8 +351,8 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
 }
 
 /// Opens (creating if needed) a projection database for writing: WAL mode and the bookkeeping
-/// tables. Use it with [`replay_into`] to rebuild a projection outside an engine.
-pub fn open_projection(path: &Path) -> Result<Connection> {
+/// tables (`admin::Projection::open` is the public way in).
+pub(crate) fn open_projection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     projection::init(&conn)?;
     Ok(conn)
@@ -553,15 +553,9 @@ pub(crate) fn remove_projection(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Applies commits (which must continue the projection's seq) to a projection connection in
-/// one SQLite transaction, with the same code as replay; returns the last applied seq.
-pub fn apply_commits(conn: &Connection, catalog: &mut Catalog, commits: &[Commit]) -> Result<Seq> {
-    crate::writer::apply_batch(conn, catalog, commits)
-}
-
 /// Replays commits `[from, to]` from a log reader into a projection connection, reporting
 /// progress as (applied, total). Returns the last applied seq.
-pub fn replay_into(
+pub(crate) fn replay_into(
     conn: &Connection,
     catalog: &mut Catalog,
     reader: &LogReader,
@@ -712,7 +706,7 @@ impl Engine {
                         err,
                         Error::ProjectionDamaged(_)
                             | Error::InvalidChange(_)
-                            | Error::Constraint { .. }
+                            | Error::Constraint(_)
                             | Error::Sqlite(_)
                     ) =>
             {

@@ -44,13 +44,8 @@ pub enum Error {
         supported: u32,
     },
     /// An SQLite constraint (unique index, not-null, ...) failed while staging a change.
-    #[error("constraint failed: {message}")]
-    Constraint {
-        /// Which kind of constraint, e.g. `unique`.
-        kind: &'static str,
-        /// SQLite's message (names the table and columns).
-        message: String,
-    },
+    #[error("constraint failed: {}", .0.message)]
+    Constraint(ConstraintViolation),
     /// Any other SQLite error (bad SQL in a view query or index, ...).
     #[error("sqlite: {0}")]
     Sqlite(String),
@@ -99,6 +94,67 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+/// Which kind of constraint a change broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConstraintKind {
+    /// A unique index or the primary key.
+    Unique,
+    /// A `NOT NULL` column.
+    NotNull,
+    /// A `CHECK` constraint.
+    Check,
+    /// A foreign key.
+    ForeignKey,
+    /// Anything else SQLite reports as a constraint failure.
+    Other,
+}
+
+/// A constraint failure, with the table and columns it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstraintViolation {
+    /// Which kind of constraint.
+    pub kind: ConstraintKind,
+    /// The table, when SQLite names it (unique and not-null failures); empty otherwise.
+    pub table: String,
+    /// The columns in the constraint's order (one for not-null, every column of a composite
+    /// unique index); empty when SQLite names none (checks, foreign keys, expression indexes).
+    pub columns: Vec<String>,
+    /// SQLite's message, for logs.
+    pub message: String,
+}
+
+impl ConstraintViolation {
+    /// Reads SQLite's constraint message: `UNIQUE constraint failed: t.a, t.b` and
+    /// `NOT NULL constraint failed: t.a` name the table and columns; other forms (a `CHECK`
+    /// with its name, `FOREIGN KEY constraint failed`, `index 'name'` for an expression index)
+    /// leave them empty.
+    fn parse(kind: ConstraintKind, message: String) -> ConstraintViolation {
+        let mut table = String::new();
+        let mut columns = Vec::new();
+        if matches!(kind, ConstraintKind::Unique | ConstraintKind::NotNull) {
+            let named = message
+                .split_once("constraint failed:")
+                .map(|(_, rest)| rest);
+            for part in named.into_iter().flat_map(|rest| rest.split(',')) {
+                let Some((owner, column)) = part.trim().split_once('.') else {
+                    continue;
+                };
+                if table.is_empty() {
+                    table = owner.to_string();
+                }
+                columns.push(column.to_string());
+            }
+        }
+        ConstraintViolation {
+            kind,
+            table,
+            columns,
+            message,
+        }
+    }
 }
 
 /// Extra variants used by snapshots, restores and archives.
@@ -159,16 +215,113 @@ impl From<rusqlite::Error> for Error {
             if code.code == rusqlite::ErrorCode::ConstraintViolation {
                 let kind = match code.extended_code {
                     rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "unique",
-                    rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => "not_null",
-                    _ => "other",
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ConstraintKind::Unique,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => ConstraintKind::NotNull,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => ConstraintKind::Check,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ConstraintKind::ForeignKey,
+                    _ => ConstraintKind::Other,
                 };
-                return Error::Constraint {
-                    kind,
-                    message: message.clone().unwrap_or_else(|| err.to_string()),
-                };
+                let message = message.clone().unwrap_or_else(|| err.to_string());
+                return Error::Constraint(ConstraintViolation::parse(kind, message));
             }
         }
         Error::Sqlite(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL DEFAULT '',
+                                 a TEXT, b TEXT, n INTEGER CHECK (n >= 0));
+             CREATE UNIQUE INDEX idx_title ON notes (title);
+             CREATE UNIQUE INDEX idx_ab ON notes (a, b);
+             CREATE UNIQUE INDEX idx_lower ON notes (lower(a), n);
+             CREATE TABLE parents (id TEXT PRIMARY KEY);
+             CREATE TABLE kids (id TEXT PRIMARY KEY, parent TEXT REFERENCES parents(id));
+             INSERT INTO notes (id, title, a, b, n) VALUES ('x', 'one', 'p', 'q', 1);",
+        )
+        .expect("schema");
+        conn
+    }
+
+    fn violation(sql: &str) -> ConstraintViolation {
+        let err = db()
+            .execute_batch(sql)
+            .expect_err("the statement breaks a constraint");
+        match Error::from(err) {
+            Error::Constraint(violation) => violation,
+            other => panic!("expected a constraint error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_column_unique_names_table_and_column() {
+        let found = violation("INSERT INTO notes (id, title) VALUES ('y', 'one')");
+        assert_eq!(found.kind, ConstraintKind::Unique);
+        assert_eq!(found.table, "notes");
+        assert_eq!(found.columns, ["title"]);
+        assert!(found.message.contains("notes.title"), "{}", found.message);
+    }
+
+    #[test]
+    fn composite_unique_names_every_column_in_order() {
+        let found = violation("INSERT INTO notes (id, title, a, b) VALUES ('y', 'two', 'p', 'q')");
+        assert_eq!(found.kind, ConstraintKind::Unique);
+        assert_eq!(found.table, "notes");
+        assert_eq!(found.columns, ["a", "b"]);
+    }
+
+    #[test]
+    fn primary_key_is_a_unique_violation_on_id() {
+        let found = violation("INSERT INTO notes (id, title) VALUES ('x', 'two')");
+        assert_eq!(found.kind, ConstraintKind::Unique);
+        assert_eq!(found.table, "notes");
+        assert_eq!(found.columns, ["id"]);
+    }
+
+    #[test]
+    fn not_null_names_the_column() {
+        let found = violation("INSERT INTO notes (id, title) VALUES ('y', NULL)");
+        assert_eq!(found.kind, ConstraintKind::NotNull);
+        assert_eq!(found.table, "notes");
+        assert_eq!(found.columns, ["title"]);
+    }
+
+    #[test]
+    fn check_and_foreign_key_and_expression_index_name_no_columns() {
+        let check = violation("INSERT INTO notes (id, title, n) VALUES ('y', 'two', -1)");
+        assert_eq!(check.kind, ConstraintKind::Check);
+        assert!(
+            check.columns.is_empty() && check.table.is_empty(),
+            "{check:?}"
+        );
+        let foreign = violation("INSERT INTO kids (id, parent) VALUES ('k', 'missing')");
+        assert_eq!(foreign.kind, ConstraintKind::ForeignKey);
+        assert!(foreign.columns.is_empty(), "{foreign:?}");
+        let expression =
+            violation("INSERT INTO notes (id, title, a, n) VALUES ('y', 'two', 'P', 1)");
+        assert_eq!(expression.kind, ConstraintKind::Unique);
+        assert!(expression.columns.is_empty(), "{expression:?}");
+        assert!(
+            expression.message.contains("idx_lower"),
+            "{}",
+            expression.message
+        );
+    }
+
+    #[test]
+    fn display_keeps_sqlites_message() {
+        let found = violation("INSERT INTO notes (id, title) VALUES ('y', 'one')");
+        assert_eq!(
+            Error::Constraint(found).to_string(),
+            "constraint failed: UNIQUE constraint failed: notes.title"
+        );
     }
 }

@@ -6,12 +6,12 @@
 //! 3. A zero length is never written, so zero-filled space is recognisable.
 
 /// Bytes before the payload.
-pub const FRAME_HEADER_LEN: usize = 8;
+pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// Largest payload a frame may carry (64 MiB: a 32 MiB body plus generous overhead).
 pub const FRAME_PAYLOAD_MAX: usize = 64 * 1024 * 1024;
 
 /// Appends one frame holding `payload` to `out`.
-pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
     assert!(
         !payload.is_empty() && payload.len() <= FRAME_PAYLOAD_MAX,
         "payload length {} out of range",
@@ -24,7 +24,7 @@ pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
 /// payload buffer): a header slot first, then the payload, then the header filled in.
 /// `Err(payload length)` when the payload is empty or larger than [`FRAME_PAYLOAD_MAX`]; `out`
 /// then holds the partial frame and the caller discards it.
-pub fn encode_frame_with(
+pub(crate) fn encode_frame_with(
     out: &mut Vec<u8>,
     write_payload: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), usize> {

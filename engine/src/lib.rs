@@ -2,12 +2,17 @@
 //!
 //! The log (`log/seg-*.log`) is the source of truth; `data.db` is a projection rebuilt from it
 //! at will. Writes are commands run by one writer thread that group-commits: stage in SQLite,
-//! append frames, fsync once, commit SQLite, answer, publish. See `DESIGN.md` and `FORMAT.md`.
+//! append frames, fsync once, commit SQLite, answer, publish. See `docs/design.md` and `FORMAT.md`.
 //!
 //! The engine knows nothing of HTTP, tokens or async runtimes.
+//!
+//! Surface: the crate root holds what a server uses at run time; [`admin`] holds offline
+//! operations (backups, restores, compaction, projection rebuilds, log inspection); `testing`
+//! exists only with the `testing` feature. No public item names a SQLite (rusqlite) type.
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod backup;
 mod codec;
 mod commit;
@@ -21,39 +26,21 @@ mod scrub;
 mod snapshot;
 mod storage;
 mod subscribe;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod value;
 mod writer;
 
-pub use backup::{
-    apply_staged_restore, read_manifest, resolve_target, restore_archive, restore_dir,
-    stage_restore, unpack_archive, write_backup, At, BackupReport, Manifest, ManifestFile,
-    Progress, RestoreOptions, RestoreReport, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME,
-    PENDING_RESTORE,
-};
-pub use codec::{decode_commit, encode_commit, payload_len, DecodeError, PAYLOAD_VERSION};
+// The run-time surface: what a server uses while it serves. Offline operations (replay,
+// compaction, backups and restores, log and projection inspection) are in [`admin`].
 pub use commit::{Actor, Change, CollectionDef, ColumnDef, Commit, Seq};
-pub use compact::{compact_dir, retained_from, CompactReport, CompactStep, Retention};
-pub use engine::{
-    apply_commits, open_projection, replay_into, Engine, EngineConfig, Failure, Outcome, ReadConn,
-    SyncPolicy, DATA_DB, INTEGRITY_CHECK_MS_DEFAULT, LOCK_FILE, LOG_DIR, REPLAY_BATCH_COMMITS,
-    SCRUB_EVERY_MS_DEFAULT,
-};
-pub use error::{Error, Result};
-pub use frame::{decode_frame, encode_frame, FrameRead, FRAME_HEADER_LEN, FRAME_PAYLOAD_MAX};
-pub use log::{
-    parse_segment_name, scan_log_dir, segment_name, write_log_range, LogReader, RecoveryReport,
-    TornTail, SEGMENT_BYTES_MAX_DEFAULT, SEGMENT_HEADER_LEN,
-};
-pub use projection::{
-    apply_commit, dump, last_applied, load_catalog, quote_ident, register_functions, Catalog,
-    ROW_COUNTER_FN,
-};
-pub use scrub::{digest, ScrubReport};
-pub use snapshot::{
-    base_snapshot, build_projection_at, copy_projection, list_snapshots, parse_snapshot_name,
-    snapshot_name, snapshots_dir, write_snapshot, BuildReport, SNAPSHOT_DIR,
-};
+pub use compact::{CompactReport, Retention};
+pub use engine::{Engine, EngineConfig, Failure, Outcome, ReadConn, SyncPolicy};
+pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
+pub use frame::FRAME_PAYLOAD_MAX;
+pub use log::{LogReader, RecoveryReport, TornTail};
+pub use projection::{quote_ident, SqlFunction, ROW_COUNTER_FN, SQL_FUNCTIONS};
+pub use scrub::ScrubReport;
 pub use storage::{AppendFile, FsStorage, Storage};
 pub use subscribe::Subscription;
 pub use value::{Rows, Value};

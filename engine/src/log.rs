@@ -36,13 +36,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Magic bytes at the start of every segment.
-pub const SEGMENT_MAGIC: &[u8; 4] = b"PLOG";
+pub(crate) const SEGMENT_MAGIC: &[u8; 4] = b"PLOG";
 /// Segment format version.
-pub const SEGMENT_VERSION: u16 = 1;
+pub(crate) const SEGMENT_VERSION: u16 = 1;
 /// Segment header length.
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// Default segment size at which a new segment is started.
-pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
+pub(crate) const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 /// One sparse index entry every this many frames.
 const INDEX_EVERY: u64 = 256;
 /// Read chunk used by log readers.
@@ -1062,7 +1062,7 @@ impl LogReader {
 /// `log_dir` (rolling at `segment_bytes_max`), byte-identical frames with the same seqs. When
 /// the range is empty, writes one empty segment starting at `from`, so a log copied "up to
 /// seq N" continues at N + 1. Every file is fsynced, then the directory.
-pub fn write_log_range(
+pub(crate) fn write_log_range(
     storage: &dyn Storage,
     reader: &LogReader,
     from: Seq,

@@ -34,7 +34,7 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 8000;
 
 /// In-memory mirror of `_collections`.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     by_id: HashMap<String, CollectionDef>,
     /// Record statement texts per collection id (dropped when the collection changes).
     sql: HashMap<String, SqlTexts>,
@@ -139,38 +139,84 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Registers the math functions rules may compile to (`geoDistance` uses them) on a
-/// connection; the bundled SQLite is built without its own math functions.
-pub fn register_functions(conn: &Connection) -> Result<()> {
+/// A scalar SQL function that rules may compile to (`geoDistance` uses them): the bundled
+/// SQLite is built without its own math functions. The engine registers [`SQL_FUNCTIONS`] on
+/// its connections; a caller with its own SQLite database registers them from this table.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlFunction {
+    /// The SQL name.
+    pub name: &'static str,
+    /// The number of arguments.
+    pub arity: usize,
+    /// The function on its (non-NULL, REAL) arguments; exactly `arity` of them.
+    pub call: fn(&[f64]) -> f64,
+}
+
+impl SqlFunction {
+    /// The SQL result for `args`: NULL (`None`) when an argument is NULL, the argument count
+    /// is wrong, or the result is not finite.
+    pub fn eval(&self, args: &[Option<f64>]) -> Option<f64> {
+        if args.len() != self.arity {
+            return None;
+        }
+        let values: Option<Vec<f64>> = args.iter().copied().collect();
+        values
+            .map(|values| (self.call)(&values))
+            .filter(|result| result.is_finite())
+    }
+}
+
+/// The math functions registered on every engine connection.
+pub const SQL_FUNCTIONS: &[SqlFunction] = &[
+    SqlFunction {
+        name: "sqrt",
+        arity: 1,
+        call: |args| args[0].sqrt(),
+    },
+    SqlFunction {
+        name: "sin",
+        arity: 1,
+        call: |args| args[0].sin(),
+    },
+    SqlFunction {
+        name: "cos",
+        arity: 1,
+        call: |args| args[0].cos(),
+    },
+    SqlFunction {
+        name: "asin",
+        arity: 1,
+        call: |args| args[0].asin(),
+    },
+    SqlFunction {
+        name: "radians",
+        arity: 1,
+        call: |args| args[0].to_radians(),
+    },
+    SqlFunction {
+        name: "pow",
+        arity: 2,
+        call: |args| args[0].powf(args[1]),
+    },
+];
+
+/// Registers [`SQL_FUNCTIONS`] on a connection.
+pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
     use rusqlite::functions::FunctionFlags;
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    type Unary = fn(f64) -> f64;
-    let unary: [(&str, Unary); 5] = [
-        ("sqrt", f64::sqrt),
-        ("sin", f64::sin),
-        ("cos", f64::cos),
-        ("asin", f64::asin),
-        ("radians", f64::to_radians),
-    ];
-    for (name, function) in unary {
-        conn.create_scalar_function(name, 1, flags, move |ctx| {
-            let value: Option<f64> = ctx.get(0)?;
-            Ok(value.map(function).filter(|result| result.is_finite()))
+    for function in SQL_FUNCTIONS {
+        conn.create_scalar_function(function.name, function.arity as i32, flags, move |ctx| {
+            let args = (0..ctx.len())
+                .map(|index| ctx.get::<Option<f64>>(index))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(function.eval(&args))
         })?;
     }
-    conn.create_scalar_function("pow", 2, flags, |ctx| {
-        let base: Option<f64> = ctx.get(0)?;
-        let exponent: Option<f64> = ctx.get(1)?;
-        Ok(base
-            .zip(exponent)
-            .map(|(base, exponent)| base.powf(exponent))
-            .filter(|result| result.is_finite()))
-    })?;
     Ok(())
 }
 
 /// The seq of the last commit applied.
-pub fn last_applied(conn: &Connection) -> Result<Seq> {
+pub(crate) fn last_applied(conn: &Connection) -> Result<Seq> {
     let seq: Option<i64> = conn
         .query_row(
             "SELECT value FROM _meta WHERE key = 'last_seq'",
@@ -191,7 +237,7 @@ pub(crate) fn set_last_applied(conn: &Connection, seq: Seq) -> Result<()> {
 }
 
 /// Reads the catalog from `_collections`.
-pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
+pub(crate) fn load_catalog(conn: &Connection) -> Result<Catalog> {
     let mut statement = conn.prepare("SELECT def FROM _collections")?;
     let mut rows = statement.query([])?;
     let mut catalog = Catalog::default();
@@ -205,7 +251,11 @@ pub fn load_catalog(conn: &Connection) -> Result<Catalog> {
 }
 
 /// Applies every change of a commit and records its seq (replay path).
-pub fn apply_commit(conn: &Connection, catalog: &mut Catalog, commit: &Commit) -> Result<()> {
+pub(crate) fn apply_commit(
+    conn: &Connection,
+    catalog: &mut Catalog,
+    commit: &Commit,
+) -> Result<()> {
     for change in &commit.changes {
         apply_change(conn, catalog, change)?;
     }
@@ -222,7 +272,11 @@ fn table_of<'a>(
 }
 
 /// Applies one change to the database and the catalog.
-pub fn apply_change(conn: &Connection, catalog: &mut Catalog, change: &Change) -> Result<()> {
+pub(crate) fn apply_change(
+    conn: &Connection,
+    catalog: &mut Catalog,
+    change: &Change,
+) -> Result<()> {
     match change {
         Change::RecordCreated {
             collection_id,
@@ -441,7 +495,22 @@ fn update_relation(conn: &Connection, old: &CollectionDef, new: &CollectionDef) 
 
 /// Runs a query with bound values and collects the rows.
 pub(crate) fn query(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows> {
-    let mut statement = conn.prepare_cached(sql)?;
+    query_statement(conn.prepare_cached(sql)?, params)
+}
+
+/// Like [`query`], but refuses (before running it) a statement that could write: the staged
+/// state of a command changes only through staged changes, which the log records.
+pub(crate) fn query_read_only(conn: &Connection, sql: &str, params: &[Value]) -> Result<Rows> {
+    let statement = conn.prepare_cached(sql)?;
+    if !statement.readonly() {
+        return Err(Error::Sqlite(format!(
+            "Tx::query only runs read-only statements; stage a change to write: {sql}"
+        )));
+    }
+    query_statement(statement, params)
+}
+
+fn query_statement(mut statement: rusqlite::CachedStatement<'_>, params: &[Value]) -> Result<Rows> {
     let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
     let mut out = Vec::new();
     // Column names are read after the first step: a cached statement is re-prepared by SQLite
@@ -550,7 +619,7 @@ pub(crate) fn query_counted(
 
 /// Dumps every user-visible table of the projection in a canonical text form
 /// (used by `verify` and the tests to compare a projection with a fresh replay).
-pub fn dump(conn: &Connection) -> Result<Vec<String>> {
+pub(crate) fn dump(conn: &Connection) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let tables: Vec<(String, String)> = {
         let mut statement = conn.prepare(
@@ -675,5 +744,45 @@ mod counted_tests {
         assert_eq!(total, None);
         let (_, total) = counted(&plain, "(m.c = ?1)", "ORDER BY m.rowid", 30, 0);
         assert_eq!(total, None);
+    }
+}
+
+#[cfg(test)]
+mod function_tests {
+    use super::*;
+
+    #[test]
+    fn registered_math_functions_propagate_null_and_hide_non_finite_results() {
+        let conn = Connection::open_in_memory().expect("open");
+        register_functions(&conn).expect("register");
+        let row: (f64, Option<f64>, f64, Option<f64>, Option<f64>, f64) = conn
+            .query_row(
+                "SELECT sqrt(4), sqrt(-1), pow(2, 10), pow(2, NULL), pow(10, 400), \
+                 radians(180)",
+                [],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                },
+            )
+            .expect("query");
+        assert_eq!(row, (2.0, None, 1024.0, None, None, std::f64::consts::PI));
+    }
+
+    #[test]
+    fn eval_refuses_a_wrong_argument_count() {
+        let sqrt = SQL_FUNCTIONS
+            .iter()
+            .find(|function| function.name == "sqrt")
+            .expect("sqrt");
+        assert_eq!(sqrt.eval(&[Some(9.0)]), Some(3.0));
+        assert_eq!(sqrt.eval(&[Some(9.0), Some(1.0)]), None);
+        assert_eq!(sqrt.eval(&[]), None);
     }
 }

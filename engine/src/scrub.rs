@@ -275,7 +275,7 @@ fn compare(ctx: &ScrubContext, db: &Path, live: &Connection, scratch: &Path) -> 
 /// An order-independent digest of a projection: every schema object (type, name, SQL) and
 /// every row of every table (views' rows are derived and not read), each hashed on its own
 /// and summed, so equal content gives equal digests whatever the scan order.
-pub fn digest(conn: &Connection) -> Result<u64> {
+pub(crate) fn digest(conn: &Connection) -> Result<u64> {
     let objects: Vec<(String, String, Option<String>)> = {
         let mut statement = conn
             .prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")?;

@@ -31,7 +31,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 
 /// Name of the snapshot directory inside the data dir.
-pub const SNAPSHOT_DIR: &str = "snapshots";
+pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 
 /// Name of the snapshot of the projection at `seq`.
 pub fn snapshot_name(seq: Seq) -> String {
@@ -48,7 +48,7 @@ pub fn parse_snapshot_name(name: &str) -> Option<Seq> {
 }
 
 /// The snapshots in a snapshot directory, sorted by seq (an absent directory has none).
-pub fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
+pub(crate) fn list_snapshots(snapshots_dir: &Path) -> Result<Vec<(Seq, PathBuf)>> {
     let entries = match std::fs::read_dir(snapshots_dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -101,7 +101,7 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
 /// Copies the database at `source` (WAL or not, possibly being written by another connection)
 /// into the new file `target` from one read transaction. Returns the `_meta.last_seq` of the
 /// copy. `target` must not exist. The copy is fsynced.
-pub fn copy_projection(source: &Path, target: &Path) -> Result<Seq> {
+pub(crate) fn copy_projection(source: &Path, target: &Path) -> Result<Seq> {
     let conn = open_read_only(source)?;
     let target_text = target
         .to_str()
@@ -124,7 +124,7 @@ fn publish(tmp: &Path, path: &Path, dir: &Path) -> Result<()> {
 /// Cuts a snapshot of the projection `db_path` into `snapshots_dir` without blocking writers.
 /// Returns its seq and path. When a snapshot at that seq exists already, it is kept and the
 /// new copy is dropped.
-pub fn write_snapshot(db_path: &Path, snapshots_dir: &Path) -> Result<(Seq, PathBuf)> {
+pub(crate) fn write_snapshot(db_path: &Path, snapshots_dir: &Path) -> Result<(Seq, PathBuf)> {
     std::fs::create_dir_all(snapshots_dir)
         .map_err(|err| Error::io("create dir", snapshots_dir, err))?;
     let tmp = snapshots_dir.join(format!(
@@ -174,7 +174,7 @@ pub(crate) fn publish_as_snapshot(db: &Path, seq: Seq, snapshots_dir: &Path) -> 
 /// The snapshot to start from for a projection at `target`: the newest one at or before
 /// `target` that the log can continue (seq >= `log_first - 1`). `None` means "start from an
 /// empty projection" (only possible while the log still starts at seq 1).
-pub fn base_snapshot(
+pub(crate) fn base_snapshot(
     snapshots: &[(Seq, PathBuf)],
     log_first: Seq,
     target: Seq,

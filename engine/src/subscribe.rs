@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// Default number of recent commits the hub keeps in memory.
-pub const HUB_RING_COMMITS_DEFAULT: usize = 4096;
+pub(crate) const HUB_RING_COMMITS_DEFAULT: usize = 4096;
 
 struct HubState {
     ring: VecDeque<Arc<Commit>>,

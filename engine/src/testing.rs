@@ -1,5 +1,9 @@
 //! Test support: a fault-injecting [`Storage`] and helpers shared by tests and fuzz targets.
 //!
+//! Compiled only with the `testing` cargo feature, which test and fuzz crates enable through
+//! their dev-dependencies (the engine's own tests through a self dev-dependency); a normal
+//! build never contains it.
+//!
 //! 1. [`FaultyStorage`] wraps the real file system and fails the Nth append, sync or rename,
 //!    once or persistently, with an error of the chosen kind (e.g. "disk full").
 //! 2. Fuzz targets call only functions of this module, so a crash input replays as a test.

@@ -1,6 +1,6 @@
 //! The single writer thread: group commit.
 //!
-//! Loop (see DESIGN.md "Write path"):
+//! Loop (see `docs/design.md` "The write path"):
 //! 1. Block for one job, then take whatever else is queued (up to `group_max`). When the
 //!    previous group had more jobs than are queued now, wait up to [`GATHER_WAIT`] for that
 //!    many (the callers just answered are about to submit again): fewer, fuller groups.
@@ -54,9 +54,11 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    /// Queries the staged state (earlier commands of the group included).
+    /// Queries the staged state (earlier commands of the group included). Only read-only
+    /// statements run: anything that could write answers an [`Error::Sqlite`] without running
+    /// (writes go through [`Tx::stage`], so that the log records them).
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        projection::query(self.conn, sql, params).map_err(|err| self.note_damage(err))
+        projection::query_read_only(self.conn, sql, params).map_err(|err| self.note_damage(err))
     }
 
     fn note_damage(&self, err: Error) -> Error {

@@ -12,7 +12,8 @@
 mod common;
 
 use common::{create_notes, insert_note, notes};
-use engine::{At, Error, RestoreOptions, SyncPolicy};
+use engine::admin::{At, RestoreOptions};
+use engine::{Error, SyncPolicy};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,8 +54,9 @@ fn backup_while_clients_write_does_not_stall_them_and_restores_consistently() {
         .collect();
     std::thread::sleep(Duration::from_millis(100));
     let archive = scratch.path().join("backup.tar");
-    let report = engine::write_backup(&dir, &archive, RestoreOptions::default(), &mut |_| {})
-        .expect("backup");
+    let report =
+        engine::admin::write_backup(&dir, &archive, RestoreOptions::default(), &mut |_| {})
+            .expect("backup");
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::SeqCst);
     for writer in writers {
@@ -74,7 +76,7 @@ fn backup_while_clients_write_does_not_stall_them_and_restores_consistently() {
     assert!(point > 2001);
     let restored = scratch.path().join("restored");
     let restore =
-        engine::restore_archive(&archive, &restored, RestoreOptions::default(), &mut |_| {})
+        engine::admin::restore_archive(&archive, &restored, RestoreOptions::default(), &mut |_| {})
             .expect("restore");
     assert_eq!(restore.seq, point);
     let mut expected: Vec<String> = (0..2000).map(|index| format!("n{index:04}")).collect();
@@ -96,7 +98,7 @@ fn backup_while_clients_write_does_not_stall_them_and_restores_consistently() {
     common::assert_projection_matches_replay(&engine_restored);
     // An earlier point of the same archive.
     let earlier = scratch.path().join("earlier");
-    engine::restore_archive(
+    engine::admin::restore_archive(
         &archive,
         &earlier,
         RestoreOptions {
@@ -118,7 +120,8 @@ fn small_archive(scratch: &Path) -> std::path::PathBuf {
     engine.shutdown();
     drop(engine);
     let archive = scratch.join("ok.tar");
-    engine::write_backup(&dir, &archive, RestoreOptions::default(), &mut |_| {}).expect("backup");
+    engine::admin::write_backup(&dir, &archive, RestoreOptions::default(), &mut |_| {})
+        .expect("backup");
     archive
 }
 
@@ -208,7 +211,8 @@ fn bad_archives_are_refused_and_create_nothing() {
             .path()
             .join(format!("{}.tar", label.replace(' ', "_")));
         std::fs::write(&bad, &bytes).expect("write");
-        let result = engine::restore_archive(&bad, &target, RestoreOptions::default(), &mut |_| {});
+        let result =
+            engine::admin::restore_archive(&bad, &target, RestoreOptions::default(), &mut |_| {});
         match result {
             Err(Error::BadArchive(reason)) => eprintln!("{label}: {reason}"),
             other => panic!("{label}: expected BadArchive, got {other:?}"),
@@ -223,7 +227,7 @@ fn bad_archives_are_refused_and_create_nothing() {
         assert!(leftovers.is_empty(), "{label}: staging left behind");
     }
     // The good archive still restores.
-    engine::restore_archive(&archive, &target, RestoreOptions::default(), &mut |_| {})
+    engine::admin::restore_archive(&archive, &target, RestoreOptions::default(), &mut |_| {})
         .expect("restore");
     let engine = common::open(&target, SyncPolicy::None);
     assert_eq!(notes(&engine).len(), 20);

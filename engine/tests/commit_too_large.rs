@@ -99,6 +99,6 @@ fn staged_bytes_matches_the_encoded_commit() {
     let (empty, one, two) = outcome.value;
     assert!(empty < one && one < two, "{empty} {one} {two}");
     let commit = outcome.commit.expect("commit");
-    assert_eq!(two, engine::encode_commit(&commit).len() as u64);
+    assert_eq!(two, engine::admin::encode_commit(&commit).len() as u64);
     engine.shutdown();
 }

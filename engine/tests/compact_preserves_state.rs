@@ -17,10 +17,8 @@
 mod common;
 
 use common::{create_notes, insert_many, notes};
-use engine::{
-    compact_dir, At, CompactStep, EngineConfig, Error, FsStorage, LogReader, RestoreOptions,
-    Retention, SyncPolicy,
-};
+use engine::admin::{compact_dir, At, CompactStep, RestoreOptions};
+use engine::{EngineConfig, Error, FsStorage, LogReader, Retention, SyncPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,7 +44,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn reader(dir: &Path) -> LogReader {
-    LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::LOG_DIR))
+    LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::admin::LOG_DIR))
         .expect("open log")
         .0
 }
@@ -56,16 +54,16 @@ fn rebuilt_dump(dir: &Path) -> Vec<String> {
     let reader = reader(dir);
     let scratch = tempfile::tempdir().expect("tempdir");
     let out = scratch.path().join("rebuilt.db");
-    engine::build_projection_at(
+    engine::admin::build_projection_at(
         &reader,
-        &engine::snapshots_dir(dir),
+        &engine::admin::snapshots_dir(dir),
         reader.last_seq(),
         &out,
         |_| {},
     )
     .expect("rebuild");
-    let conn = rusqlite::Connection::open(&out).expect("open");
-    engine::dump(&conn).expect("dump")
+    let built = engine::admin::Projection::open_read_only(&out).expect("open");
+    built.dump().expect("dump")
 }
 
 fn build_source(dir: &Path) -> Vec<(String, String, i64)> {
@@ -98,9 +96,10 @@ fn in_process_compaction_keeps_state_and_restore_points() {
     let dir = scratch.path().join("d");
     let expected = build_source(&dir);
     let engine = common::open_with(&dir, small_segments());
-    let before_bytes = engine::scan_log_dir(&FsStorage, &dir.join(engine::LOG_DIR), |_| {})
-        .expect("scan")
-        .bytes;
+    let before_bytes =
+        engine::admin::scan_log_dir(&FsStorage, &dir.join(engine::admin::LOG_DIR), |_| {})
+            .expect("scan")
+            .bytes;
     let last = engine.last_seq();
     let report = engine.compact(Retention::Commits(50)).expect("compact");
     assert!(report.first_after > 1, "{report:?}");
@@ -130,15 +129,16 @@ fn in_process_compaction_keeps_state_and_restore_points() {
     let mut expected_after = notes(&engine);
     engine.shutdown();
     drop(engine);
-    let after_bytes = engine::scan_log_dir(&FsStorage, &dir.join(engine::LOG_DIR), |_| {})
-        .expect("scan")
-        .bytes;
+    let after_bytes =
+        engine::admin::scan_log_dir(&FsStorage, &dir.join(engine::admin::LOG_DIR), |_| {})
+            .expect("scan")
+            .bytes;
     assert!(after_bytes < before_bytes, "the log shrinks");
     check_valid(&dir, &expected_after, "reopened");
     // A restore point inside the window still works, one before it is refused.
     let restored = scratch.path().join("restored");
     let point = last - 10;
-    engine::restore_dir(
+    engine::admin::restore_dir(
         &dir,
         &restored,
         RestoreOptions {
@@ -152,7 +152,7 @@ fn in_process_compaction_keeps_state_and_restore_points() {
     assert_eq!(engine.last_seq(), point);
     engine.shutdown();
     drop(engine);
-    let refused = engine::restore_dir(
+    let refused = engine::admin::restore_dir(
         &dir,
         &scratch.path().join("too-old"),
         RestoreOptions {

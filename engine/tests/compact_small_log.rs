@@ -14,11 +14,9 @@
 mod common;
 
 use common::{create_notes, insert_many, insert_note, notes, segments};
+use engine::admin::{compact_dir, CompactStep};
 use engine::testing::{Fault, FaultOp, FaultyStorage};
-use engine::{
-    compact_dir, CompactStep, Engine, EngineConfig, Error, FsStorage, LogReader, Retention,
-    SyncPolicy,
-};
+use engine::{Engine, EngineConfig, Error, FsStorage, LogReader, Retention, SyncPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,8 +63,9 @@ fn build(dir: &Path) -> Vec<(String, String, i64)> {
 /// The dir opens, holds `expected`, reads the same log read-only (what `verify` does), and
 /// every position from the log's first seq on reads back in order.
 fn check_valid(dir: &Path, expected: &[(String, String, i64)], last: u64, context: &str) {
-    let (reader, report) = LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::LOG_DIR))
-        .unwrap_or_else(|err| panic!("{context}: read-only scan: {err}"));
+    let (reader, report) =
+        LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::admin::LOG_DIR))
+            .unwrap_or_else(|err| panic!("{context}: read-only scan: {err}"));
     assert_eq!(report.torn_tail, None, "{context}");
     assert_eq!(reader.last_seq(), last, "{context}");
     let first = reader.first_seq();
@@ -139,7 +138,7 @@ fn offline_compaction_splits_the_last_segment_too() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let dir = scratch.path().join("d");
     let expected = build(&dir);
-    let reader = LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::LOG_DIR))
+    let reader = LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::admin::LOG_DIR))
         .expect("open")
         .0;
     let report = compact_dir(
@@ -165,7 +164,7 @@ fn offline_compaction_splits_the_last_segment_too() {
     let mut bytes = std::fs::read(&segment).expect("read");
     bytes.extend_from_slice(&[7, 0, 0, 0, 1]);
     std::fs::write(&segment, &bytes).expect("write");
-    let reader = LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::LOG_DIR))
+    let reader = LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::admin::LOG_DIR))
         .expect("open")
         .0;
     let refused = compact_dir(
@@ -229,7 +228,7 @@ fn a_crash_after_every_step_of_a_split_leaves_a_valid_dir() {
                 .filter_map(|path| path
                     .file_name()?
                     .to_str()
-                    .and_then(engine::parse_segment_name))
+                    .and_then(engine::admin::parse_segment_name))
                 .next(),
             Some(91),
             "{context}"

@@ -8,7 +8,9 @@
 mod common;
 
 use common::*;
-use engine::{Actor, Change, Engine, EngineConfig, Error, Failure, SyncPolicy, Value};
+use engine::{
+    Actor, Change, ConstraintKind, Engine, EngineConfig, Error, Failure, SyncPolicy, Value,
+};
 
 #[test]
 fn commits_survive_reopen_and_failures_roll_back_alone() {
@@ -19,7 +21,7 @@ fn commits_survive_reopen_and_failures_roll_back_alone() {
         assert_eq!(insert_note(&engine, "a", "first", 1), Ok(2));
         // Unique index violation: the command fails, nothing is committed.
         let err = insert_note(&engine, "b", "first", 2).expect_err("duplicate title");
-        assert!(err.contains("unique"), "{err}");
+        assert!(err.contains("kind: Unique"), "{err}");
         assert_eq!(insert_note(&engine, "c", "third", 3), Ok(3));
         assert!(matches!(
             Engine::open(dir.path(), EngineConfig::default()),
@@ -62,6 +64,71 @@ fn a_command_sees_earlier_staged_changes_and_its_error_is_returned() {
     assert!(matches!(result, Err(Failure::Command(message)) if message == "changed my mind"));
     assert!(notes(&engine).is_empty());
     assert_eq!(engine.last_seq(), 1);
+}
+
+#[test]
+fn a_broken_unique_index_is_a_typed_constraint_error_naming_the_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), SyncPolicy::None);
+    create_notes(&engine);
+    insert_note(&engine, "a", "first", 1).expect("insert");
+    let result = engine.execute(Actor::System, |tx| {
+        tx.stage(Change::RecordCreated {
+            collection_id: "c_notes".into(),
+            id: "b".into(),
+            values: vec![
+                ("id".into(), Value::from("b")),
+                ("title".into(), Value::from("first")),
+            ],
+        })
+    });
+    match result {
+        Err(Failure::Command(Error::Constraint(violation))) => {
+            assert_eq!(violation.kind, ConstraintKind::Unique);
+            assert_eq!(violation.table, "notes");
+            assert_eq!(violation.columns, ["title"]);
+        }
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+    assert_eq!(engine.last_seq(), 2);
+}
+
+#[test]
+fn tx_query_runs_reads_and_refuses_writes_without_running_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open(dir.path(), SyncPolicy::None);
+    create_notes(&engine);
+    insert_note(&engine, "a", "first", 1).expect("insert");
+    let refused = engine
+        .execute(Actor::System, |tx| {
+            let read = tx.query(
+                "WITH t AS (SELECT title FROM notes) SELECT count(*) FROM t",
+                &[],
+            )?;
+            assert_eq!(read.rows[0][0], Value::Int(1));
+            let mut refused = Vec::new();
+            for sql in [
+                "INSERT INTO notes (id, title, n) VALUES ('x', 'sneaky', 0)",
+                "UPDATE notes SET n = 99",
+                "DELETE FROM notes",
+                "CREATE TABLE extra (a)",
+                "DROP INDEX idx_notes_title",
+            ] {
+                match tx.query(sql, &[]) {
+                    Err(Error::Sqlite(message)) => {
+                        assert!(message.contains("read-only"), "{sql}: {message}");
+                        refused.push(sql);
+                    }
+                    other => panic!("{sql}: expected a refusal, got {other:?}"),
+                }
+            }
+            Ok::<_, Error>(refused.len())
+        })
+        .expect("the command itself succeeds");
+    assert_eq!(refused.value, 5);
+    assert!(refused.commit.is_none(), "nothing was staged");
+    assert_eq!(notes(&engine), vec![("a".into(), "first".into(), 1)]);
+    assert_projection_matches_replay(&engine);
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn format_v1_data_dir_opens_and_replays() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format-v1/log");
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(&fixture, &dir.path().join(engine::LOG_DIR));
+    copy_dir(&fixture, &dir.path().join(engine::admin::LOG_DIR));
     let config = EngineConfig {
         sync: SyncPolicy::None,
         ..EngineConfig::default()

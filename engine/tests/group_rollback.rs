@@ -156,9 +156,12 @@ fn failures_inside_one_group_roll_back_alone() {
         drop(engine);
 
         // A fresh replay of the log gives the same projection.
-        std::fs::remove_file(dir.path().join(engine::DATA_DB)).expect("remove db");
+        std::fs::remove_file(dir.path().join(engine::admin::DATA_DB)).expect("remove db");
         for suffix in ["-wal", "-shm"] {
-            let _ = std::fs::remove_file(dir.path().join(format!("{}{suffix}", engine::DATA_DB)));
+            let _ = std::fs::remove_file(
+                dir.path()
+                    .join(format!("{}{suffix}", engine::admin::DATA_DB)),
+            );
         }
         let engine = open(dir.path(), sync);
         let after = engine.read(|conn| conn.dump()).expect("dump");

@@ -67,9 +67,11 @@ fn read_from_any_seq_across_many_segments() {
     check_reads(engine.log(), last, &mut rng, seed);
     engine.shutdown();
     drop(engine);
-    let (reader, report) =
-        LogReader::open_dir(Arc::new(FsStorage), &dir.path().join(engine::LOG_DIR))
-            .expect("open_dir");
+    let (reader, report) = LogReader::open_dir(
+        Arc::new(FsStorage),
+        &dir.path().join(engine::admin::LOG_DIR),
+    )
+    .expect("open_dir");
     assert_eq!((report.segments, report.commits), (segment_count, last));
     check_reads(&reader, last, &mut rng, seed);
     // Reopened engine: same reads, and writing continues in the right segment.

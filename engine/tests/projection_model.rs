@@ -86,14 +86,17 @@ fn engine_state(engine: &Engine) -> Model {
 fn replay_state(dir: &Path, to: u64) -> Model {
     let (reader, _) = engine::LogReader::open_dir(
         std::sync::Arc::new(engine::FsStorage),
-        &dir.join(engine::LOG_DIR),
+        &dir.join(engine::admin::LOG_DIR),
     )
     .expect("open log");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let conn = engine::open_projection(&scratch.path().join("r.db")).expect("db");
-    let mut catalog = engine::Catalog::default();
-    let last = engine::replay_into(&conn, &mut catalog, &reader, 1, to, |_| {}).expect("replay");
+    let path = scratch.path().join("r.db");
+    let last = engine::admin::Projection::open(&path)
+        .expect("db")
+        .replay(&reader, 1, to, |_| {})
+        .expect("replay");
     assert_eq!(last, to);
+    let conn = rusqlite::Connection::open(&path).expect("reopen");
     let mut statement = conn.prepare("SELECT id, n FROM notes").expect("prepare");
     let rows = statement
         .query_map([], |row| {
@@ -105,7 +108,7 @@ fn replay_state(dir: &Path, to: u64) -> Model {
 
 fn remove_db(dir: &Path) {
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.join(format!("{}{suffix}", engine::DATA_DB)));
+        let _ = std::fs::remove_file(dir.join(format!("{}{suffix}", engine::admin::DATA_DB)));
     }
 }
 
@@ -275,13 +278,13 @@ impl Harness {
             Op::Snapshot => {
                 let copy = tempfile::tempdir().expect("tempdir");
                 let target = copy.path().join("snap.db");
-                let conn = rusqlite::Connection::open(self.dir.path().join(engine::DATA_DB))
+                let conn = rusqlite::Connection::open(self.dir.path().join(engine::admin::DATA_DB))
                     .expect("open projection for a copy");
                 conn.execute("VACUUM INTO ?1", [target.to_string_lossy()])
                     .expect("vacuum into");
-                let seq =
-                    engine::last_applied(&rusqlite::Connection::open(&target).expect("open copy"))
-                        .expect("last seq");
+                let seq = engine::admin::Projection::open_read_only(&target)
+                    .and_then(|copy| copy.last_applied())
+                    .expect("last seq");
                 self.snapshot = Some((copy, seq));
             }
             Op::CrashRewind => {
@@ -289,7 +292,7 @@ impl Harness {
                     let source = copy.path().join("snap.db");
                     self.reopen(|dir| {
                         remove_db(dir);
-                        std::fs::copy(&source, dir.join(engine::DATA_DB)).expect("restore");
+                        std::fs::copy(&source, dir.join(engine::admin::DATA_DB)).expect("restore");
                     });
                 }
             }

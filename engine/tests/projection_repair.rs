@@ -32,7 +32,8 @@ fn populated() -> (tempfile::TempDir, Vec<(String, String, i64)>) {
     engine.shutdown();
     drop(engine);
     // Fold the WAL into data.db so the damage below hits the only copy of the pages.
-    let conn = rusqlite::Connection::open(dir.path().join(engine::DATA_DB)).expect("open db");
+    let conn =
+        rusqlite::Connection::open(dir.path().join(engine::admin::DATA_DB)).expect("open db");
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .expect("checkpoint");
     conn.pragma_update(None, "journal_mode", "DELETE")
@@ -86,7 +87,7 @@ fn reopen_and_check(dir: &Path, expected: &[(String, String, i64)], damaged_len:
 #[test]
 fn a_truncated_data_db_is_moved_aside_and_rebuilt() {
     let (dir, expected) = populated();
-    let db = dir.path().join(engine::DATA_DB);
+    let db = dir.path().join(engine::admin::DATA_DB);
     let len = std::fs::metadata(&db).expect("db").len();
     assert!(len > 8 * 4096, "{len}");
     truncate_to(&db, len / 2);
@@ -96,7 +97,7 @@ fn a_truncated_data_db_is_moved_aside_and_rebuilt() {
 #[test]
 fn a_zeroed_header_is_moved_aside_and_rebuilt() {
     let (dir, expected) = populated();
-    let db = dir.path().join(engine::DATA_DB);
+    let db = dir.path().join(engine::admin::DATA_DB);
     let len = std::fs::metadata(&db).expect("db").len();
     let mut bytes = std::fs::read(&db).expect("read");
     bytes[..100].fill(0);
@@ -107,7 +108,7 @@ fn a_zeroed_header_is_moved_aside_and_rebuilt() {
 #[test]
 fn damaged_pages_inside_the_file_are_found_at_open_and_rebuilt() {
     let (dir, expected) = populated();
-    let db = dir.path().join(engine::DATA_DB);
+    let db = dir.path().join(engine::admin::DATA_DB);
     let len = std::fs::metadata(&db).expect("db").len();
     // Garbage over a page in the middle of the file (b-tree pages of the notes table).
     let mut bytes = std::fs::read(&db).expect("read");
@@ -132,7 +133,7 @@ fn a_healthy_projection_is_never_moved_aside() {
 #[test]
 fn a_projection_that_does_not_fit_the_log_is_moved_aside_and_rebuilt() {
     let (dir, expected) = populated();
-    let db = dir.path().join(engine::DATA_DB);
+    let db = dir.path().join(engine::admin::DATA_DB);
     // The projection claims to be at seq 1 while it holds everything: the catch-up re-applies
     // seq 2.. and fails (the records exist already). Before: `open` refused to start.
     let conn = rusqlite::Connection::open(&db).expect("open db");

@@ -31,7 +31,7 @@ fn populate(engine: &Engine) {
 /// Changes a row of the live projection behind the engine's back (silent damage: SQLite's
 /// own checks cannot see it, only a comparison with the log can).
 fn tamper(dir: &Path) {
-    let conn = rusqlite::Connection::open(dir.join(engine::DATA_DB)).expect("open");
+    let conn = rusqlite::Connection::open(dir.join(engine::admin::DATA_DB)).expect("open");
     conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
     let changed = conn
         .execute("UPDATE notes SET title = 'tampered' WHERE id = 'n0007'", [])
@@ -159,11 +159,12 @@ fn a_read_that_hits_damaged_pages_triggers_a_rebuild() {
     }
     let expected = notes(&engine);
     // Fold the WAL into data.db so the damage hits the pages readers use.
-    let conn = rusqlite::Connection::open(dir.path().join(engine::DATA_DB)).expect("open db");
+    let conn =
+        rusqlite::Connection::open(dir.path().join(engine::admin::DATA_DB)).expect("open db");
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .expect("checkpoint");
     drop(conn);
-    let db = dir.path().join(engine::DATA_DB);
+    let db = dir.path().join(engine::admin::DATA_DB);
     let len = std::fs::metadata(&db).expect("db").len() as usize;
     let mut bytes = std::fs::read(&db).expect("read");
     let page = 4096 * (len / 4096 / 2);

@@ -35,7 +35,7 @@ fn assert_corrupt_at(dir: &Path, segment: &Path, offset: u64, context: &str) {
             engine.last_seq()
         ),
     }
-    match LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::LOG_DIR)) {
+    match LogReader::open_dir(Arc::new(FsStorage), &dir.join(engine::admin::LOG_DIR)) {
         Err(Error::Corrupt {
             segment: found,
             offset: found_offset,

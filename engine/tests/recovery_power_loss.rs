@@ -294,7 +294,7 @@ fn page_damage_in_the_last_frame_of_an_earlier_segment_is_corruption() {
         if !successor_frames {
             // An empty successor segment, as a crash right after a roll leaves it.
             let successor = segments(work.path()).pop().expect("successor");
-            truncate_to(&successor, engine::SEGMENT_HEADER_LEN as u64);
+            truncate_to(&successor, engine::admin::SEGMENT_HEADER_LEN as u64);
         }
         engine.shutdown();
         drop(engine);

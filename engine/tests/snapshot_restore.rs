@@ -11,7 +11,8 @@
 mod common;
 
 use common::{create_notes, notes};
-use engine::{At, Change, Engine, EngineConfig, Error, RestoreOptions, SyncPolicy, Value};
+use engine::admin::{At, RestoreOptions};
+use engine::{Change, Engine, EngineConfig, Error, SyncPolicy, Value};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -155,7 +156,7 @@ fn check_restore(source: &Path, run: &Run, at: At, scratch: &Path, label: &str) 
         At::Latest => &run.history.last().expect("history").2,
     };
     let target = scratch.join(label);
-    let report = engine::restore_dir(
+    let report = engine::admin::restore_dir(
         source,
         &target,
         RestoreOptions {
@@ -217,7 +218,7 @@ fn bad_restore_points_are_refused_and_create_nothing() {
     let last = run.history.last().expect("history").0;
     let target = scratch.path().join("out");
     let restore = |at: At| {
-        engine::restore_dir(
+        engine::admin::restore_dir(
             &source,
             &target,
             RestoreOptions {
@@ -252,7 +253,7 @@ fn bad_restore_points_are_refused_and_create_nothing() {
     );
     // Seq 0 is the empty state.
     let empty = scratch.path().join("empty");
-    let report = engine::restore_dir(
+    let report = engine::admin::restore_dir(
         &source,
         &empty,
         RestoreOptions {
@@ -288,7 +289,7 @@ fn snapshots_preserve_rowids_and_equal_a_replay() {
     assert_eq!(seq, engine.last_seq());
     assert_eq!(
         path.file_name().and_then(|n| n.to_str()),
-        Some(engine::snapshot_name(seq).as_str())
+        Some(engine::admin::snapshot_name(seq).as_str())
     );
     let live: Vec<(i64, String)> = {
         let rows = engine
@@ -314,7 +315,9 @@ fn snapshots_preserve_rowids_and_equal_a_replay() {
         .expect("rows");
     assert_eq!(live, copied);
     assert_eq!(
-        engine::dump(&snap).expect("dump"),
+        engine::admin::Projection::open_read_only(&path)
+            .and_then(|snapshot| snapshot.dump())
+            .expect("dump"),
         common::live_dump(&engine)
     );
 }

@@ -177,15 +177,18 @@ fn check(dir: &Path, acked: &BTreeMap<String, u64>) -> Vec<String> {
         }
     }
     let live = engine.read(|conn| conn.dump()).expect("dump");
-    let (reader, _) =
-        engine::LogReader::open_dir(Arc::new(engine::FsStorage), &dir.join(engine::LOG_DIR))
-            .expect("read log");
+    let (reader, _) = engine::LogReader::open_dir(
+        Arc::new(engine::FsStorage),
+        &dir.join(engine::admin::LOG_DIR),
+    )
+    .expect("read log");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let conn = engine::open_projection(&scratch.path().join("r.db")).expect("replay db");
-    let mut catalog = engine::Catalog::default();
-    engine::replay_into(&conn, &mut catalog, &reader, 1, reader.last_seq(), |_| {})
+    let mut replay =
+        engine::admin::Projection::open(&scratch.path().join("r.db")).expect("replay db");
+    replay
+        .replay(&reader, 1, reader.last_seq(), |_| {})
         .expect("replay");
-    if engine::dump(&conn).expect("dump") != live {
+    if replay.dump().expect("dump") != live {
         problems.push("projection differs from a fresh replay".into());
     }
     if let Some(torn) = &report.torn_tail {

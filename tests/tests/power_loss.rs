@@ -136,12 +136,12 @@ fn record(root: &Path, commits: usize, capture_every: usize, submitters: usize) 
         let snapshots = Arc::clone(&snapshots);
         let snapshot_copies = snapshot_copies.clone();
         storage.on_op(move |len| {
-            let mut names: Vec<String> = std::fs::read_dir(engine::snapshots_dir(&source))
+            let mut names: Vec<String> = std::fs::read_dir(engine::admin::snapshots_dir(&source))
                 .map(|entries| {
                     entries
                         .flatten()
                         .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
-                        .filter(|name| engine::parse_snapshot_name(name).is_some())
+                        .filter(|name| engine::admin::parse_snapshot_name(name).is_some())
                         .collect()
                 })
                 .unwrap_or_default();
@@ -149,7 +149,7 @@ fn record(root: &Path, commits: usize, capture_every: usize, submitters: usize) 
             for name in &names {
                 let copy = snapshot_copies.join(name);
                 if !copy.exists() {
-                    std::fs::copy(engine::snapshots_dir(&source).join(name), &copy)
+                    std::fs::copy(engine::admin::snapshots_dir(&source).join(name), &copy)
                         .expect("copy snapshot");
                 }
             }
@@ -161,7 +161,7 @@ fn record(root: &Path, commits: usize, capture_every: usize, submitters: usize) 
             // copy is what a power loss keeps when the OS wrote everything SQLite handed it.
             let target = captures.join(format!("at-{len}"));
             std::fs::create_dir_all(&target).expect("mkdir capture");
-            for name in [engine::DATA_DB, "data.db-wal"] {
+            for name in [engine::admin::DATA_DB, "data.db-wal"] {
                 let from = source.join(name);
                 if from.exists() {
                     std::fs::copy(&from, target.join(name)).expect("capture projection");
@@ -297,7 +297,7 @@ fn materialize(
     files: &[(PathBuf, Vec<u8>)],
     projection: Option<&Path>,
 ) {
-    let snapshots = engine::snapshots_dir(work);
+    let snapshots = engine::admin::snapshots_dir(work);
     std::fs::create_dir_all(&snapshots).expect("mkdir snapshots");
     if let Some((_, names)) = recording
         .snapshots
@@ -310,9 +310,9 @@ fn materialize(
                 .expect("copy snapshot");
         }
     }
-    let log = work.join(engine::LOG_DIR);
+    let log = work.join(engine::admin::LOG_DIR);
     std::fs::create_dir_all(&log).expect("mkdir log");
-    let source_log = recording.source.join(engine::LOG_DIR);
+    let source_log = recording.source.join(engine::admin::LOG_DIR);
     for (path, bytes) in files {
         let Ok(relative) = path.strip_prefix(&source_log) else {
             continue;
@@ -320,7 +320,10 @@ fn materialize(
         std::fs::write(log.join(relative), bytes).expect("write state");
     }
     if let Some(dir) = projection {
-        copy_file(&dir.join(engine::DATA_DB), &work.join(engine::DATA_DB));
+        copy_file(
+            &dir.join(engine::admin::DATA_DB),
+            &work.join(engine::admin::DATA_DB),
+        );
         copy_file(&dir.join("data.db-wal"), &work.join("data.db-wal"));
     }
 }
@@ -372,28 +375,31 @@ fn check(work: &Path, acked: &[(usize, u64, String)]) -> Vec<String> {
         }
     }
     let live = engine.read(|conn| conn.dump()).expect("dump");
-    match engine::LogReader::open_dir(Arc::new(engine::FsStorage), &work.join(engine::LOG_DIR)) {
+    match engine::LogReader::open_dir(
+        Arc::new(engine::FsStorage),
+        &work.join(engine::admin::LOG_DIR),
+    ) {
         Ok((reader, _)) => {
             // A replay from seq 1, or from the snapshot a compacted log starts after.
             let scratch = tempfile::tempdir().expect("tempdir");
             let out = scratch.path().join("r.db");
             let replayed = if reader.first_seq() == 1 {
-                let conn = engine::open_projection(&out).expect("replay db");
-                let mut catalog = engine::Catalog::default();
-                engine::replay_into(&conn, &mut catalog, &reader, 1, reader.last_seq(), |_| {})
+                let mut replay = engine::admin::Projection::open(&out).expect("replay db");
+                replay
+                    .replay(&reader, 1, reader.last_seq(), |_| {})
                     .expect("replay");
-                engine::dump(&conn).expect("dump")
+                replay.dump().expect("dump")
             } else {
-                engine::build_projection_at(
+                engine::admin::build_projection_at(
                     &reader,
-                    &engine::snapshots_dir(work),
+                    &engine::admin::snapshots_dir(work),
                     reader.last_seq(),
                     &out,
                     |_| {},
                 )
                 .expect("build from the snapshot");
-                let conn = engine::open_projection(&out).expect("built db");
-                engine::dump(&conn).expect("dump")
+                let built = engine::admin::Projection::open(&out).expect("built db");
+                built.dump().expect("dump")
             };
             if replayed != live {
                 problems.push("projection differs from a fresh replay".into());
@@ -479,7 +485,7 @@ fn main() {
                     let work = work_root.join(format!("s{states}"));
                     materialize(&work, &recording, point, &files, variant);
                     let problems = check(&work, &acked);
-                    if std::fs::read_dir(work.join(engine::LOG_DIR))
+                    if std::fs::read_dir(work.join(engine::admin::LOG_DIR))
                         .map(|entries| {
                             entries.flatten().any(|entry| {
                                 entry.file_name().to_string_lossy().contains(".broken-")

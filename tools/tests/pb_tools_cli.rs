@@ -102,13 +102,13 @@ fn verify_passes_on_a_good_dir_and_prints_a_summary() {
 fn verify_fails_with_the_segment_and_offset_of_a_corrupted_frame() {
     let dir = tempfile::tempdir().expect("tempdir");
     build(dir.path(), 20).shutdown();
-    let segment = dir.path().join("log").join(engine::segment_name(1));
+    let segment = dir.path().join("log").join(engine::admin::segment_name(1));
     let mut bytes = std::fs::read(&segment).expect("read");
     // Find the 5th frame's offset and flip a byte in its payload.
-    let mut offset = engine::SEGMENT_HEADER_LEN;
+    let mut offset = engine::admin::SEGMENT_HEADER_LEN;
     for _ in 0..4 {
-        match engine::decode_frame(&bytes[offset..]) {
-            engine::FrameRead::Frame { frame_len, .. } => offset += frame_len,
+        match engine::admin::decode_frame(&bytes[offset..]) {
+            engine::admin::FrameRead::Frame { frame_len, .. } => offset += frame_len,
             other => panic!("{other:?}"),
         }
     }
@@ -126,7 +126,7 @@ fn verify_reports_a_projection_behind_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = build(dir.path(), 5);
     let copy = dir.path().join("old.db");
-    rusqlite::Connection::open(dir.path().join(engine::DATA_DB))
+    rusqlite::Connection::open(dir.path().join(engine::admin::DATA_DB))
         .expect("open")
         .execute("VACUUM INTO ?1", [copy.to_str().expect("utf8")])
         .expect("vacuum");
@@ -137,9 +137,12 @@ fn verify_reports_a_projection_behind_the_log() {
     engine.shutdown();
     drop(engine);
     for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(format!("{}{suffix}", engine::DATA_DB)));
+        let _ = std::fs::remove_file(
+            dir.path()
+                .join(format!("{}{suffix}", engine::admin::DATA_DB)),
+        );
     }
-    std::fs::rename(&copy, dir.path().join(engine::DATA_DB)).expect("restore");
+    std::fs::rename(&copy, dir.path().join(engine::admin::DATA_DB)).expect("restore");
     let output = pb_tools(&["verify", "--dir", dir.path().to_str().expect("utf8")]);
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(4), "{stdout}{stderr}");
@@ -208,10 +211,10 @@ fn replay_to_seq_and_to_time_give_the_state_at_that_point() {
     ]);
     assert_eq!(output.status.code(), Some(3));
     // Into the data dir itself.
-    std::fs::remove_file(dir.path().join(engine::DATA_DB)).expect("remove");
+    std::fs::remove_file(dir.path().join(engine::admin::DATA_DB)).expect("remove");
     let output = pb_tools(&["replay", "--dir", root]);
     assert_eq!(output.status.code(), Some(0), "{:?}", text(&output));
-    assert_eq!(count_items(&dir.path().join(engine::DATA_DB)), 20);
+    assert_eq!(count_items(&dir.path().join(engine::admin::DATA_DB)), 20);
     assert_eq!(pb_tools(&["verify", "--dir", root]).status.code(), Some(0));
 }
 
@@ -268,7 +271,7 @@ fn a_missing_or_damaged_dir_is_one_error_line_not_a_panic() {
     // A log dir holding a segment with a bad header.
     std::fs::create_dir_all(dir.path().join("log")).expect("mkdir");
     std::fs::write(
-        dir.path().join("log").join(engine::segment_name(1)),
+        dir.path().join("log").join(engine::admin::segment_name(1)),
         b"garbage garbage garbage",
     )
     .expect("write");

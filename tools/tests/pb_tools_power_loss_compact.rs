@@ -80,12 +80,12 @@ fn verify_reports_a_lost_first_page_of_the_last_frame_as_a_torn_tail() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The last item is ~10 KiB: its frame straddles several 4 KiB pages.
     build(dir.path(), 5, |index| if index == 5 { 10_000 } else { 10 });
-    let segment = dir.path().join("log").join(engine::segment_name(1));
+    let segment = dir.path().join("log").join(engine::admin::segment_name(1));
     let mut bytes = std::fs::read(&segment).expect("read");
-    let mut offset = engine::SEGMENT_HEADER_LEN;
+    let mut offset = engine::admin::SEGMENT_HEADER_LEN;
     for _ in 0..5 {
-        match engine::decode_frame(&bytes[offset..]) {
-            engine::FrameRead::Frame { frame_len, .. } => offset += frame_len,
+        match engine::admin::decode_frame(&bytes[offset..]) {
+            engine::admin::FrameRead::Frame { frame_len, .. } => offset += frame_len,
             other => panic!("{other:?}"),
         }
     }
@@ -131,7 +131,7 @@ fn compact_retain_commits_shrinks_a_one_segment_log() {
                 entry
                     .file_name()
                     .to_str()
-                    .and_then(engine::parse_segment_name)
+                    .and_then(engine::admin::parse_segment_name)
                     .is_some()
             })
             .map(|entry| entry.metadata().expect("stat").len())

@@ -31,7 +31,7 @@ fn replay_into_the_data_dir_keeps_the_previous_projection() {
         .expect("write");
     engine.shutdown();
     drop(engine);
-    let db = dir.path().join(engine::DATA_DB);
+    let db = dir.path().join(engine::admin::DATA_DB);
     // A damaged projection: zeroed header.
     let mut bytes = std::fs::read(&db).expect("read");
     bytes[..100].fill(0);

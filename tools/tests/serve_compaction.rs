@@ -13,21 +13,22 @@ use support::{create_superuser, pb_tools, runtime, Server};
 
 /// The first seq of the oldest log segment.
 fn first_segment(dir: &Path) -> u64 {
-    std::fs::read_dir(dir.join(engine::LOG_DIR))
+    std::fs::read_dir(dir.join(engine::admin::LOG_DIR))
         .expect("log dir")
         .flatten()
-        .filter_map(|entry| engine::parse_segment_name(&entry.file_name().to_string_lossy()))
+        .filter_map(|entry| engine::admin::parse_segment_name(&entry.file_name().to_string_lossy()))
         .min()
         .expect("a segment")
 }
 
 fn snapshot_count(dir: &Path) -> usize {
-    std::fs::read_dir(engine::snapshots_dir(dir))
+    std::fs::read_dir(engine::admin::snapshots_dir(dir))
         .map(|entries| {
             entries
                 .flatten()
                 .filter(|entry| {
-                    engine::parse_snapshot_name(&entry.file_name().to_string_lossy()).is_some()
+                    engine::admin::parse_snapshot_name(&entry.file_name().to_string_lossy())
+                        .is_some()
                 })
                 .count()
         })

@@ -127,11 +127,26 @@ async fn with_db<T: Send + 'static>(
     let path = state.logs.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
         let conn = request_log::open(&path).map_err(ApiError::internal)?;
-        engine::register_functions(&conn).map_err(ApiError::internal)?;
+        register_sql_functions(&conn).map_err(ApiError::internal)?;
         f(&conn)
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// Registers the engine's SQL functions (which rules may compile to) on the logs database.
+fn register_sql_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    for function in engine::SQL_FUNCTIONS {
+        conn.create_scalar_function(function.name, function.arity as i32, flags, move |ctx| {
+            let args = (0..ctx.len())
+                .map(|index| ctx.get::<Option<f64>>(index))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(function.eval(&args))
+        })?;
+    }
+    Ok(())
 }
 
 fn row_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {

@@ -16,17 +16,14 @@ use serde_json::{Map, Value};
 /// Maps a staging error: unique violations become `validation_not_unique` on the field.
 pub(crate) fn staging_error(err: engine::Error, message: &str) -> ApiError {
     match err {
-        engine::Error::Constraint {
-            kind: "unique",
-            message: detail,
-        } => {
-            let column = detail
-                .split(':')
-                .nth(1)
-                .and_then(|cols| cols.split(',').next())
-                .and_then(|col| col.trim().rsplit('.').next())
-                .unwrap_or("id")
-                .to_string();
+        engine::Error::Constraint(violation)
+            if violation.kind == engine::ConstraintKind::Unique =>
+        {
+            let column = violation
+                .columns
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "id".to_string());
             let mut errors = FieldErrors::default();
             errors.add(
                 &column,

@@ -97,13 +97,13 @@ pub fn open_with(dir: &Path, config: EngineConfig) -> Engine {
 
 /// Segment files of a data dir, sorted by first seq.
 pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<_> = std::fs::read_dir(dir.join(engine::LOG_DIR))
+    let mut out: Vec<_> = std::fs::read_dir(dir.join(engine::admin::LOG_DIR))
         .expect("read log dir")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| {
             path.file_name()
                 .and_then(|name| name.to_str())
-                .and_then(engine::parse_segment_name)
+                .and_then(engine::admin::parse_segment_name)
                 .is_some()
         })
         .collect();
@@ -113,7 +113,7 @@ pub fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// `.broken-*` side files in the log dir.
 pub fn broken_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<_> = std::fs::read_dir(dir.join(engine::LOG_DIR))
+    let mut out: Vec<_> = std::fs::read_dir(dir.join(engine::admin::LOG_DIR))
         .expect("read log dir")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.to_string_lossy().contains(".broken-"))
@@ -125,11 +125,11 @@ pub fn broken_files(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Byte offsets of every frame of a segment (after the header).
 pub fn frame_offsets(segment: &Path) -> Vec<u64> {
     let bytes = std::fs::read(segment).expect("read segment");
-    let mut offset = engine::SEGMENT_HEADER_LEN;
+    let mut offset = engine::admin::SEGMENT_HEADER_LEN;
     let mut out = Vec::new();
     while offset < bytes.len() {
-        match engine::decode_frame(&bytes[offset..]) {
-            engine::FrameRead::Frame { frame_len, .. } => {
+        match engine::admin::decode_frame(&bytes[offset..]) {
+            engine::admin::FrameRead::Frame { frame_len, .. } => {
                 out.push(offset as u64);
                 offset += frame_len;
             }
@@ -168,15 +168,16 @@ pub fn zero_from(path: &Path, offset: u64) {
 pub fn fresh_replay_dump(dir: &Path) -> Vec<String> {
     let (reader, _) = engine::LogReader::open_dir(
         std::sync::Arc::new(engine::FsStorage),
-        &dir.join(engine::LOG_DIR),
+        &dir.join(engine::admin::LOG_DIR),
     )
     .expect("open log read-only");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let conn = engine::open_projection(&scratch.path().join("replay.db")).expect("open replay db");
-    let mut catalog = engine::Catalog::default();
-    engine::replay_into(&conn, &mut catalog, &reader, 1, reader.last_seq(), |_| {})
+    let mut replay =
+        engine::admin::Projection::open(&scratch.path().join("replay.db")).expect("open replay db");
+    replay
+        .replay(&reader, 1, reader.last_seq(), |_| {})
         .expect("replay");
-    engine::dump(&conn).expect("dump")
+    replay.dump().expect("dump")
 }
 
 /// The live projection's dump.

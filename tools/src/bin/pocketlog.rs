@@ -282,7 +282,7 @@ fn serve(
     let streams = http_server::streams_runtime().context("starting the realtime runtime")?;
     let streams_handle = streams.handle().clone();
     // A restore staged through the backups API is applied before the engine opens.
-    if engine::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
+    if engine::admin::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
         eprintln!("Applied a staged backup restore to {}", dir.display());
     }
     let state = open(dir, config, origins)?;

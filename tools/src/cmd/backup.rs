@@ -33,13 +33,13 @@ pub fn run(args: &Args) -> Result<()> {
     let at = super::restore::parse_at(args.at.as_deref())?;
     let started = Instant::now();
     let (bar, mut update) = phase_bar();
-    let result = engine::write_backup(
+    let result = engine::admin::write_backup(
         &args.dir,
         &args.out,
-        engine::RestoreOptions {
+        engine::admin::RestoreOptions {
             at,
             history: !args.no_history,
-            ..engine::RestoreOptions::default()
+            ..engine::admin::RestoreOptions::default()
         },
         &mut update,
     );

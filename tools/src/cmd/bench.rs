@@ -222,9 +222,11 @@ pub fn run(args: &Args) -> Result<()> {
     drop(engine);
 
     // Replay the whole log into a fresh projection.
-    let (reader, report) =
-        engine::LogReader::open_dir(Arc::new(engine::FsStorage), &dir.join(engine::LOG_DIR))
-            .context("cannot read the bench log")?;
+    let (reader, report) = engine::LogReader::open_dir(
+        Arc::new(engine::FsStorage),
+        &dir.join(engine::admin::LOG_DIR),
+    )
+    .context("cannot read the bench log")?;
     let out = dir.join("replay.db");
     let started = Instant::now();
     let (_, applied) = super::replay_to_file(&reader, &out, reader.last_seq(), None, |_| {})?;

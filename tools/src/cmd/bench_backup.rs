@@ -9,7 +9,8 @@
 
 use super::bench::{bench_def, insert};
 use anyhow::{bail, Context, Result};
-use engine::{Actor, Change, Engine, EngineConfig, RestoreOptions, SyncPolicy};
+use engine::admin::RestoreOptions;
+use engine::{Actor, Change, Engine, EngineConfig, SyncPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -169,8 +170,9 @@ pub fn run(args: &Args) -> Result<()> {
 
     let archive = root.join("full.tar");
     let started = Instant::now();
-    let report = engine::write_backup(&dir, &archive, RestoreOptions::default(), &mut |_| {})
-        .context("backup")?;
+    let report =
+        engine::admin::write_backup(&dir, &archive, RestoreOptions::default(), &mut |_| {})
+            .context("backup")?;
     let seconds = started.elapsed().as_secs_f64();
     line(
         "backup",
@@ -179,7 +181,7 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     let started = Instant::now();
-    engine::restore_archive(
+    engine::admin::restore_archive(
         &archive,
         &root.join("restored"),
         RestoreOptions::default(),
@@ -194,11 +196,11 @@ pub fn run(args: &Args) -> Result<()> {
 
     let middle = records / 2 + 1;
     let started = Instant::now();
-    let pitr = engine::restore_dir(
+    let pitr = engine::admin::restore_dir(
         &dir,
         &root.join("pitr"),
         RestoreOptions {
-            at: engine::At::Seq(middle),
+            at: engine::admin::At::Seq(middle),
             ..RestoreOptions::default()
         },
         &mut |_| {},
@@ -220,7 +222,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut backup_seconds = 0.0;
     let (during, _) = latencies_while(&engine, args.submitters, "b", || {
         let started = Instant::now();
-        engine::write_backup(
+        engine::admin::write_backup(
             &dir,
             &root.join("during.tar"),
             RestoreOptions::default(),

@@ -33,12 +33,12 @@ pub fn log_dir(dir: &Path) -> Result<PathBuf> {
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let log = dir.join(engine::LOG_DIR);
+    let log = dir.join(engine::admin::LOG_DIR);
     if !log.is_dir() {
         bail!(
             "{} has no {}/ directory: is it a pocketlog data dir?",
             dir.display(),
-            engine::LOG_DIR
+            engine::admin::LOG_DIR
         );
     }
     Ok(log)
@@ -52,7 +52,7 @@ pub fn rfc3339(timestamp_ms: i64) -> String {
 }
 
 /// A progress bar that follows an engine operation's phases.
-pub fn phase_bar() -> (indicatif::ProgressBar, impl FnMut(engine::Progress)) {
+pub fn phase_bar() -> (indicatif::ProgressBar, impl FnMut(engine::admin::Progress)) {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -61,7 +61,7 @@ pub fn phase_bar() -> (indicatif::ProgressBar, impl FnMut(engine::Progress)) {
         .expect("the progress template is valid"),
     );
     let handle = bar.clone();
-    let update = move |progress: engine::Progress| {
+    let update = move |progress: engine::admin::Progress| {
         if handle.message() != progress.phase {
             handle.set_message(progress.phase);
             handle.reset();
@@ -99,21 +99,23 @@ pub fn replay_to_file(
     progress: impl FnMut(u64),
 ) -> Result<(engine::Seq, u64)> {
     let target = match until_ms {
-        Some(time_ms) => match engine::resolve_target(reader, engine::At::TimeMs(time_ms)) {
-            Ok(seq) => seq.min(last),
-            Err(engine::Error::InvalidTarget(_)) if reader.first_seq() == 1 => 0,
-            Err(err) => return Err(err).context("cannot resolve the time"),
-        },
+        Some(time_ms) => {
+            match engine::admin::resolve_target(reader, engine::admin::At::TimeMs(time_ms)) {
+                Ok(seq) => seq.min(last),
+                Err(engine::Error::InvalidTarget(_)) if reader.first_seq() == 1 => 0,
+                Err(err) => return Err(err).context("cannot resolve the time"),
+            }
+        }
         None => last,
     };
     let snapshots = match reader.log_dir() {
-        Some(log) if reader.first_seq() > 1 => engine::snapshots_dir(
+        Some(log) if reader.first_seq() > 1 => engine::admin::snapshots_dir(
             log.parent()
                 .context("the log directory has no parent data dir")?,
         ),
         _ => PathBuf::from("/nonexistent-no-snapshots-needed"),
     };
-    let report = engine::build_projection_at(reader, &snapshots, target, out, progress)
+    let report = engine::admin::build_projection_at(reader, &snapshots, target, out, progress)
         .with_context(|| format!("cannot build the projection up to seq {target}"))?;
     Ok((report.seq, report.replayed))
 }

@@ -60,11 +60,16 @@ pub fn run(args: &Args) -> Result<()> {
             }
             (out.clone(), None)
         }
-        None => (args.dir.join(engine::DATA_DB), Some(lock_dir(&args.dir)?)),
+        None => (
+            args.dir.join(engine::admin::DATA_DB),
+            Some(lock_dir(&args.dir)?),
+        ),
     };
     let building = match &args.out {
         Some(out) => out.clone(),
-        None => args.dir.join(format!("{}.replay-tmp", engine::DATA_DB)),
+        None => args
+            .dir
+            .join(format!("{}.replay-tmp", engine::admin::DATA_DB)),
     };
     remove_db_files(&building)?;
     let (last_applied, applied) =
@@ -109,7 +114,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     use fs2::FileExt;
-    let path = dir.join(engine::LOCK_FILE);
+    let path = dir.join(engine::admin::LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -55,33 +55,35 @@ pub fn mark_restored(dir: &std::path::Path) -> Result<()> {
 }
 
 /// Parses `--at`.
-pub fn parse_at(at: Option<&str>) -> Result<engine::At> {
+pub fn parse_at(at: Option<&str>) -> Result<engine::admin::At> {
     match at {
-        None => Ok(engine::At::Latest),
-        Some(text) => text.parse::<engine::At>().map_err(anyhow::Error::new),
+        None => Ok(engine::admin::At::Latest),
+        Some(text) => text
+            .parse::<engine::admin::At>()
+            .map_err(anyhow::Error::new),
     }
 }
 
 /// Runs `restore`.
 pub fn run(args: &Args) -> Result<()> {
     let at = parse_at(args.at.as_deref())?;
-    let options = engine::RestoreOptions {
+    let options = engine::admin::RestoreOptions {
         at,
         history: !args.no_history,
-        ..engine::RestoreOptions::default()
+        ..engine::admin::RestoreOptions::default()
     };
     let started = Instant::now();
     let (bar, mut update) = phase_bar();
     let result = match (&args.dir, &args.from) {
         (Some(dir), None) => {
             super::log_dir(dir)?;
-            engine::restore_dir(dir, &args.to, options, &mut update)
+            engine::admin::restore_dir(dir, &args.to, options, &mut update)
         }
         (None, Some(archive)) => {
             if !archive.is_file() {
                 bail!("{} is not a file", archive.display());
             }
-            engine::restore_archive(archive, &args.to, options, &mut update)
+            engine::admin::restore_archive(archive, &args.to, options, &mut update)
         }
         _ => bail!("give exactly one of --dir or --from"),
     };

@@ -7,6 +7,7 @@
 
 use super::{log_dir, replay_to_file, rfc3339, Verdict};
 use anyhow::{Context, Result};
+use engine::admin::Projection;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,7 +70,7 @@ pub fn run(args: &Args) -> Result<Verdict> {
         verdict = Verdict::NeedsRecovery;
     }
     // The projection.
-    let db_path = args.dir.join(engine::DATA_DB);
+    let db_path = args.dir.join(engine::admin::DATA_DB);
     if !db_path.exists() {
         println!(
             "RECOVERY projection {} is missing; the next open rebuilds it",
@@ -77,12 +78,10 @@ pub fn run(args: &Args) -> Result<Verdict> {
         );
         return Ok(Verdict::NeedsRecovery);
     }
-    let db = rusqlite::Connection::open_with_flags(
-        &db_path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open {}", db_path.display()))?;
-    let applied = engine::last_applied(&db)
+    let db = Projection::open_read_only(&db_path)
+        .with_context(|| format!("cannot open {}", db_path.display()))?;
+    let applied = db
+        .last_applied()
         .with_context(|| format!("cannot read the last applied seq of {}", db_path.display()))?;
     if applied > last {
         println!(
@@ -96,9 +95,9 @@ pub fn run(args: &Args) -> Result<Verdict> {
     let bar = super::progress_bar(applied, "replaying");
     let (replayed_to, _) = replay_to_file(&reader, &replay_path, applied, None, |n| bar.inc(n))?;
     bar.finish_and_clear();
-    let replayed = engine::open_projection(&replay_path).context("reopen the replay")?;
-    let live_dump = engine::dump(&db).context("cannot dump the projection")?;
-    let replay_dump = engine::dump(&replayed).context("cannot dump the replay")?;
+    let replayed = Projection::open(&replay_path).context("reopen the replay")?;
+    let live_dump = db.dump().context("cannot dump the projection")?;
+    let replay_dump = replayed.dump().context("cannot dump the replay")?;
     if replayed_to != applied || live_dump != replay_dump {
         let diff = live_dump
             .iter()
