@@ -7,6 +7,8 @@
 //! - [`Superuser`] requires a superuser: a guest gets 401, another record 403, with the
 //!   reference's messages. The check happens before the handler runs, so a handler that takes
 //!   a `Superuser` cannot forget it.
+//! - [`SuperuserBody`] is the same check for routes that take a body: the body is read first
+//!   (413 before 401/403, as on the reference), then the caller is checked.
 //!
 //! Invariant: both resolve the token through [`access::authenticate`], the one place that
 //! verifies tokens; neither caches anything across requests.
@@ -14,8 +16,10 @@
 use crate::access::{self, Auth};
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// The caller: `Some(auth)` for a valid auth token, `None` for a guest.
@@ -68,5 +72,25 @@ impl FromRequestParts<Arc<AppState>> for Superuser {
     ) -> Result<Self, Self::Rejection> {
         let auth = access::authenticate(state, &parts.headers).await;
         require_superuser(auth).map(Superuser)
+    }
+}
+
+/// A superuser caller plus the raw request body, for superuser-only routes that take a body.
+///
+/// The body is read first, so an oversized body answers 413 before the 401/403 (the
+/// reference's body limit runs before its auth check); then the caller must be a superuser.
+pub struct SuperuserBody(pub Auth, pub Bytes);
+
+impl FromRequest<Arc<AppState>> for SuperuserBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let (parts, body) = request.into_parts();
+        let auth = access::authenticate(state, &parts.headers).await;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let auth = require_superuser(auth).map_err(IntoResponse::into_response)?;
+        Ok(SuperuserBody(auth, bytes))
     }
 }

@@ -22,7 +22,7 @@ use super::common::{json_response, no_content, parse_body, Query};
 use crate::access;
 use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
-use crate::extract::{require_superuser, Caller};
+use crate::extract::{Caller, SuperuserBody};
 use crate::model::record::{self, from_row, is_email, to_storage};
 use crate::model::{Collection, Field};
 use crate::state::AppState;
@@ -430,12 +430,9 @@ pub async fn impersonate(
     State(state): State<Arc<AppState>>,
     Path((name, id)): Path<(String, String)>,
     QueryExtract(query): QueryExtract<Query>,
-    caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(_, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    // The body is read (413 when over the limit) before the superuser check.
-    require_superuser(caller.0)?;
     let collection = auth_collection(&state, &name)?;
     let body = parse_body(&headers, &bytes)?;
     let duration = match body.get("duration") {

@@ -7,9 +7,9 @@
 
 use crate::backups;
 use crate::error::{ApiError, ApiResult, FieldErrors};
-use crate::extract::{require_superuser, Caller, Superuser};
+use crate::extract::{Superuser, SuperuserBody};
 use crate::state::AppState;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path as PathExtract, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,11 +29,9 @@ pub async fn backups_list(
 /// `POST /api/backups` — `{"name"?: "x.zip", "at"?: seq | "RFC 3339 time"}`
 pub async fn backups_create(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(_, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    require_superuser(caller.0)?;
     let body: Map<String, Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
@@ -98,11 +96,9 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 /// `POST /api/backups/upload` (multipart field `file`)
 pub async fn backups_upload(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(_, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    require_superuser(caller.0)?;
     let Some((file_name, content)) = multipart_file(&headers, &bytes) else {
         let mut errors = FieldErrors::default();
         errors.add("file", "validation_required", "Cannot be blank.", None);

@@ -8,9 +8,8 @@
 use super::common::{json_response, list_envelope, no_content, paging, parse_body, Query};
 use crate::collections;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{require_superuser, Caller, Superuser};
+use crate::extract::{Superuser, SuperuserBody};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -62,11 +61,9 @@ pub async fn collections_view(
 pub async fn collections_create(
     State(state): State<Arc<AppState>>,
     QueryExtract(query): QueryExtract<Query>,
-    caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(auth, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    let auth = require_superuser(caller.0)?;
     let body = parse_body(&headers, &bytes)?;
     let collection = collections::create(&state, auth.actor(), &body).await?;
     Ok(json_response(&query, collection.to_json()))
@@ -77,11 +74,9 @@ pub async fn collections_update(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
-    caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(auth, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    let auth = require_superuser(caller.0)?;
     let body = parse_body(&headers, &bytes)?;
     let collection = collections::update(&state, auth.actor(), &name, &body).await?;
     Ok(json_response(&query, collection.to_json()))

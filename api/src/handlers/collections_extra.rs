@@ -6,9 +6,8 @@
 use super::common::{json_response, no_content, parse_body, Query};
 use crate::collections;
 use crate::error::ApiResult;
-use crate::extract::{require_superuser, Caller, Superuser};
+use crate::extract::{Superuser, SuperuserBody};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Query as QueryExtract, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -25,11 +24,9 @@ pub async fn collections_scaffolds(
 /// `PUT /api/collections/import`
 pub async fn collections_import(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(auth, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    let auth = require_superuser(caller.0)?;
     let body = parse_body(&headers, &bytes)?;
     collections::import::import(&state, auth.actor(), &body).await?;
     Ok(no_content())

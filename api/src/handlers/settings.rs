@@ -5,10 +5,9 @@
 
 use super::common::{json_response, parse_body, Query};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{require_superuser, Caller, Superuser};
+use crate::extract::{Superuser, SuperuserBody};
 use crate::settings::{self, LOAD_FAILED};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Query as QueryExtract, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -50,14 +49,10 @@ fn read_patch(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Value> {
 /// `PATCH /api/settings`
 pub async fn settings_update(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
-    bytes: Bytes,
+    SuperuserBody(auth, bytes): SuperuserBody,
 ) -> ApiResult<Response> {
-    // The body is read (413 when over the limit) before the superuser check, as the
-    // reference's body limit runs before its auth middleware.
-    let auth = require_superuser(caller.0)?;
     let patch = read_patch(&headers, &bytes)?;
     let mut merged = (*state.settings()).clone();
     settings::merge(&mut merged, &patch);
