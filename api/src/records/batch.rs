@@ -97,7 +97,7 @@ struct Route {
 /// Routes `/api/collections/{c}/records[/{id}][?query]`; `None` for anything else.
 fn route(url: &str) -> Option<Route> {
     let (path, query_text) = url.split_once('?').unwrap_or((url, ""));
-    let rest = path.strip_prefix("/api/collections/")?;
+    let rest = path.strip_prefix(crate::routes::COLLECTIONS_PREFIX)?;
     let segments: Vec<&str> = rest.split('/').collect();
     // `+` is literal in a path (only query strings use it for a space).
     let decode = |segment: &str| -> Option<String> {
