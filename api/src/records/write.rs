@@ -276,21 +276,46 @@ async fn hash_if_sent(body: &Map<String, Value>) -> ApiResult<Option<String>> {
     }
 }
 
+/// A create or update needs a writable collection (not a view: 400) and, when its rule is
+/// locked (`null`), a superuser.
+fn check_writable(
+    schema: &Schema,
+    collection: &Collection,
+    auth: Option<&Auth>,
+    kind: RuleKind,
+) -> ApiResult<()> {
+    if collection.is_view() {
+        return Err(ApiError::bad_request("Unsupported collection type."));
+    }
+    if matches!(schema.rule(&collection.id, kind), Rule::Locked) && !is_superuser(auth) {
+        return Err(superusers_only());
+    }
+    Ok(())
+}
+
 /// Checks and prepares a create off the writer thread (rule lock, password hashing).
 pub async fn prepare_create(
     schema: &Arc<Schema>,
     collection: &Arc<Collection>,
     auth: Option<&Auth>,
     body: Map<String, Value>,
-    mut data: RequestData,
+    data: RequestData,
 ) -> ApiResult<WriteInput> {
-    if collection.is_view() {
-        return Err(ApiError::bad_request("Unsupported collection type."));
-    }
-    let rule = schema.rule(&collection.id, RuleKind::Create);
-    if matches!(rule, Rule::Locked) && !is_superuser(auth) {
-        return Err(superusers_only());
-    }
+    check_writable(schema, collection, auth, RuleKind::Create)?;
+    let manager = is_superuser(auth);
+    write_input(collection, schema, auth, body, data, manager).await
+}
+
+/// The input of a create or update whose rule checks passed: the body is the rules' body,
+/// and a sent password is hashed here, before the command is queued (auth collections).
+async fn write_input(
+    collection: &Arc<Collection>,
+    schema: &Arc<Schema>,
+    auth: Option<&Auth>,
+    body: Map<String, Value>,
+    mut data: RequestData,
+    manager: bool,
+) -> ApiResult<WriteInput> {
     let password_hash = if collection.is_auth() {
         hash_if_sent(&body).await?
     } else {
@@ -304,7 +329,7 @@ pub async fn prepare_create(
         body,
         data,
         password_hash,
-        manager: is_superuser(auth),
+        manager,
     })
 }
 
@@ -426,15 +451,9 @@ pub async fn prepare_update(
     auth: Option<&Auth>,
     id: &str,
     body: Map<String, Value>,
-    mut data: RequestData,
+    data: RequestData,
 ) -> ApiResult<WriteInput> {
-    if collection.is_view() {
-        return Err(ApiError::bad_request("Unsupported collection type."));
-    }
-    let rule = schema.rule(&collection.id, RuleKind::Update);
-    if matches!(rule, Rule::Locked) && !is_superuser(auth) {
-        return Err(superusers_only());
-    }
+    check_writable(schema, collection, auth, RuleKind::Update)?;
     let manager =
         is_superuser(auth) || passes_manage_rule(state, schema, collection, auth, id).await?;
     // A non-manager changing a password must prove the old one (checked before queueing:
@@ -479,21 +498,7 @@ pub async fn prepare_update(
             return Err(errors.into_error("Failed to update record."));
         }
     }
-    let password_hash = if collection.is_auth() {
-        hash_if_sent(&body).await?
-    } else {
-        None
-    };
-    data.body = body.clone();
-    Ok(WriteInput {
-        collection: Arc::clone(collection),
-        schema: Arc::clone(schema),
-        auth: auth.cloned(),
-        body,
-        data,
-        password_hash,
-        manager,
-    })
+    write_input(collection, schema, auth, body, data, manager).await
 }
 
 /// Updates a record through the writer (one commit).
