@@ -549,3 +549,91 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     let (code, out) = support::pb_tools(&["verify"], &target);
     assert_eq!(code, 0, "{out}");
 }
+
+/// The import rate on a larger PocketBase data dir (`IMPORT_RATE_RECORDS`, default 100,000
+/// records): the collection is made by the reference, its rows are generated straight into the
+/// reference's `data.db` (a fixture; PocketBase's API would take minutes). Prints the rate.
+/// Run: `cargo test -p pocketlog-tools --test import_pocketbase -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (minutes in a debug build); run by hand"]
+fn import_rate() {
+    let records: usize = std::env::var("IMPORT_RATE_RECORDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let root = tempfile::tempdir().expect("tempdir");
+    let source = root.path().join("pb_source");
+    let target = root.path().join("pb_data");
+    runtime().block_on(async {
+        let pb = Reference::start(&source).await;
+        let (status, body) = login(&pb.http, &pb.base, "_superusers", SU_EMAIL, SU_PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+        let su = body["token"].as_str().expect("token").to_string();
+        let (status, body) = pb
+            .call(
+                "POST",
+                "/api/collections",
+                Some(&su),
+                Some(json!({
+                    "name": "items", "type": "base",
+                    "fields": [
+                        {"name": "title", "type": "text"},
+                        {"name": "n", "type": "number"},
+                        {"name": "flag", "type": "bool"},
+                        {"name": "data", "type": "json"},
+                        {"name": "created", "type": "autodate", "onCreate": true},
+                        {"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true}
+                    ]
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        pb.stop();
+    });
+    {
+        let mut conn = rusqlite::Connection::open(source.join("data.db")).expect("open");
+        let tx = conn.transaction().expect("tx");
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO items (id, title, n, flag, data, created, updated) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )
+                .expect("prepare");
+            for i in 0..records {
+                insert
+                    .execute(rusqlite::params![
+                        format!("{i:015}"),
+                        format!("Item number {i} with a title of some length"),
+                        i as f64 / 3.0,
+                        i % 2 == 0,
+                        format!(r#"{{"i":{i},"tags":["a","b","c"],"note":"lorem ipsum dolor sit amet"}}"#),
+                        "2024-05-01 12:00:00.000Z",
+                    ])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    let db_bytes = std::fs::metadata(source.join("data.db")).expect("size").len();
+    let started = Instant::now();
+    let (ok, out) = pocketlog(&[
+        "import-pocketbase",
+        "--from",
+        source.to_str().expect("utf8"),
+        "--dir",
+        target.to_str().expect("utf8"),
+    ]);
+    let elapsed = started.elapsed();
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("├─ items: {records} records")), "{out}");
+    eprintln!(
+        "import of {records} records (PocketBase data.db {:.1} MB) in {elapsed:?}: {:.0} records/s, {:.2} MB/s of data.db\n{}",
+        db_bytes as f64 / 1e6,
+        records as f64 / elapsed.as_secs_f64(),
+        db_bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+        out.lines().next().unwrap_or("")
+    );
+    let (code, out) = support::pb_tools(&["verify"], &target);
+    assert_eq!(code, 0, "{out}");
+}
