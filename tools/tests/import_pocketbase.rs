@@ -476,6 +476,7 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     assert!(out.contains("records/s") && out.contains("MB/s"), "{out}");
     assert!(out.contains("token PocketBase issued is now invalid"), "{out}");
     assert_eq!(snapshot(&source), before, "the import modified the source");
+    assert!(!root.path().join(".pb_data.importing").exists(), "the staging dir was left behind");
 
     // A second import into the same dir is refused and changes nothing.
     let log_before = snapshot(&target.join("log"));
@@ -548,6 +549,34 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     assert!(stored_hash(&target, "_superusers", SU_EMAIL).starts_with("$argon2id$"));
     let (code, out) = support::pb_tools(&["verify"], &target);
     assert_eq!(code, 0, "{out}");
+
+    // A source whose latest writes are still in `data.db-wal` (PocketBase not stopped cleanly):
+    // they are imported, and neither `data.db` nor its `-wal`/`-shm` change.
+    let crashed = root.path().join("pb_crashed");
+    std::fs::create_dir(&crashed).expect("mkdir");
+    std::fs::copy(source.join("data.db"), crashed.join("data.db")).expect("copy");
+    let writer = rusqlite::Connection::open(crashed.join("data.db")).expect("open");
+    writer
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+             INSERT INTO tags (id, label) VALUES ('walonlytag00001', 'purple');",
+        )
+        .expect("write into the WAL");
+    assert!(std::fs::metadata(crashed.join("data.db-wal")).expect("wal").len() > 0);
+    let before = snapshot(&crashed);
+    let second = root.path().join("pb_data2");
+    let (ok, out) = pocketlog(&[
+        "import-pocketbase",
+        "--from",
+        crashed.to_str().expect("utf8"),
+        "--dir",
+        second.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("has a write-ahead log"), "{out}");
+    assert!(out.contains("├─ tags: 4 records"), "{out}");
+    assert_eq!(snapshot(&crashed), before, "the import modified the source or its WAL");
+    drop(writer);
 }
 
 /// The import rate on a larger PocketBase data dir (`IMPORT_RATE_RECORDS`, default 100,000

@@ -25,6 +25,9 @@
 //!   its `-wal` are first copied to a temporary dir and the copy is read.
 //! - The target must be new or empty; otherwise the import refuses and changes nothing (a
 //!   second run into the same dir is refused, never a duplicate import).
+//! - The target appears only when the import is complete: it is built in `.<name>.importing`
+//!   beside it and renamed at the end (a failed import leaves no half-imported target; the
+//!   next run starts the staging dir over).
 //! - Writes go through the engine's writer (`AppState::execute`/`write`), never into `data.db`.
 
 use anyhow::{bail, Context, Result};
@@ -225,6 +228,14 @@ fn check_target(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where the import is built before it is renamed to `to`: `.<name>.importing` beside it.
+fn staging_dir(to: &Path) -> Result<std::path::PathBuf> {
+    let name = to
+        .file_name()
+        .with_context(|| format!("{} has no directory name", to.display()))?;
+    Ok(to.with_file_name(format!(".{}.importing", name.to_string_lossy())))
+}
+
 /// Runs the import; prints progress and the report.
 pub fn run(from: &Path, to: &Path) -> Result<Report> {
     if !is_pocketbase_dir(from) {
@@ -241,12 +252,28 @@ pub fn run(from: &Path, to: &Path) -> Result<Report> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let staging = staging_dir(to)?;
+    if staging.exists() {
+        // A previous import that did not finish: only ever our own staging dir.
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("removing the unfinished import {}", staging.display()))?;
+    }
     let (engine, _) =
-        Engine::open(to, EngineConfig::default()).map_err(|err| anyhow::anyhow!("{err}"))?;
+        Engine::open(&staging, EngineConfig::default()).map_err(|err| anyhow::anyhow!("{err}"))?;
     let state = AppState::new(engine, api::ServerOptions::default())?;
     let result = import_into(&runtime, &state, &source);
     state.engine.shutdown();
-    let mut report = result?;
+    drop(state);
+    let mut report = result.with_context(|| {
+        format!(
+            "the import failed; {} was not created (the unfinished import is in {})",
+            to.display(),
+            staging.display()
+        )
+    })?;
+    std::fs::rename(&staging, to).with_context(|| {
+        format!("moving the finished import {} to {}", staging.display(), to.display())
+    })?;
     report.files_skipped = count_files(&from.join("storage"));
     print_report(&report, started.elapsed(), to);
     Ok(report)
