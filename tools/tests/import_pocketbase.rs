@@ -89,7 +89,13 @@ impl Reference {
         reference
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         call(&self.http, &self.base, method, path, token, body).await
     }
 
@@ -124,7 +130,10 @@ async fn call(
     let response = request.send().await.expect("send");
     let status = response.status().as_u16();
     let bytes = response.bytes().await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn login(
@@ -182,8 +191,8 @@ fn pocketlog(args: &[&str]) -> (bool, String) {
 async fn populate(pb: &Reference) -> String {
     let (status, body) = login(&pb.http, &pb.base, "_superusers", SU_EMAIL, SU_PASSWORD).await;
     assert_eq!(status, 200, "{body}");
-    let su = body["token"].as_str().expect("token").to_string();
-    let su = Some(su.as_str());
+    let token = body["token"].as_str().expect("token").to_string();
+    let su = Some(token.as_str());
     let (status, body) = pb
         .call(
             "POST",
@@ -298,7 +307,12 @@ async fn populate(pb: &Reference) -> String {
     let mut tags = Vec::new();
     for label in ["red", "green", "blue"] {
         let (status, body) = pb
-            .call("POST", "/api/collections/tags/records", su, Some(json!({"label": label})))
+            .call(
+                "POST",
+                "/api/collections/tags/records",
+                su,
+                Some(json!({"label": label})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         tags.push(body["id"].as_str().expect("id").to_string());
@@ -334,13 +348,25 @@ async fn populate(pb: &Reference) -> String {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    su.expect("token").to_string()
+    token
 }
 
 /// The answers compared before and after: every collection and every record of every
 /// non-system collection, as a superuser sees them.
-async fn answers(http: &reqwest::Client, base: &str, su: &str) -> (Value, BTreeMap<String, Value>, Value) {
-    let (status, list) = call(http, base, "GET", "/api/collections?perPage=500&sort=name", Some(su), None).await;
+async fn answers(
+    http: &reqwest::Client,
+    base: &str,
+    su: &str,
+) -> (Value, BTreeMap<String, Value>, Value) {
+    let (status, list) = call(
+        http,
+        base,
+        "GET",
+        "/api/collections?perPage=500&sort=name",
+        Some(su),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{list}");
     let mut collections = Vec::new();
     let mut records = BTreeMap::new();
@@ -418,7 +444,12 @@ fn diff(path: &str, got: &Value, want: &Value, out: &mut Vec<String>) {
 fn assert_same(what: &str, got: &Value, want: &Value) {
     let mut out = Vec::new();
     diff(what, got, want, &mut out);
-    assert!(out.is_empty(), "{} differences:\n{}", out.len(), out.join("\n"));
+    assert!(
+        out.is_empty(),
+        "{} differences:\n{}",
+        out.len(),
+        out.join("\n")
+    );
 }
 
 fn stored_hash(dir: &Path, table: &str, email: &str) -> String {
@@ -445,7 +476,14 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         let pb = Reference::start(&source).await;
         let su = populate(&pb).await;
         let (collections, records, settings) = answers(&pb.http, &pb.base, &su).await;
-        let (status, body) = login(&pb.http, &pb.base, "users", "user0@example.com", "userpass0xyz").await;
+        let (status, body) = login(
+            &pb.http,
+            &pb.base,
+            "users",
+            "user0@example.com",
+            "userpass0xyz",
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let token = body["token"].as_str().expect("token").to_string();
         pb.stop();
@@ -454,9 +492,19 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     let before = snapshot(&source);
 
     // `serve` on the PocketBase dir explains what to do.
-    let (ok, out) = pocketlog(&["serve", "--http", "127.0.0.1:1", "--dir", source.to_str().expect("utf8")]);
+    let (ok, out) = pocketlog(&[
+        "serve",
+        "--http",
+        "127.0.0.1:1",
+        "--dir",
+        source.to_str().expect("utf8"),
+    ]);
     assert!(!ok, "{out}");
-    assert!(out.contains("is a PocketBase data dir") && out.contains("pocketlog import-pocketbase --from"), "{out}");
+    assert!(
+        out.contains("is a PocketBase data dir")
+            && out.contains("pocketlog import-pocketbase --from"),
+        "{out}"
+    );
 
     // The import.
     let (ok, out) = pocketlog(&[
@@ -467,16 +515,25 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         target.to_str().expect("utf8"),
     ]);
     assert!(ok, "{out}");
-    assert!(out.contains("Imported 5 collections and 35 records"), "{out}");
+    assert!(
+        out.contains("Imported 5 collections and 35 records"),
+        "{out}"
+    );
     assert!(out.contains("├─ settings: imported"), "{out}");
     assert!(out.contains("├─ _authOrigins: 2 records"), "{out}");
     assert!(out.contains("├─ posts: 25 records"), "{out}");
     assert!(out.contains("├─ users: 3 records"), "{out}");
     assert!(out.contains("├─ _superusers: 1 records"), "{out}");
     assert!(out.contains("records/s") && out.contains("MB/s"), "{out}");
-    assert!(out.contains("token PocketBase issued is now invalid"), "{out}");
+    assert!(
+        out.contains("token PocketBase issued is now invalid"),
+        "{out}"
+    );
     assert_eq!(snapshot(&source), before, "the import modified the source");
-    assert!(!root.path().join(".pb_data.importing").exists(), "the staging dir was left behind");
+    assert!(
+        !root.path().join(".pb_data.importing").exists(),
+        "the staging dir was left behind"
+    );
 
     // A second import into the same dir is refused and changes nothing.
     let log_before = snapshot(&target.join("log"));
@@ -497,12 +554,25 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     assert!(stored_hash(&target, "users", "user1@example.com").starts_with("$2a$"));
     rt.block_on(async {
         let server = Server::start(&target, &["--sync", "none"]).await;
-        let (status, body) = login(&server.http, &server.base, "_superusers", SU_EMAIL, SU_PASSWORD).await;
-        assert_eq!(status, 200, "the superuser signs in with the old password: {body}");
+        let (status, body) = login(
+            &server.http,
+            &server.base,
+            "_superusers",
+            SU_EMAIL,
+            SU_PASSWORD,
+        )
+        .await;
+        assert_eq!(
+            status, 200,
+            "the superuser signs in with the old password: {body}"
+        );
         let su = body["token"].as_str().expect("token").to_string();
         let (collections, records, settings) = answers(&server.http, &server.base, &su).await;
         assert_same("collections", &collections, &pb_collections);
-        assert_eq!(records.keys().collect::<Vec<_>>(), pb_records.keys().collect::<Vec<_>>());
+        assert_eq!(
+            records.keys().collect::<Vec<_>>(),
+            pb_records.keys().collect::<Vec<_>>()
+        );
         for (name, page) in &pb_records {
             assert_same(name, &records[name], page);
         }
@@ -521,9 +591,23 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
             .await;
             assert_eq!(status, 200, "user{i}: {body}");
         }
-        let (status, _) = login(&server.http, &server.base, "users", "user0@example.com", "wrongpass0").await;
+        let (status, _) = login(
+            &server.http,
+            &server.base,
+            "users",
+            "user0@example.com",
+            "wrongpass0",
+        )
+        .await;
         assert_eq!(status, 400);
-        let (status, body) = login(&server.http, &server.base, "members", "member1", "memberpass1").await;
+        let (status, body) = login(
+            &server.http,
+            &server.base,
+            "members",
+            "member1",
+            "memberpass1",
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let (status, _) = call(
             &server.http,
@@ -536,13 +620,24 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         .await;
         assert_eq!(status, 401, "a token PocketBase issued still works");
         // After the re-hash the new hash works too.
-        let (status, body) = login(&server.http, &server.base, "users", "user0@example.com", "userpass0xyz").await;
+        let (status, body) = login(
+            &server.http,
+            &server.base,
+            "users",
+            "user0@example.com",
+            "userpass0xyz",
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let mut server = server;
         assert!(server.terminate());
     });
     // Logged-in users were re-hashed to argon2id; the hash is an ordinary commit.
-    for email in ["user0@example.com", "user1@example.com", "user2@example.com"] {
+    for email in [
+        "user0@example.com",
+        "user1@example.com",
+        "user2@example.com",
+    ] {
         let hash = stored_hash(&target, "users", email);
         assert!(hash.starts_with("$argon2id$"), "{email}: {hash}");
     }
@@ -562,7 +657,12 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
              INSERT INTO tags (id, label) VALUES ('walonlytag00001', 'purple');",
         )
         .expect("write into the WAL");
-    assert!(std::fs::metadata(crashed.join("data.db-wal")).expect("wal").len() > 0);
+    assert!(
+        std::fs::metadata(crashed.join("data.db-wal"))
+            .expect("wal")
+            .len()
+            > 0
+    );
     let before = snapshot(&crashed);
     let second = root.path().join("pb_data2");
     let (ok, out) = pocketlog(&[
@@ -575,7 +675,11 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     assert!(ok, "{out}");
     assert!(out.contains("has a write-ahead log"), "{out}");
     assert!(out.contains("├─ tags: 4 records"), "{out}");
-    assert_eq!(snapshot(&crashed), before, "the import modified the source or its WAL");
+    assert_eq!(
+        snapshot(&crashed),
+        before,
+        "the import modified the source or its WAL"
+    );
     drop(writer);
 }
 
@@ -644,7 +748,9 @@ fn import_rate() {
         }
         tx.commit().expect("commit");
     }
-    let db_bytes = std::fs::metadata(source.join("data.db")).expect("size").len();
+    let db_bytes = std::fs::metadata(source.join("data.db"))
+        .expect("size")
+        .len();
     let started = Instant::now();
     let (ok, out) = pocketlog(&[
         "import-pocketbase",
@@ -655,7 +761,10 @@ fn import_rate() {
     ]);
     let elapsed = started.elapsed();
     assert!(ok, "{out}");
-    assert!(out.contains(&format!("├─ items: {records} records")), "{out}");
+    assert!(
+        out.contains(&format!("├─ items: {records} records")),
+        "{out}"
+    );
     eprintln!(
         "import of {records} records (PocketBase data.db {:.1} MB) in {elapsed:?}: {:.0} records/s, {:.2} MB/s of data.db\n{}",
         db_bytes as f64 / 1e6,

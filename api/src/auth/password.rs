@@ -47,7 +47,9 @@ const BCRYPT_HASH_LEN: usize = 60;
 /// True for a bcrypt hash (imported from PocketBase): verify it as it is, then re-hash the
 /// password to argon2id at the next successful login.
 pub fn is_legacy_hash(hash: &str) -> bool {
-    BCRYPT_PREFIXES.iter().any(|prefix| hash.starts_with(prefix))
+    BCRYPT_PREFIXES
+        .iter()
+        .any(|prefix| hash.starts_with(prefix))
 }
 
 /// Checks `plain` against a bcrypt hash; `false` for a malformed hash or one whose cost is

@@ -70,22 +70,28 @@ async fn commit_new_hash(
         .map_err(ApiError::internal)?;
     let collection = Arc::clone(collection);
     let outcome = state
-        .write(Actor::Record { collection_id: collection.id.clone(), id: id.clone() }, move |tx| {
-            let Some(mut row) = super::write::load_staged(tx, &collection, &id)? else {
-                return Ok(false);
-            };
-            if row.get("password").and_then(Value::as_str) != Some(old.as_str()) {
-                return Ok(false);
-            }
-            row.insert("password".into(), json!(hash));
-            tx.stage(Change::RecordUpdated {
+        .write(
+            Actor::Record {
                 collection_id: collection.id.clone(),
                 id: id.clone(),
-                values: to_storage(&collection, &row),
-            })
-            .map_err(ApiError::from)?;
-            Ok(true)
-        })
+            },
+            move |tx| {
+                let Some(mut row) = super::write::load_staged(tx, &collection, &id)? else {
+                    return Ok(false);
+                };
+                if row.get("password").and_then(Value::as_str) != Some(old.as_str()) {
+                    return Ok(false);
+                }
+                row.insert("password".into(), json!(hash));
+                tx.stage(Change::RecordUpdated {
+                    collection_id: collection.id.clone(),
+                    id: id.clone(),
+                    values: to_storage(&collection, &row),
+                })
+                .map_err(ApiError::from)?;
+                Ok(true)
+            },
+        )
         .await?;
     Ok(outcome.value)
 }

@@ -158,7 +158,11 @@ fn collection_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Map<String, Valu
     let indexes = parse("indexes")?;
     out.insert(
         "indexes".into(),
-        if indexes.is_null() { json!([]) } else { indexes },
+        if indexes.is_null() {
+            json!([])
+        } else {
+            indexes
+        },
     );
     for rule in [
         "listRule",
@@ -215,8 +219,8 @@ fn check_target(from: &Path, to: &Path) -> Result<()> {
         }
     }
     if to.exists() {
-        let mut entries = std::fs::read_dir(to)
-            .with_context(|| format!("reading {}", to.display()))?;
+        let mut entries =
+            std::fs::read_dir(to).with_context(|| format!("reading {}", to.display()))?;
         if entries.next().is_some() {
             bail!(
                 "{} is not empty (already imported?): import-pocketbase only writes into a new \
@@ -272,7 +276,11 @@ pub fn run(from: &Path, to: &Path) -> Result<Report> {
         )
     })?;
     std::fs::rename(&staging, to).with_context(|| {
-        format!("moving the finished import {} to {}", staging.display(), to.display())
+        format!(
+            "moving the finished import {} to {}",
+            staging.display(),
+            to.display()
+        )
     })?;
     report.files_skipped = count_files(&from.join("storage"));
     print_report(&report, started.elapsed(), to);
@@ -363,12 +371,16 @@ fn import_settings(
 ) -> bool {
     // PocketBase stores the value as a JSON blob (or text).
     let text: Option<String> = source
-        .query_row("SELECT value FROM _params WHERE id = 'settings'", [], |row| {
-            Ok(match engine_value(row.get_ref(0)?) {
-                engine::Value::Text(text) => Some(text),
-                _ => None,
-            })
-        })
+        .query_row(
+            "SELECT value FROM _params WHERE id = 'settings'",
+            [],
+            |row| {
+                Ok(match engine_value(row.get_ref(0)?) {
+                    engine::Value::Text(text) => Some(text),
+                    _ => None,
+                })
+            },
+        )
         .ok()
         .flatten();
     let Some(text) = text else {
