@@ -486,6 +486,15 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         .await;
         assert_eq!(status, 200, "{body}");
         let token = body["token"].as_str().expect("token").to_string();
+        let (status, body) = pb
+            .call(
+                "POST",
+                "/api/backups",
+                Some(&su),
+                Some(json!({"name": "pb_backup.zip"})),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
         pb.stop();
         (collections, records, settings, token)
     });
@@ -644,6 +653,46 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     assert!(stored_hash(&target, "_superusers", SU_EMAIL).starts_with("$argon2id$"));
     let (code, out) = support::pb_tools(&["verify"], &target);
     assert_eq!(code, 0, "{out}");
+
+    // A PocketBase backup zip imports the same.
+    let from_zip = root.path().join("pb_from_zip");
+    let (ok, out) = pocketlog(&[
+        "import-pocketbase",
+        "--from",
+        source.join("backups/pb_backup.zip").to_str().expect("utf8"),
+        "--dir",
+        from_zip.to_str().expect("utf8"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Imported 5 collections and 35 records"),
+        "{out}"
+    );
+    let (code, out) = support::pb_tools(&["verify"], &from_zip);
+    assert_eq!(code, 0, "{out}");
+    // Neither a data dir nor a backup: refused, nothing created.
+    let junk = root.path().join("junk.zip");
+    std::fs::write(&junk, b"not a zip").expect("write");
+    let empty = root.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    for (from, message) in [
+        (
+            &junk,
+            "is neither a PocketBase data dir nor a PocketBase backup zip",
+        ),
+        (&empty, "is not a PocketBase data dir or backup"),
+    ] {
+        let nowhere = root.path().join("nowhere");
+        let (ok, out) = pocketlog(&[
+            "import-pocketbase",
+            "--from",
+            from.to_str().expect("utf8"),
+            "--dir",
+            nowhere.to_str().expect("utf8"),
+        ]);
+        assert!(!ok && out.contains(message), "{out}");
+        assert!(!nowhere.exists());
+    }
 
     // A source whose latest writes are still in `data.db-wal` (PocketBase not stopped cleanly):
     // they are imported, and neither `data.db` nor its `-wal`/`-shm` change.

@@ -77,7 +77,8 @@ enum Command {
     /// Imports a PocketBase data dir (collections, records, settings, superusers) into a new
     /// pocketlog data dir (`--dir`), as ordinary log commits.
     ImportPocketbase {
-        /// The PocketBase data dir to import (only read, never modified).
+        /// The PocketBase data dir, or a PocketBase backup zip, to import (only read, never
+        /// modified).
         #[arg(long)]
         from: PathBuf,
     },

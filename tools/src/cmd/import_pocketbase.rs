@@ -1,6 +1,7 @@
 //! `pocketlog import-pocketbase --from OLD_pb_data [--dir pb_data]`: brings a PocketBase data
-//! dir over into a new pocketlog data dir, as ordinary log commits (history starts at the
-//! import), and the hint `serve` gives when it meets a PocketBase data dir.
+//! dir (or a PocketBase backup zip, whose `data.db` is extracted to a temporary dir first) over
+//! into a new pocketlog data dir, as ordinary log commits (history starts at the import), and
+//! the hint `serve` gives when it meets a PocketBase data dir.
 //!
 //! What is brought over, in this order:
 //! 1. collections (the `_collections` table turned into the API's collection JSON, imported in
@@ -232,6 +233,51 @@ fn check_target(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Largest `data.db` a backup zip may expand to (a guard against zip bombs).
+pub const BACKUP_DB_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
+
+/// Extracts `data.db` (and `data.db-wal`, if any) of a PocketBase backup zip into a temporary
+/// dir; nothing else is written. Returns the dir and the number of files under `storage/`.
+fn extract_backup(zip_path: &Path) -> Result<(tempfile::TempDir, u64)> {
+    let file =
+        std::fs::File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
+    let mut archive = zip::ZipArchive::new(file).with_context(|| {
+        format!(
+            "{} is neither a PocketBase data dir nor a PocketBase backup zip",
+            zip_path.display()
+        )
+    })?;
+    let dir = tempfile::tempdir().context("creating a temporary dir")?;
+    let mut storage_files = 0u64;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .with_context(|| format!("reading {}", zip_path.display()))?;
+        let name = entry.name().trim_start_matches("./").to_string();
+        if name.starts_with("storage/") && entry.is_file() {
+            storage_files += 1;
+            continue;
+        }
+        if name != "data.db" && name != "data.db-wal" {
+            continue;
+        }
+        if entry.size() > BACKUP_DB_MAX_BYTES {
+            bail!("{name} in {} is too large", zip_path.display());
+        }
+        let mut out = std::fs::File::create(dir.path().join(&name))
+            .with_context(|| format!("extracting {name}"))?;
+        let copied = std::io::copy(
+            &mut std::io::Read::take(&mut entry, BACKUP_DB_MAX_BYTES + 1),
+            &mut out,
+        )
+        .with_context(|| format!("extracting {name}"))?;
+        if copied > BACKUP_DB_MAX_BYTES {
+            bail!("{name} in {} is too large", zip_path.display());
+        }
+    }
+    Ok((dir, storage_files))
+}
+
 /// Where the import is built before it is renamed to `to`: `.<name>.importing` beside it.
 fn staging_dir(to: &Path) -> Result<std::path::PathBuf> {
     let name = to
@@ -242,14 +288,24 @@ fn staging_dir(to: &Path) -> Result<std::path::PathBuf> {
 
 /// Runs the import; prints progress and the report.
 pub fn run(from: &Path, to: &Path) -> Result<Report> {
-    if !is_pocketbase_dir(from) {
+    let started = Instant::now();
+    // A PocketBase backup (a zip of pb_data): its data.db is extracted to a temporary dir.
+    let (extracted, zipped_files) = if from.is_file() {
+        let (dir, files) = extract_backup(from)?;
+        (Some(dir), Some(files))
+    } else {
+        (None, None)
+    };
+    let from_dir = extracted.as_ref().map(|dir| dir.path()).unwrap_or(from);
+    if !is_pocketbase_dir(from_dir) {
         bail!(
-            "{} is not a PocketBase data dir (no data.db with PocketBase's _collections table)",
+            "{} is not a PocketBase data dir or backup (no data.db with PocketBase's \
+             _collections table)",
             from.display()
         );
     }
     check_target(from, to)?;
-    let started = Instant::now();
+    let from = from_dir;
     let (source, _tmp) = open_source(from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -282,7 +338,7 @@ pub fn run(from: &Path, to: &Path) -> Result<Report> {
             to.display()
         )
     })?;
-    report.files_skipped = count_files(&from.join("storage"));
+    report.files_skipped = zipped_files.unwrap_or_else(|| count_files(&from.join("storage")));
     print_report(&report, started.elapsed(), to);
     Ok(report)
 }
