@@ -233,6 +233,10 @@ fn check_target(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// PocketBase's local storage keeps each file's metadata in `<file>.attrs` beside it; those
+/// are not counted as files.
+const ATTRS_SUFFIX: &str = ".attrs";
+
 /// Largest `data.db` a backup zip may expand to (a guard against zip bombs).
 pub const BACKUP_DB_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
@@ -254,7 +258,7 @@ fn extract_backup(zip_path: &Path) -> Result<(tempfile::TempDir, u64)> {
             .by_index(index)
             .with_context(|| format!("reading {}", zip_path.display()))?;
         let name = entry.name().trim_start_matches("./").to_string();
-        if name.starts_with("storage/") && entry.is_file() {
+        if name.starts_with("storage/") && entry.is_file() && !name.ends_with(ATTRS_SUFFIX) {
             storage_files += 1;
             continue;
         }
@@ -542,6 +546,7 @@ fn commit(state: &Arc<AppState>, batch: &mut Vec<Change>) -> Result<u64> {
     Ok(count)
 }
 
+/// Files under `dir` (recursively), without PocketBase's `.attrs` metadata files.
 fn count_files(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -553,7 +558,7 @@ fn count_files(dir: &Path) -> u64 {
             if path.is_dir() {
                 count_files(&path)
             } else {
-                1
+                u64::from(!path.to_string_lossy().ends_with(ATTRS_SUFFIX))
             }
         })
         .sum()
