@@ -720,6 +720,27 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
     );
     let (code, out) = support::pb_tools(&["verify"], &from_zip);
     assert_eq!(code, 0, "{out}");
+    // `pb-tools restore` takes the same zip.
+    let restored = root.path().join("pb_restored");
+    let output = Command::new(env!("CARGO_BIN_EXE_pb-tools"))
+        .args(["restore", "--from"])
+        .arg(source.join("backups/pb_backup.zip"))
+        .arg("--to")
+        .arg(&restored)
+        .output()
+        .expect("run pb-tools restore");
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        out.contains("Imported 5 collections and 36 records"),
+        "{out}"
+    );
+    let (code, out) = support::pb_tools(&["verify"], &restored);
+    assert_eq!(code, 0, "{out}");
     // Neither a data dir nor a backup: refused, nothing created.
     let junk = root.path().join("junk.zip");
     std::fs::write(&junk, b"not a zip").expect("write");

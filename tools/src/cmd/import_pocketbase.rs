@@ -86,7 +86,20 @@ pub fn is_pocketbase_dir(dir: &Path) -> bool {
     columns.iter().any(|c| c == "fields") && !columns.iter().any(|c| c == "def")
 }
 
+/// True when `path` is a zip archive holding a `data.db` at its root (a PocketBase backup);
+/// pocketlog's own backup archives are not zips.
+#[allow(dead_code)] // `pb-tools restore` uses it; `pocketlog` (which shares this file) does not
+pub fn is_pocketbase_backup(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    zip::ZipArchive::new(file)
+        .map(|archive| archive.file_names().any(|name| name == "data.db"))
+        .unwrap_or(false)
+}
+
 /// The error `serve` gives for a PocketBase data dir, or `None` for anything else.
+#[allow(dead_code)] // `pocketlog serve` uses it; `pb-tools` (which shares this file) does not
 pub fn serve_hint(dir: &Path) -> Option<String> {
     is_pocketbase_dir(dir).then(|| {
         format!(
