@@ -765,6 +765,23 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         assert!(!nowhere.exists());
     }
 
+    // A leftover staging dir (a failed or running import) is refused, never removed.
+    let staged = root.path().join(".pb_staged.importing");
+    std::fs::create_dir(&staged).expect("mkdir");
+    std::fs::write(staged.join("keep"), b"x").expect("write");
+    let (ok, out) = pocketlog(&[
+        "import-pocketbase",
+        "--from",
+        source.to_str().expect("utf8"),
+        "--dir",
+        root.path().join("pb_staged").to_str().expect("utf8"),
+    ]);
+    assert!(
+        !ok && out.contains("holds an unfinished (or running) import"),
+        "{out}"
+    );
+    assert!(staged.join("keep").exists() && !root.path().join("pb_staged").exists());
+
     // A source whose latest writes are still in `data.db-wal` (PocketBase not stopped cleanly):
     // they are imported, and neither `data.db` nor its `-wal`/`-shm` change.
     let crashed = root.path().join("pb_crashed");

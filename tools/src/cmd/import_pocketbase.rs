@@ -28,7 +28,8 @@
 //!   second run into the same dir is refused, never a duplicate import).
 //! - The target appears only when the import is complete: it is built in `.<name>.importing`
 //!   beside it and renamed at the end (a failed import leaves no half-imported target; the
-//!   next run starts the staging dir over).
+//!   next run refuses until that staging dir is removed, so it never deletes an import that is
+//!   still running).
 //! - Writes go through the engine's writer (`AppState::execute`/`write`), never into `data.db`.
 
 use anyhow::{bail, Context, Result};
@@ -331,9 +332,12 @@ pub fn run(from: &Path, to: &Path) -> Result<Report> {
         .context("starting the async runtime")?;
     let staging = staging_dir(to)?;
     if staging.exists() {
-        // A previous import that did not finish: only ever our own staging dir.
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing the unfinished import {}", staging.display()))?;
+        // An import that failed or still runs: never removed behind its back.
+        bail!(
+            "{} holds an unfinished (or running) import into {}: remove it and run again",
+            staging.display(),
+            to.display()
+        );
     }
     let (engine, _) =
         Engine::open(&staging, EngineConfig::default()).map_err(|err| anyhow::anyhow!("{err}"))?;
