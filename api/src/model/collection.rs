@@ -339,7 +339,8 @@ impl Collection {
         if self.is_view() {
             return;
         }
-        // A complete definition (an import, a full PATCH) keeps its order, as the reference does.
+        // A complete definition (an import of the reference's stored order, a full PATCH) keeps
+        // its order.
         let complete = self.fields.first().is_some_and(|f| f.name() == "id")
             && (!self.is_auth()
                 || auth_system_fields()
