@@ -17,7 +17,9 @@
 pub mod password;
 pub mod token;
 
-pub use password::{dummy_verify, hash_password, try_hash_password, verify_password, HashError};
+pub use password::{
+    dummy_verify, hash_password, is_legacy_hash, try_hash_password, verify_password, HashError,
+};
 pub use token::{
     decode_unverified, new_collection_secret, new_realtime_client_id, new_record_id, new_token_key,
     random_string, sign, signing_key, token_from_authorization, verify, verify_as, TokenClaims,

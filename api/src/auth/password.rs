@@ -3,7 +3,10 @@
 //! (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
 //!
 //! PocketBase itself stores bcrypt (`$2a$10$…`); pocketlog deliberately uses argon2id instead
-//! (see `docs/wire/auth.md` "Passwords") and accepts **only** argon2id hashes. Length/format
+//! (see `docs/wire/auth.md` "Passwords"). bcrypt hashes brought over by
+//! `pocketlog import-pocketbase` are verified as they are ([`verify_password`] accepts
+//! `$2a$`/`$2b$`/`$2y$` at a cost of at most [`MAX_VERIFY_BCRYPT_COST`]); [`is_legacy_hash`] tells
+//! the login path to re-hash such a password to argon2id after a successful login. Length/format
 //! validation of the plain password (min from the field, max 71 chars, PocketBase's messages)
 //! is the API layer's job; this module hashes whatever it is given.
 //!
@@ -30,6 +33,39 @@ pub const MAX_VERIFY_M_COST_KIB: u32 = 262_144;
 pub const MAX_VERIFY_T_COST: u32 = 16;
 /// Largest argon2 lane count of a stored hash that [`verify_password`] evaluates.
 pub const MAX_VERIFY_P_COST: u32 = 16;
+
+/// Largest bcrypt cost of a stored hash that [`verify_password`] evaluates (PocketBase uses 10;
+/// each step doubles the work, 14 is ~1 s).
+pub const MAX_VERIFY_BCRYPT_COST: u32 = 14;
+
+/// Prefixes of the bcrypt hashes PocketBase stores (Go's `x/crypto/bcrypt` writes `$2a$`).
+const BCRYPT_PREFIXES: [&str; 3] = ["$2a$", "$2b$", "$2y$"];
+
+/// Length of a bcrypt hash string (`$2a$10$` + 22 salt + 31 hash characters).
+const BCRYPT_HASH_LEN: usize = 60;
+
+/// True for a bcrypt hash (imported from PocketBase): verify it as it is, then re-hash the
+/// password to argon2id at the next successful login.
+pub fn is_legacy_hash(hash: &str) -> bool {
+    BCRYPT_PREFIXES
+        .iter()
+        .any(|prefix| hash.starts_with(prefix))
+}
+
+/// Checks `plain` against a bcrypt hash; `false` for a malformed hash or one whose cost is
+/// outside 4..=[`MAX_VERIFY_BCRYPT_COST`].
+fn verify_bcrypt(plain: &str, hash: &str) -> bool {
+    if hash.len() != BCRYPT_HASH_LEN {
+        return false;
+    }
+    let cost = hash.get(4..6).and_then(|digits| digits.parse::<u32>().ok());
+    if !matches!(cost, Some(cost) if (4..=MAX_VERIFY_BCRYPT_COST).contains(&cost))
+        || hash.as_bytes().get(6) != Some(&b'$')
+    {
+        return false;
+    }
+    bcrypt::verify(plain, hash).unwrap_or(false)
+}
 
 /// Longest PHC string accepted by [`verify_password`]; ours are ~97 bytes.
 pub const MAX_HASH_LEN: usize = 512;
@@ -118,13 +154,16 @@ pub fn try_hash_password(plain: &str) -> Result<String, HashError> {
 /// Checks `plain` against a stored PHC string. Constant-time output comparison (argon2 crate).
 ///
 /// Returns `false` — never panics — for: a wrong password, a malformed/empty/oversized hash, any
-/// algorithm other than argon2id (bcrypt `$2a$…`, argon2i, argon2d), or parameters above sane
-/// bounds. Costs one argon2 evaluation at the *stored* hash's parameters (~20–40 ms): run it in
+/// algorithm other than argon2id or bcrypt (argon2i, argon2d, …), or parameters above sane
+/// bounds. bcrypt hashes (imported from PocketBase) are verified by [`verify_bcrypt`]. Costs one argon2 evaluation at the *stored* hash's parameters (~20–40 ms): run it in
 /// a blocking context.
 pub fn verify_password(plain: &str, hash: &str) -> bool {
     let _slot = HashSlot::acquire();
     if hash.len() > MAX_HASH_LEN {
         return false;
+    }
+    if is_legacy_hash(hash) {
+        return verify_bcrypt(plain, hash);
     }
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
@@ -202,8 +241,12 @@ mod tests {
             "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
             "$argon2id$v=19$m=19456,t=1000000,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g"
                 .into(),
-            // bcrypt (PocketBase's format) is not accepted.
+            // bcrypt of another password, and malformed or too costly bcrypt.
             "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy".into(),
+            "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhW".into(),
+            "$2a$31$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy".into(),
+            "$2a$xx$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy".into(),
+            "$2a$".into(),
             long,
             good[..good.len() - 5].to_string(),
             good.replace("argon2id", "argon2i"),
@@ -215,6 +258,19 @@ mod tests {
             assert!(!verify_password("pw", c), "accepted malformed hash {c:?}");
         }
         assert!(verify_password("pw", &good));
+    }
+
+    #[test]
+    fn bcrypt_hashes_verify_as_they_are() {
+        // Made with Go's x/crypto/bcrypt semantics (cost 4 for speed) by the `bcrypt` crate.
+        let hash = bcrypt::hash("alicepass123", 4).expect("bcrypt hash");
+        let go_style = hash.replacen("$2b$", "$2a$", 1);
+        for h in [&hash, &go_style] {
+            assert!(is_legacy_hash(h));
+            assert!(verify_password("alicepass123", h), "{h}");
+            assert!(!verify_password("alicepass124", h));
+        }
+        assert!(!is_legacy_hash(&hash_password("x")));
     }
 
     #[test]

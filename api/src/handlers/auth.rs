@@ -214,13 +214,15 @@ pub async fn auth_with_password(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify_password(&plain, &hash))
+    let checked = plain.clone();
+    let ok = tokio::task::spawn_blocking(move || password::verify_password(&checked, &hash))
         .await
         .map_err(ApiError::internal)?;
     if !ok {
         return Err(failed());
     }
     check_auth_rule(&state, &collection, &record).await?;
+    crate::records::rehash::upgrade_legacy_hash(&state, &collection, &record, plain).await;
     let token = access::issue_auth_token(&collection, &record, true, None);
     auth_response(&state, &collection, record, token, &query).await
 }

@@ -339,6 +339,16 @@ impl Collection {
         if self.is_view() {
             return;
         }
+        // A complete definition (an import of the reference's stored order, a full PATCH) keeps
+        // its order.
+        let complete = self.fields.first().is_some_and(|f| f.name() == "id")
+            && (!self.is_auth()
+                || auth_system_fields()
+                    .iter()
+                    .all(|system| self.fields.iter().any(|f| f.name() == system.name())));
+        if complete {
+            return;
+        }
         let mut fields: Vec<Field> = Vec::new();
         let existing_id = self.fields.iter().find(|f| f.name() == "id").cloned();
         fields.push(existing_id.unwrap_or_else(id_field));

@@ -11,6 +11,7 @@
 //! - [`validate`]: relation, auth-form, password and auth-id checks; staging errors.
 //! - [`cascade`]: a delete's cascade over every relation that points at the record.
 //! - [`batch`]: several writes run in order as one command (one commit).
+//! - [`rehash`]: a bcrypt hash imported from PocketBase becomes argon2id at the next login.
 //!
 //! Invariants:
 //! 1. Reads run on the read pool with the rule compiled into the query.
@@ -32,6 +33,7 @@ pub mod cascade;
 pub mod expand;
 pub mod present;
 pub mod query;
+pub mod rehash;
 pub mod validate;
 pub mod write;
 

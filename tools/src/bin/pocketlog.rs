@@ -26,6 +26,8 @@ mod control;
 mod duration;
 #[path = "../http_server.rs"]
 mod http_server;
+#[path = "../cmd/import_pocketbase.rs"]
+mod import_pocketbase;
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +73,14 @@ enum Command {
         writer_queue: usize,
         #[command(flatten)]
         maintenance: Maintenance,
+    },
+    /// Imports a PocketBase data dir (collections, records, settings, superusers) into a new
+    /// pocketlog data dir (`--dir`), as ordinary log commits.
+    ImportPocketbase {
+        /// The PocketBase data dir, or a PocketBase backup zip, to import (only read, never
+        /// modified).
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Manages superusers.
     Superuser {
@@ -245,6 +255,7 @@ fn main() {
             },
         ),
         Command::Superuser { action } => superuser(&cli.dir, action),
+        Command::ImportPocketbase { from } => import_pocketbase::run(&from, &cli.dir).map(drop),
     };
     if let Err(err) = result {
         eprintln!("Error: {err:#}");
@@ -266,6 +277,9 @@ fn serve(
     sync: &str,
     tuning: ServeTuning,
 ) -> Result<()> {
+    if let Some(hint) = import_pocketbase::serve_hint(dir) {
+        anyhow::bail!(hint);
+    }
     let sync: SyncPolicy = sync.parse().map_err(|err: String| anyhow::anyhow!(err))?;
     let mut config = EngineConfig {
         sync,

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bench;
 pub mod bench_backup;
 pub mod compact;
+pub mod import_pocketbase;
 pub mod inspect;
 pub mod replay;
 pub mod restore;

@@ -19,7 +19,8 @@ pub struct Args {
     /// The data dir to restore from (a server may be running on it).
     #[arg(long, conflicts_with = "from", required_unless_present = "from")]
     pub dir: Option<PathBuf>,
-    /// The backup archive to restore from (made by `pb-tools backup` or the backups API).
+    /// The backup archive to restore from (made by `pb-tools backup` or the backups API), or a
+    /// PocketBase backup zip (imported as `pocketlog import-pocketbase` does).
     #[arg(long)]
     pub from: Option<PathBuf>,
     /// The new data dir (must not exist, or be empty).
@@ -82,6 +83,15 @@ pub fn run(args: &Args) -> Result<()> {
         (None, Some(archive)) => {
             if !archive.is_file() {
                 bail!("{} is not a file", archive.display());
+            }
+            if super::import_pocketbase::is_pocketbase_backup(archive) {
+                // A PocketBase backup zip: imported as `pocketlog import-pocketbase` does.
+                bar.finish_and_clear();
+                if args.at.is_some() || args.no_history {
+                    bail!("--at and --no-history do not apply to a PocketBase backup");
+                }
+                super::import_pocketbase::run(archive, &args.to)?;
+                return Ok(());
             }
             engine::admin::restore_archive(archive, &args.to, options, &mut update)
         }
