@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod history;
 pub mod installer;
 pub mod model;
+pub mod public;
 pub mod ratelimit;
 pub mod read;
 pub mod realtime;

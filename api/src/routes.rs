@@ -36,12 +36,29 @@ pub const COLLECTIONS_PREFIX: &str = "/api/collections/";
 /// Prefix of the file routes (rate-limit tags).
 pub const FILES_PREFIX: &str = "/api/files/";
 
-async fn fallback(method: Method) -> Response {
-    if method == Method::GET || method == Method::HEAD {
-        ApiError::new(StatusCode::NOT_FOUND, "File not found.").into_response()
-    } else {
-        ApiError::not_found().into_response()
+/// No route matched: GET and HEAD fall into the static files of the public dir
+/// (`public.rs`, 404 `File not found.` when not served), other methods get the 404 envelope.
+async fn fallback(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::not_found().into_response();
     }
+    let Some(dir) = &state.options.public_dir else {
+        return crate::public::not_found();
+    };
+    crate::public::serve(
+        dir,
+        state.options.index_fallback,
+        &method,
+        uri.path(),
+        &headers,
+    )
+    .await
+    .unwrap_or_else(crate::public::not_found)
 }
 
 /// A known path asked with a method it does not serve: the parameterised route the path also
