@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backups;
 pub mod client_ip;
 pub mod collections;
+pub mod crons;
 pub mod dashboard;
 pub mod error;
 pub mod extract;

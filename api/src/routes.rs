@@ -18,8 +18,8 @@
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, backups, batch, changes, collections, collections_extra, health, history,
-    installer, logs, realtime, records, settings,
+    auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, health,
+    history, installer, logs, realtime, records, settings,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -267,6 +267,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/logs/stats", get(logs::logs_stats))
         .route("/api/logs/{id}", get(logs::logs_view))
         .route("/api/installer", post(installer::install))
+        .route("/api/crons", get(crons::crons_list))
+        .route("/api/crons/{id}", post(crons::crons_run))
         // The dashboard.
         .route("/_", get(dashboard::redirect_to_dashboard))
         .route("/_/", get(dashboard::index))

@@ -39,6 +39,9 @@ pub struct ServerOptions {
     pub index_fallback: bool,
     /// The timeout of handlers' read queries (`--queryTimeout`; `None`: none).
     pub query_timeout: Option<std::time::Duration>,
+    /// The cron expression of the `__plScrub__` job (`None`: no such job; the engine's own
+    /// interval, if any, scrubs).
+    pub scrub_cron: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +53,7 @@ impl Default for ServerOptions {
             public_dir: None,
             index_fallback: true,
             query_timeout: None,
+            scrub_cron: None,
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct AppState {
     pub security: crate::ratelimit::Security,
     /// Backups: the one-operation flag and the restart request (`backups.rs`).
     pub backups: crate::backups::Backups,
+    /// The cron jobs (`crons.rs`).
+    pub crons: crate::crons::Crons,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -338,6 +344,7 @@ impl AppState {
             logs,
             security: crate::ratelimit::Security::default(),
             backups: crate::backups::Backups::default(),
+            crons: crate::crons::Crons::builtin(options.scrub_cron.as_deref()),
             options,
         }))
     }

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod collections;
 pub mod collections_extra;
 pub mod common;
+pub mod crons;
 pub mod health;
 pub mod history;
 pub mod installer;

@@ -199,6 +199,8 @@ struct Maintenance {
     #[arg(long, value_name = "SECS")]
     snapshot_every: Option<f64>,
     /// Seconds between background scrubs of data.db against the log (0: off; default 6 h).
+    /// An interval a cron expression states exactly (e.g. 6 h) runs as the `__plScrub__` cron
+    /// job (listed by /api/crons).
     #[arg(long, value_name = "SECS", default_value_t = 21600)]
     scrub_every: u64,
     /// Log segment size in bytes at which the log rolls (tests).
@@ -400,6 +402,13 @@ fn serve(
         ..EngineConfig::default()
     };
     tuning.maintenance.apply(&mut config)?;
+    let mut options = options;
+    // A scrub interval that a cron expression states exactly is run by the cron scheduler
+    // (`__plScrub__`, listed and runnable through /api/crons); any other stays the engine's.
+    options.scrub_cron = api::crons::every(tuning.maintenance.scrub_every);
+    if options.scrub_cron.is_some() {
+        config.scrub_every_ms = None;
+    }
     let retain = tuning.maintenance.retain()?;
     let compact_interval = tuning.maintenance.interval()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -459,6 +468,7 @@ fn serve(
             )
         })
         .ok();
+        api::crons::start(Arc::clone(&state));
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
         let restart_state = Arc::clone(&state);
