@@ -24,6 +24,7 @@ pub mod request;
 pub mod request_log;
 pub mod routes;
 pub mod settings;
+pub mod sql;
 pub mod state;
 
 pub use routes::router;

@@ -19,7 +19,7 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, health,
-    history, installer, logs, realtime, records, settings,
+    history, installer, logs, realtime, records, settings, sql,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -269,6 +269,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/installer", post(installer::install))
         .route("/api/crons", get(crons::crons_list))
         .route("/api/crons/{id}", post(crons::crons_run))
+        .route("/api/sql", post(sql::sql_run))
         // The dashboard.
         .route("/_", get(dashboard::redirect_to_dashboard))
         .route("/_/", get(dashboard::index))

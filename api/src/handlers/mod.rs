@@ -16,3 +16,4 @@ pub mod logs;
 pub mod realtime;
 pub mod records;
 pub mod settings;
+pub mod sql;
