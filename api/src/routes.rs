@@ -19,7 +19,7 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, health,
-    history, installer, logs, realtime, records, settings, sql,
+    history, installer, logs, realtime, records, settings, sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -238,6 +238,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}", collection_methods())
         .route("/api/collections/import", put(collections_extra::collections_import))
         .route("/api/collections/meta/scaffolds", get(collections_extra::collections_scaffolds))
+        .route("/api/collections/meta/dry-run-view", post(views::dry_run_view))
         .route("/api/collections/{c}/truncate", delete(collections::collections_truncate))
         // Records.
         .route("/api/collections/{c}/records", get(records::records_list).post(records::records_create))
