@@ -316,20 +316,20 @@ pub fn start(state: Arc<AppState>) {
 /// A cron expression that runs every `secs` seconds, when one exists (whole minutes dividing
 /// an hour, or whole hours dividing a day); `None` otherwise.
 pub fn every(secs: u64) -> Option<String> {
-    if secs == 0 || secs % 60 != 0 {
+    if secs == 0 || !secs.is_multiple_of(60) {
         return None;
     }
     let minutes = secs / 60;
-    if minutes < 60 && 60 % minutes == 0 {
+    if minutes < 60 && 60_u64.is_multiple_of(minutes) {
         return Some(if minutes == 1 {
             "* * * * *".to_string()
         } else {
             format!("*/{minutes} * * * *")
         });
     }
-    if minutes % 60 == 0 {
+    if minutes.is_multiple_of(60) {
         let hours = minutes / 60;
-        if hours <= 24 && 24 % hours == 0 {
+        if hours <= 24 && 24_u64.is_multiple_of(hours) {
             return Some(match hours {
                 1 => "0 * * * *".to_string(),
                 24 => "0 0 * * *".to_string(),

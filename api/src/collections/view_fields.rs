@@ -437,35 +437,6 @@ fn tables<'a>(from: &[Token], sources: &'a [Collection]) -> Vec<(String, &'a Col
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn items(query: &str) -> (usize, usize) {
-        let (items, from) = select_parts(&tokenize(query));
-        (items.len(), from.len())
-    }
-
-    #[test]
-    fn select_lists_split_at_top_level_commas() {
-        assert_eq!(
-            items("select a, f(b, c) as d, 'x,y' from t where x"),
-            (3, 1)
-        );
-        assert_eq!(items("with x as (select 1, 2) select id, n from x"), (2, 1));
-        assert_eq!(items("select distinct a from t"), (1, 1));
-    }
-
-    #[test]
-    fn aliases_are_stripped() {
-        let strip = |text: &str| strip_alias(&tokenize(text)).len();
-        assert_eq!(strip("p.title as t"), 3);
-        assert_eq!(strip("p.title t"), 3);
-        assert_eq!(strip("count(*) c"), 5);
-        assert_eq!(strip("title"), 1);
-    }
-}
-
 /// Rows a dry run shows at most (the reference's sample size).
 pub const DRY_RUN_SAMPLE: usize = 10;
 /// The longest a dry run's query may run.
@@ -586,5 +557,34 @@ fn present(kind: FieldType, value: engine::Value) -> Value {
         (_, V::Int(int)) => json!(int.to_string()),
         (_, V::Real(real)) => json!(real.to_string()),
         (_, V::Text(text)) => json!(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(query: &str) -> (usize, usize) {
+        let (items, from) = select_parts(&tokenize(query));
+        (items.len(), from.len())
+    }
+
+    #[test]
+    fn select_lists_split_at_top_level_commas() {
+        assert_eq!(
+            items("select a, f(b, c) as d, 'x,y' from t where x"),
+            (3, 1)
+        );
+        assert_eq!(items("with x as (select 1, 2) select id, n from x"), (2, 1));
+        assert_eq!(items("select distinct a from t"), (1, 1));
+    }
+
+    #[test]
+    fn aliases_are_stripped() {
+        let strip = |text: &str| strip_alias(&tokenize(text)).len();
+        assert_eq!(strip("p.title as t"), 3);
+        assert_eq!(strip("p.title t"), 3);
+        assert_eq!(strip("count(*) c"), 5);
+        assert_eq!(strip("title"), 1);
     }
 }
