@@ -9,9 +9,10 @@
 //!   record delete path (so each deletion is a logged commit, seen by realtime).
 //! - `__pbLogsCleanup__` (`0 */6 * * *`): deletes request logs older than
 //!   `settings.logs.maxDays`.
-//! - pocketlog's own: `__plSnapshot__` (`0 3 * * *`, a projection snapshot for faster restarts
-//!   and restores) and `__plScrub__` (the projection scrub, when `serve` schedules it here;
-//!   see [`ServerOptions::scrub_cron`](crate::ServerOptions)).
+//! - pocketlog's own: `__plSnapshot__` (a projection snapshot for faster restarts and
+//!   restores; only when `serve` compacts, since compaction is what removes old snapshots) and
+//!   `__plScrub__` (the projection scrub, when `serve` schedules it here); see
+//!   [`ServerOptions::scrub_cron`](crate::ServerOptions) and `snapshot_cron`.
 //!
 //! Invariants: a job runs at most once at a time (a second start waits for the first); a
 //! failing job is logged and never stops the scheduler; nothing here writes `data.db` except
@@ -67,15 +68,18 @@ pub struct Crons {
 }
 
 impl Crons {
-    /// The built-in jobs; `scrub` is the scrub job's expression when the scheduler runs it.
-    pub fn builtin(scrub: Option<&str>) -> Crons {
+    /// The built-in jobs; `snapshot` and `scrub` are those jobs' expressions when the
+    /// scheduler runs them (`None`: not listed).
+    pub fn builtin(snapshot: Option<&str>, scrub: Option<&str>) -> Crons {
         let mut jobs = vec![
             ("__pbDBOptimize__", "0 0 * * *", Task::DbOptimize),
             ("__pbMFACleanup__", "0 * * * *", Task::MfaCleanup),
             ("__pbOTPCleanup__", "0 * * * *", Task::OtpCleanup),
             ("__pbLogsCleanup__", "0 */6 * * *", Task::LogsCleanup),
-            ("__plSnapshot__", "0 3 * * *", Task::Snapshot),
         ];
+        if let Some(expression) = snapshot {
+            jobs.push(("__plSnapshot__", expression, Task::Snapshot));
+        }
         if let Some(expression) = scrub {
             jobs.push(("__plScrub__", expression, Task::Scrub));
         }
@@ -361,7 +365,7 @@ mod tests {
 
     #[test]
     fn the_builtin_list_matches_the_reference_ids() {
-        let crons = Crons::builtin(Some("0 */6 * * *"));
+        let crons = Crons::builtin(Some("0 3 * * *"), Some("0 */6 * * *"));
         let ids: Vec<_> = crons.list().map(|job| job.id).collect();
         assert_eq!(
             ids,
@@ -374,6 +378,7 @@ mod tests {
                 "__plScrub__"
             ]
         );
-        assert!(!Crons::builtin(None).contains("__plScrub__"));
+        let bare = Crons::builtin(None, None);
+        assert!(!bare.contains("__plScrub__") && !bare.contains("__plSnapshot__"));
     }
 }

@@ -42,6 +42,9 @@ pub struct ServerOptions {
     /// The cron expression of the `__plScrub__` job (`None`: no such job; the engine's own
     /// interval, if any, scrubs).
     pub scrub_cron: Option<String>,
+    /// The cron expression of the `__plSnapshot__` job (`None`: no such job; snapshots are
+    /// only removed by compaction, so `serve` sets it only when it compacts).
+    pub snapshot_cron: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -54,6 +57,7 @@ impl Default for ServerOptions {
             index_fallback: true,
             query_timeout: None,
             scrub_cron: None,
+            snapshot_cron: None,
         }
     }
 }
@@ -344,7 +348,10 @@ impl AppState {
             logs,
             security: crate::ratelimit::Security::default(),
             backups: crate::backups::Backups::default(),
-            crons: crate::crons::Crons::builtin(options.scrub_cron.as_deref()),
+            crons: crate::crons::Crons::builtin(
+                options.snapshot_cron.as_deref(),
+                options.scrub_cron.as_deref(),
+            ),
             options,
         }))
     }

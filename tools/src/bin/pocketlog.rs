@@ -381,6 +381,9 @@ fn listen_address(http: Option<String>, https: Option<&str>, domains: &[String])
     })
 }
 
+/// When the `__plSnapshot__` cron job runs (while compacting).
+const SNAPSHOT_CRON: &str = "0 3 * * *";
+
 /// `serve` knobs beyond the PocketBase-compatible flags.
 struct ServeTuning {
     limits: http_server::Limits,
@@ -409,7 +412,9 @@ fn serve(
     if options.scrub_cron.is_some() {
         config.scrub_every_ms = None;
     }
+    // A daily snapshot only when compacting (compaction is what removes old snapshots).
     let retain = tuning.maintenance.retain()?;
+    options.snapshot_cron = retain.is_some().then(|| SNAPSHOT_CRON.to_string());
     let compact_interval = tuning.maintenance.interval()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
