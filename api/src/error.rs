@@ -175,6 +175,12 @@ impl From<engine::Error> for ApiError {
                      limit is {max} bytes). Nothing was changed."
                 ))
             }
+            engine::Error::QueryTimeout(timeout) => {
+                tracing::warn!(?timeout, "a read query was stopped by the query timeout");
+                ApiError::bad_request(
+                    "The query took too long and was stopped (the server's --queryTimeout).",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

@@ -18,8 +18,8 @@
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, backups, batch, changes, collections, collections_extra, health, history,
-    installer, logs, realtime, records, settings,
+    auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, health,
+    history, installer, logs, realtime, records, settings, sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -36,12 +36,29 @@ pub const COLLECTIONS_PREFIX: &str = "/api/collections/";
 /// Prefix of the file routes (rate-limit tags).
 pub const FILES_PREFIX: &str = "/api/files/";
 
-async fn fallback(method: Method) -> Response {
-    if method == Method::GET || method == Method::HEAD {
-        ApiError::new(StatusCode::NOT_FOUND, "File not found.").into_response()
-    } else {
-        ApiError::not_found().into_response()
+/// No route matched: GET and HEAD fall into the static files of the public dir
+/// (`public.rs`, 404 `File not found.` when not served), other methods get the 404 envelope.
+async fn fallback(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::not_found().into_response();
     }
+    let Some(dir) = &state.options.public_dir else {
+        return crate::public::not_found();
+    };
+    crate::public::serve(
+        dir,
+        state.options.index_fallback,
+        &method,
+        uri.path(),
+        &headers,
+    )
+    .await
+    .unwrap_or_else(crate::public::not_found)
 }
 
 /// A known path asked with a method it does not serve: the parameterised route the path also
@@ -221,6 +238,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}", collection_methods())
         .route("/api/collections/import", put(collections_extra::collections_import))
         .route("/api/collections/meta/scaffolds", get(collections_extra::collections_scaffolds))
+        .route("/api/collections/meta/dry-run-view", post(views::dry_run_view))
         .route("/api/collections/{c}/truncate", delete(collections::collections_truncate))
         // Records.
         .route("/api/collections/{c}/records", get(records::records_list).post(records::records_create))
@@ -250,6 +268,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/logs/stats", get(logs::logs_stats))
         .route("/api/logs/{id}", get(logs::logs_view))
         .route("/api/installer", post(installer::install))
+        .route("/api/crons", get(crons::crons_list))
+        .route("/api/crons/{id}", post(crons::crons_run))
+        .route("/api/sql", post(sql::sql_run))
         // The dashboard.
         .route("/_", get(dashboard::redirect_to_dashboard))
         .route("/_/", get(dashboard::index))

@@ -33,6 +33,18 @@ pub struct ServerOptions {
     pub origins: Vec<String>,
     /// Realtime tunables (grace period, queue bounds, keep-alive, limits).
     pub realtime: crate::realtime::RealtimeOptions,
+    /// The static files directory served at `/` (`--publicDir`; `None`: none).
+    pub public_dir: Option<std::path::PathBuf>,
+    /// Serve `/index.html` for a missing static path (`--indexFallback`).
+    pub index_fallback: bool,
+    /// The timeout of handlers' read queries (`--queryTimeout`; `None`: none).
+    pub query_timeout: Option<std::time::Duration>,
+    /// The cron expression of the `__plScrub__` job (`None`: no such job; the engine's own
+    /// interval, if any, scrubs).
+    pub scrub_cron: Option<String>,
+    /// The cron expression of the `__plSnapshot__` job (`None`: no such job; snapshots are
+    /// only removed by compaction, so `serve` sets it only when it compacts).
+    pub snapshot_cron: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +53,11 @@ impl Default for ServerOptions {
             body_limit_bytes: 32 * 1024 * 1024,
             origins: vec!["*".into()],
             realtime: crate::realtime::RealtimeOptions::default(),
+            public_dir: None,
+            index_fallback: true,
+            query_timeout: None,
+            scrub_cron: None,
+            snapshot_cron: None,
         }
     }
 }
@@ -66,6 +83,8 @@ pub struct AppState {
     pub security: crate::ratelimit::Security,
     /// Backups: the one-operation flag and the restart request (`backups.rs`).
     pub backups: crate::backups::Backups,
+    /// The cron jobs (`crons.rs`).
+    pub crons: crate::crons::Crons,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -329,6 +348,10 @@ impl AppState {
             logs,
             security: crate::ratelimit::Security::default(),
             backups: crate::backups::Backups::default(),
+            crons: crate::crons::Crons::builtin(
+                options.snapshot_cron.as_deref(),
+                options.scrub_cron.as_deref(),
+            ),
             options,
         }))
     }
@@ -413,16 +436,20 @@ impl AppState {
         Ok(outcome)
     }
 
-    /// Runs a read on a pooled connection off the async runtime.
+    /// Runs a read on a pooled connection off the async runtime, stopped after the
+    /// `--queryTimeout` ([`ServerOptions::query_timeout`]).
     pub async fn read<T, F>(self: &Arc<Self>, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&engine::ReadConn<'_>) -> engine::Result<T> + Send + 'static,
     {
         let state = Arc::clone(self);
-        tokio::task::spawn_blocking(move || state.engine.read(f))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::from)
+        tokio::task::spawn_blocking(move || match state.options.query_timeout {
+            Some(timeout) => state.engine.read(|conn| conn.within(timeout, f)),
+            None => state.engine.read(f),
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
     }
 }

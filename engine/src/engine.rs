@@ -208,6 +208,93 @@ impl ReadConn<'_> {
     pub fn dump(&self) -> Result<Vec<String>> {
         projection::dump(self.conn)
     }
+
+    /// Runs `f` on this connection with a deadline: SQLite stops a statement still running
+    /// after `timeout` (checked every [`PROGRESS_OPS`] VM steps), and the read fails with
+    /// [`Error::QueryTimeout`].
+    pub fn within<T>(
+        &self,
+        timeout: std::time::Duration,
+        f: impl FnOnce(&ReadConn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let deadline = std::time::Instant::now() + timeout;
+        let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&expired);
+        self.conn.progress_handler(
+            PROGRESS_OPS,
+            Some(move || {
+                let over = std::time::Instant::now() >= deadline;
+                if over {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                over
+            }),
+        );
+        let result = f(self);
+        self.conn
+            .progress_handler(PROGRESS_OPS, None::<fn() -> bool>);
+        match result {
+            Err(_) if expired.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(Error::QueryTimeout(timeout))
+            }
+            other => other,
+        }
+    }
+
+    /// Runs one ad-hoc statement for a console: `Ok(None)` (nothing ran) when SQLite does not
+    /// report it read-only; otherwise its columns with their declared types and at most
+    /// `max_rows` rows (`truncated` says whether there were more). More than one statement
+    /// is an [`Error::Sqlite`].
+    pub fn console(&self, sql: &str, max_rows: usize) -> Result<Option<Console>> {
+        let mut statement = self.conn.prepare(sql)?;
+        if !statement.readonly() {
+            return Ok(None);
+        }
+        let columns: Vec<(String, String)> = statement
+            .columns()
+            .iter()
+            .map(|column| {
+                (
+                    column.name().to_string(),
+                    column.decl_type().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let width = columns.len();
+        let mut rows = statement.query([])?;
+        let mut out = Vec::new();
+        let mut truncated = false;
+        while let Some(row) = rows.next()? {
+            if out.len() == max_rows {
+                truncated = true;
+                break;
+            }
+            let mut values = Vec::with_capacity(width);
+            for index in 0..width {
+                values.push(Value::from_ref(row.get_ref(index)?));
+            }
+            out.push(values);
+        }
+        Ok(Some(Console {
+            columns,
+            rows: out,
+            truncated,
+        }))
+    }
+}
+
+/// VM steps between two deadline checks of [`ReadConn::within`].
+pub const PROGRESS_OPS: i32 = 1000;
+
+/// The answer of [`ReadConn::console`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Console {
+    /// Column names and declared types (empty for expressions).
+    pub columns: Vec<(String, String)>,
+    /// The rows, at most the cap.
+    pub rows: Vec<Vec<Value>>,
+    /// Whether rows beyond the cap were left out.
+    pub truncated: bool,
 }
 
 struct ReadPool {

@@ -86,6 +86,9 @@ pub enum Error {
     /// A backup archive that is damaged, of an unknown format, or holds unsafe entries.
     #[error("bad backup archive: {0}")]
     BadArchive(String),
+    /// A read ran longer than its deadline and was stopped ([`crate::ReadConn::within`]).
+    #[error("the query ran longer than its timeout of {0:?}")]
+    QueryTimeout(std::time::Duration),
     /// A requested log position is no longer (or not yet) in the log.
     #[error("position {seq} is not available: {reason}")]
     SeqUnavailable {

@@ -35,7 +35,7 @@ mod writer;
 // compaction, backups and restores, log and projection inspection) are in [`admin`].
 pub use commit::{Actor, Change, CollectionDef, ColumnDef, Commit, Seq};
 pub use compact::{CompactReport, Retention};
-pub use engine::{Engine, EngineConfig, Failure, Outcome, ReadConn, SyncPolicy};
+pub use engine::{Console, Engine, EngineConfig, Failure, Outcome, ReadConn, SyncPolicy};
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use frame::FRAME_PAYLOAD_MAX;
 pub use log::{LogReader, RecoveryReport, TornTail};

@@ -9,7 +9,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::field::Field;
-use crate::model::{Collection, CollectionKind, FieldType, RuleKind};
+use crate::model::{Collection, CollectionKind, RuleKind};
 use crate::state::ensure_secrets;
 use engine::{Change, Tx};
 use serde_json::{json, Map, Value};
@@ -273,56 +273,16 @@ pub fn derive_view_fields(
         .query(&format!("SELECT * FROM ({trimmed}) LIMIT 0"), &[])
         .map_err(|err| invalid(err.to_string()))?;
     if !rows.columns.iter().any(|c| c == "id") {
-        return Err(invalid("the view query must select an id column".into()));
+        return Err(invalid(super::view_fields::MISSING_ID.into()));
     }
-    // Column types: a column named like a field of a collection the query mentions copies that
-    // field; anything else is typed from its first value (numbers → number, else json).
-    let sample = tx
-        .query(&format!("SELECT * FROM ({trimmed}) LIMIT 1"), &[])
-        .map_err(|err| invalid(err.to_string()))?;
-    let lowered = trimmed.to_ascii_lowercase();
+    // Column types as the reference infers them (`view_fields.rs`).
     let sources: Vec<Collection> = tx
         .collections()
         .into_iter()
-        .filter(|def| !def.is_view() && lowered.contains(&def.name.to_ascii_lowercase()))
+        .filter(|def| !def.is_view())
         .filter_map(|def| Collection::from_meta(&def.meta).ok())
         .collect();
-    let mut fields = Vec::new();
-    for (index, column) in rows.columns.iter().enumerate() {
-        let mut input = Map::new();
-        let cloned = sources
-            .iter()
-            .find_map(|source| source.field(column))
-            .filter(|f| f.kind() != FieldType::Password);
-        match cloned {
-            Some(source_field) if column != "id" => {
-                input = source_field.json().clone();
-                input.insert("system".into(), json!(false));
-            }
-            _ => {
-                let kind = if column == "id" {
-                    "text"
-                } else {
-                    match sample.rows.first().map(|row| &row[index]) {
-                        Some(engine::Value::Int(_)) | Some(engine::Value::Real(_)) => "number",
-                        _ => "json",
-                    }
-                };
-                input.insert("name".into(), json!(column));
-                input.insert("type".into(), json!(kind));
-            }
-        }
-        input.insert(
-            "id".into(),
-            json!(format!(
-                "_clone_{}",
-                crc32fast::hash(format!("{}{column}", collection.name).as_bytes()) % 100000
-            )),
-        );
-        if let Ok(field) = Field::from_input(&input) {
-            fields.push(field);
-        }
-    }
+    let fields = super::view_fields::derive(trimmed, &rows.columns, &sources, &collection.name);
     collection.fields = fields;
     collection.rest.insert("viewQuery".into(), json!(trimmed));
     Ok(())

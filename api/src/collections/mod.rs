@@ -11,6 +11,7 @@
 
 pub mod build;
 pub mod import;
+pub mod view_fields;
 
 pub use build::{
     derive_view_fields, new_collection, stage_collection, updated_collection, FORMAT_ERROR,

@@ -42,17 +42,112 @@ struct Cli {
     /// Enable dev mode (verbose logs).
     #[arg(long, global = true)]
     dev: bool,
+    #[command(flatten)]
+    pocketbase: PocketBaseFlags,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Parses a boolean the way Go's `strconv.ParseBool` does (PocketBase's `--flag=false`).
+fn go_bool(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("invalid boolean {other:?} (use true or false)")),
+    }
+}
+
+/// PocketBase's global flags, accepted with the same names and defaults. The ones pocketlog
+/// does not implement are accepted with one warning line each (see [`PocketBaseFlags::warn`]).
+#[derive(clap::Args)]
+struct PocketBaseFlags {
+    /// The directory to serve static files from (PocketBase's `pb_public`, relative to the
+    /// working directory like PocketBase's default).
+    #[arg(long = "publicDir", global = true, default_value = "./pb_public")]
+    public_dir: PathBuf,
+    /// Fall back to index.html on a missing static path (SPAs with pretty URLs).
+    #[arg(long = "indexFallback", global = true, default_value = "true", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = go_bool,
+          action = clap::ArgAction::Set)]
+    index_fallback: bool,
+    /// The default timeout of read queries, in seconds (0: none).
+    #[arg(long = "queryTimeout", global = true, default_value_t = 30)]
+    query_timeout: u64,
+    /// The env variable whose value encrypts the settings (not supported yet: ignored).
+    #[arg(long = "encryptionEnv", global = true, value_name = "ENV")]
+    encryption_env: Option<String>,
+    /// The directory with JS app hooks (not supported yet: ignored).
+    #[arg(long = "hooksDir", global = true, value_name = "DIR")]
+    hooks_dir: Option<PathBuf>,
+    /// Restart on hook file changes (no hooks yet: ignored).
+    #[arg(long = "hooksWatch", global = true, default_value = "true", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = go_bool,
+          action = clap::ArgAction::Set)]
+    hooks_watch: bool,
+    /// Prewarmed JS runtimes for hooks (no hooks yet: ignored).
+    #[arg(long = "hooksPool", global = true, default_value_t = 15)]
+    hooks_pool: i64,
+    /// The directory with user migrations (not supported yet: ignored).
+    #[arg(long = "migrationsDir", global = true, value_name = "DIR")]
+    migrations_dir: Option<PathBuf>,
+    /// Auto migrations (no JS migrations yet: ignored).
+    #[arg(long = "automigrate", global = true, default_value = "true", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_parser = go_bool,
+          action = clap::ArgAction::Set)]
+    automigrate: bool,
+}
+
+impl PocketBaseFlags {
+    /// One warning line for each given flag that pocketlog accepts but does not implement.
+    fn warn(&self, matches: &clap::ArgMatches) {
+        let given = |id: &str| {
+            matches!(
+                leaf(matches).value_source(id),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        };
+        if let Some(env) = &self.encryption_env {
+            tracing::warn!(
+                "--encryptionEnv={env}: settings encryption at rest is not supported yet; \
+                 settings are stored unencrypted in the log (ignored)"
+            );
+        }
+        if self.hooks_dir.is_some() || given("hooks_watch") || given("hooks_pool") {
+            tracing::warn!(
+                "--hooksDir/--hooksWatch/--hooksPool: JS hooks are not supported yet (ignored)"
+            );
+        }
+        if self.migrations_dir.is_some() || given("automigrate") {
+            tracing::warn!(
+                "--migrationsDir/--automigrate: JS migrations are not supported yet; \
+                 collections change through the API and the log (ignored)"
+            );
+        }
+    }
+}
+
+/// The matches of the innermost subcommand (where global flags are stored).
+fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
+    match matches.subcommand() {
+        Some((_, sub)) => leaf(sub),
+        None => matches,
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Starts the web server (default 127.0.0.1:8090).
+    /// Starts the web server (default to 127.0.0.1:8090 if no domain is specified).
     Serve {
-        /// TCP address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        http: String,
+        /// Domain names for automatic TLS (not available yet: plain HTTP is served, with a
+        /// warning); with domains, --http defaults to 0.0.0.0:80 as in PocketBase.
+        #[arg(value_name = "DOMAIN")]
+        domains: Vec<String>,
+        /// TCP address to listen on (default 127.0.0.1:8090, or 0.0.0.0:80 with domains).
+        #[arg(long)]
+        http: Option<String>,
+        /// TCP address for HTTPS (automatic TLS is not available yet: ignored, with a warning).
+        #[arg(long)]
+        https: Option<String>,
         /// CORS allowed origins (comma separated).
         #[arg(long, value_delimiter = ',', default_value = "*")]
         origins: Vec<String>,
@@ -114,6 +209,8 @@ struct Maintenance {
     #[arg(long, value_name = "SECS")]
     snapshot_every: Option<f64>,
     /// Seconds between background scrubs of data.db against the log (0: off; default 6 h).
+    /// An interval a cron expression states exactly (e.g. 6 h) runs as the `__plScrub__` cron
+    /// job (listed by /api/crons).
     #[arg(long, value_name = "SECS", default_value_t = 21600)]
     scrub_every: u64,
     /// Log segment size in bytes at which the log rolls (tests).
@@ -175,27 +272,21 @@ enum SuperuserAction {
 fn open(
     dir: &std::path::Path,
     config: EngineConfig,
-    origins: Vec<String>,
+    options: ServerOptions,
 ) -> Result<Arc<AppState>> {
     let opened = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
-    state_of(opened, origins)
+    state_of(opened, options)
 }
 
 /// The app state over an opened engine.
 fn state_of(
     (engine, report): (Engine, engine::RecoveryReport),
-    origins: Vec<String>,
+    options: ServerOptions,
 ) -> Result<Arc<AppState>> {
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, "recovered a torn log tail");
     }
-    let state = AppState::new(
-        engine,
-        ServerOptions {
-            origins,
-            ..ServerOptions::default()
-        },
-    )?;
+    let state = AppState::new(engine, options)?;
     // After any restore: revoke every token issued before it (ARCHITECTURE.md, "Restores").
     if let Some(count) = api::backups::finish_restore(&state)? {
         eprintln!("Restored data dir: rotated the token secrets of {count} auth collections");
@@ -221,7 +312,11 @@ fn tune_allocator() {
 
 fn main() {
     tune_allocator();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let level = if cli.dev { "debug" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -232,28 +327,41 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Serve {
+            domains,
             http,
+            https,
             origins,
             sync,
             header_timeout,
             request_timeout,
             writer_queue,
             maintenance,
-        } => serve(
-            &cli.dir,
-            &http,
-            origins,
-            &sync,
-            ServeTuning {
-                limits: http_server::Limits {
-                    header_timeout: Duration::from_secs_f64(header_timeout),
-                    request_timeout: Duration::from_secs_f64(request_timeout),
-                    drain: Duration::from_secs(30),
+        } => {
+            cli.pocketbase.warn(&matches);
+            let http = listen_address(http, https.as_deref(), &domains);
+            serve(
+                &cli.dir,
+                &http,
+                ServerOptions {
+                    origins,
+                    public_dir: Some(cli.pocketbase.public_dir.clone()),
+                    index_fallback: cli.pocketbase.index_fallback,
+                    query_timeout: (cli.pocketbase.query_timeout > 0)
+                        .then(|| Duration::from_secs(cli.pocketbase.query_timeout)),
+                    ..ServerOptions::default()
                 },
-                writer_queue,
-                maintenance,
-            },
-        ),
+                &sync,
+                ServeTuning {
+                    limits: http_server::Limits {
+                        header_timeout: Duration::from_secs_f64(header_timeout),
+                        request_timeout: Duration::from_secs_f64(request_timeout),
+                        drain: Duration::from_secs(30),
+                    },
+                    writer_queue,
+                    maintenance,
+                },
+            )
+        }
         Command::Superuser { action } => superuser(&cli.dir, action),
         Command::ImportPocketbase { from } => import_pocketbase::run(&from, &cli.dir).map(drop),
     };
@@ -262,6 +370,30 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// The HTTP address to listen on: `--http`, else PocketBase's default (`0.0.0.0:80` with
+/// domains, `127.0.0.1:8090` without). Warns once that automatic TLS is not available when
+/// `--https` or domains are given.
+fn listen_address(http: Option<String>, https: Option<&str>, domains: &[String]) -> String {
+    if https.is_some() || !domains.is_empty() {
+        tracing::warn!(
+            https = https.unwrap_or(""),
+            domains = domains.join(","),
+            "--https/domains: automatic TLS (ACME) is not available yet; serving plain HTTP \
+             only (put a TLS-terminating proxy in front)"
+        );
+    }
+    http.unwrap_or_else(|| {
+        if domains.is_empty() {
+            "127.0.0.1:8090".to_string()
+        } else {
+            "0.0.0.0:80".to_string()
+        }
+    })
+}
+
+/// When the `__plSnapshot__` cron job runs (while compacting).
+const SNAPSHOT_CRON: &str = "0 3 * * *";
 
 /// `serve` knobs beyond the PocketBase-compatible flags.
 struct ServeTuning {
@@ -273,7 +405,7 @@ struct ServeTuning {
 fn serve(
     dir: &std::path::Path,
     http: &str,
-    origins: Vec<String>,
+    options: ServerOptions,
     sync: &str,
     tuning: ServeTuning,
 ) -> Result<()> {
@@ -287,7 +419,16 @@ fn serve(
         ..EngineConfig::default()
     };
     tuning.maintenance.apply(&mut config)?;
+    let mut options = options;
+    // A scrub interval that a cron expression states exactly is run by the cron scheduler
+    // (`__plScrub__`, listed and runnable through /api/crons); any other stays the engine's.
+    options.scrub_cron = api::crons::every(tuning.maintenance.scrub_every);
+    if options.scrub_cron.is_some() {
+        config.scrub_every_ms = None;
+    }
+    // A daily snapshot only when compacting (compaction is what removes old snapshots).
     let retain = tuning.maintenance.retain()?;
+    options.snapshot_cron = retain.is_some().then(|| SNAPSHOT_CRON.to_string());
     let compact_interval = tuning.maintenance.interval()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -299,7 +440,7 @@ fn serve(
     if engine::admin::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
         eprintln!("Applied a staged backup restore to {}", dir.display());
     }
-    let state = open(dir, config, origins)?;
+    let state = open(dir, config, options)?;
     let compactor = match retain {
         Some(retain) => Some(compactor::Compactor::start(
             state.engine.clone(),
@@ -346,6 +487,7 @@ fn serve(
             )
         })
         .ok();
+        api::crons::start(Arc::clone(&state));
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
         let restart_state = Arc::clone(&state);
@@ -427,7 +569,7 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
         Err(engine::Error::Locked(_)) => return superuser_via_server(dir, &action),
         Err(err) => anyhow::bail!("{err}"),
     };
-    let state = state_of(opened, vec!["*".into()])?;
+    let state = state_of(opened, ServerOptions::default())?;
     let result = runtime.block_on(superuser_action(&state, action));
     state.engine.shutdown();
     println!("{}", result?);
