@@ -19,7 +19,7 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, collections, collections_extra, health, history,
-    installer, logs, realtime, records, settings,
+    installer, logs, mail, realtime, records, settings,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -242,6 +242,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/realtime", get(realtime::realtime_connect).post(realtime::realtime_subscribe))
         // Settings, backups, logs, installer (superusers; the installer needs its link).
         .route("/api/settings", get(settings::settings_get).patch(settings::settings_update))
+        .route("/api/settings/test/email", post(mail::settings_test_email))
         .route("/api/backups", get(backups::backups_list).post(backups::backups_create))
         .route("/api/backups/upload", post(backups::backups_upload))
         .route("/api/backups/{key}", backup_methods())

@@ -66,6 +66,8 @@ pub struct AppState {
     pub security: crate::ratelimit::Security,
     /// Backups: the one-operation flag and the restart request (`backups.rs`).
     pub backups: crate::backups::Backups,
+    /// Outgoing mail queue (`mail/`).
+    pub mailer: crate::mail::Mailer,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -329,6 +331,7 @@ impl AppState {
             logs,
             security: crate::ratelimit::Security::default(),
             backups: crate::backups::Backups::default(),
+            mailer: crate::mail::Mailer::new(),
             options,
         }))
     }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod history;
 pub mod installer;
 pub mod logs;
+pub mod mail;
 pub mod realtime;
 pub mod records;
 pub mod settings;
