@@ -19,7 +19,7 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, collections, collections_extra, email_change,
-    health, history, installer, logs, mail, realtime, records, settings,
+    health, history, installer, logs, mail, otp, realtime, records, settings,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -238,6 +238,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/confirm-password-reset", post(auth_flows::confirm_password_reset))
         .route("/api/collections/{c}/request-email-change", post(email_change::request_email_change))
         .route("/api/collections/{c}/confirm-email-change", post(email_change::confirm_email_change))
+        .route("/api/collections/{c}/request-otp", post(otp::request_otp))
+        .route("/api/collections/{c}/auth-with-otp", post(otp::auth_with_otp))
         .route("/api/collections/{c}/impersonate/{id}", post(auth_flows::impersonate))
         .route("/api/files/token", post(auth_flows::files_token))
         // Realtime.

@@ -68,6 +68,8 @@ pub struct AppState {
     pub backups: crate::backups::Backups,
     /// Outgoing mail queue (`mail/`).
     pub mailer: crate::mail::Mailer,
+    /// Wrong OTP attempts per record (`auth/otp.rs`).
+    pub otp_failures: crate::auth::otp::Failures,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -332,6 +334,7 @@ impl AppState {
             security: crate::ratelimit::Security::default(),
             backups: crate::backups::Backups::default(),
             mailer: crate::mail::Mailer::new(),
+            otp_failures: crate::auth::otp::Failures::default(),
             options,
         }))
     }

@@ -14,6 +14,7 @@ pub mod history;
 pub mod installer;
 pub mod logs;
 pub mod mail;
+pub mod otp;
 pub mod realtime;
 pub mod records;
 pub mod settings;

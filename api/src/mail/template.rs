@@ -68,14 +68,28 @@ impl TemplateKind {
                 .cloned()
                 .unwrap_or(Value::Null),
         };
-        let text = |key: &str| {
+        let (default_subject, default_body) = self.default_template();
+        let text = |key: &str, default: &str| {
             option
                 .get(key)
                 .and_then(Value::as_str)
-                .unwrap_or("")
+                .filter(|text| !text.trim().is_empty())
+                .unwrap_or(default)
                 .to_string()
         };
-        (text("subject"), text("body"))
+        (text("subject", default_subject), text("body", default_body))
+    }
+
+    /// PocketBase's default template (v0.40.6, measured), used for a missing or empty
+    /// subject/body (a partial PATCH of `otp` or `authAlert` may drop `emailTemplate`).
+    pub fn default_template(self) -> (&'static str, &'static str) {
+        match self {
+            TemplateKind::Verification => ("Verify your {APP_NAME} email", "<p>Hello,</p>\n<p>Thank you for joining us at {APP_NAME}.</p>\n<p>Click on the button below to verify your email address.</p>\n<p>\n  <a class=\"btn\" href=\"{APP_URL}/_/#/auth/confirm-verification/{TOKEN}\" target=\"_blank\" rel=\"noopener\">Verify</a>\n</p>\n<p><i>If you didn't recently register, please ignore this email.</i></p>\n<p>\n  Thanks,<br/>\n  {APP_NAME} team\n</p>"),
+            TemplateKind::PasswordReset => ("Reset your {APP_NAME} password", "<p>Hello,</p>\n<p>Click on the button below to reset your password.</p>\n<p>\n  <a class=\"btn\" href=\"{APP_URL}/_/#/auth/confirm-password-reset/{TOKEN}\" target=\"_blank\" rel=\"noopener\">Reset password</a>\n</p>\n<p><i>If you didn't ask to reset your password, please ignore this email.</i></p>\n<p>\n  Thanks,<br/>\n  {APP_NAME} team\n</p>"),
+            TemplateKind::EmailChange => ("Confirm your {APP_NAME} new email address", "<p>Hello,</p>\n<p>Click on the button below to confirm your new email address.</p>\n<p>\n  <a class=\"btn\" href=\"{APP_URL}/_/#/auth/confirm-email-change/{TOKEN}\" target=\"_blank\" rel=\"noopener\">Confirm new email</a>\n</p>\n<p><i>If you didn't ask to change your email address, please ignore this email.</i></p>\n<p>\n  Thanks,<br/>\n  {APP_NAME} team\n</p>"),
+            TemplateKind::Otp => ("OTP for {APP_NAME}", "<p>Hello,</p>\n<p>Your one-time password is: <strong>{OTP}</strong></p>\n<p><i>If you didn't ask for the one-time password, you can ignore this email.</i></p>\n<p>\n  Thanks,<br/>\n  {APP_NAME} team\n</p>"),
+            TemplateKind::LoginAlert => ("Login from a new location", "<p>Hello,</p>\n<p>We noticed a login to your {APP_NAME} account from a new location:</p>\n<p><em>{ALERT_INFO}</em></p>\n<p><strong>If this wasn't you, you should immediately change your {APP_NAME} account password to revoke access from all other locations.</strong></p>\n<p>If this was you, you may disregard this email.</p>\n<p>\n  Thanks,<br/>\n  {APP_NAME} team\n</p>"),
+        }
     }
 }
 
