@@ -15,6 +15,7 @@
 //! failure ⇒ guest.
 
 pub mod email_change;
+pub mod mfa;
 pub mod otp;
 pub mod password;
 pub mod token;

@@ -1,16 +1,17 @@
 //! `POST /api/collections/{c}/request-otp` and `POST /api/collections/{c}/auth-with-otp`:
-//! HTTP glue over [`crate::auth::otp`], which documents the answers and limits.
+//! HTTP glue over [`crate::auth::otp`], which documents the answers and limits; both this
+//! and the password login run the MFA step of [`crate::auth::mfa`] after the factor.
 
-use super::auth::{auth_collection, auth_response};
+use super::auth::{auth_collection, auth_response, check_auth_rule};
 use super::common::{json_response, parse_body, Query};
 use crate::access;
-use crate::auth::otp;
+use crate::auth::{mfa, otp};
 use crate::error::ApiResult;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -52,6 +53,19 @@ pub async fn auth_with_otp(
         &text(&body, "password"),
     )
     .await?;
+    check_auth_rule(&state, &collection, &record).await?;
+    let mfa_id = text(&body, "mfaId");
+    if let mfa::Next::Pending(id) =
+        mfa::after_factor(&state, &collection, &record, mfa::Method::Otp, &mfa_id).await?
+    {
+        return Ok(mfa_pending(&id));
+    }
     let token = access::issue_auth_token(&collection, &record, true, None);
     auth_response(&state, &collection, record, token, &query).await
+}
+
+/// The answer to a first factor when MFA is on: 401 `{"mfaId": …}` (no error envelope, as
+/// the reference).
+pub fn mfa_pending(id: &str) -> Response {
+    (StatusCode::UNAUTHORIZED, axum::Json(json!({ "mfaId": id }))).into_response()
 }
