@@ -86,6 +86,17 @@ async fn password_then_otp_completes_the_login() {
     let id = create_user(&server, "mfa@x.test").await;
     create_user(&server, "other@x.test").await;
     let password = json!({"identity": "mfa@x.test", "password": "12345678"});
+    let methods = server
+        .json(
+            "GET",
+            "/api/collections/users/auth-methods",
+            json!(null),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(methods["otp"]["enabled"], true);
+    assert_eq!(methods["mfa"]["enabled"], true);
 
     let first = post(&server, "auth-with-password", password.clone()).await;
     assert_eq!(first.status, 401, "{}", first.text);
