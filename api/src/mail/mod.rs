@@ -1,5 +1,6 @@
 //! Outgoing e-mail: SMTP delivery with `lettre` per `settings.smtp`, sender from
-//! `settings.meta`, through a bounded queue drained by one background thread.
+//! `settings.meta`, through a bounded queue drained by [`MAIL_WORKERS`] background threads
+//! (no ordering between mails is promised).
 //!
 //! Invariants:
 //! 1. Sending never blocks a request or the writer: [`Mailer::enqueue`] is a `try_send` on a
@@ -26,6 +27,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Mails waiting for the worker at most; more are dropped with a log line.
@@ -34,6 +36,9 @@ pub const MAIL_QUEUE_CAPACITY: usize = 1024;
 pub const MAIL_ATTEMPTS: u32 = 3;
 /// Pause before the second attempt (doubled for each further one).
 pub const MAIL_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Delivery threads draining the queue (each keeps its own pooled SMTP connection; several
+/// hide the per-mail round trips of one SMTP session).
+pub const MAIL_WORKERS: usize = 4;
 /// Connect/command timeout of an SMTP session.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -198,14 +203,19 @@ impl Default for Mailer {
 }
 
 impl Mailer {
-    /// Starts the delivery thread. It ends when the mailer is dropped and the queue is drained.
+    /// Starts the delivery threads. They end when the mailer is dropped and the queue is
+    /// drained.
     pub fn new() -> Mailer {
         let (queue, jobs) = sync_channel(MAIL_QUEUE_CAPACITY);
-        let spawned = std::thread::Builder::new()
-            .name("mailer".into())
-            .spawn(move || worker(jobs));
-        if let Err(error) = spawned {
-            tracing::error!(%error, "mailer: cannot start the delivery thread; mails will be dropped");
+        let jobs = Arc::new(Mutex::new(jobs));
+        for index in 0..MAIL_WORKERS {
+            let jobs = Arc::clone(&jobs);
+            let spawned = std::thread::Builder::new()
+                .name(format!("mailer-{index}"))
+                .spawn(move || worker(&jobs));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "mailer: cannot start a delivery thread");
+            }
         }
         Mailer { queue }
     }
@@ -240,30 +250,61 @@ impl Mailer {
     }
 }
 
-fn worker(jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+/// The next job, or `None` when the mailer is gone.
+fn next_job(jobs: &Mutex<Receiver<Job>>) -> Option<Job> {
+    jobs.lock().ok()?.recv().ok()
+}
+
+fn worker(jobs: &Mutex<Receiver<Job>>) {
+    // The transport of the last configuration: its pool keeps SMTP connections open between
+    // mails; a settings change builds a new one.
+    let mut cached: Option<(SmtpConfig, SmtpTransport)> = None;
+    while let Some(job) = next_job(jobs) {
         let mut pause = MAIL_RETRY_PAUSE;
         for attempt in 1..=MAIL_ATTEMPTS {
-            match deliver(&job.config, &job.mail) {
+            match deliver_with(&mut cached, &job.config, &job.mail) {
                 Ok(()) => {
                     tracing::debug!(kind = job.mail.kind, to = %job.mail.to, "mail sent");
                     break;
                 }
                 Err(error) if attempt < MAIL_ATTEMPTS => {
                     tracing::warn!(kind = job.mail.kind, to = %job.mail.to, attempt, %error, "mail delivery failed; retrying");
+                    cached = None;
                     std::thread::sleep(pause);
                     pause *= 2;
                 }
-                Err(error) => tracing::error!(
-                    kind = job.mail.kind,
-                    to = %job.mail.to,
-                    host = %job.config.host,
-                    port = job.config.port,
-                    attempts = MAIL_ATTEMPTS,
-                    %error,
-                    "mail delivery failed; giving up"
-                ),
+                Err(error) => {
+                    cached = None;
+                    tracing::error!(
+                        kind = job.mail.kind,
+                        to = %job.mail.to,
+                        host = %job.config.host,
+                        port = job.config.port,
+                        attempts = MAIL_ATTEMPTS,
+                        %error,
+                        "mail delivery failed; giving up"
+                    );
+                }
             }
         }
     }
+}
+
+fn deliver_with(
+    cached: &mut Option<(SmtpConfig, SmtpTransport)>,
+    config: &SmtpConfig,
+    mail: &Mail,
+) -> Result<(), String> {
+    let message = mail.message(config)?;
+    let transport = match cached {
+        Some((current, transport)) if current == config => transport,
+        _ => {
+            let (_, transport) = cached.insert((config.clone(), config.transport()?));
+            transport
+        }
+    };
+    transport
+        .send(&message)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
