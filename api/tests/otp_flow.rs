@@ -175,6 +175,14 @@ async fn otp_is_mailed_and_signs_in_once() {
         .await;
     assert_eq!(refreshed.status, 200, "a full auth token");
     assert!(otp_rows(&server).await.is_empty(), "the code is consumed");
+    // An unverified record proven by OTP loses its (possibly pre-registered) password.
+    let old_password = post(
+        &server,
+        "auth-with-password",
+        json!({"identity": "otp@x.test", "password": "12345678"}),
+    )
+    .await;
+    assert_eq!(old_password.status, 400, "{}", old_password.text);
     let replay = post(
         &server,
         "auth-with-otp",

@@ -76,7 +76,18 @@ async fn create_user(server: &TestServer, email: &str) -> String {
             200,
         )
         .await;
-    record["id"].as_str().expect("id").to_string()
+    let id = record["id"].as_str().expect("id").to_string();
+    // Verified, so an OTP sign-in keeps the password (see otp_flow.rs).
+    server
+        .json(
+            "PATCH",
+            &format!("/api/collections/users/records/{id}"),
+            json!({"verified": true}),
+            Some(&server.admin.clone()),
+            200,
+        )
+        .await;
+    id
 }
 
 #[tokio::test]

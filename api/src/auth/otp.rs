@@ -8,8 +8,10 @@
 //! - `auth-with-otp {otpId, password}`: a wrong, unknown, used or expired code is 400
 //!   `Invalid or expired OTP.`; after [`OTP_MAX_FAILURES`] wrong codes for a record, every
 //!   attempt for it is 429 `Too many attempts, please try again later with a new OTP.` for
-//!   [`OTP_LOCK_WINDOW`]; success answers like a password login, deletes the `_otps` row and
-//!   marks the record verified when the code went to its current address.
+//!   [`OTP_LOCK_WINDOW`]; success answers like a password login, deletes the `_otps` row and,
+//!   when the record was unverified and the code went to its current address, marks it
+//!   verified and gives it a random password and a new token key (measured: a password
+//!   sign-in fails afterwards; whoever pre-registered someone else's address loses it).
 //!
 //! Invariants: `_otps` rows are written through the log like every record (commits with the
 //! record as actor); a code is consumed inside the write command that re-reads the row, so
@@ -44,6 +46,8 @@ pub const OTP_FAILURE_ENTRIES_MAX: usize = 100_000;
 pub const OTP_LENGTH_RANGE: (usize, usize) = (4, 32);
 /// `otp.length` when unset.
 pub const OTP_LENGTH_DEFAULT: usize = 8;
+/// Length of the random password an unverified record gets on its first OTP sign-in.
+pub const RESET_PASSWORD_LEN: usize = 30;
 /// `otp.duration` (seconds) when unset.
 pub const OTP_DURATION_DEFAULT: i64 = 180;
 
@@ -315,13 +319,35 @@ pub async fn authenticate(
         state.otp_failures.fail(&key);
         return Err(invalid());
     }
+    // An unverified record signing in with a code sent to its address gets verified and a
+    // random password (as the reference: whoever pre-registered the address loses it).
+    let unverified = crate::access::load_record(state, collection, &record_id)
+        .await?
+        .is_some_and(|record| {
+            !record
+                .get("verified")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        });
+    let reset_hash = if unverified {
+        let random = token::random_string(RESET_PASSWORD_LEN, token::ALPHANUMERIC);
+        Some(
+            tokio::task::spawn_blocking(move || password::hash_password(&random))
+                .await
+                .map_err(ApiError::internal)?,
+        )
+    } else {
+        None
+    };
     let (target, auth_collection, id) = (
         Arc::clone(&otps),
         Arc::clone(collection),
         otp_id.to_string(),
     );
     let outcome = state
-        .write(actor, move |tx| consume(tx, &target, &auth_collection, &id))
+        .write(actor, move |tx| {
+            consume(tx, &target, &auth_collection, &id, reset_hash)
+        })
         .await?;
     state.otp_failures.clear(&key);
     Ok(outcome.value)
@@ -334,6 +360,7 @@ fn consume(
     otps: &Collection,
     collection: &Collection,
     otp_id: &str,
+    reset_hash: Option<String>,
 ) -> ApiResult<Map<String, Value>> {
     let invalid = || ApiError::bad_request(INVALID_OTP);
     let load =
@@ -361,6 +388,10 @@ fn consume(
         .unwrap_or(false);
     if !verified && text_of(&row, "sentTo").eq_ignore_ascii_case(text_of(&record, "email")) {
         record.insert("verified".into(), json!(true));
+        if let Some(hash) = reset_hash {
+            record.insert("password".into(), json!(hash));
+            record.insert("tokenKey".into(), json!(token::new_token_key()));
+        }
         let now = record::format_ms(tx.timestamp_ms());
         for field in &collection.fields {
             if field.on_update() {
