@@ -222,7 +222,12 @@ pub async fn auth_with_password(
         return Err(failed());
     }
     check_auth_rule(&state, &collection, &record).await?;
-    let mfa_id = body.get("mfaId").and_then(Value::as_str).unwrap_or("");
+    // The SDK sends `mfaId` as a query parameter; a body field works too.
+    let mfa_id = body
+        .get("mfaId")
+        .and_then(Value::as_str)
+        .or_else(|| query.get("mfaId").map(String::as_str))
+        .unwrap_or("");
     if let mfa::Next::Pending(id) =
         mfa::after_factor(&state, &collection, &record, mfa::Method::Password, mfa_id).await?
     {

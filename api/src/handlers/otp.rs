@@ -54,7 +54,11 @@ pub async fn auth_with_otp(
     )
     .await?;
     check_auth_rule(&state, &collection, &record).await?;
-    let mfa_id = text(&body, "mfaId");
+    // The SDK sends `mfaId` as a query parameter; a body field works too.
+    let mut mfa_id = text(&body, "mfaId");
+    if mfa_id.is_empty() {
+        mfa_id = query.get("mfaId").cloned().unwrap_or_default();
+    }
     if let mfa::Next::Pending(id) =
         mfa::after_factor(&state, &collection, &record, mfa::Method::Otp, &mfa_id).await?
     {
