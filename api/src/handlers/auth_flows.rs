@@ -15,7 +15,8 @@
 //!    `tokenKey` (every older token of the record dies) and sets `verified`.
 //! 4. Impersonation tokens are auth tokens with `refreshable: false`.
 //!
-//! Not done: the 2-minute de-duplication of repeated `request-*` mails.
+//! 5. A record gets one verification / reset mail per `mail::RESEND_WINDOW` (2 min, as the
+//!    reference); repeated requests answer the same 204.
 
 use super::auth::{auth_collection, auth_response};
 use super::common::{json_response, no_content, parse_body, Query};
@@ -248,6 +249,10 @@ pub async fn request_verification(
             .and_then(Value::as_bool)
             .unwrap_or(false)
         {
+            let key = format!("verification/{}/{}", collection.id, text_of(&found, "id"));
+            if !state.mailer.first_in_window(&key) {
+                return Ok(no_content());
+            }
             let token = issue_email_token(&collection, &found, token::TokenType::Verification);
             mail::auth::send(
                 &state,
@@ -315,6 +320,10 @@ pub async fn request_password_reset(
     let body = parse_body(&headers, &bytes)?;
     let email = check_email(&body)?;
     if let Some(found) = find_by_email(&state, &collection, &email).await? {
+        let key = format!("passwordReset/{}/{}", collection.id, text_of(&found, "id"));
+        if !state.mailer.first_in_window(&key) {
+            return Ok(no_content());
+        }
         let token = issue_email_token(&collection, &found, token::TokenType::PasswordReset);
         mail::auth::send(
             &state,

@@ -26,9 +26,10 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Mails waiting for the worker at most; more are dropped with a log line.
 pub const MAIL_QUEUE_CAPACITY: usize = 1024;
@@ -39,6 +40,12 @@ pub const MAIL_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Delivery threads draining the queue (each keeps its own pooled SMTP connection; several
 /// hide the per-mail round trips of one SMTP session).
 pub const MAIL_WORKERS: usize = 4;
+/// A record gets one verification / password-reset mail per window (as the reference: repeated
+/// requests within it answer the same 204 and send nothing).
+pub const RESEND_WINDOW: Duration = Duration::from_secs(120);
+/// Keys tracked by the resend guard at most (expired ones are pruned first; when still full,
+/// the mail is sent: the guard limits spam, it must not block mail).
+pub const RESEND_KEYS_MAX: usize = 100_000;
 /// Connect/command timeout of an SMTP session.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -194,6 +201,8 @@ struct Job {
 /// The queue's sending side (held by the app state).
 pub struct Mailer {
     queue: SyncSender<Job>,
+    /// When each de-duplicated mail (`kind/collection/record`) was last queued.
+    recent: Mutex<HashMap<String, Instant>>,
 }
 
 impl Default for Mailer {
@@ -217,7 +226,31 @@ impl Mailer {
                 tracing::error!(%error, "mailer: cannot start a delivery thread");
             }
         }
-        Mailer { queue }
+        Mailer {
+            queue,
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether a de-duplicated mail for `key` may go out now (none in the last
+    /// [`RESEND_WINDOW`]); records the send when it may.
+    pub fn first_in_window(&self, key: &str) -> bool {
+        let Ok(mut recent) = self.recent.lock() else {
+            return true;
+        };
+        if recent
+            .get(key)
+            .is_some_and(|at| at.elapsed() < RESEND_WINDOW)
+        {
+            return false;
+        }
+        if recent.len() >= RESEND_KEYS_MAX {
+            recent.retain(|_, at| at.elapsed() < RESEND_WINDOW);
+        }
+        if recent.len() < RESEND_KEYS_MAX {
+            recent.insert(key.to_string(), Instant::now());
+        }
+        true
     }
 
     /// Queues `mail` for delivery with `config` (never blocks). With SMTP disabled the mail is
