@@ -14,6 +14,7 @@ pub mod extract;
 pub mod handlers;
 pub mod history;
 pub mod installer;
+pub mod mail;
 pub mod model;
 pub mod public;
 pub mod ratelimit;

@@ -18,8 +18,8 @@
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, health,
-    history, installer, logs, realtime, records, settings, sql, views,
+    auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, email_change,
+    health, history, installer, logs, mail, otp, realtime, records, settings, sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -254,12 +254,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/confirm-verification", post(auth_flows::confirm_verification))
         .route("/api/collections/{c}/request-password-reset", post(auth_flows::request_password_reset))
         .route("/api/collections/{c}/confirm-password-reset", post(auth_flows::confirm_password_reset))
+        .route("/api/collections/{c}/request-email-change", post(email_change::request_email_change))
+        .route("/api/collections/{c}/confirm-email-change", post(email_change::confirm_email_change))
+        .route("/api/collections/{c}/request-otp", post(otp::request_otp))
+        .route("/api/collections/{c}/auth-with-otp", post(otp::auth_with_otp))
         .route("/api/collections/{c}/impersonate/{id}", post(auth_flows::impersonate))
         .route("/api/files/token", post(auth_flows::files_token))
         // Realtime.
         .route("/api/realtime", get(realtime::realtime_connect).post(realtime::realtime_subscribe))
         // Settings, backups, logs, installer (superusers; the installer needs its link).
         .route("/api/settings", get(settings::settings_get).patch(settings::settings_update))
+        .route("/api/settings/test/email", post(mail::settings_test_email))
         .route("/api/backups", get(backups::backups_list).post(backups::backups_create))
         .route("/api/backups/upload", post(backups::backups_upload))
         .route("/api/backups/{key}", backup_methods())

@@ -85,6 +85,10 @@ pub struct AppState {
     pub backups: crate::backups::Backups,
     /// The cron jobs (`crons.rs`).
     pub crons: crate::crons::Crons,
+    /// Outgoing mail queue (`mail/`).
+    pub mailer: crate::mail::Mailer,
+    /// Wrong OTP attempts per record (`auth/otp.rs`).
+    pub otp_failures: crate::auth::otp::Failures,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -352,6 +356,8 @@ impl AppState {
                 options.snapshot_cron.as_deref(),
                 options.scrub_cron.as_deref(),
             ),
+            mailer: crate::mail::Mailer::new(),
+            otp_failures: crate::auth::otp::Failures::default(),
             options,
         }))
     }

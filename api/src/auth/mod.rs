@@ -14,6 +14,9 @@
 //! [`verify`] with [`signing_key`]`(record.tokenKey, collection.authToken.secret)`; any
 //! failure ⇒ guest.
 
+pub mod email_change;
+pub mod mfa;
+pub mod otp;
 pub mod password;
 pub mod token;
 

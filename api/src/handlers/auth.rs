@@ -6,6 +6,7 @@
 
 use super::common::{json_response, parse_body, Query};
 use crate::access::{self, Auth, RequestData, MAIN};
+use crate::auth::mfa;
 use crate::auth::password;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::extract::Caller;
@@ -64,7 +65,7 @@ pub async fn auth_response(
 }
 
 /// Checks the collection's authRule for a record (403 when it fails).
-async fn check_auth_rule(
+pub(crate) async fn check_auth_rule(
     state: &Arc<AppState>,
     collection: &Arc<Collection>,
     record: &Map<String, Value>,
@@ -223,6 +224,17 @@ pub async fn auth_with_password(
     }
     check_auth_rule(&state, &collection, &record).await?;
     crate::records::rehash::upgrade_legacy_hash(&state, &collection, &record, plain).await;
+    // The SDK sends `mfaId` as a query parameter; a body field works too.
+    let mfa_id = body
+        .get("mfaId")
+        .and_then(Value::as_str)
+        .or_else(|| query.get("mfaId").map(String::as_str))
+        .unwrap_or("");
+    if let mfa::Next::Pending(id) =
+        mfa::after_factor(&state, &collection, &record, mfa::Method::Password, mfa_id).await?
+    {
+        return Ok(super::otp::mfa_pending(&id));
+    }
     let token = access::issue_auth_token(&collection, &record, true, None);
     auth_response(&state, &collection, record, token, &query).await
 }

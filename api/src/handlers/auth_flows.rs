@@ -1,8 +1,8 @@
 //! Auth flows beyond login (`docs/wire/auth.md`): email verification, password
 //! reset, impersonation and file tokens.
 //!
-//! There is no mail server: the links PocketBase would email are written to the log with
-//! `tracing` at info level (`{appURL}/_/#/auth/confirm-verification/{token}` etc.).
+//! The links are mailed with the collection's templates (`mail::auth`); with SMTP disabled
+//! the mail is written to the server log instead.
 //!
 //! Invariants:
 //! 1. `request-*` endpoints answer 204 whether or not the email belongs to a record, so they
@@ -15,7 +15,8 @@
 //!    `tokenKey` (every older token of the record dies) and sets `verified`.
 //! 4. Impersonation tokens are auth tokens with `refreshable: false`.
 //!
-//! Not done: the 2-minute de-duplication of repeated `request-*` mails (nothing is sent).
+//! 5. A record gets one verification / reset mail per `mail::RESEND_WINDOW` (2 min, as the
+//!    reference); repeated requests answer the same 204.
 
 use super::auth::{auth_collection, auth_response};
 use super::common::{json_response, no_content, parse_body, Query};
@@ -23,6 +24,7 @@ use crate::access;
 use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::extract::{Caller, SuperuserBody};
+use crate::mail::{self, auth::Secret, template::TemplateKind};
 use crate::model::record::{self, from_row, is_email, to_storage};
 use crate::model::{Collection, Field};
 use crate::state::AppState;
@@ -114,16 +116,6 @@ fn issue_email_token(
             &collection.token_secret(kind.collection_option()),
         ),
     )
-}
-
-fn app_url(state: &AppState) -> String {
-    state
-        .settings()
-        .pointer("/meta/appURL")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_end_matches('/')
-        .to_string()
 }
 
 /// Why a submitted `confirm-*` token was refused, as a field error item.
@@ -257,12 +249,18 @@ pub async fn request_verification(
             .and_then(Value::as_bool)
             .unwrap_or(false)
         {
+            let key = format!("verification/{}/{}", collection.id, text_of(&found, "id"));
+            if !state.mailer.first_in_window(&key) {
+                return Ok(no_content());
+            }
             let token = issue_email_token(&collection, &found, token::TokenType::Verification);
-            tracing::info!(
-                collection = %collection.name,
-                record = %text_of(&found, "id"),
-                link = %format!("{}/_/#/auth/confirm-verification/{token}", app_url(&state)),
-                "verification email (no mail server; link logged instead)"
+            mail::auth::send(
+                &state,
+                &collection,
+                TemplateKind::Verification,
+                &found,
+                None,
+                &Secret::Token(token),
             );
         }
     }
@@ -322,12 +320,18 @@ pub async fn request_password_reset(
     let body = parse_body(&headers, &bytes)?;
     let email = check_email(&body)?;
     if let Some(found) = find_by_email(&state, &collection, &email).await? {
+        let key = format!("passwordReset/{}/{}", collection.id, text_of(&found, "id"));
+        if !state.mailer.first_in_window(&key) {
+            return Ok(no_content());
+        }
         let token = issue_email_token(&collection, &found, token::TokenType::PasswordReset);
-        tracing::info!(
-            collection = %collection.name,
-            record = %text_of(&found, "id"),
-            link = %format!("{}/_/#/auth/confirm-password-reset/{token}", app_url(&state)),
-            "password reset email (no mail server; link logged instead)"
+        mail::auth::send(
+            &state,
+            &collection,
+            TemplateKind::PasswordReset,
+            &found,
+            None,
+            &Secret::Token(token),
         );
     }
     Ok(no_content())
