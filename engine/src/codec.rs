@@ -178,6 +178,9 @@ mod tests {
         assert_eq!(decode_commit(&encode_commit(&plain)).expect("v1"), plain);
         let mut unknown = bytes.clone();
         unknown[0] = 3;
-        assert!(matches!(decode_commit(&unknown), Err(DecodeError::Version(3))));
+        assert!(matches!(
+            decode_commit(&unknown),
+            Err(DecodeError::Version(3))
+        ));
     }
 }

@@ -6,13 +6,19 @@
 //! - [`fields`]: file field modifiers, validation, and which files a write adds/removes;
 //! - [`storage`]: `<data dir>/storage/<collectionId>/<recordId>/<name>`, immutable files made
 //!   durable before the commit that references them;
-//! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers).
+//! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers);
+//! - [`body`]: the record write body extractor (JSON, urlencoded or multipart + uploads);
+//! - [`write`]: file fields inside the write command (persist, `FilesChanged`);
+//! - [`access`]: who may download a file (protected files, file tokens, the view rule).
 //!
 //! The log records which files each commit adds and removes (`engine::Change::FilesChanged`).
 
+pub mod access;
+pub mod body;
 pub mod fields;
 pub mod multipart;
 pub mod names;
 pub mod serve;
 pub mod sniff;
 pub mod storage;
+pub mod write;

@@ -1,5 +1,5 @@
 //! Streaming `multipart/form-data` decoding (with the `multer` crate): text parts become the
-//! same `(key, value)` pairs a urlencoded body gives (coerced by `handlers::common::form_body`,
+//! same `(key, value)` pairs a urlencoded body gives (coerced by `request::form_body`,
 //! so `@jsonPayload` and repeated keys behave identically), file parts are streamed to temp
 //! files under `<data dir>/.tmp-uploads/` and fsynced.
 //!
@@ -111,7 +111,7 @@ pub struct Upload {
 /// A decoded multipart body.
 #[derive(Debug, Default)]
 pub struct Form {
-    /// Text parts in order (coerce with `handlers::common::form_body`).
+    /// Text parts in order (coerce with `request::form_body`).
     pub pairs: Vec<(String, String)>,
     /// File parts in order.
     pub files: Vec<Upload>,
@@ -237,11 +237,12 @@ fn decode_error(err: multer::Error, guard: &Guard) -> ApiError {
 }
 
 /// Decodes a multipart body (`content_type` carries the boundary), writing file parts to
-/// temp files in `tmp_dir` (created if missing).
+/// temp files in `tmp_dir` (created if missing); without a `tmp_dir` file parts are read
+/// and dropped (endpoints that take no files).
 pub async fn read<S, E>(
     body: S,
     content_type: &str,
-    tmp_dir: &Path,
+    tmp_dir: Option<&Path>,
     limits: &Limits,
 ) -> ApiResult<Form>
 where
@@ -313,6 +314,15 @@ where
                 limits.max_file_name_bytes
             )));
         }
+        let Some(tmp_dir) = tmp_dir else {
+            while field
+                .chunk()
+                .await
+                .map_err(|err| decode_error(err, &guard))?
+                .is_some()
+            {}
+            continue;
+        };
         tokio::fs::create_dir_all(tmp_dir)
             .await
             .map_err(ApiError::internal)?;
@@ -347,6 +357,19 @@ where
         });
     }
     Ok(form)
+}
+
+/// The text parts of a multipart body already in memory (endpoints that take no files:
+/// sign-in, auth flows, …); file parts are skipped. Runs the decoder to completion on this
+/// thread: the input is all there, so it never waits.
+pub fn read_in_memory(content_type: &str, bytes: &[u8]) -> ApiResult<Vec<(String, String)>> {
+    let chunk = Bytes::copy_from_slice(bytes);
+    let stream = futures::stream::iter([Ok::<_, std::io::Error>(chunk)]);
+    let limits = Limits {
+        max_total_bytes: bytes.len() as u64 + 1,
+        ..Limits::default()
+    };
+    futures::executor::block_on(read(stream, content_type, None, &limits)).map(|form| form.pairs)
 }
 
 /// Removes every leftover temp upload (call at start, before serving): a crash between an
@@ -416,9 +439,14 @@ mod tests {
         body.extend(end());
         // Delivered in tiny chunks: boundaries split across chunks still decode.
         let chunks = body.chunks(7).map(<[u8]>::to_vec).collect();
-        let form = read(body_stream(chunks), CT, dir.path(), &Limits::default())
-            .await
-            .expect("decodes");
+        let form = read(
+            body_stream(chunks),
+            CT,
+            Some(dir.path()),
+            &Limits::default(),
+        )
+        .await
+        .expect("decodes");
         assert_eq!(
             form.pairs,
             vec![
@@ -448,9 +476,14 @@ mod tests {
         let mut body = part("f", Some("big.bin"), &content);
         body.extend(end());
         // One huge chunk: the guarded stream still feeds the decoder piece by piece.
-        let form = read(body_stream(vec![body]), CT, dir.path(), &Limits::default())
-            .await
-            .expect("decodes");
+        let form = read(
+            body_stream(vec![body]),
+            CT,
+            Some(dir.path()),
+            &Limits::default(),
+        )
+        .await
+        .expect("decodes");
         assert_eq!(form.files[0].size, content.len() as u64);
         assert_eq!(
             std::fs::read(form.files[0].temp.path()).expect("read"),
@@ -472,7 +505,7 @@ mod tests {
             body.extend(part(&format!("k{i}"), Some("x.txt"), b"x"));
         }
         body.extend(end());
-        let err = read(body_stream(vec![body]), CT, dir.path(), &limits)
+        let err = read(body_stream(vec![body]), CT, Some(dir.path()), &limits)
             .await
             .expect_err("too many parts");
         assert_eq!(err.status.as_u16(), 400);
@@ -480,7 +513,7 @@ mod tests {
         // Total too large.
         let mut body = part("f", Some("big.bin"), &vec![7u8; 200_000]);
         body.extend(end());
-        let err = read(body_stream(vec![body]), CT, dir.path(), &limits)
+        let err = read(body_stream(vec![body]), CT, Some(dir.path()), &limits)
             .await
             .expect_err("too large");
         assert_eq!(err.status.as_u16(), 413);
@@ -491,30 +524,57 @@ mod tests {
                 .to_vec();
         body.extend(vec![b'a'; 1024 * 1024]);
         body.extend(b"\r\n\r\nx\r\n--XyZ--\r\n");
-        let err = read(body_stream(vec![body]), CT, dir.path(), &Limits::default())
-            .await
-            .expect_err("header too large");
+        let err = read(
+            body_stream(vec![body]),
+            CT,
+            Some(dir.path()),
+            &Limits::default(),
+        )
+        .await
+        .expect_err("header too large");
         assert_eq!(err.status.as_u16(), 400);
         assert_eq!(files_in(dir.path()), 0);
         // A too long file name.
         let long = "a".repeat(2000);
         let mut body = part("f", Some(&long), b"x");
         body.extend(end());
-        let err = read(body_stream(vec![body]), CT, dir.path(), &Limits::default())
-            .await
-            .expect_err("name too long");
+        let err = read(
+            body_stream(vec![body]),
+            CT,
+            Some(dir.path()),
+            &Limits::default(),
+        )
+        .await
+        .expect_err("name too long");
         assert_eq!(err.status.as_u16(), 400);
         // Garbage.
         let err = read(
             body_stream(vec![b"not multipart".to_vec()]),
             CT,
-            dir.path(),
+            Some(dir.path()),
             &Limits::default(),
         )
         .await
         .expect_err("garbage");
         assert_eq!(err.status.as_u16(), 400);
         assert_eq!(files_in(dir.path()), 0);
+    }
+
+    #[test]
+    fn in_memory_text_parts_skip_files() {
+        let mut body = part("identity", None, b"a@b.c");
+        body.extend(part("avatar", Some("a.png"), b"\x89PNG"));
+        body.extend(part("password", None, b"1234567890"));
+        body.extend(end());
+        let pairs = read_in_memory(CT, &body).expect("decodes");
+        assert_eq!(
+            pairs,
+            vec![
+                ("identity".to_string(), "a@b.c".to_string()),
+                ("password".to_string(), "1234567890".to_string()),
+            ]
+        );
+        assert!(read_in_memory(CT, b"junk").is_err());
     }
 
     #[test]
