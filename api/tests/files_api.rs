@@ -692,3 +692,84 @@ async fn hostile_bodies_get_a_clear_4xx_and_write_nothing() {
     .await;
     assert_eq!(reply.status, 413, "{}", reply.text);
 }
+
+#[tokio::test]
+async fn batch_multipart_binds_files_per_sub_request() {
+    let server = start().await;
+    let cid = docs(&server, "").await;
+    server.enable_batch(10).await;
+    let existing = upload(
+        &server,
+        "POST",
+        "/api/collections/docs/records",
+        &[("one", Some("first.txt"), b"first")],
+    )
+    .await;
+    let existing_id = existing.json["id"].as_str().expect("id").to_string();
+    let payload = json!({"requests": [
+        {"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "created"}},
+        {"method": "PATCH", "url": format!("/api/collections/docs/records/{existing_id}"), "body": {}},
+        {"method": "PUT", "url": "/api/collections/docs/records", "body": {"id": "upsertdoc000001"}}
+    ]})
+    .to_string();
+    let reply = upload(
+        &server,
+        "POST",
+        "/api/batch",
+        &[
+            ("@jsonPayload", None, payload.as_bytes()),
+            ("requests.0.many", Some("alpha.txt"), b"alpha"),
+            ("requests.0.many", Some("beta.txt"), b"beta"),
+            ("requests.1.one", Some("second.txt"), b"second"),
+            ("requests.2.one", Some("upsert.txt"), b"upserted"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let created = &reply.json[0]["body"];
+    let many: Vec<String> = serde_json::from_value(created["many"].clone()).expect("many");
+    assert_eq!(many.len(), 2);
+    assert_stored_name(&many[0], "alpha", ".txt");
+    let updated = &reply.json[1]["body"];
+    assert_stored_name(updated["one"].as_str().expect("one"), "second", ".txt");
+    let upserted = &reply.json[2]["body"];
+    assert_eq!(upserted["id"], "upsertdoc000001");
+    assert_stored_name(upserted["one"].as_str().expect("one"), "upsert", ".txt");
+    let id = created["id"].as_str().expect("id");
+    let file = get(&server, &format!("/api/files/docs/{id}/{}", many[1]), &[]).await;
+    assert_eq!((file.status, file.text.as_str()), (200, "beta"));
+    let file = get(
+        &server,
+        &format!(
+            "/api/files/docs/upsertdoc000001/{}",
+            upserted["one"].as_str().expect("one")
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!((file.status, file.text.as_str()), (200, "upserted"));
+
+    // A failing sub-request fails the batch and stores none of its files.
+    let before = files_under(&data_dir(&server).join("storage").join(&cid)).len();
+    let payload = json!({"requests": [
+        {"method": "POST", "url": "/api/collections/docs/records", "body": {}},
+        {"method": "POST", "url": "/api/collections/docs/records", "body": {"one": "nonexistent.txt"}}
+    ]})
+    .to_string();
+    let reply = upload(
+        &server,
+        "POST",
+        "/api/batch",
+        &[
+            ("@jsonPayload", None, payload.as_bytes()),
+            ("requests.0.many", Some("gamma.txt"), b"gamma"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert_eq!(
+        files_under(&data_dir(&server).join("storage").join(&cid)).len(),
+        before
+    );
+    assert!(files_under(&data_dir(&server).join(".tmp-uploads")).is_empty());
+}

@@ -1,11 +1,13 @@
 //! File fields inside a record write command (on the writer thread): resolve every file
-//! field against the record's old and new values, then — last, after every check — move the
-//! added uploads into storage and stage [`engine::Change::FilesChanged`].
+//! field against the record's old and new values, stage [`engine::Change::FilesChanged`],
+//! and — at the very end of the command, after every check of every write in it (a batch) —
+//! move the added uploads into storage ([`PendingUploads::persist_ready`]).
 //!
 //! Invariants:
-//! 1. Files are persisted only when the command has passed every check, so a refused write
-//!    leaves no stored file (its uploads' temp files are dropped); the stored files are
-//!    renamed and fsynced before the command returns, i.e. before the commit is appended.
+//! 1. Files are persisted only when the whole command has passed every check, so a refused
+//!    write or batch leaves no stored file (its uploads' temp files are dropped); the stored
+//!    files are renamed and fsynced before the command returns, i.e. before the commit is
+//!    appended.
 //! 2. The commit names exactly the files it adds and the names it drops; a deleted record
 //!    drops all its files. Nothing here deletes bytes (retention/GC is later).
 //! 3. Files of a failed group commit (append/fsync failure after the command) are orphans in
@@ -18,14 +20,24 @@ use crate::files::storage::LocalStorage;
 use crate::model::Collection;
 use engine::{Change, Tx};
 use serde_json::{Map, Value};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The uploads of one write, bound to fields and named; moved out by the command that
-/// uses them (a batch upsert prepares a create and an update, only one runs).
-#[derive(Debug, Default)]
+/// uses them. Clones share the uploads (a batch upsert prepares a create and an update;
+/// only one runs).
+#[derive(Debug, Default, Clone)]
 pub struct PendingUploads {
     storage: Option<LocalStorage>,
-    uploads: Mutex<Vec<NamedUpload>>,
+    uploads: Arc<Mutex<Vec<NamedUpload>>>,
+    /// Checked uploads waiting for the end of the command: (collection id, record id, upload).
+    ready: Arc<Mutex<Vec<(String, String, NamedUpload)>>>,
+}
+
+fn take_all<T>(list: &Mutex<Vec<T>>) -> Vec<T> {
+    match list.lock() {
+        Ok(mut items) => std::mem::take(&mut *items),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    }
 }
 
 impl PendingUploads {
@@ -33,16 +45,41 @@ impl PendingUploads {
     pub fn new(storage: LocalStorage, uploads: Vec<NamedUpload>) -> Self {
         PendingUploads {
             storage: Some(storage),
-            uploads: Mutex::new(uploads),
+            uploads: Arc::new(Mutex::new(uploads)),
+            ready: Arc::default(),
         }
     }
 
     /// Takes the uploads (empty after the first call).
     fn take(&self) -> Vec<NamedUpload> {
-        match self.uploads.lock() {
-            Ok(mut uploads) => std::mem::take(&mut *uploads),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        take_all(&self.uploads)
+    }
+
+    /// Moves the checked uploads into storage (durably). Call at the end of the command,
+    /// after every write in it has passed its checks.
+    pub fn persist_ready(&self) -> ApiResult<()> {
+        let ready = take_all(&self.ready);
+        if ready.is_empty() {
+            return Ok(());
         }
+        let storage = self
+            .storage
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("uploads without a storage"))?;
+        for (collection_id, record_id, upload) in ready {
+            storage
+                .persist(
+                    upload.upload.temp,
+                    &collection_id,
+                    &record_id,
+                    &upload.stored_name,
+                )
+                .map_err(|err| {
+                    tracing::error!(%err, collection_id, record_id, "could not store an upload");
+                    ApiError::internal(err)
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -82,7 +119,8 @@ pub fn resolve(
     files
 }
 
-/// Persists the added files and stages the commit's file change. Call last in the command.
+/// Stages the commit's file change and queues the added files for
+/// [`PendingUploads::persist_ready`]. Call after the record's own change is staged.
 pub fn commit(
     tx: &mut Tx<'_>,
     pending: &PendingUploads,
@@ -93,27 +131,11 @@ pub fn commit(
     if files.added.is_empty() && files.removed.is_empty() {
         return Ok(());
     }
-    let mut added = Vec::with_capacity(files.added.len());
-    if !files.added.is_empty() {
-        let storage = pending
-            .storage
-            .as_ref()
-            .ok_or_else(|| ApiError::internal("uploads without a storage"))?;
-        for upload in files.added {
-            storage
-                .persist(
-                    upload.upload.temp,
-                    collection_id,
-                    record_id,
-                    &upload.stored_name,
-                )
-                .map_err(|err| {
-                    tracing::error!(%err, collection_id, record_id, "could not store an upload");
-                    ApiError::internal(err)
-                })?;
-            added.push(upload.stored_name);
-        }
-    }
+    let added = files
+        .added
+        .iter()
+        .map(|upload| upload.stored_name.clone())
+        .collect();
     tx.stage(Change::FilesChanged {
         collection_id: collection_id.to_string(),
         record_id: record_id.to_string(),
@@ -121,6 +143,16 @@ pub fn commit(
         removed: files.removed,
     })
     .map_err(ApiError::from)?;
+    let mut ready = match pending.ready.lock() {
+        Ok(ready) => ready,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    ready.extend(
+        files
+            .added
+            .into_iter()
+            .map(|upload| (collection_id.to_string(), record_id.to_string(), upload)),
+    );
     Ok(())
 }
 

@@ -392,7 +392,11 @@ pub async fn create_record_with_files(
     let mut input = prepare_create(schema, collection, auth, body, data).await?;
     input.uploads = uploads;
     let outcome = state
-        .write(actor_of(auth), move |tx| run_create(tx, &input))
+        .write(actor_of(auth), move |tx| {
+            let record = run_create(tx, &input)?;
+            input.uploads.persist_ready()?;
+            Ok(record)
+        })
         .await?;
     Ok(outcome.value)
 }
@@ -587,7 +591,11 @@ pub async fn update_record_with_files(
     input.uploads = uploads;
     let id = id.to_string();
     let outcome = state
-        .write(actor_of(auth), move |tx| run_update(tx, &input, &id))
+        .write(actor_of(auth), move |tx| {
+            let record = run_update(tx, &input, &id)?;
+            input.uploads.persist_ready()?;
+            Ok(record)
+        })
         .await?;
     Ok(outcome.value)
 }
