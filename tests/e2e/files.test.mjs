@@ -2,7 +2,7 @@
 // protected files with pb.files.getToken, and sign-in with FormData (issue #15).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, expectError, signUp, loginAs } from './harness.mjs';
+import { startServer, expectError, signUp } from './harness.mjs';
 
 const T = { timeout: 20_000 };
 
@@ -41,7 +41,9 @@ describe('files', { timeout: 120_000 }, () => {
         { name: 'secret', type: 'file', maxSelect: 1, protected: true },
       ],
     });
-    alice = await loginAs(server, await signUp(server, 'alice'));
+    const user = await signUp(server, 'alice');
+    alice = server.client();
+    await alice.collection('users').authWithPassword(user.email, user.password);
   });
   after(async () => {
     await server?.stop();
