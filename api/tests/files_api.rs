@@ -773,3 +773,22 @@ async fn batch_multipart_binds_files_per_sub_request() {
     );
     assert!(files_under(&data_dir(&server).join(".tmp-uploads")).is_empty());
 }
+
+#[tokio::test]
+async fn leftover_temp_uploads_are_swept_at_start() {
+    // A crash between an upload and its commit leaves a temp file; the next start removes it.
+    let dir = tempfile::tempdir().expect("dir");
+    let tmp = dir.path().join(".tmp-uploads");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    std::fs::write(tmp.join("upload-crashed"), b"partial upload").expect("write");
+    let (engine, _report) = engine::Engine::open(
+        dir.path(),
+        engine::EngineConfig {
+            sync: engine::SyncPolicy::None,
+            ..Default::default()
+        },
+    )
+    .expect("open");
+    let _state = api::AppState::new(engine, api::ServerOptions::default()).expect("state");
+    assert!(files_under(&tmp).is_empty());
+}
