@@ -792,3 +792,82 @@ async fn leftover_temp_uploads_are_swept_at_start() {
     let _state = api::AppState::new(engine, api::ServerOptions::default()).expect("state");
     assert!(files_under(&tmp).is_empty());
 }
+
+#[tokio::test]
+async fn thumbnails_for_offered_sizes_are_generated_once_and_cached() {
+    let server = start().await;
+    let cid = server
+        .collection(json!({
+            "name": "pics", "type": "base", "viewRule": "", "createRule": "",
+            "fields": [{"name": "img", "type": "file", "maxSelect": 1, "thumbs": ["60x30b", "0x40"]}]
+        }))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        300,
+        200,
+        image::Rgb([9, 99, 199]),
+    ))
+    .write_to(&mut png, image::ImageFormat::Png)
+    .expect("png");
+    let reply = upload(
+        &server,
+        "POST",
+        "/api/collections/pics/records",
+        &[("img", Some("photo.png"), png.get_ref())],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let id = reply.json["id"].as_str().expect("id").to_string();
+    let name = reply.json["img"].as_str().expect("img").to_string();
+    let fetch_image = |query: &'static str| {
+        let url = format!("{}/api/files/pics/{id}/{name}?{query}", server.base);
+        let client = server.client.clone();
+        async move {
+            let response = client.get(url).send().await.expect("get");
+            assert_eq!(response.status(), 200);
+            let disposition = response.headers()["content-disposition"]
+                .to_str()
+                .expect("disposition")
+                .to_string();
+            let bytes = response.bytes().await.expect("bytes");
+            let image = image::load_from_memory(&bytes).expect("decodes");
+            (disposition, image.width(), image.height())
+        }
+    };
+    // The default size and the field's sizes, in their modes.
+    let (disposition, w, h) = fetch_image("thumb=100x100").await;
+    assert_eq!((w, h), (100, 100));
+    assert_eq!(disposition, format!("inline; filename=\"100x100_{name}\""));
+    assert_eq!(fetch_image("thumb=60x30b").await.1, 60);
+    let (_, w, h) = fetch_image("thumb=0x40").await;
+    assert_eq!((w, h), (60, 40));
+    // A size the field does not offer serves the original.
+    let (disposition, w, h) = fetch_image("thumb=50x50").await;
+    assert_eq!((w, h), (300, 200));
+    assert_eq!(disposition, format!("inline; filename=\"{name}\""));
+    // Cached next to the original, in PocketBase's layout.
+    let cached = data_dir(&server)
+        .join("storage")
+        .join(&cid)
+        .join(&id)
+        .join(format!("thumbs_{name}"))
+        .join(format!("100x100_{name}"));
+    assert!(cached.exists());
+    let modified = std::fs::metadata(&cached)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    let _ = fetch_image("thumb=100x100").await;
+    assert_eq!(
+        std::fs::metadata(&cached)
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        modified,
+        "served from the cache, not regenerated"
+    );
+}

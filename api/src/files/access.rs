@@ -13,7 +13,8 @@ use crate::access::{self, Auth, RequestData, Where};
 use crate::auth::token;
 use crate::error::{ApiError, ApiResult};
 use crate::files::body::file_specs;
-use crate::files::{fields, storage::LocalStorage};
+use crate::files::fields::{self, FileFieldSpec};
+use crate::files::storage::LocalStorage;
 use crate::model::schema::{Rule, RuleKind};
 use crate::state::AppState;
 use axum::http::StatusCode;
@@ -47,8 +48,8 @@ pub async fn file_token_auth(state: &Arc<AppState>, raw: Option<&str>) -> Option
     Some(Auth { collection, record })
 }
 
-/// The stored path of `filename` on record `id` of collection `name` (id or name), when the
-/// caller may download it: the file is in one of the record's file fields now, and for a
+/// The stored path of `filename` on record `id` of collection `name` (id or name), and the
+/// file field holding it, when the caller may download it: the file is in one of the record's file fields now, and for a
 /// protected field `token` is a file token whose record passes the view rule. Every refusal
 /// is 404 (the collection's own 404 when it does not exist).
 pub async fn authorize(
@@ -58,7 +59,7 @@ pub async fn authorize(
     filename: &str,
     token: Option<&str>,
     data: RequestData,
-) -> ApiResult<PathBuf> {
+) -> ApiResult<(PathBuf, FileFieldSpec)> {
     let schema = state.schema();
     let collection = schema.find(name).cloned().ok_or_else(|| {
         ApiError::new(
@@ -82,7 +83,7 @@ pub async fn authorize(
         })
         .ok_or_else(ApiError::not_found)?;
     if !spec.protected {
-        return Ok(path);
+        return Ok((path, spec));
     }
     let auth = file_token_auth(state, token).await;
     let allowed = match schema.rule(&collection.id, RuleKind::View) {
@@ -109,7 +110,7 @@ pub async fn authorize(
         }
     };
     if allowed {
-        Ok(path)
+        Ok((path, spec))
     } else {
         Err(ApiError::not_found())
     }

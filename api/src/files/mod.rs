@@ -9,6 +9,7 @@
 //! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers);
 //! - [`body`]: the record write body extractor (JSON, urlencoded or multipart + uploads);
 //! - [`write`]: file fields inside the write command (persist, `FilesChanged`);
+//! - [`thumbs`]: `?thumb=` thumbnails, generated once and cached;
 //! - [`access`]: who may download a file (protected files, file tokens, the view rule).
 //!
 //! The log records which files each commit adds and removes (`engine::Change::FilesChanged`).
@@ -21,4 +22,5 @@ pub mod names;
 pub mod serve;
 pub mod sniff;
 pub mod storage;
+pub mod thumbs;
 pub mod write;

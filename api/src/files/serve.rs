@@ -136,6 +136,22 @@ fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
     }
 }
 
+/// The sniffed content type of a stored file (`application/octet-stream` if unreadable).
+pub async fn sniff_file(path: &Path) -> String {
+    let head = async {
+        let file = tokio::fs::File::open(path).await?;
+        let mut head = Vec::with_capacity(crate::files::sniff::SNIFF_LEN);
+        file.take(crate::files::sniff::SNIFF_LEN as u64)
+            .read_to_end(&mut head)
+            .await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    match head.await {
+        Ok(head) => crate::files::sniff::sniff(&head),
+        Err(_) => "application/octet-stream".to_string(),
+    }
+}
+
 /// Serves `path` as `name` (the disposition's file name). `head`: no body.
 pub async fn serve(
     path: &Path,

@@ -3,8 +3,8 @@
 //! response: ranges, conditional requests, PocketBase's headers).
 //!
 //! `?download=1` forces `attachment`; `?token=` is the file token for protected files;
-//! `?thumb=` serves the original (no thumbnails yet — the reference also serves the original
-//! for sizes it does not offer).
+//! `?thumb=` serves the cached thumbnail (`crate::files::thumbs`) when the field offers that
+//! size and the file is an image, else the original (as the reference).
 
 use super::common::{parse_bool, Query};
 use crate::access::RequestData;
@@ -25,19 +25,38 @@ pub async fn download(
 ) -> ApiResult<Response> {
     let data = RequestData::new(method.as_str(), &headers, &query);
     let token = query.get("token").map(String::as_str);
-    let path = crate::files::access::authorize(&state, &name, &id, &filename, token, data).await?;
+    let (original, spec) =
+        crate::files::access::authorize(&state, &name, &id, &filename, token, data).await?;
     let download = query
         .get("download")
         .and_then(|value| parse_bool(value))
         .unwrap_or(false);
-    crate::files::serve::serve(&path, &filename, download, &headers, method == Method::HEAD)
-        .await
-        .map_err(|err| {
-            if err.kind() == std::io::ErrorKind::NotFound {
-                tracing::error!(path = %path.display(), "a referenced file is missing from storage");
-                ApiError::not_found()
-            } else {
-                ApiError::internal(err)
+    let mut path = original;
+    let mut served_name = filename;
+    if let Some(thumb) = query.get("thumb").filter(|thumb| !thumb.is_empty()) {
+        if crate::files::thumbs::offered(thumb, &spec.thumbs)
+            && crate::files::thumbs::is_thumbable(&crate::files::serve::sniff_file(&path).await)
+        {
+            if let Some(cached) = crate::files::thumbs::get_or_create(&path, thumb).await {
+                served_name = format!("{thumb}_{served_name}");
+                path = cached;
             }
-        })
+        }
+    }
+    crate::files::serve::serve(
+        &path,
+        &served_name,
+        download,
+        &headers,
+        method == Method::HEAD,
+    )
+    .await
+    .map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            tracing::error!(path = %path.display(), "a referenced file is missing from storage");
+            ApiError::not_found()
+        } else {
+            ApiError::internal(err)
+        }
+    })
 }
