@@ -11,6 +11,7 @@ pub mod crons;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod handlers;
 pub mod history;
 pub mod installer;

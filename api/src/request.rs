@@ -29,9 +29,13 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Va
         return form_body(form_urlencoded_pairs(bytes));
     }
     if content_type.starts_with("multipart/form-data") {
-        return Err(ApiError::bad_request(
-            "Multipart bodies (file uploads) are not supported yet.",
-        ));
+        // Endpoints that take no files (sign-in, auth flows, …): text parts only. The raw
+        // header carries the (case-sensitive) boundary.
+        let raw = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return form_body(crate::files::multipart::read_in_memory(raw, bytes)?);
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
@@ -43,7 +47,7 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Map<String, Va
 /// `@jsonPayload`).
 pub const JSON_PAYLOAD_KEY: &str = "@jsonPayload";
 
-/// A form body (urlencoded; multipart's text parts once supported) as the same object a
+/// A form body (urlencoded, or multipart's text parts) as the same object a
 /// JSON body gives: a key sent once is a string, a repeated key an array of strings, and
 /// every `@jsonPayload` value (a JSON object) is merged over the plain keys, as the
 /// reference does (measured: a payload key wins; a payload that is not an object is 400).

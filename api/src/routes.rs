@@ -19,7 +19,7 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, email_change,
-    health, history, installer, logs, mail, otp, realtime, records, settings, sql, views,
+    files, health, history, installer, logs, mail, otp, realtime, records, settings, sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -193,6 +193,10 @@ async fn security_headers(
         response = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large.")
             .into_response();
     }
+    let is_file = response
+        .extensions()
+        .get::<crate::files::serve::FileResponse>()
+        .is_some();
     let headers = response.headers_mut();
     headers.insert(
         "x-xss-protection",
@@ -202,7 +206,10 @@ async fn security_headers(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+    // File downloads carry no `X-Frame-Options` (as the reference).
+    if !is_file {
+        headers.insert("x-frame-options", HeaderValue::from_static("SAMEORIGIN"));
+    }
     headers.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
@@ -260,6 +267,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/auth-with-otp", post(otp::auth_with_otp))
         .route("/api/collections/{c}/impersonate/{id}", post(auth_flows::impersonate))
         .route("/api/files/token", post(auth_flows::files_token))
+        .route("/api/files/{c}/{id}/{filename}", get(files::download).head(files::download))
         // Realtime.
         .route("/api/realtime", get(realtime::realtime_connect).post(realtime::realtime_subscribe))
         // Settings, backups, logs, installer (superusers; the installer needs its link).

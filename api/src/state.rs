@@ -342,6 +342,8 @@ impl AppState {
         let schema = Schema::new(load_collections(&engine)?);
         let settings = load_settings(&engine)?;
         let logs = crate::request_log::RequestLogs::new(engine.dir());
+        // Uploads of requests that never committed (a crash mid-write) are garbage.
+        crate::files::storage::LocalStorage::new(engine.dir()).sweep_tmp()?;
         Ok(Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),

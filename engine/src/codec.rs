@@ -1,6 +1,8 @@
 //! Commit payload encoding: a one-byte version tag followed by the versioned body.
 //!
-//! 1. Version 1 is bincode (fixed-int little-endian) of [`Commit`].
+//! 1. Version 1 is bincode (fixed-int little-endian) of [`Commit`]. Version 2 is the same
+//!    encoding, used exactly when the commit has a [`Change::FilesChanged`] (which version 1
+//!    cannot express), so logs without files stay readable by older binaries.
 //! 2. Decoding never allocates more than the payload length allows (bincode's limit).
 //! 3. An unknown version is [`Error::FormatVersion`], not corruption.
 
@@ -8,8 +10,26 @@ use crate::commit::{Actor, Change, Commit};
 use crate::error::{Error, Result};
 use bincode::Options;
 
-/// Current payload version.
-pub(crate) const PAYLOAD_VERSION: u8 = 1;
+/// Current (highest) payload version.
+pub(crate) const PAYLOAD_VERSION: u8 = 2;
+
+/// Whether `version` is a payload version this build decodes (1 and 2).
+pub(crate) fn is_known_version(version: u8) -> bool {
+    matches!(version, 1 | 2)
+}
+
+/// The lowest payload version that expresses `commit` (2 only for file changes).
+fn version_of(commit: &Commit) -> u8 {
+    if commit
+        .changes
+        .iter()
+        .any(|change| matches!(change, Change::FilesChanged { .. }))
+    {
+        2
+    } else {
+        1
+    }
+}
 
 fn options(limit: u64) -> impl bincode::Options {
     bincode::DefaultOptions::new()
@@ -28,7 +48,7 @@ pub fn encode_commit(commit: &Commit) -> Vec<u8> {
 
 /// Appends a commit's payload to `out` (the same bytes [`encode_commit`] returns).
 pub(crate) fn encode_commit_into(commit: &Commit, out: &mut Vec<u8>) {
-    out.push(PAYLOAD_VERSION);
+    out.push(version_of(commit));
     options(u64::MAX)
         .serialize_into(&mut *out, commit)
         .expect("serializing into a Vec cannot fail");
@@ -60,7 +80,7 @@ pub fn decode_commit(payload: &[u8]) -> Result<Commit, DecodeError> {
         .split_first()
         .ok_or(DecodeError::Malformed("empty payload".to_string()))?;
     match version {
-        1 => options(body.len() as u64 + 64)
+        1 | 2 => options(body.len() as u64 + 64)
             .deserialize(body)
             .map_err(|err| DecodeError::Malformed(err.to_string())),
         other => Err(DecodeError::Version(other)),
@@ -126,5 +146,41 @@ mod tests {
             let sum: u64 = changes.iter().map(change_len).sum();
             assert_eq!(empty + sum, encoded);
         }
+    }
+
+    #[test]
+    fn file_changes_use_version_2_and_round_trip() {
+        let plain = Commit {
+            seq: 1,
+            timestamp_ms: 5,
+            actor: Actor::System,
+            changes: vec![Change::ParamSet {
+                key: "k".into(),
+                value: Some("1".into()),
+            }],
+        };
+        assert_eq!(encode_commit(&plain)[0], 1);
+        let mut with_files = plain.clone();
+        with_files.changes.push(Change::FilesChanged {
+            collection_id: "c".into(),
+            record_id: "r".into(),
+            added: vec!["a_0123456789.png".into()],
+            removed: vec!["b_0123456789.txt".into()],
+        });
+        let bytes = encode_commit(&with_files);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(
+            payload_len(&with_files.actor, &with_files.changes),
+            bytes.len() as u64
+        );
+        let decoded = decode_commit(&bytes).expect("decodes");
+        assert_eq!(decoded, with_files);
+        assert_eq!(decode_commit(&encode_commit(&plain)).expect("v1"), plain);
+        let mut unknown = bytes.clone();
+        unknown[0] = 3;
+        assert!(matches!(
+            decode_commit(&unknown),
+            Err(DecodeError::Version(3))
+        ));
     }
 }

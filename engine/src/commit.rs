@@ -114,6 +114,22 @@ pub enum Change {
         /// New value.
         value: Option<String>,
     },
+    /// Stored files this commit made part of a record (`added`: already written and fsynced
+    /// under `storage/<collection_id>/<record_id>/` before the commit) or took out of it
+    /// (`removed`: gone from the API at once, the bytes kept for retention). The record's own
+    /// change (created/updated/deleted) carries the field values; this says which objects in
+    /// storage the commit references or releases. Nothing in the projection changes.
+    /// Payload version 2 (engine/FORMAT.md).
+    FilesChanged {
+        /// Collection id.
+        collection_id: String,
+        /// Record id.
+        record_id: String,
+        /// File names written for this commit.
+        added: Vec<String>,
+        /// File names no longer referenced by the record.
+        removed: Vec<String>,
+    },
 }
 
 /// One atomic unit of the log: a request's (or a batch's) changes.

@@ -300,7 +300,7 @@ fn later_valid_frame(bytes: &[u8], from: usize, damaged_seq: Seq) -> LaterFrame 
     let mut hashed = 0usize;
     for start in from..=bytes.len() - MIN_FRAME {
         let candidate = &bytes[start..];
-        if candidate[FRAME_HEADER_LEN] != crate::codec::PAYLOAD_VERSION {
+        if !crate::codec::is_known_version(candidate[FRAME_HEADER_LEN]) {
             continue;
         }
         let mut seq_bytes = [0u8; 8];

@@ -359,6 +359,8 @@ pub(crate) fn apply_change(
                 conn.execute("DELETE FROM _params WHERE key = ?1", params![key])?;
             }
         },
+        // Files live in storage; the record's own change carries the field values.
+        Change::FilesChanged { .. } => {}
     }
     Ok(())
 }

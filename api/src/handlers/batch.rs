@@ -5,15 +5,20 @@
 //! `timeout`), reading the body (JSON, or multipart with `@jsonPayload`) and validating the
 //! sub-request list with PocketBase's envelopes (`docs/wire/errors.md`).
 //!
-//! Invariant: multipart bodies are read through their `@jsonPayload` part; file parts are
-//! refused (record file uploads are not supported yet).
+//! Invariant: multipart bodies are streamed (`crate::files::multipart`): the `@jsonPayload`
+//! part holds the JSON, files come as `requests.<index>.<field>` parts and are bound to that
+//! sub-request's file fields; the body limit is `maxBodySize` (JSON bodies also stay under
+//! the server's body limit, as before).
 
 use super::common::{json_response, Query};
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::extract::Caller;
+use crate::files::multipart::{self, Upload};
+use crate::files::storage::LocalStorage;
 use crate::records::batch::{self as service, SubRequest};
+use crate::request::JSON_PAYLOAD_KEY;
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Query as QueryExtract, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -46,76 +51,8 @@ fn settings_usize(settings: &Value, pointer: &str) -> Option<usize> {
         .and_then(|n| usize::try_from(n).ok())
 }
 
-/// Finds `needle` in `haystack` from `from`.
-fn find_bytes(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from > haystack.len() {
-        return None;
-    }
-    haystack[from..]
-        .windows(needle.len())
-        .position(|window| window == needle)
-        .map(|position| position + from)
-}
-
-/// Reads the `@jsonPayload` part of a multipart body. Other non-empty parts are files or form
-/// values meant for sub-request bodies, which are not supported.
-fn multipart_json_payload(content_type: &str, bytes: &[u8]) -> ApiResult<Value> {
-    let boundary = content_type
-        .split(';')
-        .filter_map(|param| param.trim().split_once('='))
-        .find(|(key, _)| key.trim().eq_ignore_ascii_case("boundary"))
-        .map(|(_, value)| value.trim().trim_matches('"').to_string())
-        .filter(|boundary| !boundary.is_empty())
-        .ok_or_else(|| ApiError::bad_request(READ_FAILED))?;
-    let delimiter = format!("--{boundary}");
-    let mut payload = None;
-    let mut cursor = find_bytes(bytes, delimiter.as_bytes(), 0)
-        .ok_or_else(|| ApiError::bad_request(READ_FAILED))?;
-    loop {
-        let part_start = cursor + delimiter.len();
-        if bytes[part_start..].starts_with(b"--") {
-            break;
-        }
-        let next = find_bytes(bytes, delimiter.as_bytes(), part_start)
-            .ok_or_else(|| ApiError::bad_request(READ_FAILED))?;
-        let part = &bytes[part_start..next];
-        let header_end =
-            find_bytes(part, b"\r\n\r\n", 0).ok_or_else(|| ApiError::bad_request(READ_FAILED))?;
-        let head = String::from_utf8_lossy(&part[..header_end]).to_ascii_lowercase();
-        let content = part[header_end + 4..]
-            .strip_suffix(b"\r\n")
-            .unwrap_or(&part[header_end + 4..]);
-        if head.contains("name=\"@jsonpayload\"") {
-            payload = Some(
-                serde_json::from_slice::<Value>(content)
-                    .map_err(|_| ApiError::bad_request(READ_FAILED))?,
-            );
-        } else if !content.is_empty() {
-            return Err(ApiError::bad_request(
-                "File uploads in batch requests are not supported yet.",
-            ));
-        }
-        cursor = next;
-    }
-    payload.ok_or_else(|| ApiError::bad_request(READ_FAILED))
-}
-
-/// Parses the batch body (JSON, or multipart with `@jsonPayload`) into its sub-requests.
-fn parse_requests(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Vec<Value>> {
-    let content_type = headers
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else if content_type
-        .to_ascii_lowercase()
-        .starts_with("multipart/form-data")
-    {
-        multipart_json_payload(content_type, bytes)?
-    } else {
-        serde_json::from_slice::<Value>(bytes).map_err(|_| ApiError::bad_request(READ_FAILED))?
-    };
+/// The sub-request list of a batch body object.
+fn requests_of(body: Value) -> ApiResult<Vec<Value>> {
     let Value::Object(mut body) = body else {
         return Err(ApiError::bad_request(READ_FAILED));
     };
@@ -124,6 +61,72 @@ fn parse_requests(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Vec<Value>> {
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(ApiError::bad_request(READ_FAILED)),
     }
+}
+
+/// Parses a JSON batch body into its sub-requests.
+fn parse_requests(bytes: &[u8]) -> ApiResult<Vec<Value>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return requests_of(json!({}));
+    }
+    requests_of(
+        serde_json::from_slice::<Value>(bytes).map_err(|_| ApiError::bad_request(READ_FAILED))?,
+    )
+}
+
+/// A multipart batch body: the `@jsonPayload` part holds the JSON, files come as
+/// `requests.<index>.<field>` parts (streamed to temp files), other parts are ignored.
+/// Returns the sub-request list and the uploads by index (keys without the prefix).
+async fn read_multipart(
+    state: &AppState,
+    content_type: &str,
+    body: Body,
+    body_max: usize,
+) -> ApiResult<(Vec<Value>, Vec<(usize, Upload)>)> {
+    let limits = multipart::Limits {
+        max_total_bytes: body_max as u64,
+        max_text_bytes: body_max.min(state.options.body_limit_bytes) as u64,
+        ..multipart::Limits::default()
+    };
+    let storage = LocalStorage::new(state.engine.dir());
+    let form = multipart::read(
+        body.into_data_stream(),
+        content_type,
+        Some(storage.tmp_dir()),
+        &limits,
+    )
+    .await
+    .map_err(|err| {
+        if err.status == StatusCode::BAD_REQUEST {
+            ApiError::bad_request(READ_FAILED)
+        } else {
+            err
+        }
+    })?;
+    let payload = form
+        .pairs
+        .into_iter()
+        .rev()
+        .find(|(key, _)| key == JSON_PAYLOAD_KEY)
+        .map(|(_, value)| value)
+        .ok_or_else(|| ApiError::bad_request(READ_FAILED))?;
+    let items = requests_of(
+        serde_json::from_str::<Value>(&payload).map_err(|_| ApiError::bad_request(READ_FAILED))?,
+    )?;
+    let mut uploads = Vec::new();
+    for mut upload in form.files {
+        let Some(rest) = upload.key.strip_prefix("requests.") else {
+            continue;
+        };
+        let Some((index, field)) = rest.split_once('.') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        upload.key = field.to_string();
+        uploads.push((index, upload));
+    }
+    Ok((items, uploads))
 }
 
 /// Validates the sub-request list (required, max length, method, url; `docs/wire/errors.md`).
@@ -167,6 +170,7 @@ fn validate_requests(items: Vec<Value>, requests_max: usize) -> ApiResult<Vec<Su
             url: text(item.remove("url"))?,
             body: object(item.remove("body"))?,
             headers: object(item.remove("headers"))?,
+            uploads: Vec::new(),
         };
         let mut item_errors = Map::new();
         if request.method.is_empty() {
@@ -213,7 +217,7 @@ pub async fn batch(
     QueryExtract(query): QueryExtract<Query>,
     caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     let settings = state.settings();
     let enabled = settings
@@ -227,19 +231,34 @@ pub async fn batch(
         Some(0) | None => BATCH_BODY_BYTES_DEFAULT,
         Some(max) => max,
     };
-    if bytes.len() > body_max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request entity too large.",
-        ));
-    }
     let requests_max =
         settings_usize(&settings, "/batch/maxRequests").unwrap_or(BATCH_REQUESTS_MAX_DEFAULT);
     let timeout_secs = settings
         .pointer("/batch/timeout")
         .and_then(Value::as_u64)
         .unwrap_or(BATCH_TIMEOUT_SECS_DEFAULT);
-    let requests = validate_requests(parse_requests(&headers, &bytes)?, requests_max)?;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large.");
+    let (items, uploads) = if multipart::is_multipart(&content_type) {
+        read_multipart(&state, &content_type, body, body_max).await?
+    } else {
+        // JSON bodies stay under the server's body limit too, as before.
+        let limit = body_max.min(state.options.body_limit_bytes);
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| too_large())?;
+        (parse_requests(&bytes)?, Vec::new())
+    };
+    let mut requests = validate_requests(items, requests_max)?;
+    for (index, upload) in uploads {
+        if let Some(request) = requests.get_mut(index) {
+            request.uploads.push(upload);
+        }
+    }
     let schema = state.schema();
     let out = service::run(
         &state,
@@ -251,19 +270,4 @@ pub async fn batch(
     )
     .await?;
     Ok(json_response(&query, Value::Array(out)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multipart_payload_is_read() {
-        let body = b"--XX\r\nContent-Disposition: form-data; name=\"@jsonPayload\"\r\n\r\n{\"requests\":[]}\r\n--XX--\r\n";
-        let value =
-            multipart_json_payload("multipart/form-data; boundary=XX", body).expect("payload");
-        assert_eq!(value, json!({"requests": []}));
-        let with_file = b"--XX\r\nContent-Disposition: form-data; name=\"requests.0.file\"; filename=\"a.txt\"\r\n\r\nhello\r\n--XX--\r\n";
-        assert!(multipart_json_payload("multipart/form-data; boundary=XX", with_file).is_err());
-    }
 }

@@ -10,6 +10,7 @@ pub mod collections_extra;
 pub mod common;
 pub mod crons;
 pub mod email_change;
+pub mod files;
 pub mod health;
 pub mod history;
 pub mod installer;

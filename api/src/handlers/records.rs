@@ -5,14 +5,13 @@
 //! (`fields` picking, list envelope, 204). Rules, validation, expansion and visibility are the
 //! service's; the caller comes from the [`Caller`] extractor, which never rejects.
 
-use super::common::{json_response, list_envelope, no_content, parse_body, Query};
+use super::common::{json_response, list_envelope, no_content, Query};
 use crate::access::{Auth, RequestData};
 use crate::error::ApiResult;
 use crate::extract::Caller;
 use crate::model::Collection;
 use crate::records::{self, find_collection, present};
 use crate::state::AppState;
-use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -82,19 +81,20 @@ pub async fn records_create(
     QueryExtract(query): QueryExtract<Query>,
     caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: crate::files::body::RecordBody,
 ) -> ApiResult<Response> {
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
     let auth = caller.0.as_ref();
-    let body = parse_body(&headers, &bytes)?;
-    let record = records::create_record(
+    let (body, uploads) = records::bind_uploads(&state, &collection, body);
+    let record = records::create_record_with_files(
         &state,
         &schema,
         &collection,
         auth,
         body,
         RequestData::new("POST", &headers, &query),
+        uploads,
     )
     .await?;
     present_one(&state, auth, &collection, record, &query).await
@@ -107,13 +107,13 @@ pub async fn records_update(
     QueryExtract(query): QueryExtract<Query>,
     caller: Caller,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: crate::files::body::RecordBody,
 ) -> ApiResult<Response> {
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
     let auth = caller.0.as_ref();
-    let body = parse_body(&headers, &bytes)?;
-    let record = records::update_record(
+    let (body, uploads) = records::bind_uploads(&state, &collection, body);
+    let record = records::update_record_with_files(
         &state,
         &schema,
         &collection,
@@ -121,6 +121,7 @@ pub async fn records_update(
         &id,
         body,
         RequestData::new("PATCH", &headers, &query),
+        uploads,
     )
     .await?;
     present_one(&state, auth, &collection, record, &query).await

@@ -45,6 +45,8 @@ pub struct SubRequest {
     pub body: Map<String, Value>,
     /// Headers merged over the caller's for the rules.
     pub headers: Map<String, Value>,
+    /// Files sent as `requests.<index>.<field>` parts (keys without the prefix).
+    pub uploads: Vec<crate::files::multipart::Upload>,
 }
 
 /// What a routed sub-request will do inside the command.
@@ -64,6 +66,9 @@ enum Prepared {
 /// A prepared sub-request plus what its response needs.
 struct Step {
     prepared: Prepared,
+    /// The sub-request's uploads (shared with its prepared inputs), persisted once the
+    /// whole batch has passed.
+    uploads: crate::files::write::PendingUploads,
     collection: Arc<Collection>,
     query: Query,
 }
@@ -162,11 +167,22 @@ async fn prepare_one(
     let headers = merged_headers(caller_headers, &request.headers);
     let mut data = RequestData::new(&request.method, &headers, &route.query);
     data.context = "batch".into();
-    let body = request.body;
+    let (body, uploads) = write::bind_uploads(
+        state,
+        &collection,
+        crate::files::body::RecordBody {
+            body: request.body,
+            uploads: request.uploads,
+        },
+    );
+    let with_uploads = |mut input: WriteInput| {
+        input.uploads = uploads.clone();
+        input
+    };
     let prepared = match (request.method.as_str(), route.id) {
-        ("POST", None) => {
-            Prepared::Create(write::prepare_create(schema, &collection, auth, body, data).await?)
-        }
+        ("POST", None) => Prepared::Create(with_uploads(
+            write::prepare_create(schema, &collection, auth, body, data).await?,
+        )),
         ("PUT", None) => {
             let id = body
                 .get("id")
@@ -186,8 +202,11 @@ async fn prepare_one(
                     data.clone(),
                 )
                 .await
+                .map(with_uploads)
             };
-            let create = write::prepare_create(schema, &collection, auth, body, data).await;
+            let create = write::prepare_create(schema, &collection, auth, body, data)
+                .await
+                .map(with_uploads);
             Prepared::Upsert {
                 id,
                 update: Box::new(update),
@@ -195,7 +214,9 @@ async fn prepare_one(
             }
         }
         ("PATCH", Some(id)) => Prepared::Update(
-            write::prepare_update(state, schema, &collection, auth, &id, body, data).await?,
+            with_uploads(
+                write::prepare_update(state, schema, &collection, auth, &id, body, data).await?,
+            ),
             id,
         ),
         ("DELETE", Some(id)) => {
@@ -205,6 +226,7 @@ async fn prepare_one(
     };
     Ok(Step {
         prepared,
+        uploads,
         collection,
         query: route.query,
     })
@@ -282,6 +304,10 @@ pub async fn run(
             for (index, step) in command_steps.iter().enumerate() {
                 let done = run_one(tx, step).map_err(|err| batch_failure(index, &err))?;
                 results.push(done);
+            }
+            // Files only once every sub-request has passed (a failed batch stores none).
+            for step in command_steps.iter() {
+                step.uploads.persist_ready()?;
             }
             Ok(results)
         })

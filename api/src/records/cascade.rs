@@ -53,6 +53,7 @@ pub(crate) fn delete_cascade(
         old: to_storage(collection, existing),
     })
     .map_err(ApiError::from)?;
+    crate::files::write::record_deleted(tx, collection, id, existing)?;
     for other in &schema.collections {
         if other.is_view() {
             continue;

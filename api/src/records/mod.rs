@@ -41,8 +41,9 @@ pub use cascade::delete_staged_with_references;
 pub use present::{excerpt, pick_fields, present, viewer};
 pub use query::{list, view};
 pub use write::{
-    create_record, delete_record, prepare_create, prepare_delete, prepare_update, run_create,
-    run_delete, run_update, update_record,
+    bind_uploads, create_record, create_record_with_files, delete_record, prepare_create,
+    prepare_delete, prepare_update, run_create, run_delete, run_update, update_record,
+    update_record_with_files,
 };
 
 use crate::access::{Auth, RequestData};
@@ -89,4 +90,6 @@ pub struct WriteInput {
     pub password_hash: Option<String>,
     /// The caller may manage auth records (superuser).
     pub manager: bool,
+    /// Uploaded files bound to file fields (persisted by the command that uses them).
+    pub uploads: crate::files::write::PendingUploads,
 }

@@ -235,6 +235,8 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
         password_field_checks(collection, &input.body, &mut errors);
     }
     validate(collection, &record, &mut errors);
+    let files =
+        crate::files::write::resolve(collection, None, &record, &input.uploads, &mut errors);
     check_relations(tx, &input.schema, collection, &record, &mut errors)?;
     if !errors.is_empty() {
         return Err(errors.into_error(FAILED));
@@ -260,6 +262,7 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
             return Err(ApiError::bad_request(FAILED));
         }
     }
+    crate::files::write::commit(tx, &input.uploads, &collection.id, &id, files)?;
     Ok(record)
 }
 
@@ -330,7 +333,29 @@ async fn write_input(
         data,
         password_hash,
         manager,
+        uploads: crate::files::write::PendingUploads::default(),
     })
+}
+
+/// Binds a write body's uploads to the collection's file fields: names them and puts the
+/// names into the body (files for no file field are dropped).
+pub fn bind_uploads(
+    state: &AppState,
+    collection: &Collection,
+    body: crate::files::body::RecordBody,
+) -> (Map<String, Value>, crate::files::write::PendingUploads) {
+    let mut fields = body.body;
+    if body.uploads.is_empty() {
+        return (fields, crate::files::write::PendingUploads::default());
+    }
+    let specs = crate::files::body::file_specs(collection);
+    let named = crate::files::fields::name_uploads(body.uploads, &specs, "");
+    crate::files::fields::inject(&mut fields, &named);
+    let storage = crate::files::storage::LocalStorage::new(state.engine.dir());
+    (
+        fields,
+        crate::files::write::PendingUploads::new(storage, named),
+    )
 }
 
 /// Creates a record through the writer (one commit).
@@ -342,9 +367,36 @@ pub async fn create_record(
     body: Map<String, Value>,
     data: RequestData,
 ) -> ApiResult<Map<String, Value>> {
-    let input = prepare_create(schema, collection, auth, body, data).await?;
+    create_record_with_files(
+        state,
+        schema,
+        collection,
+        auth,
+        body,
+        data,
+        Default::default(),
+    )
+    .await
+}
+
+/// [`create_record`] with uploaded files (bound by [`bind_uploads`]).
+pub async fn create_record_with_files(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: Option<&Auth>,
+    body: Map<String, Value>,
+    data: RequestData,
+    uploads: crate::files::write::PendingUploads,
+) -> ApiResult<Map<String, Value>> {
+    let mut input = prepare_create(schema, collection, auth, body, data).await?;
+    input.uploads = uploads;
     let outcome = state
-        .write(actor_of(auth), move |tx| run_create(tx, &input))
+        .write(actor_of(auth), move |tx| {
+            let record = run_create(tx, &input)?;
+            input.uploads.persist_ready()?;
+            Ok(record)
+        })
         .await?;
     Ok(outcome.value)
 }
@@ -400,6 +452,13 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
         }
     }
     validate(collection, &record, &mut errors);
+    let files = crate::files::write::resolve(
+        collection,
+        Some(&existing),
+        &record,
+        &input.uploads,
+        &mut errors,
+    );
     check_relations(tx, &input.schema, collection, &record, &mut errors)?;
     if !errors.is_empty() {
         return Err(errors.into_error(FAILED));
@@ -410,6 +469,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
         values: to_storage(collection, &record),
     })
     .map_err(|err| staging_error(err, FAILED))?;
+    crate::files::write::commit(tx, &input.uploads, &collection.id, id, files)?;
     Ok(record)
 }
 
@@ -511,10 +571,31 @@ pub async fn update_record(
     body: Map<String, Value>,
     data: RequestData,
 ) -> ApiResult<Map<String, Value>> {
-    let input = prepare_update(state, schema, collection, auth, id, body, data).await?;
+    let uploads = crate::files::write::PendingUploads::default();
+    update_record_with_files(state, schema, collection, auth, id, body, data, uploads).await
+}
+
+/// [`update_record`] with uploaded files (bound by [`bind_uploads`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn update_record_with_files(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: Option<&Auth>,
+    id: &str,
+    body: Map<String, Value>,
+    data: RequestData,
+    uploads: crate::files::write::PendingUploads,
+) -> ApiResult<Map<String, Value>> {
+    let mut input = prepare_update(state, schema, collection, auth, id, body, data).await?;
+    input.uploads = uploads;
     let id = id.to_string();
     let outcome = state
-        .write(actor_of(auth), move |tx| run_update(tx, &input, &id))
+        .write(actor_of(auth), move |tx| {
+            let record = run_update(tx, &input, &id)?;
+            input.uploads.persist_ready()?;
+            Ok(record)
+        })
         .await?;
     Ok(outcome.value)
 }
@@ -567,6 +648,7 @@ pub fn prepare_delete(
         data,
         password_hash: None,
         manager: is_superuser(auth),
+        uploads: crate::files::write::PendingUploads::default(),
     })
 }
 

@@ -1,0 +1,26 @@
+//! Files (issue #15): multipart bodies, file fields, local storage and serving.
+//!
+//! - [`multipart`]: streaming `multipart/form-data` decoding to temp files, with caps;
+//! - [`names`]: PocketBase's stored names (sanitized, random suffix);
+//! - [`sniff`]: content types from the bytes, never from the client;
+//! - [`fields`]: file field modifiers, validation, and which files a write adds/removes;
+//! - [`storage`]: `<data dir>/storage/<collectionId>/<recordId>/<name>`, immutable files made
+//!   durable before the commit that references them;
+//! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers);
+//! - [`body`]: the record write body extractor (JSON, urlencoded or multipart + uploads);
+//! - [`write`]: file fields inside the write command (persist, `FilesChanged`);
+//! - [`thumbs`]: `?thumb=` thumbnails, generated once and cached;
+//! - [`access`]: who may download a file (protected files, file tokens, the view rule).
+//!
+//! The log records which files each commit adds and removes (`engine::Change::FilesChanged`).
+
+pub mod access;
+pub mod body;
+pub mod fields;
+pub mod multipart;
+pub mod names;
+pub mod serve;
+pub mod sniff;
+pub mod storage;
+pub mod thumbs;
+pub mod write;
