@@ -279,3 +279,43 @@ fn from_rule_value(value: &rules::SqlValue) -> SqlValue {
         rules::SqlValue::Text(text) => SqlValue::Text(text.clone()),
     }
 }
+
+/// Inside a command: the record a confirm-flow token names, read from the staged state, with
+/// the token's claims, if the token verifies against that record's current key and still names
+/// the record's e-mail (so a rotated key or a changed address refuses it). `None` refuses.
+pub fn staged_token_record(
+    tx: &engine::Tx<'_>,
+    collection: &Collection,
+    raw: &str,
+    kind: token::TokenType,
+) -> ApiResult<Option<(token::TokenClaims, Map<String, Value>)>> {
+    let Some(claims) = token::decode_unverified(raw) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT * FROM {} WHERE id = ?1",
+        engine::quote_ident(&collection.name)
+    );
+    let rows = tx
+        .query(&sql, &[SqlValue::Text(claims.id.clone())])
+        .map_err(ApiError::from)?;
+    let Some(row) = rows
+        .rows
+        .first()
+        .map(|row| from_row(collection, &rows.columns, row))
+    else {
+        return Ok(None);
+    };
+    let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("");
+    let key = token::signing_key(
+        text("tokenKey"),
+        &collection.token_secret(kind.collection_option()),
+    );
+    let now = chrono::Utc::now().timestamp();
+    if token::verify_as(raw, &key, now, kind).is_err()
+        || claims.email.as_deref() != Some(text("email"))
+    {
+        return Ok(None);
+    }
+    Ok(Some((claims, row)))
+}

@@ -20,7 +20,7 @@ use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::mail::auth::Secret;
 use crate::mail::template::TemplateKind;
-use crate::model::record::{self, from_row, is_email, to_storage};
+use crate::model::record::{self, is_email, to_storage};
 use crate::model::Collection;
 use crate::state::AppState;
 use engine::{Change, Tx, Value as SqlValue};
@@ -234,28 +234,9 @@ fn stage_change(tx: &mut Tx<'_>, collection: &Collection, raw: &str) -> ApiResul
             "Invalid or expired token.",
         )
     };
-    let claims = token::decode_unverified(raw).ok_or_else(refused)?;
+    let (claims, mut row) =
+        crate::access::staged_token_record(tx, collection, raw, KIND)?.ok_or_else(refused)?;
     let new_email = claims.new_email.clone().ok_or_else(refused)?;
-    let sql = format!(
-        "SELECT * FROM {} WHERE id = ?1",
-        engine::quote_ident(&collection.name)
-    );
-    let rows = tx
-        .query(&sql, &[SqlValue::Text(claims.id.clone())])
-        .map_err(ApiError::from)?;
-    let mut row = rows
-        .rows
-        .first()
-        .map(|row| from_row(collection, &rows.columns, row))
-        .ok_or_else(refused)?;
-    let key = token::signing_key(
-        text_of(&row, "tokenKey"),
-        &collection.token_secret(KIND.collection_option()),
-    );
-    token::verify_as(raw, &key, chrono::Utc::now().timestamp(), KIND).map_err(|_| refused())?;
-    if claims.email.as_deref() != Some(text_of(&row, "email")) {
-        return Err(refused());
-    }
     let taken = tx
         .query(
             &taken_sql(collection),

@@ -197,27 +197,8 @@ fn stage_token_update(
         data.insert("token".into(), invalid_token());
         ApiError::validation(VALIDATION_FAILED, data)
     };
-    let claims = token::decode_unverified(raw).ok_or_else(refused)?;
-    let sql = format!(
-        "SELECT * FROM {} WHERE id = ?1",
-        engine::quote_ident(&collection.name)
-    );
-    let rows = tx
-        .query(&sql, &[SqlValue::Text(claims.id.clone())])
-        .map_err(ApiError::from)?;
-    let mut row = rows
-        .rows
-        .first()
-        .map(|row| from_row(collection, &rows.columns, row))
-        .ok_or_else(refused)?;
-    let key = token::signing_key(
-        text_of(&row, "tokenKey"),
-        &collection.token_secret(kind.collection_option()),
-    );
-    token::verify_as(raw, &key, now_unix(), kind).map_err(|_| refused())?;
-    if claims.email.as_deref() != Some(text_of(&row, "email")) {
-        return Err(refused());
-    }
+    let (claims, mut row) =
+        access::staged_token_record(tx, collection, raw, kind)?.ok_or_else(refused)?;
     change(&mut row);
     let now = record::format_ms(tx.timestamp_ms());
     for field in &collection.fields {
