@@ -6,7 +6,7 @@ mod common;
 mod mail_support;
 
 use common::TestServer;
-use mail_support::Sink;
+use mail_support::{otp_code_in as code_in, Sink};
 use serde_json::{json, Value};
 
 async fn setup(sink: &Sink) -> TestServer {
@@ -42,15 +42,6 @@ async fn post(server: &TestServer, path: &str, body: Value) -> common::Reply {
             None,
         )
         .await
-}
-
-fn code_in(mail: &Value) -> String {
-    let text = mail["text"].as_str().expect("text");
-    let at = text.find("one-time password is: ").expect("otp text") + 22;
-    text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect()
 }
 
 async fn mfa_rows(server: &TestServer) -> usize {

@@ -108,3 +108,13 @@ pub fn token_in(mail: &Value, route: &str) -> String {
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         .collect()
 }
+
+/// The code in an OTP mail (the digits after "one-time password is: ").
+pub fn otp_code_in(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("text");
+    let at = text.find("one-time password is: ").expect("otp text") + 22;
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
