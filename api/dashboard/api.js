@@ -92,6 +92,7 @@ export const api = {
   get: (path, query, opts) => request('GET', path, { ...opts, query }),
   post: (path, body, query) => request('POST', path, { body: body ?? {}, query }),
   patch: (path, body, query) => request('PATCH', path, { body: body ?? {}, query }),
+  put: (path, body, query) => request('PUT', path, { body: body ?? {}, query }),
   del: (path) => request('DELETE', path),
 };
 

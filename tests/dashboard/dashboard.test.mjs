@@ -104,7 +104,7 @@ describe('dashboard', () => {
     await page.fill('#rule-createRule', 'user = @request.auth.id &&');
     await shot('03-collection-editor');
     await page.click('#collection-save');
-    const ruleError = page.locator('#rule-createRule ~ .field-error');
+    const ruleError = page.locator('.rule:has(#rule-createRule) .field-error');
     await ruleError.waitFor();
     assert.ok((await ruleError.innerText()).length > 0);
     await page.locator('.error-box').waitFor();

@@ -7,6 +7,7 @@ import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, rm, mkdir, access, constants as fsConstants } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import zlib from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -156,4 +157,126 @@ export async function launchBrowser() {
       await rm(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Logs the page in as the test superuser through the login form. */
+export async function login(page, server) {
+  await page.goto(`${server.url}/_/`);
+  await page.fill('#login-email', SUPERUSER_EMAIL);
+  await page.fill('#login-password', SUPERUSER_PASSWORD);
+  await page.press('#login-password', 'Enter');
+  await page.locator('.coll-list').waitFor();
+}
+
+/**
+ * A minimal SMTP sink on a free loopback port (no TLS; advertises AUTH PLAIN/LOGIN and accepts
+ * any credentials). Every mail lands in `messages` as {from, rcpt, data, auth}; `waitFor(n)`
+ * resolves once n mails arrived.
+ */
+export async function startSmtpSink() {
+  const messages = [];
+  const waiters = [];
+  const sockets = new Set();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.setEncoding('latin1');
+    let buf = '';
+    let mode = 'cmd';
+    let cur = { from: '', rcpt: [], data: '', auth: '' };
+    const say = (line) => sock.write(`${line}\r\n`);
+    say('220 sink.test ESMTP');
+    sock.on('data', (chunk) => {
+      buf += chunk;
+      for (;;) {
+        if (mode === 'data') {
+          const end = buf.indexOf('\r\n.\r\n');
+          if (end < 0) return;
+          cur.data = buf.slice(0, end);
+          buf = buf.slice(end + 5);
+          messages.push(cur);
+          cur = { from: '', rcpt: [], data: '', auth: cur.auth };
+          mode = 'cmd';
+          say('250 OK queued');
+          for (const w of waiters.splice(0)) w();
+          continue;
+        }
+        const nl = buf.indexOf('\r\n');
+        if (nl < 0) return;
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 2);
+        if (mode === 'auth-login-user') { cur.auth = `LOGIN ${line}`; mode = 'auth-login-pass'; say('334 UGFzc3dvcmQ6'); continue; }
+        if (mode === 'auth-login-pass') { cur.auth += ` ${line}`; mode = 'cmd'; say('235 OK'); continue; }
+        const verb = line.split(' ')[0].toUpperCase();
+        if (verb === 'EHLO') { say('250-sink.test'); say('250-AUTH PLAIN LOGIN'); say('250 8BITMIME'); }
+        else if (verb === 'HELO') say('250 sink.test');
+        else if (verb === 'AUTH') {
+          const [, mech, initial] = line.split(' ');
+          if (mech.toUpperCase() === 'PLAIN') { cur.auth = `PLAIN ${initial || ''}`; say('235 OK'); }
+          else { mode = 'auth-login-user'; say('334 VXNlcm5hbWU6'); }
+        } else if (verb === 'MAIL') { cur.from = line; say('250 OK'); }
+        else if (verb === 'RCPT') { cur.rcpt.push(line); say('250 OK'); }
+        else if (verb === 'DATA') { mode = 'data'; say('354 go ahead'); }
+        else if (verb === 'RSET' || verb === 'NOOP') say('250 OK');
+        else if (verb === 'QUIT') { say('221 bye'); sock.end(); return; }
+        else say('502 not implemented');
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    messages,
+    async waitFor(n, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (messages.length < n) {
+        if (Date.now() > deadline) throw new Error(`SMTP sink: ${messages.length} of ${n} mails arrived`);
+        await new Promise((r) => { waiters.push(r); setTimeout(r, 200); });
+      }
+      return messages;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** A real `w`×`h` RGB PNG (a gradient), for uploads whose thumbnails the server must decode. */
+export function pngBytes(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    raw[y * (w * 3 + 1)] = 0;
+    for (let x = 0; x < w; x++) {
+      const o = y * (w * 3 + 1) + 1 + x * 3;
+      raw[o] = (x * 255) / w; raw[o + 1] = (y * 255) / h; raw[o + 2] = 128;
+    }
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
