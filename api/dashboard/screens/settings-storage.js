@@ -15,7 +15,7 @@ function s3Inputs(prefix, cfg, err, path) {
     enabled: h('input', { id: `${prefix}-enabled`, type: 'checkbox', checked: !!cfg.enabled }),
     bucket: h('input', { id: `${prefix}-bucket`, value: cfg.bucket || '' }),
     region: h('input', { id: `${prefix}-region`, value: cfg.region || '' }),
-    endpoint: h('input', { id: `${prefix}-endpoint`, value: cfg.endpoint || '', placeholder: 'https://s3.example.com' }),
+    endpoint: h('input', { id: `${prefix}-endpoint`, value: cfg.endpoint || '', placeholder: 'the S3 endpoint URL, e.g. s3.example.com' }),
     accessKey: h('input', { id: `${prefix}-access-key`, value: cfg.accessKey || '', autocomplete: 'off' }),
     secret: h('input', { id: `${prefix}-secret`, type: 'password', autocomplete: 'new-password', placeholder: 'stored — leave empty to keep' }),
     forcePathStyle: h('input', { id: `${prefix}-path-style`, type: 'checkbox', checked: !!cfg.forcePathStyle }),
