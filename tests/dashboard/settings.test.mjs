@@ -20,6 +20,15 @@ describe('logs and settings screens', () => {
   const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
   const toastText = () => page.locator('#toasts').innerText();
   const settings = async () => (await server.api('GET', '/api/settings')).body;
+  /** Clicks a settings form's Save and waits for its PATCH to succeed and the form to redraw. */
+  async function saveSettings(button) {
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith('/api/settings') && r.request().method() === 'PATCH'),
+      page.click(button),
+    ]);
+    assert.equal(res.status(), 200, await res.text());
+    await page.locator(`${button}:not([disabled])`).waitFor();
+  }
 
   before(async () => {
     await mkdir(ARTIFACTS, { recursive: true });
@@ -117,8 +126,7 @@ describe('logs and settings screens', () => {
     await page.fill('#smtp-port', String(sink.port));
     await page.fill('#smtp-username', 'mailer');
     await page.fill('#smtp-password', 'smtp-secret');
-    await page.click('#mail-save');
-    await page.waitForFunction(() => document.getElementById('toasts').innerText.includes('Settings saved'));
+    await saveSettings('#mail-save');
     const s = await settings();
     assert.equal(s.smtp.enabled, true);
     assert.equal(s.smtp.host, '127.0.0.1');
@@ -153,8 +161,7 @@ describe('logs and settings screens', () => {
     await page.fill('#s3-access-key', 'AKIATEST');
     await page.fill('#s3-secret', 's3-secret');
     await page.check('#s3-path-style');
-    await page.click('#storage-save');
-    await page.waitForFunction(() => document.getElementById('toasts').innerText.includes('Settings saved'));
+    await saveSettings('#storage-save');
     let s = await settings();
     assert.deepEqual({ ...s.s3, secret: undefined }, { enabled: true, bucket: 'uploads', region: 'us-east-1', endpoint: 'http://127.0.0.1:9', accessKey: 'AKIATEST', forcePathStyle: true, secret: undefined });
     assert.ok(!s.s3.secret, 'the secret is never returned');
@@ -164,9 +171,7 @@ describe('logs and settings screens', () => {
     assert.ok((await page.locator('[data-testid=s3-test-error]').innerText()).length > 0);
     await shot('43-settings-storage');
     await page.uncheck('#s3-enabled');
-    await page.click('#storage-save');
-    await page.waitForFunction(async () => true);
-    await page.locator('#s3-enabled:not(:checked)').waitFor();
+    await saveSettings('#storage-save');
 
     await page.click('.subnav a:has-text("Backups")');
     await page.locator('#backups-cron').waitFor();
@@ -175,8 +180,7 @@ describe('logs and settings screens', () => {
     await page.fill('#backups-s3-bucket', 'backups');
     await page.fill('#backups-s3-endpoint', 'http://127.0.0.1:9');
     await page.fill('#backups-s3-secret', 'b-secret');
-    await page.click('#backups-save');
-    await page.waitForFunction(() => (document.getElementById('toasts').innerText.match(/Settings saved/g) || []).length >= 2);
+    await saveSettings('#backups-save');
     s = await settings();
     assert.equal(s.backups.cron, '0 3 * * *');
     assert.equal(s.backups.cronMaxKeep, 5);
@@ -201,8 +205,7 @@ describe('logs and settings screens', () => {
     await page.fill('#set-proxy-headers', 'X-Forwarded-For');
     await page.check('#set-proxy-leftmost');
     await page.fill('#set-superuser-ips', '127.0.0.1, 10.0.0.0/8');
-    await page.click('#settings-save');
-    await page.waitForFunction(() => (document.getElementById('toasts').innerText.match(/Settings saved/g) || []).length >= 1);
+    await saveSettings('#settings-save');
     let s = await settings();
     assert.equal(s.rateLimits.enabled, true);
     assert.equal(s.rateLimits.rules.length, before + 1);
