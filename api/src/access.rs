@@ -84,6 +84,12 @@ pub async fn load_record(
 pub async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap) -> Option<Auth> {
     let header = headers.get("authorization")?.to_str().ok()?;
     let raw = token::token_from_authorization(header)?;
+    let now = chrono::Utc::now().timestamp();
+    if let Some(auth) = state.auth_cache.get(raw, now) {
+        return Some(auth);
+    }
+    // Read before the record is loaded (see `auth_cache` invariant 2).
+    let generation = state.auth_cache.generation();
     let claims = token::decode_unverified(raw)?;
     if claims.token_type != token::TokenType::Auth {
         return None;
@@ -96,9 +102,12 @@ pub async fn authenticate(state: &Arc<AppState>, headers: &HeaderMap) -> Option<
     let record = load_record(state, &collection, &claims.id).await.ok()??;
     let token_key = record.get("tokenKey").and_then(Value::as_str).unwrap_or("");
     let key = token::signing_key(token_key, &collection.token_secret("authToken"));
-    let now = chrono::Utc::now().timestamp();
-    token::verify_as(raw, &key, now, token::TokenType::Auth).ok()?;
-    Some(Auth { collection, record })
+    let claims = token::verify_as(raw, &key, now, token::TokenType::Auth).ok()?;
+    let auth = Auth { collection, record };
+    state
+        .auth_cache
+        .insert(raw, auth.clone(), claims.exp, generation);
+    Some(auth)
 }
 
 /// Issues an auth token for a record.

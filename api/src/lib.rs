@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod auth_cache;
 pub mod backups;
 pub mod client_ip;
 pub mod collections;

@@ -89,6 +89,9 @@ pub struct AppState {
     pub mailer: crate::mail::Mailer,
     /// Wrong OTP attempts per record (`auth/otp.rs`).
     pub otp_failures: crate::auth::otp::Failures,
+    /// Verified callers by token (`auth_cache.rs`), invalidated by the commits that can
+    /// change a caller.
+    pub auth_cache: Arc<crate::auth_cache::AuthCache>,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -344,6 +347,8 @@ impl AppState {
         let logs = crate::request_log::RequestLogs::new(engine.dir());
         // Uploads of requests that never committed (a crash mid-write) are garbage.
         crate::files::storage::LocalStorage::new(engine.dir()).sweep_tmp()?;
+        let auth_cache = Arc::new(crate::auth_cache::AuthCache::default());
+        auth_cache.set_schema(&schema);
         Ok(Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),
@@ -360,6 +365,7 @@ impl AppState {
             ),
             mailer: crate::mail::Mailer::new(),
             otp_failures: crate::auth::otp::Failures::default(),
+            auth_cache,
             options,
         }))
     }
@@ -382,8 +388,9 @@ impl AppState {
             return Ok(());
         }
         let collections = load_collections(&self.engine)?;
-        *self.schema.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Schema::new(collections));
+        let schema = Schema::new(collections);
+        self.auth_cache.set_schema(&schema);
+        *self.schema.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(schema);
         *seq = commit.seq;
         tracing::debug!(seq = commit.seq, "the schema followed a commit");
         Ok(())
@@ -411,8 +418,18 @@ impl AppState {
         C: FnOnce(&mut Tx<'_>) -> ApiResult<T> + Send + 'static,
     {
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let auth_cache = Arc::clone(&self.auth_cache);
         self.engine
             .submit(actor, command, move |result| {
+                // On the writer thread, whether or not the caller still waits (a client that
+                // hung up must not leave its revoked token cached).
+                if let Ok(Outcome {
+                    commit: Some(commit),
+                    ..
+                }) = &result
+                {
+                    auth_cache.observe(commit);
+                }
                 let _ = sender.send(result);
             })
             .map_err(ApiError::from)?;
@@ -439,6 +456,7 @@ impl AppState {
     {
         let outcome = self.engine.execute(actor, command)?;
         if let Some(commit) = &outcome.commit {
+            self.auth_cache.observe(commit);
             self.follow(commit).map_err(Failure::Engine)?;
         }
         Ok(outcome)

@@ -2,7 +2,7 @@
 //! the closed-loop load runner (N workers, each sending its next request when the last one is
 //! answered, until the deadline).
 
-use super::stats::{memory_into, Recorder};
+use super::stats::{cpu_per_request_into, memory_into, proc_cpu_us, Recorder};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -158,6 +158,7 @@ where
     Fut: Future<Output = std::result::Result<u16, String>> + Send + 'static,
 {
     let make = Arc::new(make);
+    let cpu_before = server.pid.and_then(proc_cpu_us);
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(concurrency);
@@ -182,7 +183,10 @@ where
         }
     }
     let elapsed = start.elapsed();
+    let cpu_after = server.pid.and_then(proc_cpu_us);
+    let answered = total.latencies_us.len() as u64;
     let mut out = total.summary(elapsed);
+    cpu_per_request_into(&mut out, cpu_before, cpu_after, answered);
     out.insert("concurrency".into(), json!(concurrency));
     memory_into(&mut out, server.pid);
     out

@@ -1,6 +1,8 @@
 //! Compare mode: start pocketlog and the reference on fresh data dirs, alternately (A B B A …),
-//! each pinned to one core with `taskset`, run every scenario against each, and print a table
-//! of ratios (medians over the rounds).
+//! each pinned to one core with `taskset`, run every scenario against each, and print a table:
+//! per server the min, median and max of each scenario's metric over the rounds, the ratio of
+//! the medians, and the server CPU per request (median). Both servers keep their stock
+//! settings (pocketlog's `--sync` is the only flag passed).
 
 use super::client::Server;
 use super::scenarios::{self, Options};
@@ -165,55 +167,101 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 fn metric(scenario: &str) -> (&'static str, bool) {
     if scenario == "idle_memory" {
         ("server_vmrss_mb", false)
+    } else if scenario.starts_with("realtime_paced") {
+        ("delivery_p99_ms", false)
     } else {
         ("throughput", true)
     }
 }
 
+/// `min / median / max` of a series, or `–`.
+fn spread(values: &[f64]) -> String {
+    let Some(mid) = median(values.to_vec()) else {
+        return "–".into();
+    };
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.1} / **{mid:.1}** / {max:.1}")
+}
+
 fn print_table(plan: &Plan, results: &[Value]) {
     let (a, b) = (&plan.targets[0].name, &plan.targets[1].name);
     let mut by: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut peak: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for value in results {
         let scenario = value["scenario"].as_str().unwrap_or_default().to_string();
+        let server = value["server"].as_str().unwrap_or_default().to_string();
         let (key, _) = metric(&scenario);
         if let Some(x) = value[key].as_f64() {
             if !order.contains(&scenario) {
                 order.push(scenario.clone());
             }
-            by.entry((
-                scenario,
-                value["server"].as_str().unwrap_or_default().to_string(),
-            ))
-            .or_default()
-            .push(x);
+            by.entry((scenario.clone(), server.clone()))
+                .or_default()
+                .push(x);
+        }
+        if let Some(x) = value["server_cpu_us_per_req"].as_f64() {
+            cpu.entry((scenario.clone(), server.clone()))
+                .or_default()
+                .push(x);
+        }
+        if let Some(x) = value["server_vmhwm_mb"].as_f64() {
+            peak.entry((scenario, server)).or_default().push(x);
         }
     }
+    let rounds = |server: &String| {
+        results
+            .iter()
+            .filter(|v| v["scenario"] == "idle_memory" && v["server"] == json!(server))
+            .count()
+    };
     println!();
-    println!("| scenario | metric | {a} | {b} | {a} / {b} |");
-    println!("|---|---|---:|---:|---:|");
+    println!(
+        "min / **median** / max over {} rounds of {a} and {} of {b}; ratio of the medians \
+         (higher is better for {a} on every line); CPU = server CPU µs per request (median).",
+        rounds(a),
+        rounds(b)
+    );
+    println!();
+    println!(
+        "| scenario | metric | {a} | {b} | ratio | {a} CPU | {b} CPU | {a} peak MB | {b} peak MB |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for scenario in order {
         let (key, higher_better) = metric(&scenario);
-        let get = |server: &String| {
-            by.get(&(scenario.clone(), server.clone()))
+        let get = |map: &BTreeMap<(String, String), Vec<f64>>, server: &String| {
+            map.get(&(scenario.clone(), server.clone()))
                 .cloned()
-                .and_then(median)
+                .unwrap_or_default()
         };
-        let (x, y) = (get(a), get(b));
-        let ratio = match (x, y) {
-            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+        let (xs, ys) = (get(&by, a), get(&by, b));
+        let ratio = match (median(xs.clone()), median(ys.clone())) {
+            (Some(x), Some(y)) if x > 0.0 && y > 0.0 => {
+                let r = if higher_better { x / y } else { y / x };
+                format!("{r:.2}×")
+            }
             _ => "–".into(),
         };
-        let show = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+        let one = |values: Vec<f64>| {
+            median(values)
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "–".into())
+        };
         let unit = if higher_better {
             format!("{key} (/s)")
         } else {
             format!("{key} (lower is better)")
         };
         println!(
-            "| {scenario} | {unit} | {} | {} | {ratio} |",
-            show(x),
-            show(y)
+            "| {scenario} | {unit} | {} | {} | {ratio} | {} | {} | {} | {} |",
+            spread(&xs),
+            spread(&ys),
+            one(get(&cpu, a)),
+            one(get(&cpu, b)),
+            one(get(&peak, a)),
+            one(get(&peak, b)),
         );
     }
 }

@@ -1,10 +1,18 @@
 //! The schema the benchmark sets up (as a superuser, through the public API) and the scenarios.
 //!
+//! The default scenarios measure what real apps send (issue #21): the server keeps its stock
+//! settings (request logs on), callers are signed-in users under rules, views hit random ids
+//! over the whole table, records are about 1 KB (and 3 KB in `view_auth_3k_c64`), and the
+//! realtime writer is paced (25 creates/s) as well as a burst. The old best cases (guests on a
+//! small hot set of tiny records) stay as named extras ([`EXTRAS`]).
+//!
 //! Collections (created when missing, so a second run against the same server reuses them):
-//! - `bench_pub`: public createRule `""`; the create scenarios write here.
+//! - `bench_pub`: public createRule `""`; the guest create scenarios write here.
 //! - `bench_owned`: createRule `@request.auth.id != "" && user = @request.auth.id`.
-//! - `bench_authors` (100 records) and `bench_list` (`--records`, default 100,000) with a
-//!   relation to an author; list and view scenarios read here.
+//! - `bench_authors` (100 records) and `bench_list` (`--records`, default 100,000, ~1 KB each)
+//!   with a relation to an author, list/view rule `@request.auth.id != ""`.
+//! - `bench_docs` (`--records` / 5, ~3 KB each), same rules.
+//! - `bench_hot` (2,000 small public records): the guest extras read here.
 //! - `bench_rt`: the realtime fan-out target.
 //!
 //! Users `benchuserN@example.com` in the default `users` collection sign in for the auth
@@ -12,7 +20,9 @@
 
 use super::client::{run_load, Server};
 use super::sse::{now_us, Subscriber, SubscriberReport};
-use super::stats::{memory_into, percentiles_into, round1, Recorder};
+use super::stats::{
+    cpu_per_request_into, memory_into, percentiles_into, proc_cpu_us, round1, Recorder,
+};
 use anyhow::{bail, Context, Result};
 use api::model::{CollectionKind, RuleKind};
 use reqwest::Method;
@@ -26,17 +36,59 @@ const USERS: usize = 64;
 const AUTHORS: usize = 100;
 const LOAD_BATCH: usize = 500;
 
-/// Every scenario, in run order.
+/// The default scenarios, in run order.
 pub const ALL: &[&str] = &[
-    "create_c1",
     "create_c64",
     "create_auth_c64",
-    "view_c64",
-    "list_c64",
-    "list_expand_c64",
+    "view_auth_c64",
+    "view_auth_3k_c64",
+    "list_auth_c64",
+    "list_expand_auth_c64",
     "auth_c16",
-    "realtime",
+    "realtime_paced",
+    "realtime_burst",
 ];
+
+/// Best cases, run only when named: guests, tiny records, a hot set of 2,000 ids.
+pub const EXTRAS: &[&str] = &["create_c1", "view_c64", "list_c64", "list_expand_c64"];
+
+/// Creates per second of the paced realtime writer.
+pub const PACED_RATE: f64 = 25.0;
+/// Records that hold the "hot" best-case set.
+const HOT: usize = 2000;
+/// The text of a ~1 KB record (the other fields add ~150 bytes).
+const BODY_1K: usize = 850;
+/// The text of a ~3 KB record.
+const BODY_3K: usize = 2850;
+
+/// A deterministic filler text of `len` bytes (varied, so compression or dedupe cannot help).
+fn filler(i: usize, len: usize) -> String {
+    const WORDS: &[&str] = &[
+        "ledger", "river", "amber", "quartz", "meadow", "signal", "harbor", "violet", "copper",
+        "lantern", "orbit", "thistle", "cinder", "marble", "falcon", "willow",
+    ];
+    let mut out = String::with_capacity(len + 16);
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
+        out.push(' ');
+    }
+    out.truncate(len);
+    out
+}
+
+/// A small xorshift generator per load worker (random ids without a shared lock).
+fn pick(worker: usize, i: u64, len: usize) -> usize {
+    let mut x = (worker as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)
+        ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x % len.max(1) as u64) as usize
+}
 
 /// Knobs shared by the scenarios.
 #[derive(Clone, Debug)]
@@ -51,14 +103,21 @@ pub struct Options {
     pub rt_events: u64,
     /// Seconds to wait for every subscriber to receive every event.
     pub rt_drain: Duration,
-    /// Creates per second during the realtime scenario (0 = unpaced).
+    /// Creates per second during the realtime burst scenario (0 = unpaced).
     pub rt_rate: f64,
+    /// Turn request logs off on the server first (a best case; stock settings keep them on).
+    pub logs_off: bool,
 }
 
 /// What set-up produced.
 pub struct Fixture {
     pub users: Vec<(String, String)>,
+    /// Every `bench_list` id.
     pub list_ids: Vec<String>,
+    /// Every `bench_docs` id.
+    pub docs_ids: Vec<String>,
+    /// The `bench_hot` ids.
+    pub hot_ids: Vec<String>,
 }
 
 async fn ensure_collection(server: &Server, body: Value) -> Result<String> {
@@ -88,6 +147,12 @@ const PUBLIC: [(RuleKind, &str); 3] = [
     (RuleKind::Create, ""),
 ];
 
+/// List and view for signed-in users; create for superusers only.
+const SIGNED_IN: [(RuleKind, &str); 2] = [
+    (RuleKind::List, "@request.auth.id != \"\""),
+    (RuleKind::View, "@request.auth.id != \"\""),
+];
+
 /// A base collection's create body: the given rules set, every other rule superusers-only.
 fn base_collection(name: &str, rules: &[(RuleKind, &str)], fields: Value) -> Value {
     let mut body = json!({"name": name, "type": CollectionKind::Base.as_str(), "fields": fields});
@@ -106,25 +171,22 @@ fn autodates() -> [Value; 2] {
 
 /// Creates the schema, users and list data (idempotent).
 pub async fn setup(server: &Server, options: &Options) -> Result<Fixture> {
-    // Batch on (for the bulk load), request logs off (the reference's logs.maxDays = 0).
-    if let Err(err) = server
-        .admin(
-            Method::PATCH,
-            "/api/settings",
-            json!({"batch":{"enabled":true,"maxRequests":1000,"timeout":120,"maxBodySize":0},
-                   "logs":{"maxDays":0}}),
-        )
-        .await
-    {
+    // Batch on for the bulk load; request logs stay as the server has them unless asked.
+    let mut settings =
+        json!({"batch":{"enabled":true,"maxRequests":1000,"timeout":120,"maxBodySize":0}});
+    if options.logs_off {
+        settings["logs"] = json!({"maxDays": 0});
+    }
+    if let Err(err) = server.admin(Method::PATCH, "/api/settings", settings).await {
         eprintln!("warning: settings not applied: {err:#}");
     }
     let [created, updated] = autodates();
     ensure_collection(server, base_collection("bench_pub", &PUBLIC,
-        json!([{"name":"title","type":"text"},{"name":"n","type":"number"},created.clone(),updated.clone()]))).await?;
+        json!([{"name":"title","type":"text"},{"name":"n","type":"number"},{"name":"body","type":"text","max":10000},created.clone(),updated.clone()]))).await?;
     ensure_collection(server, base_collection("bench_owned",
         &[(RuleKind::List, ""), (RuleKind::View, ""),
           (RuleKind::Create, "@request.auth.id != \"\" && user = @request.auth.id")],
-        json!([{"name":"title","type":"text"},
+        json!([{"name":"title","type":"text"},{"name":"body","type":"text","max":10000},
                {"name":"user","type":"relation","collectionId":"_pb_users_auth_","maxSelect":1,"required":true},
                created.clone(),updated.clone()]))).await?;
     let authors_id = ensure_collection(
@@ -136,10 +198,21 @@ pub async fn setup(server: &Server, options: &Options) -> Result<Fixture> {
         ),
     )
     .await?;
-    ensure_collection(server, base_collection("bench_list", &PUBLIC,
-        json!([{"name":"title","type":"text"},{"name":"score","type":"number"},{"name":"category","type":"text"},
+    let list_fields = json!([{"name":"title","type":"text"},{"name":"score","type":"number"},{"name":"category","type":"text"},
+               {"name":"body","type":"text","max":10000},
                {"name":"author","type":"relation","collectionId":authors_id,"maxSelect":1},
-               created.clone(),updated.clone()]))).await?;
+               created.clone(),updated.clone()]);
+    ensure_collection(
+        server,
+        base_collection("bench_list", &SIGNED_IN, list_fields.clone()),
+    )
+    .await?;
+    ensure_collection(
+        server,
+        base_collection("bench_docs", &SIGNED_IN, list_fields.clone()),
+    )
+    .await?;
+    ensure_collection(server, base_collection("bench_hot", &PUBLIC, list_fields)).await?;
     ensure_collection(server, base_collection("bench_rt", &PUBLIC,
         json!([{"name":"w","type":"number"},{"name":"n","type":"number"},{"name":"t","type":"number"},
                {"name":"title","type":"text"},created,updated]))).await?;
@@ -151,26 +224,54 @@ pub async fn setup(server: &Server, options: &Options) -> Result<Fixture> {
         AUTHORS,
         |i, _| json!({"name": format!("author {i}")}),
         &[],
+        AUTHORS,
     )
     .await?;
     let started = Instant::now();
+    let record = |body: usize| {
+        move |i: usize, authors: &[String]| {
+            json!({"title": format!("record {i}"), "score": (i * 7919) % 1000,
+                   "category": format!("c{}", i % 10), "author": authors[i % authors.len()],
+                   "body": filler(i, body)})
+        }
+    };
     let list_ids = ensure_records(
         server,
         "bench_list",
         options.records,
+        record(BODY_1K),
+        &authors,
+        options.records,
+    )
+    .await?;
+    let docs = (options.records / 5).max(1);
+    let docs_ids =
+        ensure_records(server, "bench_docs", docs, record(BODY_3K), &authors, docs).await?;
+    let hot_ids = ensure_records(
+        server,
+        "bench_hot",
+        HOT,
         |i, authors| {
             json!({"title": format!("record {i}"), "score": (i * 7919) % 1000,
                    "category": format!("c{}", i % 10), "author": authors[i % authors.len()]})
         },
         &authors,
+        HOT,
     )
     .await?;
     eprintln!(
-        "set-up: {} list records ready ({:.1} s)",
-        options.records,
+        "set-up: {} list records, {} docs, {} hot ready ({:.1} s)",
+        list_ids.len(),
+        docs_ids.len(),
+        hot_ids.len(),
         started.elapsed().as_secs_f64()
     );
-    Ok(Fixture { users, list_ids })
+    Ok(Fixture {
+        users,
+        list_ids,
+        docs_ids,
+        hot_ids,
+    })
 }
 
 async fn ensure_users(server: &Server) -> Result<Vec<(String, String)>> {
@@ -207,13 +308,14 @@ async fn ensure_users(server: &Server) -> Result<Vec<(String, String)>> {
 }
 
 /// Makes `collection` hold at least `count` records (bulk-loaded through the batch API, with
-/// plain creates as the fallback); returns up to 2,000 of their ids.
+/// plain creates as the fallback); returns up to `keep` of their ids, oldest first.
 async fn ensure_records(
     server: &Server,
     collection: &str,
     count: usize,
     make: impl Fn(usize, &[String]) -> Value,
     context: &[String],
+    keep: usize,
 ) -> Result<Vec<String>> {
     let path = format!("/api/collections/{collection}/records");
     let existing = server
@@ -251,17 +353,22 @@ async fn ensure_records(
     }
     let mut stream = futures::stream::iter(pending).buffer_unordered(4);
     use futures::StreamExt;
+    let mut done = existing;
     while let Some(result) = stream.next().await {
         result?;
+        done = (done + LOAD_BATCH).min(count);
+        if count >= 10 * LOAD_BATCH && done % (20 * LOAD_BATCH) < LOAD_BATCH {
+            eprintln!("set-up: {collection} {done}/{count}");
+        }
     }
     // Ids, oldest first.
     let mut ids = Vec::new();
     let mut page = 1;
-    while ids.len() < count.min(2000) {
+    while ids.len() < count.min(keep) {
         let body = server
             .admin(
                 Method::GET,
-                &format!("{path}?perPage=1000&page={page}&skipTotal=1&fields=id"),
+                &format!("{path}?perPage=1000&page={page}&skipTotal=1&fields=id&sort=id"),
                 Value::Null,
             )
             .await?;
@@ -298,14 +405,31 @@ pub async fn run(
 ) -> Result<()> {
     for name in names {
         match name.as_str() {
-            "realtime" => {
-                for &subscribers in &options.subscribers {
-                    let fields = realtime(server, options, subscribers).await?;
-                    emit(line(
-                        server_name,
-                        &format!("realtime_{subscribers}"),
-                        fields,
-                    ));
+            "realtime_paced" | "realtime_burst" | "realtime" => {
+                let paced = name == "realtime_paced";
+                let (writers, events, rate) = if paced {
+                    let events = (PACED_RATE * options.duration.as_secs_f64() * 2.0).max(50.0);
+                    (1, events as u64, PACED_RATE)
+                } else {
+                    (options.rt_writers, options.rt_events, options.rt_rate)
+                };
+                let counts: Vec<usize> = if paced {
+                    options.subscribers.clone()
+                } else {
+                    // The burst with nobody listening is the baseline of its ratio.
+                    std::iter::once(0)
+                        .chain(options.subscribers.iter().copied())
+                        .collect()
+                };
+                for subscribers in counts {
+                    let plan = Realtime {
+                        subscribers,
+                        writers,
+                        events,
+                        rate,
+                    };
+                    let fields = realtime(server, options, &plan).await?;
+                    emit(line(server_name, &format!("{name}_{subscribers}"), fields));
                 }
             }
             other => {
@@ -315,6 +439,14 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// One realtime run's shape.
+struct Realtime {
+    subscribers: usize,
+    writers: usize,
+    events: u64,
+    rate: f64,
 }
 
 async fn scenario(
@@ -333,7 +465,7 @@ async fn scenario(
                 let request = s
                     .http
                     .post(url.as_str())
-                    .json(&json!({"title": format!("w{w} i{i}"), "n": i}));
+                    .json(&json!({"title": format!("w{w} i{i}"), "n": i, "body": filler(i as usize, BODY_1K)}));
                 let s = s.clone();
                 async move { s.fire(request).await }
             })
@@ -348,32 +480,44 @@ async fn scenario(
                     .http
                     .post(url.as_str())
                     .header("Authorization", token)
-                    .json(&json!({"title": format!("w{w} i{i}"), "user": id}));
+                    .json(&json!({"title": format!("w{w} i{i}"), "user": id, "body": filler(i as usize, BODY_1K)}));
                 let s = s.clone();
                 async move { s.fire(request).await }
             })
             .await
         }
-        "view_c64" => {
-            let ids = fixture.list_ids.clone();
+        "view_c64" | "view_auth_c64" | "view_auth_3k_c64" => {
+            let (collection, ids, signed_in) = match name {
+                "view_c64" => ("bench_hot", fixture.hot_ids.clone(), false),
+                "view_auth_c64" => ("bench_list", fixture.list_ids.clone(), true),
+                _ => ("bench_docs", fixture.docs_ids.clone(), true),
+            };
             if ids.is_empty() {
                 bail!("no records to view");
             }
-            let base = s.url("/api/collections/bench_list/records/");
+            let users = fixture.users.clone();
+            let base = s.url(&format!("/api/collections/{collection}/records/"));
             run_load(server, 64, d, move |w, i| {
-                let id = &ids[(w * 7 + i as usize * 13) % ids.len()];
-                let request = s.http.get(format!("{base}{id}"));
+                let id = &ids[pick(w, i, ids.len())];
+                let mut request = s.http.get(format!("{base}{id}"));
+                if signed_in {
+                    request = request.header("Authorization", &users[w % users.len()].1);
+                }
                 let s = s.clone();
                 async move { s.fire(request).await }
             })
             .await
         }
-        "list_c64" | "list_expand_c64" => {
-            let url = s.url("/api/collections/bench_list/records");
-            let expand = name == "list_expand_c64";
+        "list_c64" | "list_expand_c64" | "list_auth_c64" | "list_expand_auth_c64" => {
+            let signed_in = name.contains("auth");
+            let collection = if signed_in { "bench_list" } else { "bench_hot" };
+            let url = s.url(&format!("/api/collections/{collection}/records"));
+            let expand = name.contains("expand");
+            let users = fixture.users.clone();
             run_load(server, 64, d, move |w, i| {
                 let category = format!("c{}", (w + i as usize) % 10);
-                let filter = format!("category = '{category}' && score > 500");
+                let floor = pick(w, i, 900);
+                let filter = format!("category = '{category}' && score > {floor}");
                 let mut query = vec![
                     ("page", "1".to_string()),
                     ("perPage", "30".to_string()),
@@ -383,7 +527,10 @@ async fn scenario(
                 if expand {
                     query.push(("expand", "author".to_string()));
                 }
-                let request = s.http.get(url.as_str()).query(&query);
+                let mut request = s.http.get(url.as_str()).query(&query);
+                if signed_in {
+                    request = request.header("Authorization", &users[w % users.len()].1);
+                }
                 let s = s.clone();
                 async move { s.fire(request).await }
             })
@@ -399,7 +546,11 @@ async fn scenario(
                 async move { s.fire(request).await }
             }).await
         }
-        other => bail!("unknown scenario {other:?} (known: {})", ALL.join(", ")),
+        other => bail!(
+            "unknown scenario {other:?} (known: {}, {})",
+            ALL.join(", "),
+            EXTRAS.join(", ")
+        ),
     };
     Ok(fields)
 }
@@ -410,10 +561,11 @@ async fn scenario(
 async fn realtime(
     server: &Server,
     options: &Options,
-    subscribers: usize,
+    plan: &Realtime,
 ) -> Result<Map<String, Value>> {
     const TOPIC: &str = "bench_rt/*";
-    let writers = options.rt_writers.max(1);
+    let subscribers = plan.subscribers;
+    let writers = plan.writers.max(1);
     let connect_started = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let counts: Vec<Arc<AtomicU64>> = (0..subscribers)
@@ -482,14 +634,15 @@ async fn realtime(
     // Writers.
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
+    let cpu_before = server.pid.and_then(proc_cpu_us);
     let started = Instant::now();
-    let pace = (options.rt_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / options.rt_rate));
+    let pace = (plan.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / plan.rate));
     let mut writer_tasks = Vec::new();
     for w in 0..writers {
         let s = server.clone();
         let next = Arc::clone(&next);
         let acked = Arc::clone(&acked);
-        let total = options.rt_events;
+        let total = plan.events;
         writer_tasks.push(tokio::spawn(async move {
             let mut recorder = Recorder::default();
             let url = s.url("/api/collections/bench_rt/records");
@@ -536,7 +689,10 @@ async fn realtime(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all_delivered_s = started.elapsed().as_secs_f64();
+    let cpu_after = server.pid.and_then(proc_cpu_us);
+    let answered = creates.latencies_us.len() as u64;
     let mut out = creates.summary(create_elapsed);
+    cpu_per_request_into(&mut out, cpu_before, cpu_after, answered);
     memory_into(&mut out, server.pid);
     let _ = stop_tx.send(true);
     let mut total = SubscriberReport::default();
@@ -554,7 +710,7 @@ async fn realtime(
     }
     out.insert("subscribers".into(), json!(subscribers));
     out.insert("writers".into(), json!(writers));
-    out.insert("rate_per_s".into(), json!(options.rt_rate));
+    out.insert("rate_per_s".into(), json!(plan.rate));
     out.insert("connect_s".into(), json!(round1(connect_s)));
     if let Some((_, rss)) = memory_subscribed {
         out.insert(
@@ -572,4 +728,30 @@ async fn realtime(
     percentiles_into(&mut out, "delivery_", &mut total.latencies_us);
     consumers.shutdown_background();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_has_the_exact_size_and_differs_per_record() {
+        assert_eq!(filler(1, BODY_1K).len(), BODY_1K);
+        assert_eq!(filler(2, BODY_3K).len(), BODY_3K);
+        assert_ne!(filler(1, 200), filler(2, 200));
+    }
+
+    #[test]
+    fn picks_cover_the_whole_table() {
+        let len = 100_000;
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50_000u64 {
+            let at = pick((i % 64) as usize, i, len);
+            assert!(at < len);
+            seen.insert(at);
+        }
+        // Random ids over the whole table, not a hot set.
+        assert!(seen.len() > 30_000, "{}", seen.len());
+        assert!(seen.iter().any(|&at| at > 90_000));
+    }
 }

@@ -92,6 +92,37 @@ pub fn percentiles_into(out: &mut Map<String, Value>, prefix: &str, samples: &mu
     out.insert(format!("{prefix}max_ms"), at(1.0));
 }
 
+/// CPU time (user + system, all threads) a process has used, in microseconds, from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
+pub fn proc_cpu_us(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the C library; no pointers.
+    #[allow(unsafe_code)]
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+    Some((utime + stime) * 1_000_000 / ticks)
+}
+
+/// Adds `server_cpu_us_per_req`: the server's CPU time between two readings per request.
+pub fn cpu_per_request_into(
+    out: &mut Map<String, Value>,
+    before: Option<u64>,
+    after: Option<u64>,
+    requests: u64,
+) {
+    if let (Some(before), Some(after)) = (before, after) {
+        if requests > 0 {
+            let per = after.saturating_sub(before) as f64 / requests as f64;
+            out.insert("server_cpu_us_per_req".into(), json!(round1(per)));
+        }
+    }
+}
+
 /// `(VmHWM, VmRSS)` of a process in KiB, from `/proc/PID/status`.
 pub fn proc_memory_kb(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -121,4 +152,26 @@ pub fn round1(x: f64) -> f64 {
 
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_of_this_process_grows_with_work() {
+        let pid = std::process::id();
+        let before = proc_cpu_us(pid).expect("own /proc stat");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(60) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = proc_cpu_us(pid).expect("own /proc stat");
+        assert!(after > before, "{before} → {after}");
+        let mut out = Map::new();
+        cpu_per_request_into(&mut out, Some(1_000), Some(3_000), 4);
+        assert_eq!(out["server_cpu_us_per_req"], json!(500.0));
+    }
 }

@@ -35,25 +35,29 @@ struct Common {
     /// Records in the list collection.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
-    /// Scenarios to run (comma separated); default all:
-    /// create_c1,create_c64,create_auth_c64,view_c64,list_c64,list_expand_c64,auth_c16,realtime
+    /// Scenarios to run (comma separated); default the realistic set:
+    /// create_c64,create_auth_c64,view_auth_c64,view_auth_3k_c64,list_auth_c64,
+    /// list_expand_auth_c64,auth_c16,realtime_paced,realtime_burst. Best-case extras, run only
+    /// when named: create_c1,view_c64,list_c64,list_expand_c64 (guests on 2,000 small records).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Turn the server's request logs off first (a best case; the default keeps stock settings).
+    #[arg(long)]
+    logs_off: bool,
     /// Realtime subscriber counts (comma separated), e.g. 1000,10000 (raise `ulimit -n`).
     #[arg(long, value_delimiter = ',', default_value = "1000")]
     subscribers: Vec<usize>,
-    /// Concurrent writers during the realtime scenario.
+    /// Concurrent writers during the realtime burst.
     #[arg(long, default_value_t = 16)]
     rt_writers: usize,
-    /// Records created during the realtime scenario.
+    /// Records created during the realtime burst.
     #[arg(long, default_value_t = 2000)]
     rt_events: u64,
     /// Seconds to wait for complete delivery after the last realtime create.
     #[arg(long, default_value_t = 60.0)]
     rt_drain: f64,
-    /// Pace the realtime creates at this many per second in total (0 = as fast as the
-    /// writers go): a paced run measures the delivery latency of each event rather than the
-    /// time to flush a burst.
+    /// Pace the realtime burst's creates at this many per second in total (0 = as fast as the
+    /// writers go). `realtime_paced` always runs one writer at 25 creates/s.
     #[arg(long, default_value_t = 0.0)]
     rt_rate: f64,
     /// Tokio worker threads of the generator.
@@ -91,8 +95,8 @@ enum Command {
         /// pocketlog's `--sync` policy.
         #[arg(long, default_value = "always")]
         sync: String,
-        /// Rounds, alternating A B B A (4 = each server twice).
-        #[arg(long, default_value_t = 4)]
+        /// Rounds, alternating A B B A A B (6 = each server three times).
+        #[arg(long, default_value_t = 6)]
         rounds: usize,
         /// CPU list for the servers (`taskset -c`); empty = no pinning.
         #[arg(long, default_value = "0")]
@@ -123,6 +127,7 @@ fn options(common: &Common) -> (Options, Vec<String>) {
             rt_events: common.rt_events,
             rt_drain: Duration::from_secs_f64(common.rt_drain),
             rt_rate: common.rt_rate,
+            logs_off: common.logs_off,
         },
         names,
     )
