@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod backups;
+pub mod backups_s3;
 pub mod client_ip;
 pub mod collections;
 pub mod crons;
