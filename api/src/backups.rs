@@ -241,6 +241,7 @@ pub async fn create(state: &Arc<AppState>, body: &Map<String, Value>) -> ApiResu
         return Err(errors.into_error("An error occurred while validating the submitted data."));
     }
     let source = state.engine.dir().to_path_buf();
+    let archive = out.clone();
     let result = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)
             .map_err(|err| engine::Error::Io {
@@ -263,7 +264,7 @@ pub async fn create(state: &Arc<AppState>, body: &Map<String, Value>) -> ApiResu
     .await
     .map_err(internal)?;
     let stored = match (&result, &bucket) {
-        (Ok(_), Some(bucket)) => crate::backups_s3::store(bucket, &out, &name).await,
+        (Ok(_), Some(bucket)) => crate::backups_s3::store(bucket, &archive, &name).await,
         _ => Ok(()),
     };
     drop(busy);
