@@ -126,7 +126,10 @@ async fn backups_are_created_listed_downloaded_restored_and_deleted_in_s3() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/zip");
     let downloaded = response.bytes().await.expect("bytes").to_vec();
-    let stored = moto.object("backups", "first.zip").await.expect("in the bucket");
+    let stored = moto
+        .object("backups", "first.zip")
+        .await
+        .expect("in the bucket");
     assert!(downloaded == stored, "the download is the bucket's object");
     let no_token = server
         .client
