@@ -21,6 +21,8 @@
 //!    references it (from the writer thread, after every check of the command). A commit that
 //!    fails after that leaves an orphan object, never a reference to a missing one; orphans
 //!    are found with [`Storage::list`] and removed with [`Storage::delete`] (retention/GC).
+//!    The writer thread waits for that upload (bounded by `files::s3`'s timeouts), so a large
+//!    upload to S3 delays the writes queued behind it; local storage only renames.
 
 use crate::files::multipart::TempFile;
 use crate::files::names;
