@@ -164,6 +164,9 @@ fn restore_error(err: engine::Error, message: &str) -> ApiError {
 
 /// The backups, newest first: `{key, modified, size}` each.
 pub async fn list(state: &Arc<AppState>) -> ApiResult<Vec<Value>> {
+    if let Some(bucket) = crate::backups_s3::bucket(state)? {
+        return crate::backups_s3::list(&bucket).await;
+    }
     let dir = backups_dir(state);
     let items = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(i64, Value)>> {
         let mut items = Vec::new();
@@ -222,7 +225,12 @@ pub async fn create(state: &Arc<AppState>, body: &Map<String, Value>) -> ApiResu
     let busy = state.backups.take()?;
     let dir = backups_dir(state);
     let out = dir.join(&name);
-    if out.exists() {
+    let bucket = crate::backups_s3::bucket(state)?;
+    let in_bucket = match &bucket {
+        Some(bucket) => crate::backups_s3::exists(bucket, &name).await,
+        None => false,
+    };
+    if out.exists() || in_bucket {
         let mut errors = FieldErrors::default();
         errors.add(
             "name",
@@ -233,6 +241,7 @@ pub async fn create(state: &Arc<AppState>, body: &Map<String, Value>) -> ApiResu
         return Err(errors.into_error("An error occurred while validating the submitted data."));
     }
     let source = state.engine.dir().to_path_buf();
+    let archive = out.clone();
     let result = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)
             .map_err(|err| engine::Error::Io {
@@ -254,9 +263,13 @@ pub async fn create(state: &Arc<AppState>, body: &Map<String, Value>) -> ApiResu
     })
     .await
     .map_err(internal)?;
+    let stored = match (&result, &bucket) {
+        (Ok(_), Some(bucket)) => crate::backups_s3::store(bucket, &archive, &name).await,
+        _ => Ok(()),
+    };
     drop(busy);
     result.map_err(|err| restore_error(err, "Failed to create backup."))?;
-    Ok(())
+    stored
 }
 
 pub fn invalid_file(message: &str) -> ApiError {
@@ -282,6 +295,15 @@ pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) 
     } else {
         default_name(state)
     };
+    let key = name.clone();
+    let bucket = crate::backups_s3::bucket(state)?;
+    if let Some(bucket) = &bucket {
+        if crate::backups_s3::exists(bucket, &key).await {
+            return Err(invalid_file(&format!(
+                "\"{base}\" mime type must be one of: application/zip (a backup named {key} exists already)."
+            )));
+        }
+    }
     let busy = state.backups.take()?;
     let dir = backups_dir(state);
     let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -308,6 +330,10 @@ pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) 
             "\"{base}\" mime type must be one of: application/zip ({reason})."
         ))
     })?;
+    if let Some(bucket) = bucket {
+        let local = backups_dir(state).join(&key);
+        crate::backups_s3::store(&bucket, &local, &key).await?;
+    }
     Ok(())
 }
 
@@ -335,6 +361,9 @@ pub async fn superuser_token(state: &Arc<AppState>, raw: &str) -> bool {
 /// Deletes the backup `key` (400 when it is not there).
 pub async fn delete(state: &Arc<AppState>, key: &str) -> ApiResult<()> {
     let busy = state.backups.take()?;
+    if let Some(bucket) = crate::backups_s3::bucket(state)? {
+        return crate::backups_s3::delete(&bucket, key).await;
+    }
     let result = match backup_path(state, key) {
         Some(path) => tokio::fs::remove_file(&path)
             .await
@@ -352,9 +381,18 @@ pub async fn delete(state: &Arc<AppState>, key: &str) -> ApiResult<()> {
 
 /// Stages a restore of backup `key`, then asks the server to restart to apply it.
 pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
-    let path = backup_path(state, &key)
-        .filter(|path| path.is_file())
-        .ok_or_else(|| ApiError::bad_request("Missing or invalid backup file."))?;
+    let bucket = crate::backups_s3::bucket(state)?;
+    let path = match &bucket {
+        Some(bucket) => {
+            backup_path(state, &key)
+                .ok_or_else(|| ApiError::bad_request("Missing or invalid backup file."))?;
+            crate::backups_s3::fetch(bucket, &key, &backups_dir(state)).await?
+        }
+        None => backup_path(state, &key)
+            .filter(|path| path.is_file())
+            .ok_or_else(|| ApiError::bad_request("Missing or invalid backup file."))?,
+    };
+    let fetched = bucket.is_some().then(|| path.clone());
     let busy = state.backups.take()?;
     let data_dir = state.engine.dir().to_path_buf();
     let staged = tokio::task::spawn_blocking(move || {
@@ -370,6 +408,9 @@ pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
     .await
     .map_err(internal)?;
     drop(busy);
+    if let Some(fetched) = fetched {
+        let _ = tokio::fs::remove_file(fetched).await;
+    }
     let report = staged?;
     tracing::warn!(
         key,

@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod auth_cache;
 pub mod backups;
+pub mod backups_s3;
 pub mod client_ip;
 pub mod collections;
 pub mod crons;

@@ -273,6 +273,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         // Settings, backups, logs, installer (superusers; the installer needs its link).
         .route("/api/settings", get(settings::settings_get).patch(settings::settings_update))
         .route("/api/settings/test/email", post(mail::settings_test_email))
+        .route("/api/settings/test/s3", post(crate::handlers::settings_s3::settings_test_s3))
         .route("/api/backups", get(backups::backups_list).post(backups::backups_create))
         .route("/api/backups/upload", post(backups::backups_upload))
         .route("/api/backups/{key}", backup_methods())

@@ -152,22 +152,32 @@ pub async fn sniff_file(path: &Path) -> String {
     }
 }
 
-/// Serves `path` as `name` (the disposition's file name). `head`: no body.
-pub async fn serve(
-    path: &Path,
+/// What to answer for a stored file: a finished response (304, 416), or the status, headers
+/// and byte range of a body to stream.
+pub enum Plan {
+    /// Answer this as is.
+    Done(Response),
+    /// Stream `count` bytes from `start` with `status` and `headers`.
+    Body {
+        status: StatusCode,
+        headers: HeaderMap,
+        start: u64,
+        count: u64,
+    },
+}
+
+/// The response plan for a file of `len` bytes modified at `modified`, with the sniffed
+/// content type `mime`, shown as `name` (the disposition's file name). Shared by the local
+/// and the S3 storage.
+pub fn plan(
+    len: u64,
+    modified: SystemTime,
+    mime: &str,
     name: &str,
     download: bool,
     request: &HeaderMap,
-    head: bool,
-) -> std::io::Result<Response> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let meta = file.metadata().await?;
-    let len = meta.len();
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut sniff_buf = vec![0u8; (crate::files::sniff::SNIFF_LEN as u64).min(len) as usize];
-    file.read_exact(&mut sniff_buf).await?;
-    let mime = crate::files::sniff::sniff(&sniff_buf);
-    let disposition = if download || !is_inline(&mime) {
+) -> Plan {
+    let disposition = if download || !is_inline(mime) {
         "attachment"
     } else {
         "inline"
@@ -181,7 +191,7 @@ pub async fn serve(
         &format!("{disposition}; filename=\"{name}\""),
     );
     set(&mut headers, header::CONTENT_SECURITY_POLICY, CSP);
-    set(&mut headers, header::CONTENT_TYPE, &mime);
+    set(&mut headers, header::CONTENT_TYPE, mime);
     set(
         &mut headers,
         header::LAST_MODIFIED,
@@ -192,7 +202,7 @@ pub async fn serve(
         let mut response = (StatusCode::NOT_MODIFIED, headers).into_response();
         response.headers_mut().remove(header::CONTENT_TYPE);
         response.extensions_mut().insert(FileResponse);
-        return Ok(response);
+        return Plan::Done(response);
     }
     set(&mut headers, header::ACCEPT_RANGES, "bytes");
     let range = request
@@ -227,10 +237,50 @@ pub async fn serve(
             )
                 .into_response();
             response.extensions_mut().insert(FileResponse);
-            return Ok(response);
+            return Plan::Done(response);
         }
     };
     set(&mut headers, header::CONTENT_LENGTH, &count.to_string());
+    Plan::Body {
+        status,
+        headers,
+        start,
+        count,
+    }
+}
+
+/// The file response of a [`Plan::Body`] with `body`.
+pub fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = (status, headers, body).into_response();
+    response.extensions_mut().insert(FileResponse);
+    response
+}
+
+/// Serves `path` as `name` (the disposition's file name). `head`: no body.
+pub async fn serve(
+    path: &Path,
+    name: &str,
+    download: bool,
+    request: &HeaderMap,
+    head: bool,
+) -> std::io::Result<Response> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let meta = file.metadata().await?;
+    let len = meta.len();
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut sniff_buf = vec![0u8; (crate::files::sniff::SNIFF_LEN as u64).min(len) as usize];
+    file.read_exact(&mut sniff_buf).await?;
+    let mime = crate::files::sniff::sniff(&sniff_buf);
+    let (status, headers, start, count) = match plan(len, modified, &mime, name, download, request)
+    {
+        Plan::Done(response) => return Ok(response),
+        Plan::Body {
+            status,
+            headers,
+            start,
+            count,
+        } => (status, headers, start, count),
+    };
     let body = if head || count == 0 {
         Body::empty()
     } else {
@@ -253,9 +303,7 @@ pub async fn serve(
         });
         Body::from_stream(stream)
     };
-    let mut response = (status, headers, body).into_response();
-    response.extensions_mut().insert(FileResponse);
-    Ok(response)
+    Ok(respond(status, headers, body))
 }
 
 #[cfg(test)]

@@ -1,5 +1,12 @@
-//! Local file storage in PocketBase's layout: `<data dir>/storage/<collectionId>/<recordId>/<name>`,
-//! temp uploads in `<data dir>/.tmp-uploads/`.
+//! Where record files live: [`Storage`] is local storage in PocketBase's layout
+//! (`<data dir>/storage/<collectionId>/<recordId>/<name>`) or, when `settings.s3` is enabled,
+//! an S3 bucket with the same keys (`<collectionId>/<recordId>/<name>`, thumbnails at
+//! `<collectionId>/<recordId>/thumbs_<name>/<size>_<name>`, as the reference lays them out).
+//! Temp uploads are always local, in `<data dir>/.tmp-uploads/`.
+//!
+//! As on the reference, switching S3 on does not move existing local files: from then on files
+//! are looked up (and stored) in the bucket only, so earlier local files answer 404 until S3 is
+//! switched off again.
 //!
 //! Invariants:
 //! 1. Stored files are immutable: [`LocalStorage::persist`] never replaces an existing file
@@ -10,9 +17,17 @@
 //!    created or changed, all before the commit is appended.
 //! 3. Every path component is checked ([`names::is_safe_component`]): no traversal out of the
 //!    storage root whatever a collection id, record id or file name contains.
+//! 4. In S3, a file is uploaded to its final key and acknowledged by S3 before the commit that
+//!    references it (from the writer thread, after every check of the command). A commit that
+//!    fails after that leaves an orphan object, never a reference to a missing one; orphans
+//!    are found with [`Storage::list`] and removed with [`Storage::delete`] (retention/GC).
+//!    The writer thread waits for that upload (bounded by `files::s3`'s timeouts), so a large
+//!    upload to S3 delays the writes queued behind it; local storage only renames.
 
 use crate::files::multipart::TempFile;
 use crate::files::names;
+use crate::files::s3::{ObjectInfo, S3Config, S3Error, S3Store};
+use serde_json::Value;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -100,6 +115,156 @@ impl LocalStorage {
         }
         Ok(target)
     }
+}
+
+/// The storage record files go to and are served from: S3 when `settings.s3` is enabled,
+/// else the local storage. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// `<data dir>/storage/`.
+    Local(LocalStorage),
+    /// A bucket (temp uploads still go to the local temp dir).
+    S3 {
+        /// The local side (temp uploads).
+        local: LocalStorage,
+        /// The bucket.
+        bucket: S3Store,
+    },
+}
+
+/// A stored object as listed for retention/GC: its key (`<collectionId>/<recordId>/<name>`,
+/// relative to the storage root), size and time.
+pub type StoredObject = ObjectInfo;
+
+/// The key of a stored file (`None` when a component is unsafe).
+pub fn key_of(collection_id: &str, record_id: &str, name: &str) -> Option<String> {
+    [collection_id, record_id, name]
+        .iter()
+        .all(|part| names::is_safe_component(part))
+        .then(|| format!("{collection_id}/{record_id}/{name}"))
+}
+
+impl Storage {
+    /// The record-file storage of a data dir under `settings`. An S3 configuration that cannot
+    /// even make a client (a malformed endpoint) is an error.
+    pub fn from_settings(data_dir: &Path, settings: &Value) -> Result<Storage, S3Error> {
+        let local = LocalStorage::new(data_dir);
+        match S3Config::enabled(settings, crate::files::s3::FILES_POINTER) {
+            None => Ok(Storage::Local(local)),
+            Some(config) => Ok(Storage::S3 {
+                local,
+                bucket: S3Store::open(&config)?,
+            }),
+        }
+    }
+
+    /// The current record-file storage of a server.
+    pub fn current(state: &crate::state::AppState) -> Result<Storage, S3Error> {
+        Storage::from_settings(state.engine.dir(), &state.settings())
+    }
+
+    /// The local side (temp uploads; the files themselves when not on S3).
+    pub fn local(&self) -> &LocalStorage {
+        match self {
+            Storage::Local(local) | Storage::S3 { local, .. } => local,
+        }
+    }
+
+    /// The bucket, when files are on S3.
+    pub fn bucket(&self) -> Option<&S3Store> {
+        match self {
+            Storage::Local(_) => None,
+            Storage::S3 { bucket, .. } => Some(bucket),
+        }
+    }
+
+    /// Stores a finished temp upload at its final place, durably, before returning. Runs on
+    /// the writer thread (no async runtime): an S3 upload is waited for there.
+    pub fn persist(
+        &self,
+        temp: TempFile,
+        collection_id: &str,
+        record_id: &str,
+        name: &str,
+    ) -> io::Result<()> {
+        match self {
+            Storage::Local(local) => local
+                .persist(temp, collection_id, record_id, name)
+                .map(|_| ()),
+            Storage::S3 { bucket, .. } => {
+                let key = key_of(collection_id, record_id, name).ok_or_else(unsafe_path)?;
+                bucket
+                    .put_file_blocking(&key, temp.path())
+                    .map_err(io::Error::other)?;
+                // The temp file is removed when `temp` drops.
+                Ok(())
+            }
+        }
+    }
+
+    /// Every stored object whose key starts with `prefix` (e.g. `<collectionId>/` or
+    /// `<collectionId>/<recordId>/`; `""` for all), thumbnails included.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, S3Error> {
+        match self {
+            Storage::S3 { bucket, .. } => bucket.list(prefix.trim_end_matches('/')).await,
+            Storage::Local(local) => {
+                let root = local.root.clone();
+                let prefix = prefix.to_string();
+                tokio::task::spawn_blocking(move || list_local(&root, &prefix))
+                    .await
+                    .map_err(|err| S3Error::Other(err.to_string()))?
+                    .map_err(S3Error::from)
+            }
+        }
+    }
+
+    /// Deletes one stored object by key (as [`Storage::list`] gives it). Deleting a missing
+    /// object is no error. Only retention/GC calls this: stored files are otherwise immutable.
+    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        if !key.split('/').all(names::is_safe_component) {
+            return Err(S3Error::Other(format!("unsafe key {key:?}")));
+        }
+        match self {
+            Storage::S3 { bucket, .. } => bucket.delete(key).await,
+            Storage::Local(local) => match tokio::fs::remove_file(local.root.join(key)).await {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => Err(S3Error::from(err)),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+fn list_local(root: &Path, prefix: &str) -> io::Result<Vec<StoredObject>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            let Ok(relative) = entry.path().strip_prefix(root).map(Path::to_path_buf) else {
+                continue;
+            };
+            let key = relative.to_string_lossy().replace('\\', "/");
+            if key.starts_with(prefix) {
+                out.push(StoredObject {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
 }
 
 #[cfg(test)]

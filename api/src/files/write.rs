@@ -16,7 +16,7 @@
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::files::body::file_specs;
 use crate::files::fields::{self, NamedUpload};
-use crate::files::storage::LocalStorage;
+use crate::files::storage::Storage;
 use crate::model::Collection;
 use engine::{Change, Tx};
 use serde_json::{Map, Value};
@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 /// only one runs).
 #[derive(Debug, Default, Clone)]
 pub struct PendingUploads {
-    storage: Option<LocalStorage>,
+    storage: Option<Storage>,
     uploads: Arc<Mutex<Vec<NamedUpload>>>,
     /// Checked uploads waiting for the end of the command: (collection id, record id, upload).
     ready: Arc<Mutex<Vec<(String, String, NamedUpload)>>>,
@@ -42,9 +42,19 @@ fn take_all<T>(list: &Mutex<Vec<T>>) -> Vec<T> {
 
 impl PendingUploads {
     /// Uploads to persist into `storage`.
-    pub fn new(storage: LocalStorage, uploads: Vec<NamedUpload>) -> Self {
+    pub fn new(storage: Storage, uploads: Vec<NamedUpload>) -> Self {
         PendingUploads {
             storage: Some(storage),
+            uploads: Arc::new(Mutex::new(uploads)),
+            ready: Arc::default(),
+        }
+    }
+
+    /// Uploads with no usable storage (a misconfigured S3): persisting them fails the
+    /// command with a 400, so nothing is stored or referenced.
+    pub fn unavailable(uploads: Vec<NamedUpload>) -> Self {
+        PendingUploads {
+            storage: None,
             uploads: Arc::new(Mutex::new(uploads)),
             ready: Arc::default(),
         }
@@ -55,9 +65,12 @@ impl PendingUploads {
         take_all(&self.uploads)
     }
 
-    /// Moves the checked uploads into storage (durably). Call at the end of the command,
-    /// after every write in it has passed its checks.
-    pub fn persist_ready(&self) -> ApiResult<()> {
+    /// Moves the checked uploads into storage (durably: renamed and fsynced locally, or
+    /// acknowledged by S3). Call at the end of the command, after every write in it has
+    /// passed its checks. An S3 failure (unreachable, refused) is a 400 `failed` (the
+    /// reference's answer) and the command fails, so nothing refers to the file; objects
+    /// already uploaded by this command are orphans for retention/GC.
+    pub fn persist_ready(&self, failed: &str) -> ApiResult<()> {
         let ready = take_all(&self.ready);
         if ready.is_empty() {
             return Ok(());
@@ -65,7 +78,7 @@ impl PendingUploads {
         let storage = self
             .storage
             .as_ref()
-            .ok_or_else(|| ApiError::internal("uploads without a storage"))?;
+            .ok_or_else(|| ApiError::bad_request(failed))?;
         for (collection_id, record_id, upload) in ready {
             storage
                 .persist(
@@ -76,7 +89,10 @@ impl PendingUploads {
                 )
                 .map_err(|err| {
                     tracing::error!(%err, collection_id, record_id, "could not store an upload");
-                    ApiError::internal(err)
+                    match storage {
+                        Storage::S3 { .. } => ApiError::bad_request(failed),
+                        Storage::Local(_) => ApiError::internal(err),
+                    }
                 })?;
         }
         Ok(())

@@ -120,6 +120,19 @@ pub async fn backups_download(
         return Err(forbidden());
     }
     let path = backups::backup_path(&state, &key).ok_or_else(ApiError::not_found)?;
+    if let Some(bucket) = crate::backups_s3::bucket(&state)? {
+        let (size, body) = crate::backups_s3::download(&bucket, &key).await?;
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/zip")
+            .header(header::CONTENT_LENGTH, size)
+            .header(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{key}\""),
+            )
+            .body(body)
+            .map_err(backups::internal);
+    }
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|_| ApiError::not_found())?;

@@ -31,6 +31,36 @@ pub async fn download(
         .get("download")
         .and_then(|value| parse_bool(value))
         .unwrap_or(false);
+    let storage = crate::files::storage::Storage::current(&state).map_err(|err| {
+        tracing::warn!(%err, "the S3 storage is misconfigured");
+        ApiError::not_found()
+    })?;
+    if let Some(bucket) = storage.bucket() {
+        let collection_id = state
+            .schema()
+            .find(&name)
+            .map(|collection| collection.id.clone())
+            .ok_or_else(ApiError::not_found)?;
+        let thumb = query
+            .get("thumb")
+            .map(String::as_str)
+            .filter(|thumb| crate::files::thumbs::offered(thumb, &spec.thumbs));
+        let wanted = crate::files::serve_s3::Download {
+            collection_id: &collection_id,
+            record_id: &id,
+            filename: &filename,
+            thumb,
+            download,
+            head: method == Method::HEAD,
+        };
+        return crate::files::serve_s3::download(
+            bucket,
+            storage.local().tmp_dir(),
+            &headers,
+            wanted,
+        )
+        .await;
+    }
     let mut path = original;
     let mut served_name = filename;
     if let Some(thumb) = query.get("thumb").filter(|thumb| !thumb.is_empty()) {

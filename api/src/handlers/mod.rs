@@ -20,5 +20,6 @@ pub mod otp;
 pub mod realtime;
 pub mod records;
 pub mod settings;
+pub mod settings_s3;
 pub mod sql;
 pub mod views;

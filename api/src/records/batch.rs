@@ -307,7 +307,7 @@ pub async fn run(
             }
             // Files only once every sub-request has passed (a failed batch stores none).
             for step in command_steps.iter() {
-                step.uploads.persist_ready()?;
+                step.uploads.persist_ready(TRANSACTION_FAILED)?;
             }
             Ok(results)
         })

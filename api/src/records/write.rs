@@ -351,11 +351,21 @@ pub fn bind_uploads(
     let specs = crate::files::body::file_specs(collection);
     let named = crate::files::fields::name_uploads(body.uploads, &specs, "");
     crate::files::fields::inject(&mut fields, &named);
-    let storage = crate::files::storage::LocalStorage::new(state.engine.dir());
-    (
-        fields,
-        crate::files::write::PendingUploads::new(storage, named),
-    )
+    // An S3 configuration that cannot make a client falls back to nothing: the command's
+    // persist step then fails (no storage), so no record refers to a file that is not stored.
+    match crate::files::storage::Storage::current(state) {
+        Ok(storage) => (
+            fields,
+            crate::files::write::PendingUploads::new(storage, named),
+        ),
+        Err(err) => {
+            tracing::error!(%err, "the S3 storage is misconfigured");
+            (
+                fields,
+                crate::files::write::PendingUploads::unavailable(named),
+            )
+        }
+    }
 }
 
 /// Creates a record through the writer (one commit).
@@ -394,7 +404,7 @@ pub async fn create_record_with_files(
     let outcome = state
         .write(actor_of(auth), move |tx| {
             let record = run_create(tx, &input)?;
-            input.uploads.persist_ready()?;
+            input.uploads.persist_ready("Failed to create record.")?;
             Ok(record)
         })
         .await?;
@@ -593,7 +603,7 @@ pub async fn update_record_with_files(
     let outcome = state
         .write(actor_of(auth), move |tx| {
             let record = run_update(tx, &input, &id)?;
-            input.uploads.persist_ready()?;
+            input.uploads.persist_ready("Failed to update record.")?;
             Ok(record)
         })
         .await?;
