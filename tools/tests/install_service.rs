@@ -182,7 +182,7 @@ fn serve_binds_a_privileged_port_as_root() {
                 .await
                 .map(|response| response.status().as_u16())
         });
-        if answer == Ok(200) {
+        if matches!(answer, Ok(200)) {
             break true;
         }
         if std::time::Instant::now() > deadline {
