@@ -157,6 +157,8 @@ fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
     }
 }
 
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Starts the web server (default to 127.0.0.1:8090 if no domain is specified).
