@@ -45,6 +45,10 @@ pub struct ServerOptions {
     /// The cron expression of the `__plSnapshot__` job (`None`: no such job; snapshots are
     /// only removed by compaction, so `serve` sets it only when it compacts).
     pub snapshot_cron: Option<String>,
+    /// The settings encryption key (`--encryptionEnv`; `None`: settings stored in clear).
+    pub settings_key: Option<crate::settings::encrypt::SettingsKey>,
+    /// The variable named by `--encryptionEnv` (for the error when it is empty).
+    pub encryption_env: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +62,8 @@ impl Default for ServerOptions {
             query_timeout: None,
             scrub_cron: None,
             snapshot_cron: None,
+            settings_key: None,
+            encryption_env: None,
         }
     }
 }
@@ -303,36 +309,51 @@ pub fn load_collections(engine: &Engine) -> engine::Result<Vec<Collection>> {
         .collect())
 }
 
-fn load_settings(engine: &Engine) -> engine::Result<Value> {
+/// The stored settings (defaults when none) and whether they are stored in clear; encrypted
+/// ones are opened with the options' key (`settings/encrypt.rs`), a missing or wrong key is an
+/// error.
+fn load_settings(engine: &Engine, options: &ServerOptions) -> anyhow::Result<(Value, bool)> {
     let rows = engine.read(|conn| {
         conn.query(
             "SELECT value FROM _params WHERE key = ?1",
             &[engine::Value::from(SETTINGS_KEY)],
         )
     })?;
-    Ok(rows
-        .rows
-        .first()
-        .and_then(|row| row[0].as_str())
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_else(default_settings))
+    let Some(stored) = rows.rows.first().and_then(|row| row[0].as_str()) else {
+        return Ok((default_settings(), false));
+    };
+    match crate::settings::encrypt::load(
+        stored,
+        options.settings_key.as_ref(),
+        options.encryption_env.as_deref(),
+    ) {
+        Ok(loaded) => Ok(loaded),
+        // Unreadable plain text (never written by pocketlog): the defaults, as before.
+        Err(_) if stored.trim_start().starts_with('{') => Ok((default_settings(), false)),
+        Err(err) => Err(err),
+    }
 }
 
 impl AppState {
     /// Wraps an open engine, bootstrapping a fresh data dir.
     pub fn new(engine: Engine, options: ServerOptions) -> anyhow::Result<Arc<AppState>> {
         let existing = load_collections(&engine)?;
+        let bootstrap_settings =
+            crate::settings::encrypt::store(&default_settings(), options.settings_key.as_ref())?;
         if existing.is_empty() {
-            let result = engine.execute(Actor::System, |tx: &mut Tx<'_>| -> engine::Result<()> {
-                for collection in bootstrap_collections(tx.timestamp_ms()) {
-                    tx.stage(Change::CollectionCreated(collection.to_def()))?;
-                }
-                tx.stage(Change::ParamSet {
-                    key: SETTINGS_KEY.into(),
-                    value: Some(default_settings().to_string()),
-                })?;
-                Ok(())
-            });
+            let result = engine.execute(
+                Actor::System,
+                move |tx: &mut Tx<'_>| -> engine::Result<()> {
+                    for collection in bootstrap_collections(tx.timestamp_ms()) {
+                        tx.stage(Change::CollectionCreated(collection.to_def()))?;
+                    }
+                    tx.stage(Change::ParamSet {
+                        key: SETTINGS_KEY.into(),
+                        value: Some(bootstrap_settings),
+                    })?;
+                    Ok(())
+                },
+            );
             match result {
                 Ok(_) => tracing::info!("initialized a fresh data dir"),
                 Err(Failure::Command(err)) | Err(Failure::Engine(err)) => {
@@ -343,7 +364,28 @@ impl AppState {
         // Taken before loading: the schema reflects at least this seq.
         let schema_seq = engine.last_seq();
         let schema = Schema::new(load_collections(&engine)?);
-        let settings = load_settings(&engine)?;
+        let (settings, plain) = load_settings(&engine, &options)?;
+        if plain && options.settings_key.is_some() {
+            // Encryption was just turned on: store the settings sealed from now on.
+            let sealed = crate::settings::encrypt::store(&settings, options.settings_key.as_ref())?;
+            engine
+                .execute(
+                    Actor::System,
+                    move |tx: &mut Tx<'_>| -> engine::Result<()> {
+                        tx.stage(Change::ParamSet {
+                            key: SETTINGS_KEY.into(),
+                            value: Some(sealed),
+                        })?;
+                        Ok(())
+                    },
+                )
+                .map_err(|err| match err {
+                    Failure::Command(err) | Failure::Engine(err) => {
+                        anyhow::anyhow!("encrypting the stored settings failed: {err}")
+                    }
+                })?;
+            tracing::info!("settings are now stored encrypted (--encryptionEnv)");
+        }
         let logs = crate::request_log::RequestLogs::new(engine.dir());
         // Uploads of requests that never committed (a crash mid-write) are garbage.
         crate::files::storage::LocalStorage::new(engine.dir()).sweep_tmp()?;

@@ -20,6 +20,10 @@
 //! body, deadline, `Expect: 100-continue` never answered) the response says
 //! `Connection: close`, so a client never sends a request into a connection being closed.
 //!
+//! TLS (`--https`): with an acceptor, each accepted connection first completes its TLS
+//! handshake (within the same head deadline) and is then served like a plain one, on this
+//! runtime (the stream routing peeks at plaintext, so it does not apply to TLS connections).
+//!
 //! Graceful shutdown: stop accepting when `shutdown` resolves, then let in-flight requests
 //! finish (up to `drain`).
 //!
@@ -278,12 +282,13 @@ async fn handle(
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; realtime streams on `streams` when
-/// given.
+/// given; TLS connections when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: Limits,
     streams: Option<tokio::runtime::Handle>,
+    tls: Option<crate::tls::Acceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let graceful = GracefulShutdown::new();
@@ -327,6 +332,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let streams = streams.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             // Closes the connection at the head deadline unless its first request started.
             let first_head = async move {
@@ -335,6 +341,19 @@ pub async fn serve(
                     std::future::pending::<()>().await;
                 }
             };
+            if let Some(tls) = tls {
+                let Ok(Some(stream)) =
+                    tokio::time::timeout_at(head_deadline, tls.accept(stream)).await
+                else {
+                    return;
+                };
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = watcher.watch(connection) => {}
+                    () = first_head => {}
+                }
+                return;
+            }
             if let Some(streams) = streams {
                 let route = route(&stream, head_deadline).await;
                 if route == Route::Close {

@@ -579,6 +579,7 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         "{out}"
     );
     assert!(out.contains("├─ settings: imported"), "{out}");
+    assert!(out.contains("├─ files: 1 copied"), "{out}");
     assert!(out.contains("├─ _authOrigins: 2 records"), "{out}");
     assert!(out.contains("├─ posts: 25 records"), "{out}");
     assert!(out.contains("├─ users: 3 records"), "{out}");
@@ -637,6 +638,23 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         }
         assert_eq!(settings["meta"], pb_settings["meta"]);
         assert_eq!(settings["batch"], pb_settings["batch"]);
+        // The uploaded file came along: it downloads byte-identically.
+        let with_file = records["posts"]["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|post| post["doc"].as_str().is_some_and(|doc| !doc.is_empty()))
+            .expect("a post with a file")
+            .clone();
+        let url = format!(
+            "{}/api/files/posts/{}/{}",
+            server.base,
+            with_file["id"].as_str().expect("id"),
+            with_file["doc"].as_str().expect("doc")
+        );
+        let response = server.http.get(&url).send().await.expect("download");
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(&response.bytes().await.expect("bytes")[..], b"hello file");
 
         // Old passwords work; old tokens do not.
         for i in 0..3 {
@@ -688,6 +706,41 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
+        // The SDK flows go on in the imported dir: a user creates a record under the
+        // imported rules and lists it.
+        let (status, body) = login(
+            &server.http,
+            &server.base,
+            "users",
+            "user1@example.com",
+            "userpass1xyz",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let user_token = body["token"].as_str().expect("token").to_string();
+        let user_id = body["record"]["id"].as_str().expect("id").to_string();
+        let (status, created) = call(
+            &server.http,
+            &server.base,
+            "POST",
+            "/api/collections/posts/records",
+            Some(&user_token),
+            Some(json!({"title": "Made after import", "owner": user_id})),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        let (status, page) = call(
+            &server.http,
+            &server.base,
+            "GET",
+            "/api/collections/posts/records?filter=(title%3D%27Made%20after%20import%27)",
+            Some(&user_token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["totalItems"], 1, "{page}");
+        assert_eq!(page["items"][0]["id"], created["id"]);
         let mut server = server;
         assert!(server.terminate());
     });
@@ -718,6 +771,7 @@ fn a_pocketbase_data_dir_is_imported_and_served() {
         out.contains("Imported 5 collections and 36 records"),
         "{out}"
     );
+    assert!(out.contains("├─ files: 1 copied"), "{out}");
     let (code, out) = support::pb_tools(&["verify"], &from_zip);
     assert_eq!(code, 0, "{out}");
     // `pb-tools restore` takes the same zip.

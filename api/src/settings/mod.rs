@@ -17,6 +17,7 @@
 //! [`redact`]; the cached settings are replaced only after the durable commit.
 
 pub mod s3;
+pub mod encrypt;
 pub mod validate;
 
 pub use validate::{check_cron, is_host, is_rate_limit_label, is_url, validate};
@@ -157,7 +158,9 @@ pub async fn save(state: &Arc<AppState>, actor: Actor, settings: Value) -> ApiRe
     if !errors.is_empty() {
         return Err(ApiError::validation(SAVE_FAILED, errors));
     }
-    let text = settings.to_string();
+    // Sealed when `--encryptionEnv` holds a key: the log and the projection get ciphertext.
+    let text = encrypt::store(&settings, state.options.settings_key.as_ref())
+        .map_err(|err| ApiError::internal(format!("{err:#}")))?;
     state
         .write(actor, move |tx| {
             tx.stage(Change::ParamSet {

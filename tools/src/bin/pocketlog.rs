@@ -28,6 +28,10 @@ mod duration;
 mod http_server;
 #[path = "../cmd/import_pocketbase.rs"]
 mod import_pocketbase;
+#[path = "../service.rs"]
+mod service;
+#[path = "../tls.rs"]
+mod tls;
 
 #[derive(Parser)]
 #[command(
@@ -73,7 +77,8 @@ struct PocketBaseFlags {
     /// The default timeout of read queries, in seconds (0: none).
     #[arg(long = "queryTimeout", global = true, default_value_t = 30)]
     query_timeout: u64,
-    /// The env variable whose value encrypts the settings (not supported yet: ignored).
+    /// The env variable whose value of 32 characters encrypts the app settings at rest
+    /// (AES-256-GCM, as PocketBase; in the log and in data.db).
     #[arg(long = "encryptionEnv", global = true, value_name = "ENV")]
     encryption_env: Option<String>,
     /// The directory with JS app hooks (not supported yet: ignored).
@@ -106,12 +111,6 @@ impl PocketBaseFlags {
                 Some(clap::parser::ValueSource::CommandLine)
             )
         };
-        if let Some(env) = &self.encryption_env {
-            tracing::warn!(
-                "--encryptionEnv={env}: settings encryption at rest is not supported yet; \
-                 settings are stored unencrypted in the log (ignored)"
-            );
-        }
         if self.hooks_dir.is_some() || given("hooks_watch") || given("hooks_pool") {
             tracing::warn!(
                 "--hooksDir/--hooksWatch/--hooksPool: JS hooks are not supported yet (ignored)"
@@ -126,6 +125,30 @@ impl PocketBaseFlags {
     }
 }
 
+impl PocketBaseFlags {
+    /// `ServerOptions` with the settings key of `--encryptionEnv` (an empty variable: settings
+    /// in clear, with one warning line, as PocketBase stores them then).
+    fn options(&self) -> Result<ServerOptions> {
+        let settings_key = match &self.encryption_env {
+            Some(env) => {
+                let key = api::settings::encrypt::SettingsKey::from_env(env)?;
+                if key.is_none() {
+                    tracing::warn!(
+                        "--encryptionEnv={env}: ${env} is empty; settings are stored unencrypted"
+                    );
+                }
+                key
+            }
+            None => None,
+        };
+        Ok(ServerOptions {
+            settings_key,
+            encryption_env: self.encryption_env.clone(),
+            ..ServerOptions::default()
+        })
+    }
+}
+
 /// The matches of the innermost subcommand (where global flags are stored).
 fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
     match matches.subcommand() {
@@ -134,20 +157,26 @@ fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
     }
 }
 
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Starts the web server (default to 127.0.0.1:8090 if no domain is specified).
     Serve {
-        /// Domain names for automatic TLS (not available yet: plain HTTP is served, with a
-        /// warning); with domains, --http defaults to 0.0.0.0:80 as in PocketBase.
+        /// Domain names for automatic TLS (Let's Encrypt); with domains, --http defaults to
+        /// 0.0.0.0:80 and --https to 0.0.0.0:443, as in PocketBase.
         #[arg(value_name = "DOMAIN")]
         domains: Vec<String>,
-        /// TCP address to listen on (default 127.0.0.1:8090, or 0.0.0.0:80 with domains).
+        /// TCP address to listen on (default 127.0.0.1:8090, or 0.0.0.0:80 with domains). With
+        /// HTTPS on, it redirects to HTTPS.
         #[arg(long)]
         http: Option<String>,
-        /// TCP address for HTTPS (automatic TLS is not available yet: ignored, with a warning).
+        /// TCP address for HTTPS (default 0.0.0.0:443 with domains, else none). The
+        /// certificate comes from ACME for the domains, or from --tlsCert/--tlsKey.
         #[arg(long)]
         https: Option<String>,
+        #[command(flatten)]
+        tls: TlsFlags,
         /// CORS allowed origins (comma separated).
         #[arg(long, value_delimiter = ',', default_value = "*")]
         origins: Vec<String>,
@@ -177,11 +206,116 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Writes a hardened systemd unit that runs `pocketlog serve` on --dir, and prints the
+    /// systemctl commands that enable it.
+    InstallService {
+        /// Domain names for automatic TLS (passed to `serve`).
+        #[arg(value_name = "DOMAIN")]
+        domains: Vec<String>,
+        /// The account the service runs as (default: root).
+        #[arg(long)]
+        user: Option<String>,
+        /// The HTTP address (passed to `serve`; its default applies when not given).
+        #[arg(long)]
+        http: Option<String>,
+        /// The HTTPS address (passed to `serve`).
+        #[arg(long)]
+        https: Option<String>,
+        /// The unit name.
+        #[arg(long, default_value = "pocketlog")]
+        name: String,
+        /// Where to write the unit (`-`: print it); default /etc/systemd/system/NAME.service.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Manages superusers.
     Superuser {
         #[command(subcommand)]
         action: SuperuserAction,
     },
+}
+
+/// Where the HTTPS certificate comes from (with `--https` or domains).
+#[derive(clap::Args)]
+struct TlsFlags {
+    /// PEM certificate chain for --https instead of ACME (pocketlog extension).
+    #[arg(long = "tlsCert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tlsCert.
+    #[arg(long = "tlsKey", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// ACME directory URL (default: Let's Encrypt production).
+    #[arg(long = "acmeDirectory", value_name = "URL", hide = true)]
+    acme_directory: Option<String>,
+    /// PEM file of the CA that signs the ACME directory's HTTPS certificate (tests).
+    #[arg(long = "acmeCA", value_name = "FILE", hide = true)]
+    acme_ca: Option<PathBuf>,
+    /// Contact e-mail for the ACME account (optional, as in PocketBase).
+    #[arg(long = "acmeEmail", value_name = "EMAIL")]
+    acme_email: Option<String>,
+}
+
+/// The listeners of `serve`: plain HTTP, and HTTPS with its certificate source.
+struct Listen {
+    http: String,
+    https: Option<(String, tls::Source)>,
+}
+
+/// PocketBase's listener defaults: with domains `--http 0.0.0.0:80` and `--https
+/// 0.0.0.0:443`; without, `--http 127.0.0.1:8090` and no HTTPS. With `--https` and no domain
+/// and no certificate files, a host name in the `--https` address is the ACME domain.
+fn listen_addresses(
+    http: Option<String>,
+    https: Option<String>,
+    domains: Vec<String>,
+    flags: TlsFlags,
+) -> Result<Listen> {
+    let with_domains = !domains.is_empty();
+    let http = http.unwrap_or_else(|| {
+        if with_domains {
+            "0.0.0.0:80"
+        } else {
+            "127.0.0.1:8090"
+        }
+        .to_string()
+    });
+    let https = https.or_else(|| with_domains.then(|| "0.0.0.0:443".to_string()));
+    let Some(https) = https else {
+        anyhow::ensure!(
+            flags.tls_cert.is_none(),
+            "--tlsCert/--tlsKey need --https ADDRESS (or domain arguments)"
+        );
+        return Ok(Listen { http, https: None });
+    };
+    let source = match (flags.tls_cert, flags.tls_key) {
+        (Some(cert), Some(key)) => tls::Source::Files { cert, key },
+        _ => {
+            let mut domains = domains;
+            if domains.is_empty() {
+                let host = https
+                    .rsplit_once(':')
+                    .map_or(https.as_str(), |(host, _)| host);
+                if !host.is_empty() && host.parse::<std::net::IpAddr>().is_err() {
+                    domains.push(host.to_string());
+                }
+            }
+            tls::Source::Acme {
+                domains,
+                directory: flags
+                    .acme_directory
+                    .unwrap_or_else(|| tls::LETS_ENCRYPT_DIRECTORY.to_string()),
+                directory_ca: flags.acme_ca,
+                contact: flags
+                    .acme_email
+                    .map(|email| vec![format!("mailto:{email}")])
+                    .unwrap_or_default(),
+            }
+        }
+    };
+    Ok(Listen {
+        http,
+        https: Some((https, source)),
+    })
 }
 
 /// Background maintenance while serving: compaction and snapshots.
@@ -330,6 +464,7 @@ fn main() {
             domains,
             http,
             https,
+            tls,
             origins,
             sync,
             header_timeout,
@@ -338,32 +473,62 @@ fn main() {
             maintenance,
         } => {
             cli.pocketbase.warn(&matches);
-            let http = listen_address(http, https.as_deref(), &domains);
-            serve(
-                &cli.dir,
-                &http,
-                ServerOptions {
-                    origins,
-                    public_dir: Some(cli.pocketbase.public_dir.clone()),
-                    index_fallback: cli.pocketbase.index_fallback,
-                    query_timeout: (cli.pocketbase.query_timeout > 0)
-                        .then(|| Duration::from_secs(cli.pocketbase.query_timeout)),
-                    ..ServerOptions::default()
-                },
-                &sync,
-                ServeTuning {
-                    limits: http_server::Limits {
-                        header_timeout: Duration::from_secs_f64(header_timeout),
-                        request_timeout: Duration::from_secs_f64(request_timeout),
-                        drain: Duration::from_secs(30),
+            let base = cli.pocketbase.options();
+            listen_addresses(http, https, domains, tls).and_then(|listen| {
+                serve(
+                    &cli.dir,
+                    listen,
+                    ServerOptions {
+                        settings_key: base?.settings_key,
+                        encryption_env: cli.pocketbase.encryption_env.clone(),
+                        origins,
+                        public_dir: Some(cli.pocketbase.public_dir.clone()),
+                        index_fallback: cli.pocketbase.index_fallback,
+                        query_timeout: (cli.pocketbase.query_timeout > 0)
+                            .then(|| Duration::from_secs(cli.pocketbase.query_timeout)),
+                        ..ServerOptions::default()
                     },
-                    writer_queue,
-                    maintenance,
-                },
-            )
+                    &sync,
+                    ServeTuning {
+                        limits: http_server::Limits {
+                            header_timeout: Duration::from_secs_f64(header_timeout),
+                            request_timeout: Duration::from_secs_f64(request_timeout),
+                            drain: Duration::from_secs(30),
+                        },
+                        writer_queue,
+                        maintenance,
+                    },
+                )
+            })
         }
-        Command::Superuser { action } => superuser(&cli.dir, action),
-        Command::ImportPocketbase { from } => import_pocketbase::run(&from, &cli.dir).map(drop),
+        Command::InstallService {
+            domains,
+            user,
+            http,
+            https,
+            name,
+            output,
+        } => install_service(
+            &cli.dir,
+            InstallService {
+                domains,
+                user,
+                http,
+                https,
+                name,
+                output,
+            },
+            &cli.pocketbase,
+        ),
+        Command::Superuser { action } => cli
+            .pocketbase
+            .options()
+            .and_then(|options| superuser(&cli.dir, action, options)),
+        Command::ImportPocketbase { from } => cli
+            .pocketbase
+            .options()
+            .and_then(|options| import_pocketbase::run(&from, &cli.dir, options))
+            .map(drop),
     };
     if let Err(err) = result {
         eprintln!("Error: {err:#}");
@@ -371,25 +536,65 @@ fn main() {
     }
 }
 
-/// The HTTP address to listen on: `--http`, else PocketBase's default (`0.0.0.0:80` with
-/// domains, `127.0.0.1:8090` without). Warns once that automatic TLS is not available when
-/// `--https` or domains are given.
-fn listen_address(http: Option<String>, https: Option<&str>, domains: &[String]) -> String {
-    if https.is_some() || !domains.is_empty() {
-        tracing::warn!(
-            https = https.unwrap_or(""),
-            domains = domains.join(","),
-            "--https/domains: automatic TLS (ACME) is not available yet; serving plain HTTP \
-             only (put a TLS-terminating proxy in front)"
-        );
-    }
-    http.unwrap_or_else(|| {
-        if domains.is_empty() {
-            "127.0.0.1:8090".to_string()
+/// `install-service`'s arguments.
+struct InstallService {
+    domains: Vec<String>,
+    user: Option<String>,
+    http: Option<String>,
+    https: Option<String>,
+    name: String,
+    output: Option<PathBuf>,
+}
+
+/// Writes the systemd unit (see `service.rs`) and prints what to run next.
+fn install_service(
+    dir: &std::path::Path,
+    args: InstallService,
+    flags: &PocketBaseFlags,
+) -> Result<()> {
+    let absolute = |path: &std::path::Path| -> Result<PathBuf> {
+        Ok(if path.is_absolute() {
+            path.to_path_buf()
         } else {
-            "0.0.0.0:80".to_string()
+            std::env::current_dir()
+                .context("the working directory")?
+                .join(path)
+        })
+    };
+    let mut serve_args = Vec::new();
+    for (flag, value) in [("--http", &args.http), ("--https", &args.https)] {
+        if let Some(value) = value {
+            serve_args.push(flag.to_string());
+            serve_args.push(value.clone());
         }
-    })
+    }
+    if let Some(env) = &flags.encryption_env {
+        serve_args.push("--encryptionEnv".to_string());
+        serve_args.push(env.clone());
+    }
+    let public = absolute(&flags.public_dir)?;
+    serve_args.push(format!("--publicDir={}", public.display()));
+    serve_args.extend(args.domains.iter().cloned());
+    let spec = service::Spec {
+        name: args.name.clone(),
+        user: args.user,
+        exe: std::env::current_exe().context("cannot find the pocketlog binary")?,
+        dir: absolute(dir)?,
+        serve_args,
+        encryption_env: flags.encryption_env.clone(),
+    };
+    let text = service::unit(&spec);
+    let path = args
+        .output
+        .unwrap_or_else(|| PathBuf::from(service::UNIT_DIR).join(format!("{}.service", args.name)));
+    if path == std::path::Path::new("-") {
+        print!("{text}");
+        return Ok(());
+    }
+    std::fs::write(&path, text)
+        .with_context(|| format!("cannot write {} (run as root?)", path.display()))?;
+    print!("{}", service::next_steps(&spec, &path));
+    Ok(())
 }
 
 /// When the `__plSnapshot__` cron job runs (while compacting).
@@ -404,7 +609,7 @@ struct ServeTuning {
 
 fn serve(
     dir: &std::path::Path,
-    http: &str,
+    listen: Listen,
     options: ServerOptions,
     sync: &str,
     tuning: ServeTuning,
@@ -452,22 +657,37 @@ fn serve(
     let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let restart_flag = Arc::clone(&restart);
     let served = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(http)
-            .await
-            .with_context(|| format!("cannot listen on {http} (is the port already in use?)"))?;
+        let Listen { http, https } = listen;
+        let bind = |address: String| async move {
+            tokio::net::TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (is the port already in use, or is it a privileged port?)"))
+        };
+        let plain = bind(http.clone()).await?;
+        // With HTTPS: the API on the HTTPS listener, PocketBase's redirect on the plain one.
+        let (listener, redirect, tls, base) = match https {
+            Some((address, source)) => {
+                let listener = bind(address.clone()).await?;
+                let port = listener.local_addr().context("the HTTPS address")?.port();
+                let acceptor = tls::Acceptor::new(source, dir)?;
+                let base = format!("https://{address}");
+                (listener, Some((plain, port)), Some(acceptor), base)
+            }
+            None => (plain, None, None, format!("http://{http}")),
+        };
         let has_superuser = state
             .engine
             .read(|conn| conn.query("SELECT COUNT(*) FROM _superusers", &[]))
             .map(|rows| rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) > 0)
             .unwrap_or(false);
-        eprintln!("Server started at http://{http}");
-        eprintln!("├─ REST API:  http://{http}/api/");
-        eprintln!("└─ Dashboard: http://{http}/_/");
+        eprintln!("Server started at {base}");
+        eprintln!("├─ REST API:  {base}/api/");
+        eprintln!("└─ Dashboard: {base}/_/");
         if !has_superuser {
             // A one-time link (30 min, this process only; see api/src/installer.rs).
             eprintln!(
                 "\n(!) Launch the URL below in the browser to create your first superuser account:\n\
-                 http://{http}/_/#/pbinstall/{}\n\
+                 {base}/_/#/pbinstall/{}\n\
                  (you can also create your first superuser by running: pocketlog superuser upsert \
                  EMAIL PASS --dir {})",
                 state.installer.new_link_token(),
@@ -492,7 +712,21 @@ fn serve(
         let hub = Arc::clone(&state.realtime);
         let restart_state = Arc::clone(&state);
         hub.run_on(streams_handle.clone());
-        http_server::serve(listener, app, tuning.limits, Some(streams_handle), async move {
+        let (stop_redirect, redirect_stopped) = tokio::sync::watch::channel(false);
+        let redirect_task = redirect.map(|(plain, https_port)| {
+            let mut stopped = redirect_stopped;
+            tokio::spawn(http_server::serve(
+                plain,
+                tls::redirect_router(https_port),
+                tuning.limits,
+                None,
+                None,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
+        http_server::serve(listener, app, tuning.limits, Some(streams_handle), tls, async move {
                 tokio::select! {
                     () = shutdown_signal() => {},
                     // A restore was staged through the backups API.
@@ -505,6 +739,10 @@ fn serve(
         })
         .await
         .context("serving")?;
+        let _ = stop_redirect.send(true);
+        if let Some(task) = redirect_task {
+            let _ = task.await;
+        }
         if let Some(compactor) = compactor {
             compactor.stop();
         }
@@ -559,7 +797,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
+fn superuser(dir: &std::path::Path, action: SuperuserAction, options: ServerOptions) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -569,7 +807,7 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction) -> Result<()> {
         Err(engine::Error::Locked(_)) => return superuser_via_server(dir, &action),
         Err(err) => anyhow::bail!("{err}"),
     };
-    let state = state_of(opened, ServerOptions::default())?;
+    let state = state_of(opened, options)?;
     let result = runtime.block_on(superuser_action(&state, action));
     state.engine.shutdown();
     println!("{}", result?);

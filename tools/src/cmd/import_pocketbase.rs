@@ -11,14 +11,22 @@
 //!    auth collection gets fresh ones, and every auth record a fresh `tokenKey`, so every token
 //!    PocketBase issued is invalid afterwards (the output says so).
 //! 2. settings (`_params` row `settings`, merged over pocketlog's defaults, validated and saved
-//!    by `api::settings::save`); encrypted or invalid settings are skipped with a warning.
+//!    by `api::settings::save`); settings PocketBase encrypted (`--encryptionEnv`) are opened
+//!    with the key given to the import (the same construction, `api::settings::encrypt`) and
+//!    stay encrypted in the new dir; without the key, or when invalid, they are skipped with a
+//!    warning.
 //! 3. records of every non-view collection pocketlog has (including `_superusers`,
 //!    `_externalAuths`, `_mfas`, `_otps`, `_authOrigins`), ids, dates and password hashes
 //!    (bcrypt) as they are, in commits of at most [`BATCH_RECORDS`] records and about
 //!    [`BATCH_BYTES`] bytes (well under the engine's commit limit). Tables of collections
 //!    pocketlog does not have are skipped and counted.
-//! 4. files from `storage/`: pocketlog has no file storage yet, so they are counted and
-//!    reported as skipped.
+//! 4. files from `storage/` (PocketBase's layout is pocketlog's:
+//!    `storage/<collectionId>/<recordId>/<name>`): every file a record's file fields name is
+//!    copied (and fsynced) into the new dir before the commit that creates the record, which
+//!    also carries the record's `FilesChanged`, so `pb-tools verify` accounts for them. Files
+//!    no record names (thumbnails, leftovers) are not copied and are counted; a named file that
+//!    is missing is reported. With PocketBase's S3 storage on (`s3.enabled`), the files are in
+//!    the bucket, not in `storage/`: the report says they were not imported.
 //!
 //! Invariants:
 //! - The source is never modified: `data.db` is opened read-only and `immutable` (no lock, no
@@ -33,8 +41,9 @@
 //! - Writes go through the engine's writer (`AppState::execute`/`write`), never into `data.db`.
 
 use anyhow::{bail, Context, Result};
+use api::files::names::is_safe_component;
 use api::model::record::{from_row, to_storage};
-use api::model::Collection;
+use api::model::{Collection, FieldType};
 use api::AppState;
 use engine::{Actor, Change, Engine, EngineConfig};
 use serde_json::{json, Map, Value};
@@ -58,8 +67,17 @@ pub struct Report {
     pub records: BTreeMap<String, u64>,
     /// Records not imported, per source table (collections pocketlog does not have).
     pub skipped: BTreeMap<String, u64>,
-    /// Files under `storage/` that were not copied.
+    /// Files under `storage/` that were not copied (no record names them; thumbnails are not
+    /// counted).
     pub files_skipped: u64,
+    /// Files copied (and named in the records' `FilesChanged`).
+    pub files_imported: u64,
+    /// Bytes of the files copied.
+    pub file_bytes: u64,
+    /// Files a record names that the source's `storage/` does not have.
+    pub files_missing: u64,
+    /// The source stores its files in S3 (`s3.enabled`): none were imported.
+    pub files_in_s3: bool,
     /// Whether the settings were imported.
     pub settings: bool,
     /// Bytes of record values read.
@@ -273,7 +291,31 @@ fn extract_backup(zip_path: &Path) -> Result<(tempfile::TempDir, u64)> {
             .with_context(|| format!("reading {}", zip_path.display()))?;
         let name = entry.name().trim_start_matches("./").to_string();
         if name.starts_with("storage/") && entry.is_file() && !name.ends_with(ATTRS_SUFFIX) {
+            // Only `storage/<collection>/<record>/<file>` can be named by a record
+            // (thumbnails sit one level deeper); safe names only.
+            let parts: Vec<&str> = name.split('/').collect();
+            if parts.len() != 4 || !parts[1..].iter().all(|part| is_safe_component(part)) {
+                continue;
+            }
             storage_files += 1;
+            let target = dir.path().join(&name);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("extracting {name}"))?;
+            }
+            let declared = entry.size();
+            let mut out =
+                std::fs::File::create(&target).with_context(|| format!("extracting {name}"))?;
+            let copied = std::io::copy(
+                &mut std::io::Read::take(&mut entry, declared.saturating_add(1)),
+                &mut out,
+            )
+            .with_context(|| format!("extracting {name}"))?;
+            if copied != declared {
+                bail!(
+                    "{name} in {} is damaged (size mismatch)",
+                    zip_path.display()
+                );
+            }
             continue;
         }
         if name != "data.db" && name != "data.db-wal" {
@@ -305,7 +347,7 @@ fn staging_dir(to: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// Runs the import; prints progress and the report.
-pub fn run(from: &Path, to: &Path) -> Result<Report> {
+pub fn run(from: &Path, to: &Path, options: api::ServerOptions) -> Result<Report> {
     let started = Instant::now();
     // A PocketBase backup (a zip of pb_data): its data.db is extracted to a temporary dir.
     let (extracted, zipped_files) = if from.is_file() {
@@ -341,8 +383,8 @@ pub fn run(from: &Path, to: &Path) -> Result<Report> {
     }
     let (engine, _) =
         Engine::open(&staging, EngineConfig::default()).map_err(|err| anyhow::anyhow!("{err}"))?;
-    let state = AppState::new(engine, api::ServerOptions::default())?;
-    let result = import_into(&runtime, &state, &source);
+    let state = AppState::new(engine, options)?;
+    let result = import_into(&runtime, &state, &source, &from.join("storage"));
     state.engine.shutdown();
     drop(state);
     let mut report = result.with_context(|| {
@@ -359,7 +401,8 @@ pub fn run(from: &Path, to: &Path) -> Result<Report> {
             to.display()
         )
     })?;
-    report.files_skipped = zipped_files.unwrap_or_else(|| count_files(&from.join("storage")));
+    let in_storage = zipped_files.unwrap_or_else(|| count_files(&from.join("storage")));
+    report.files_skipped = in_storage.saturating_sub(report.files_imported);
     print_report(&report, started.elapsed(), to);
     Ok(report)
 }
@@ -368,6 +411,7 @@ fn import_into(
     runtime: &tokio::runtime::Runtime,
     state: &Arc<AppState>,
     source: &rusqlite::Connection,
+    storage: &Path,
 ) -> Result<Report> {
     let mut report = Report::default();
     // 1. Collections: base and auth first, views last (a view's query needs its tables).
@@ -399,6 +443,15 @@ fn import_into(
     }
     // 2. Settings.
     report.settings = import_settings(runtime, state, source);
+    // With S3 on, PocketBase's files are in the bucket: nothing to copy from storage/.
+    report.files_in_s3 = state.settings()["s3"]["enabled"] == json!(true);
+    let mut files = FileCopy {
+        from: (!report.files_in_s3).then(|| storage.to_path_buf()),
+        to: api::files::storage::LocalStorage::new(state.engine.dir()),
+        imported: 0,
+        bytes: 0,
+        missing: 0,
+    };
     // 3. Records.
     let schema = state.schema();
     let mut totals = Vec::new();
@@ -433,12 +486,111 @@ fn import_into(
         bar.set_style(style);
     }
     for (collection, _) in totals {
-        let copied = import_records(state, source, &collection, &bar, &mut report.bytes)
-            .with_context(|| format!("importing the records of {}", collection.name))?;
+        let copied = import_records(
+            state,
+            source,
+            &collection,
+            &bar,
+            &mut report.bytes,
+            &mut files,
+        )
+        .with_context(|| format!("importing the records of {}", collection.name))?;
         report.records.insert(collection.name.clone(), copied);
     }
     bar.finish_and_clear();
+    report.files_imported = files.imported;
+    report.file_bytes = files.bytes;
+    report.files_missing = files.missing;
     Ok(report)
+}
+
+/// Copies the files records name from the source's `storage/` into the new data dir.
+struct FileCopy {
+    /// The source's `storage/` (`None`: files are in S3, nothing is copied).
+    from: Option<std::path::PathBuf>,
+    to: api::files::storage::LocalStorage,
+    imported: u64,
+    bytes: u64,
+    missing: u64,
+}
+
+impl FileCopy {
+    /// Copies the files `record` names in `collection`'s file fields and makes them durable;
+    /// returns the names copied (for the record's `FilesChanged`).
+    fn copy(
+        &mut self,
+        collection: &Collection,
+        record: &Map<String, Value>,
+    ) -> Result<Vec<String>> {
+        let Some(from) = &self.from else {
+            return Ok(Vec::new());
+        };
+        let id = record.get("id").and_then(Value::as_str).unwrap_or("");
+        let mut names = Vec::new();
+        for field in collection
+            .fields
+            .iter()
+            .filter(|f| f.kind() == FieldType::File)
+        {
+            match record.get(field.name()) {
+                Some(Value::String(name)) if !name.is_empty() => names.push(name.clone()),
+                Some(Value::Array(list)) => names.extend(
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_string),
+                ),
+                _ => {}
+            }
+        }
+        let mut copied = Vec::with_capacity(names.len());
+        let mut created_dirs = false;
+        for name in names {
+            let source = from.join(&collection.id).join(id).join(&name);
+            let Some(target) = self.to.path_of(&collection.id, id, &name) else {
+                self.missing += 1;
+                continue;
+            };
+            if !is_safe_component(&name) || !source.is_file() {
+                self.missing += 1;
+                continue;
+            }
+            if let Some(parent) = target.parent() {
+                created_dirs |= !parent.exists();
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let bytes = std::fs::copy(&source, &target)
+                .with_context(|| format!("copying {}", source.display()))?;
+            std::fs::File::open(&target)
+                .and_then(|file| file.sync_all())
+                .with_context(|| format!("syncing {}", target.display()))?;
+            self.imported += 1;
+            self.bytes += bytes;
+            copied.push(name);
+        }
+        if let Some(record_dir) = self
+            .to
+            .path_of(&collection.id, id, "x")
+            .and_then(|path| path.parent().map(Path::to_path_buf))
+        {
+            if !copied.is_empty() {
+                sync_dir(&record_dir)?;
+                if created_dirs {
+                    for dir in record_dir.ancestors().skip(1).take(2) {
+                        sync_dir(dir)?;
+                    }
+                }
+            }
+        }
+        Ok(copied)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
 }
 
 fn import_settings(
@@ -463,12 +615,16 @@ fn import_settings(
     let Some(text) = text else {
         return false;
     };
-    let Ok(patch) = serde_json::from_str::<Value>(&text) else {
-        eprintln!(
-            "warning: the settings are not JSON (encrypted with --encryptionEnv?); skipped, \
-             pocketlog's defaults apply"
-        );
-        return false;
+    let patch = match api::settings::encrypt::load(
+        &text,
+        state.options.settings_key.as_ref(),
+        state.options.encryption_env.as_deref(),
+    ) {
+        Ok((patch, _)) => patch,
+        Err(err) => {
+            eprintln!("warning: {err:#}; the settings are skipped, pocketlog's defaults apply");
+            return false;
+        }
     };
     let mut settings = (*state.settings()).clone();
     api::settings::merge(&mut settings, &patch);
@@ -491,6 +647,7 @@ fn import_records(
     collection: &Arc<Collection>,
     bar: &indicatif::ProgressBar,
     bytes: &mut u64,
+    files: &mut FileCopy,
 ) -> Result<u64> {
     let mut statement = source.prepare(&format!(
         "SELECT * FROM {} ORDER BY rowid",
@@ -521,11 +678,20 @@ fn import_records(
             .to_string();
         let stored = to_storage(collection, &record);
         batch_bytes += stored.iter().map(|(_, v)| value_len(v)).sum::<usize>();
+        let added = files.copy(collection, &record)?;
         batch.push(Change::RecordCreated {
             collection_id: collection.id.clone(),
-            id,
+            id: id.clone(),
             values: stored,
         });
+        if !added.is_empty() {
+            batch.push(Change::FilesChanged {
+                collection_id: collection.id.clone(),
+                record_id: id,
+                added,
+                removed: Vec::new(),
+            });
+        }
         if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
             let committed = commit(state, &mut batch)?;
             copied += committed;
@@ -547,7 +713,10 @@ fn commit(state: &Arc<AppState>, batch: &mut Vec<Change>) -> Result<u64> {
         return Ok(0);
     }
     let changes = std::mem::take(batch);
-    let count = changes.len() as u64;
+    let count = changes
+        .iter()
+        .filter(|change| matches!(change, Change::RecordCreated { .. }))
+        .count() as u64;
     state
         .execute(Actor::System, move |tx| {
             for change in changes {
@@ -573,6 +742,10 @@ fn count_files(dir: &Path) -> u64 {
         .map(|entry| {
             let path = entry.path();
             if path.is_dir() {
+                // Thumbnails are made again on demand; they are not the record's files.
+                if entry.file_name().to_string_lossy().starts_with("thumbs_") {
+                    return 0;
+                }
                 count_files(&path)
             } else {
                 u64::from(!path.to_string_lossy().ends_with(ATTRS_SUFFIX))
@@ -606,9 +779,26 @@ fn print_report(report: &Report, elapsed: std::time::Duration, to: &Path) {
     for (table, count) in &report.skipped {
         println!("├─ skipped table {table}: {count} rows (no such collection in pocketlog)");
     }
+    println!(
+        "├─ files: {} copied ({:.2} MB)",
+        report.files_imported,
+        report.file_bytes as f64 / 1e6
+    );
+    if report.files_in_s3 {
+        println!(
+            "├─ warning: PocketBase stores the files in S3 (s3.enabled): they were NOT imported; \
+             pocketlog serves files from its local storage only"
+        );
+    }
+    if report.files_missing > 0 {
+        println!(
+            "├─ warning: {} files named by records are missing from storage/ (not imported)",
+            report.files_missing
+        );
+    }
     if report.files_skipped > 0 {
         println!(
-            "├─ warning: {} files in storage/ were NOT copied (pocketlog has no file storage yet)",
+            "├─ {} files in storage/ that no record names were not copied",
             report.files_skipped
         );
     }

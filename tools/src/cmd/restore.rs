@@ -90,7 +90,7 @@ pub fn run(args: &Args) -> Result<()> {
                 if args.at.is_some() || args.no_history {
                     bail!("--at and --no-history do not apply to a PocketBase backup");
                 }
-                super::import_pocketbase::run(archive, &args.to)?;
+                super::import_pocketbase::run(archive, &args.to, api::ServerOptions::default())?;
                 return Ok(());
             }
             engine::admin::restore_archive(archive, &args.to, options, &mut update)
