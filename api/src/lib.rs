@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod backups;
 pub mod client_ip;
+pub mod cluster;
 pub mod collections;
 pub mod crons;
 pub mod dashboard;

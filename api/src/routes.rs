@@ -230,9 +230,11 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// `Router::layer` run per route, after the route is chosen).
 pub fn router(state: Arc<AppState>) -> Router {
     let app = with_layers(routes(), Arc::clone(&state));
-    Router::new()
-        .fallback_service(app)
-        .layer(axum::middleware::from_fn_with_state(state, edge))
+    let mut router = Router::new().fallback_service(app);
+    if state.cluster.get().is_some() {
+        router = router.layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::cluster::forward::layer));
+    }
+    router.layer(axum::middleware::from_fn_with_state(state, edge))
 }
 
 /// Every path and method of the API (no layers, no state yet), one route per line.
