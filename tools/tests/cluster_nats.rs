@@ -28,7 +28,6 @@ fn free_port() -> u16 {
 struct Nats {
     child: Option<Child>,
     port: u16,
-    store: PathBuf,
 }
 
 impl Nats {
@@ -52,7 +51,6 @@ impl Nats {
         Nats {
             child: Some(child),
             port,
-            store: store.to_path_buf(),
         }
     }
 
@@ -173,7 +171,7 @@ fn a_leader_and_two_replicas_converge_under_concurrent_writes() {
     create_superuser(&dirs[0]);
     runtime().block_on(async {
         let flags = cluster_flags(&url, "conv", "async");
-        let mut leader = Server::start(&dirs[0], &flags).await;
+        let leader = Server::start(&dirs[0], &flags).await;
         let token = leader.login().await;
         let mut nodes = vec![];
         for dir in &dirs[1..] {
