@@ -18,7 +18,7 @@
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, email_change,
+    auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons, email_change,
     files, health, history, installer, logs, mail, otp, realtime, records, settings, sql, views,
 };
 use crate::state::AppState;
@@ -283,6 +283,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/logs/stats", get(logs::logs_stats))
         .route("/api/logs/{id}", get(logs::logs_view))
         .route("/api/installer", post(installer::install))
+        .route("/api/cluster", get(cluster::cluster_status))
+        .route("/api/cluster/step-down", post(cluster::cluster_step_down))
         .route("/api/crons", get(crons::crons_list))
         .route("/api/crons/{id}", post(crons::crons_run))
         .route("/api/sql", post(sql::sql_run))

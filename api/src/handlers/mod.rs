@@ -8,6 +8,7 @@ pub mod changes;
 pub mod collections;
 pub mod collections_extra;
 pub mod common;
+pub mod cluster;
 pub mod crons;
 pub mod email_change;
 pub mod files;
