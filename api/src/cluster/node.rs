@@ -40,6 +40,8 @@ pub struct Cluster {
     step_down: AtomicBool,
     /// The HTTP client that forwards writes to the leader.
     http: reqwest::Client,
+    /// The app state (set by [`Cluster::spawn`]): its schema follows replicated commits.
+    app: std::sync::OnceLock<std::sync::Weak<crate::state::AppState>>,
 }
 
 /// Why leading or following stopped.
@@ -154,6 +156,7 @@ impl Cluster {
                 .timeout(FORWARD_TIMEOUT)
                 .build()
                 .map_err(|err| anyhow::anyhow!("the forwarding HTTP client: {err}"))?,
+            app: std::sync::OnceLock::new(),
             config,
             engine,
             js,
@@ -206,11 +209,13 @@ impl Cluster {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// The leader's HTTP base URL, as the lease says (None: no leader now).
+    /// The leader's HTTP base URL, as the lease says (None: no leader now, or this node is
+    /// named but no longer leads).
     pub fn leader_url(&self) -> Option<String> {
         self.lock_status()
             .leader
             .as_ref()
+            .filter(|leader| leader.node != self.config.node_id)
             .map(|leader| leader.http.clone())
     }
 
@@ -390,7 +395,10 @@ impl Cluster {
         self.leading.store(false, Ordering::SeqCst);
         self.engine.set_follower(true);
         self.epoch.store(0, Ordering::SeqCst);
-        self.lock_status().role = Role::Follower;
+        let mut status = self.lock_status();
+        status.role = Role::Follower;
+        status.leader = None;
+        drop(status);
         tracing::warn!(reason = why, "cluster: this node follows");
     }
 
@@ -466,19 +474,32 @@ impl Cluster {
             return Ok(());
         };
         let timestamp = last.timestamp_ms;
+        let schema_changes: Vec<engine::Commit> = commits
+            .iter()
+            .filter(|commit| crate::state::touches_collections(commit))
+            .cloned()
+            .collect();
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.apply_replicated(commits))
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))?
             .map_err(|err| anyhow::anyhow!("applying replicated commits: {err}"))?;
+        // The schema follows before anyone waiting for these positions is answered.
+        if let Some(app) = self.app.get().and_then(std::sync::Weak::upgrade) {
+            for commit in &schema_changes {
+                app.follow(commit)
+                    .map_err(|err| anyhow::anyhow!("reloading the schema: {err}"))?;
+            }
+        }
         let mut status = self.lock_status();
         status.stream_seq = status.stream_seq.max(stream_last);
         status.lag_ms = (chrono::Utc::now().timestamp_millis() - timestamp).max(0);
         Ok(())
     }
 
-    /// Runs the node until the process stops.
-    pub fn spawn(self: &Arc<Self>) {
+    /// Runs the node until the process stops (on the current tokio runtime).
+    pub fn spawn(self: &Arc<Self>, app: &Arc<crate::state::AppState>) {
+        let _ = self.app.set(Arc::downgrade(app));
         let node = Arc::clone(self);
         tokio::spawn(async move {
             let mut next = if node.is_leader() {

@@ -568,7 +568,7 @@ fn serve(
         .ok();
         api::crons::start(Arc::clone(&state));
         if let Some(node) = state.cluster.get() {
-            node.spawn();
+            node.spawn(&state);
         }
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
