@@ -3,7 +3,7 @@
 //! One JetStream stream per cluster (`PL_<NAME>`, one subject) holds the log's own frames: the
 //! message at stream sequence N is the commit at log position N (published with
 //! `Nats-Msg-Id: N` and `Nats-Expected-Last-Sequence: N-1`, so a second writer is refused by
-//! the stream). Leadership is a lease in a KV bucket (`pl_<name>_lease`, TTL [`LEASE_TTL`]),
+//! the stream). Leadership is a lease (`lease.rs`: a one-message stream `PL_<NAME>_LEASE`, TTL [`LEASE_TTL`]),
 //! taken with compare-and-set (create) and renewed with compare-and-set on its revision; the
 //! revision that created it is the leader's *epoch*, carried by every published commit
 //! (`Pl-Epoch` header).
@@ -21,6 +21,7 @@
 //! 5. A node takes over only after it has applied everything the stream holds.
 
 pub mod forward;
+mod lease;
 mod node;
 
 pub use node::Cluster;
@@ -117,7 +118,7 @@ pub fn subject_name(cluster: &str) -> String {
     format!("pl.{cluster}.log")
 }
 
-/// The lease bucket of a cluster.
+/// The lease stream's base name of a cluster.
 pub fn bucket_name(cluster: &str) -> String {
     format!("pl_{}_lease", cluster.replace('-', "_"))
 }
@@ -126,9 +127,6 @@ pub fn bucket_name(cluster: &str) -> String {
 pub fn stream_description(cluster: &str) -> String {
     format!("pocketlog log of cluster {cluster}")
 }
-
-/// The lease key.
-pub const LEASE_KEY: &str = "leader";
 
 /// This node's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -8,11 +8,12 @@
 //! lease it no longer holds make it a follower again.
 
 use super::{
-    bucket_name, stream_description, stream_name, subject_name, ClusterConfig, LeaseValue,
-    Replicate, Role, Status, APPLY_BATCH_MAX, EPOCH_HEADER, LEASE_KEY, LEASE_RENEW, LEASE_TTL,
+    stream_description, stream_name, subject_name, ClusterConfig, LeaseValue,
+    Replicate, Role, Status, APPLY_BATCH_MAX, EPOCH_HEADER, LEASE_RENEW, LEASE_TTL,
     PUBLISH_BATCH_MAX, RETRY_PAUSE, FORWARD_TIMEOUT,
 };
-use async_nats::jetstream::{self, kv, stream};
+use super::lease::Lease;
+use async_nats::jetstream::{self, stream};
 use engine::{Engine, Seq};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +27,7 @@ pub struct Cluster {
     engine: Engine,
     js: jetstream::Context,
     client: async_nats::Client,
-    lease: kv::Store,
+    lease: Lease,
     status: Mutex<Status>,
     /// The last position the stream acknowledged (leader).
     acked: watch::Sender<Seq>,
@@ -118,16 +119,7 @@ impl Cluster {
                 info.config.subjects
             );
         }
-        let lease = js
-            .create_key_value(kv::Config {
-                bucket: bucket_name(&config.name),
-                history: 1,
-                max_age: LEASE_TTL,
-                num_replicas: config.stream_replicas.max(1),
-                ..Default::default()
-            })
-            .await
-            .map_err(|err| nats_error("cannot open the lease bucket", err))?;
+        let lease = Lease::open(&js, &config.name, config.stream_replicas, LEASE_TTL).await?;
         let cluster = Arc::new(Cluster {
             status: Mutex::new(Status {
                 name: config.name.clone(),
@@ -304,17 +296,11 @@ impl Cluster {
     }
 
     async fn read_lease(&self) -> anyhow::Result<Option<(LeaseValue, u64)>> {
-        let entry = self
-            .lease
-            .entry(LEASE_KEY)
-            .await
-            .map_err(|err| nats_error("reading the lease", err))?;
+        let entry = self.lease.entry().await?;
         Ok(entry.and_then(|entry| {
-            if entry.operation != kv::Operation::Put {
-                return None;
-            }
-            serde_json::from_slice::<LeaseValue>(&entry.value)
-                .ok()
+            entry
+                .value
+                .and_then(|value| serde_json::from_slice::<LeaseValue>(&value).ok())
                 .map(|value| (value, entry.revision))
         }))
     }
@@ -328,21 +314,16 @@ impl Cluster {
             epoch,
         };
         let bytes = serde_json::to_vec(&value(0))?;
-        match self.lease.create(LEASE_KEY, bytes.into()).await {
-            Ok(created) => {
-                let epoch = created;
-                let bytes = serde_json::to_vec(&value(epoch))?;
-                let revision = self
-                    .lease
-                    .update(LEASE_KEY, bytes.into(), created)
-                    .await
-                    .map_err(|err| nats_error("naming the epoch in the lease", err))?;
-                self.lock_status().leader = Some(value(epoch));
-                Ok(Some((revision, epoch)))
-            }
-            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
-            Err(err) => Err(nats_error("taking the lease", err)),
-        }
+        let Some(created) = self.lease.create(bytes).await? else {
+            return Ok(None);
+        };
+        let epoch = created;
+        let bytes = serde_json::to_vec(&value(epoch))?;
+        let Some(revision) = self.lease.update(bytes, created).await? else {
+            return Ok(None);
+        };
+        self.lock_status().leader = Some(value(epoch));
+        Ok(Some((revision, epoch)))
     }
 
     /// Takes a role before the server starts: the leader if the lease is free (after applying
@@ -533,7 +514,7 @@ impl Cluster {
         .unwrap_or_default();
         loop {
             if self.step_down.swap(false, Ordering::SeqCst) {
-                let _ = self.lease.delete_expect_revision(LEASE_KEY, Some(revision)).await;
+                let _ = self.lease.release(revision).await;
                 self.become_follower("asked to step down");
                 // Give another node the time to take over before this one may try again.
                 tokio::time::sleep(LEASE_TTL).await;
@@ -550,7 +531,7 @@ impl Cluster {
                         return Next::Follow;
                     }
                     Ok(last) => {
-                        let _ = self.acked.send(last);
+                        self.acked.send_replace(last);
                         match self.engine.subscribe(last + 1) {
                             Ok(subscription) => {
                                 self.set_error(None);
@@ -575,16 +556,16 @@ impl Cluster {
             };
             tokio::select! {
                 _ = renew.tick() => {
-                    match self.lease.update(LEASE_KEY, value.clone().into(), revision).await {
-                        Ok(next) => {
+                    match self.lease.update(value.clone(), revision).await {
+                        Ok(Some(next)) => {
                             revision = next;
                             lease_until = Instant::now() + LEASE_TTL;
                         }
-                        Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        Ok(None) => {
                             self.become_follower("another node holds the lease");
                             return Next::Follow;
                         }
-                        Err(err) => self.set_error(Some(format!("renewing the lease: {err}"))),
+                        Err(err) => self.set_error(Some(format!("renewing the lease: {err:#}"))),
                     }
                 }
                 () = ready => {
@@ -640,7 +621,7 @@ impl Cluster {
                     ack.sequence
                 );
             }
-            let _ = self.acked.send(seq);
+            self.acked.send_replace(seq);
             self.lock_status().stream_seq = seq;
         }
         Ok(())
@@ -724,7 +705,7 @@ impl Cluster {
                                         Ok(()) => return Next::Lead { revision, epoch },
                                         Err(err) => {
                                             self.set_error(Some(format!("taking over: {err:#}")));
-                                            let _ = self.lease.delete_expect_revision(LEASE_KEY, Some(revision)).await;
+                                            let _ = self.lease.release(revision).await;
                                         }
                                     }
                                 }
