@@ -18,8 +18,9 @@
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons, email_change,
-    files, health, history, installer, logs, mail, otp, realtime, records, settings, sql, views,
+    auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
+    email_change, files, health, history, installer, logs, mail, otp, realtime, records, settings,
+    sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -232,7 +233,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let app = with_layers(routes(), Arc::clone(&state));
     let mut router = Router::new().fallback_service(app);
     if state.cluster.get().is_some() {
-        router = router.layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::cluster::forward::layer));
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::cluster::forward::layer,
+        ));
     }
     router.layer(axum::middleware::from_fn_with_state(state, edge))
 }

@@ -134,7 +134,10 @@ impl Writer {
         {
             return Err(Error::SeqUnavailable {
                 seq: gap[0].seq + 1,
-                reason: format!("replicated commits jump from {} to {}", gap[0].seq, gap[1].seq),
+                reason: format!(
+                    "replicated commits jump from {} to {}",
+                    gap[0].seq, gap[1].seq
+                ),
             });
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -172,7 +175,8 @@ impl Writer {
             let _ = self.catch_up();
             return Ok(last);
         }
-        self.hub.publish(commits.into_iter().map(Arc::new).collect());
+        self.hub
+            .publish(commits.into_iter().map(Arc::new).collect());
         Ok(last)
     }
 }

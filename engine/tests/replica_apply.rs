@@ -43,8 +43,18 @@ fn a_follower_fed_the_leaders_frames_holds_the_same_log_and_projection() {
         .map(|(i, frame)| engine::decode_frame(frame, Some(i as u64 + 1)).expect("decode"))
         .collect();
     // In two batches; the second overlaps the first (a redelivery is skipped).
-    assert_eq!(follower.apply_replicated(commits[..10].to_vec()).expect("apply"), 10);
-    assert_eq!(follower.apply_replicated(commits[5..].to_vec()).expect("apply"), 31);
+    assert_eq!(
+        follower
+            .apply_replicated(commits[..10].to_vec())
+            .expect("apply"),
+        10
+    );
+    assert_eq!(
+        follower
+            .apply_replicated(commits[5..].to_vec())
+            .expect("apply"),
+        31
+    );
     assert_eq!(follower.last_seq(), leader.last_seq());
     assert_eq!(live_dump(&follower), live_dump(&leader));
     assert_eq!(leader_frames(&follower, 1), frames, "the same frame bytes");
@@ -54,7 +64,10 @@ fn a_follower_fed_the_leaders_frames_holds_the_same_log_and_projection() {
     while seen.len() < 31 {
         subscription.wait(std::time::Duration::from_secs(5));
         let batch = subscription.try_next_batch(100).expect("next");
-        assert!(!batch.is_empty() || seen.len() == 31, "subscription stalled");
+        assert!(
+            !batch.is_empty() || seen.len() == 31,
+            "subscription stalled"
+        );
         seen.extend(batch.iter().map(|commit| commit.seq));
     }
     assert_eq!(seen, (1..=31).collect::<Vec<_>>());
@@ -88,6 +101,9 @@ fn a_follower_fed_the_leaders_frames_holds_the_same_log_and_projection() {
         .collect();
     assert_eq!(follower.apply_replicated(rest).expect("apply"), 34);
     follower.set_follower(false);
-    assert_eq!(insert_note(&follower, "y", "promoted", 2).expect("write"), 35);
+    assert_eq!(
+        insert_note(&follower, "y", "promoted", 2).expect("write"),
+        35
+    );
     assert_projection_matches_replay(&follower);
 }

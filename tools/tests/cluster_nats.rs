@@ -103,14 +103,23 @@ async fn cluster_status(server: &Server, token: &str) -> Value {
 }
 
 /// Waits until `check` holds for the node's cluster status.
-async fn wait_status(server: &Server, token: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+async fn wait_status(
+    server: &Server,
+    token: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = cluster_status(server, token).await;
         if check(&status) {
             return status;
         }
-        assert!(Instant::now() < deadline, "{what}: {status}\n{}", server.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {status}\n{}",
+            server.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -167,7 +176,9 @@ fn a_leader_and_two_replicas_converge_under_concurrent_writes() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut nats = Nats::start(&root.path().join("nats"));
     let url = nats.url();
-    let dirs: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("node{i}"))).collect();
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| root.path().join(format!("node{i}")))
+        .collect();
     create_superuser(&dirs[0]);
     runtime().block_on(async {
         let flags = cluster_flags(&url, "conv", "async");
@@ -216,9 +227,19 @@ fn a_leader_and_two_replicas_converge_under_concurrent_writes() {
                     // Read-your-writes on the node that took the write.
                     let id = body["id"].as_str().expect("id").to_string();
                     let (status, body) = node
-                        .call("GET", &format!("/api/collections/notes/records/{id}"), Some(&token), None)
+                        .call(
+                            "GET",
+                            &format!("/api/collections/notes/records/{id}"),
+                            Some(&token),
+                            None,
+                        )
                         .await;
-                    assert_eq!(status, 200, "read-your-writes on node {}: {body}", writer % 3);
+                    assert_eq!(
+                        status,
+                        200,
+                        "read-your-writes on node {}: {body}",
+                        writer % 3
+                    );
                     assert_eq!(body["title"], title);
                 }
             }));
@@ -241,7 +262,8 @@ fn a_leader_and_two_replicas_converge_under_concurrent_writes() {
         for node in nodes.iter().skip(1) {
             assert_eq!(titles(node, &token).await, expected);
         }
-        let mut nodes = std::sync::Arc::try_unwrap(nodes).unwrap_or_else(|_| panic!("nodes shared"));
+        let mut nodes =
+            std::sync::Arc::try_unwrap(nodes).unwrap_or_else(|_| panic!("nodes shared"));
         for node in nodes.iter_mut() {
             assert!(node.terminate(), "clean stop: {}", node.stderr());
         }
@@ -249,7 +271,12 @@ fn a_leader_and_two_replicas_converge_under_concurrent_writes() {
     nats.stop();
     let reference = log_bytes(&dirs[0]);
     for dir in &dirs {
-        assert_eq!(log_bytes(dir), reference, "{} holds the leader's log", dir.display());
+        assert_eq!(
+            log_bytes(dir),
+            reference,
+            "{} holds the leader's log",
+            dir.display()
+        );
         let (code, output) = pb_tools(&["verify"], dir);
         assert_eq!(code, 0, "{}: {output}", dir.display());
     }
@@ -279,25 +306,44 @@ fn sync_failover_keeps_every_acknowledged_write_and_refuses_writes_without_nats(
             for i in 0..10 {
                 let title = format!("c{cycle:02}-{i:02}");
                 let (status, body) = leader
-                    .call("POST", "/api/collections/notes/records", Some(&token), Some(json!({"title": title})))
+                    .call(
+                        "POST",
+                        "/api/collections/notes/records",
+                        Some(&token),
+                        Some(json!({"title": title})),
+                    )
                     .await;
                 assert_eq!(status, 200, "{body}");
                 acknowledged.push(title);
             }
-            let old_epoch = cluster_status(&leader, &token).await["epoch"].as_u64().expect("epoch");
+            let old_epoch = cluster_status(&leader, &token).await["epoch"]
+                .as_u64()
+                .expect("epoch");
             kill9(&leader);
             let started = Instant::now();
-            let status = wait_status(&follower, &token, "takeover", |s| s["role"] == "leader").await;
-            assert!(status["epoch"].as_u64().expect("epoch") > old_epoch, "{status}");
+            let status =
+                wait_status(&follower, &token, "takeover", |s| s["role"] == "leader").await;
+            assert!(
+                status["epoch"].as_u64().expect("epoch") > old_epoch,
+                "{status}"
+            );
             eprintln!("cycle {cycle}: failover in {:?}", started.elapsed());
             let mut seen = titles(&follower, &token).await;
             seen.sort();
             let mut expected = acknowledged.clone();
             expected.sort();
-            assert_eq!(seen, expected, "every acknowledged write survives the failover");
+            assert_eq!(
+                seen, expected,
+                "every acknowledged write survives the failover"
+            );
             // The new leader takes writes; the old one comes back as a follower and catches up.
             let (status, body) = follower
-                .call("POST", "/api/collections/notes/records", Some(&token), Some(json!({"title": format!("after-{cycle:02}")})))
+                .call(
+                    "POST",
+                    "/api/collections/notes/records",
+                    Some(&token),
+                    Some(json!({"title": format!("after-{cycle:02}")})),
+                )
                 .await;
             assert_eq!(status, 200, "{body}");
             acknowledged.push(format!("after-{cycle:02}"));
@@ -316,10 +362,21 @@ fn sync_failover_keeps_every_acknowledged_write_and_refuses_writes_without_nats(
         nats.stop();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (status, body) = leader
-            .call("POST", "/api/collections/notes/records", Some(&token), Some(json!({"title": "no-nats"})))
+            .call(
+                "POST",
+                "/api/collections/notes/records",
+                Some(&token),
+                Some(json!({"title": "no-nats"})),
+            )
             .await;
         assert_eq!(status, 503, "{body}");
-        assert!(body["message"].as_str().unwrap_or("").contains("cannot replicate"), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot replicate"),
+            "{body}"
+        );
         assert_eq!(titles(&leader, &token).await.len(), before);
         let status = cluster_status(&leader, &token).await;
         assert_eq!(status["connected"], false, "{status}");
@@ -331,7 +388,12 @@ fn sync_failover_keeps_every_acknowledged_write_and_refuses_writes_without_nats(
 /// Runs `pocketlog serve` expecting it to fail at start; returns its stderr.
 fn serve_fails(dir: &Path, flags: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_pocketlog"))
-        .args(["serve", "--http", &format!("127.0.0.1:{}", free_port()), "--dir"])
+        .args([
+            "serve",
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
+            "--dir",
+        ])
         .arg(dir)
         .args(flags)
         .stdin(Stdio::null())
@@ -352,9 +414,15 @@ fn bad_cluster_input_gives_clear_errors() {
     );
     assert!(err.contains("cannot reach NATS"), "{err}");
     // A bad mode, a bad name.
-    let err = serve_fails(&root.path().join("x"), &["--cluster", &dead, "--replicate", "maybe"]);
+    let err = serve_fails(
+        &root.path().join("x"),
+        &["--cluster", &dead, "--replicate", "maybe"],
+    );
     assert!(err.contains("--replicate"), "{err}");
-    let err = serve_fails(&root.path().join("x"), &["--cluster", &dead, "--cluster-name", "a b"]);
+    let err = serve_fails(
+        &root.path().join("x"),
+        &["--cluster", &dead, "--cluster-name", "a b"],
+    );
     assert!(err.contains("invalid cluster name"), "{err}");
 
     let nats = Nats::start(&root.path().join("nats"));

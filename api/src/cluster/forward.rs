@@ -14,9 +14,7 @@
 //!    503 (the write is durable on this node but its replication is unknown: said so).
 //! 3. Without `--cluster` the layer is not installed at all.
 
-use super::{
-    Replicate, FORWARDED_HEADER, FORWARD_APPLY_TIMEOUT, SEQ_HEADER, SYNC_ACK_TIMEOUT,
-};
+use super::{Replicate, FORWARDED_HEADER, FORWARD_APPLY_TIMEOUT, SEQ_HEADER, SYNC_ACK_TIMEOUT};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
@@ -76,7 +74,10 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
             && response.status().is_success()
             && !cluster.wait_acked(seq, SYNC_ACK_TIMEOUT).await
         {
-            tracing::error!(seq, "sync replication: the stream did not acknowledge in time");
+            tracing::error!(
+                seq,
+                "sync replication: the stream did not acknowledge in time"
+            );
             return unavailable(
                 "The write is durable on this node but the cluster did not acknowledge it in \
                  time; it may be lost if this node fails. Check the cluster before retrying.",
@@ -137,7 +138,9 @@ async fn forward(
     let status = answer.status();
     let headers = answer.headers().clone();
     let Ok(body) = answer.bytes().await else {
-        return unavailable("The cluster's leader did not finish its answer; check before retrying.");
+        return unavailable(
+            "The cluster's leader did not finish its answer; check before retrying.",
+        );
     };
     let seq = headers
         .get(SEQ_HEADER)

@@ -100,7 +100,10 @@ impl Lease {
     pub async fn create(&self, value: Vec<u8>) -> anyhow::Result<Option<u64>> {
         let expected = match self.entry().await? {
             Some(Entry { value: Some(_), .. }) => return Ok(None),
-            Some(Entry { value: None, revision }) => revision,
+            Some(Entry {
+                value: None,
+                revision,
+            }) => revision,
             None => 0,
         };
         self.put(value, expected).await

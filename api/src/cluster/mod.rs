@@ -69,7 +69,9 @@ impl std::str::FromStr for Replicate {
         match text {
             "async" => Ok(Replicate::Async),
             "sync" => Ok(Replicate::Sync),
-            other => Err(format!("unknown replication mode {other:?} (use async or sync)")),
+            other => Err(format!(
+                "unknown replication mode {other:?} (use async or sync)"
+            )),
         }
     }
 }

@@ -7,12 +7,12 @@
 //! and renews the lease. A failed renewal, a refused publish (another writer: fenced) or a
 //! lease it no longer holds make it a follower again.
 
-use super::{
-    stream_description, stream_name, subject_name, ClusterConfig, LeaseValue,
-    Replicate, Role, Status, APPLY_BATCH_MAX, EPOCH_HEADER, LEASE_RENEW, LEASE_TTL,
-    PUBLISH_BATCH_MAX, RETRY_PAUSE, FORWARD_TIMEOUT,
-};
 use super::lease::Lease;
+use super::{
+    stream_description, stream_name, subject_name, ClusterConfig, LeaseValue, Replicate, Role,
+    Status, APPLY_BATCH_MAX, EPOCH_HEADER, FORWARD_TIMEOUT, LEASE_RENEW, LEASE_TTL,
+    PUBLISH_BATCH_MAX, RETRY_PAUSE,
+};
 use async_nats::jetstream::{self, stream};
 use engine::{Engine, Seq};
 use futures::StreamExt;
@@ -401,11 +401,7 @@ impl Cluster {
 
     async fn open_consumer(
         &self,
-    ) -> anyhow::Result<
-        futures::stream::ReadyChunks<
-            jetstream::consumer::pull::Ordered,
-        >,
-    > {
+    ) -> anyhow::Result<futures::stream::ReadyChunks<jetstream::consumer::pull::Ordered>> {
         let start = self.engine.last_seq() + 1;
         let stream = self
             .js
@@ -431,12 +427,7 @@ impl Cluster {
     /// Verifies and applies a batch of delivered messages.
     async fn apply(
         &self,
-        batch: Vec<
-            Result<
-                jetstream::Message,
-                jetstream::consumer::pull::OrderedError,
-            >,
-        >,
+        batch: Vec<Result<jetstream::Message, jetstream::consumer::pull::OrderedError>>,
     ) -> anyhow::Result<()> {
         let mut commits = Vec::with_capacity(batch.len());
         let mut stream_last = 0;
@@ -667,7 +658,9 @@ impl Cluster {
                     }
                 }
             }
-            let Some(stream) = messages.as_mut() else { continue };
+            let Some(stream) = messages.as_mut() else {
+                continue;
+            };
             tokio::select! {
                 batch = stream.next() => match batch {
                     Some(batch) => {

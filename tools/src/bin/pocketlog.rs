@@ -232,7 +232,10 @@ impl ClusterFlags {
             urls: self.cluster.clone(),
             name: self.cluster_name.clone(),
             replicate,
-            node_id: self.cluster_node.clone().unwrap_or_else(|| advertise.clone()),
+            node_id: self
+                .cluster_node
+                .clone()
+                .unwrap_or_else(|| advertise.clone()),
             advertise,
             stream_replicas: self.cluster_replicas.max(1),
             connect_timeout: Duration::try_from_secs_f64(self.cluster_connect_timeout)
