@@ -135,6 +135,10 @@ fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; `serve` carries its flags"
+)]
 enum Command {
     /// Starts the web server (default to 127.0.0.1:8090 if no domain is specified).
     Serve {
