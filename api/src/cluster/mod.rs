@@ -28,7 +28,7 @@ pub use node::Cluster;
 
 use std::time::Duration;
 
-/// How long a leader's lease lives without renewal (the KV bucket's max age).
+/// How long a leader's lease lives without renewal (the lease stream's max age).
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How often the leader renews its lease (and followers look at it).
 pub const LEASE_RENEW: Duration = Duration::from_millis(750);
