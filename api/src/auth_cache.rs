@@ -102,23 +102,29 @@ impl AuthCache {
             .unwrap_or_else(|e| e.into_inner()) = ids;
     }
 
-    /// Invalidates the cache when `commit` can change a caller (invariant 1). Runs on the
-    /// writer thread as each commit becomes durable, before its answer can be sent.
-    pub fn observe(&self, commit: &Commit) {
+    /// Whether `commit` can change a caller: an update or delete of an auth record, or any
+    /// collection change.
+    pub fn changes_callers(&self, commit: &Commit) -> bool {
         let auth = self
             .auth_collections
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let changes_callers = commit.changes.iter().any(|change| match change {
+        commit.changes.iter().any(|change| match change {
             Change::CollectionCreated(_)
             | Change::CollectionUpdated(_)
             | Change::CollectionDeleted { .. } => true,
             Change::RecordUpdated { collection_id, .. }
             | Change::RecordDeleted { collection_id, .. } => auth.contains(collection_id),
             _ => false,
-        });
-        drop(auth);
-        if changes_callers {
+        })
+    }
+
+    /// Invalidates the cache when `commit` can change a caller (invariant 1). Runs on the
+    /// writer thread as each commit becomes durable, before its answer can be sent (and on a
+    /// replica right after a replicated batch is applied). Never call it before the commit is
+    /// visible to readers: a read between the bump and the commit would cache the old record.
+    pub fn observe(&self, commit: &Commit) {
+        if self.changes_callers(commit) {
             self.invalidate();
         }
     }

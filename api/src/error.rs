@@ -154,6 +154,10 @@ impl FieldErrors {
 impl From<engine::Error> for ApiError {
     fn from(err: engine::Error) -> Self {
         match err {
+            engine::Error::NotLeader => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This node is a replica and cannot take the write now; try again.",
+            ),
             engine::Error::Overloaded => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is busy, please try again.",

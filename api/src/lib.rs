@@ -8,6 +8,7 @@ pub mod auth_cache;
 pub mod backups;
 pub mod backups_s3;
 pub mod client_ip;
+pub mod cluster;
 pub mod collections;
 pub mod crons;
 pub mod dashboard;

@@ -18,8 +18,9 @@
 use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
-    auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, email_change,
-    files, health, history, installer, logs, mail, otp, realtime, records, settings, sql, views,
+    auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
+    email_change, files, health, history, installer, logs, mail, otp, realtime, records, settings,
+    sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -230,9 +231,14 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// `Router::layer` run per route, after the route is chosen).
 pub fn router(state: Arc<AppState>) -> Router {
     let app = with_layers(routes(), Arc::clone(&state));
-    Router::new()
-        .fallback_service(app)
-        .layer(axum::middleware::from_fn_with_state(state, edge))
+    let mut router = Router::new().fallback_service(app);
+    if state.cluster.get().is_some() {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::cluster::forward::layer,
+        ));
+    }
+    router.layer(axum::middleware::from_fn_with_state(state, edge))
 }
 
 /// Every path and method of the API (no layers, no state yet), one route per line.
@@ -282,6 +288,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/logs/stats", get(logs::logs_stats))
         .route("/api/logs/{id}", get(logs::logs_view))
         .route("/api/installer", post(installer::install))
+        .route("/api/cluster", get(cluster::cluster_status))
+        .route("/api/cluster/step-down", post(cluster::cluster_step_down))
         .route("/api/crons", get(crons::crons_list))
         .route("/api/crons/{id}", post(crons::crons_run))
         .route("/api/sql", post(sql::sql_run))

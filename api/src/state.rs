@@ -98,6 +98,8 @@ pub struct AppState {
     /// Verified callers by token (`auth_cache.rs`), invalidated by the commits that can
     /// change a caller.
     pub auth_cache: Arc<crate::auth_cache::AuthCache>,
+    /// The cluster node, when serving with `--cluster` (`cluster/`); set once at start.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -408,6 +410,7 @@ impl AppState {
             mailer: crate::mail::Mailer::new(),
             otp_failures: crate::auth::otp::Failures::default(),
             auth_cache,
+            cluster: std::sync::OnceLock::new(),
             options,
         }))
     }

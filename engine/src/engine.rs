@@ -412,6 +412,8 @@ struct Inner {
     scrubber: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
     /// Set at shutdown: a running scrub stops between replay batches.
     scrub_stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Leader or follower (`replica.rs`).
+    role: Arc<crate::replica::Role>,
     _lock: File,
 }
 
@@ -856,6 +858,7 @@ impl Engine {
         let poisoned = Arc::new(Mutex::new(None));
         let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
         let clock = Arc::clone(&config.clock);
+        let role = Arc::new(crate::replica::Role::default());
         let writer = Writer {
             conn,
             catalog,
@@ -873,6 +876,7 @@ impl Engine {
             projection_generation: Arc::clone(&generation),
             damage_seen: None,
             detached: false,
+            role: Arc::clone(&role),
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())
@@ -899,6 +903,7 @@ impl Engine {
                 snapshotter: Mutex::new(None),
                 scrubber: Mutex::new(None),
                 scrub_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                role,
                 _lock: lock,
             }),
         };
@@ -914,6 +919,15 @@ impl Engine {
     /// The data dir.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    pub(crate) fn role(&self) -> &crate::replica::Role {
+        &self.inner.role
+    }
+
+    /// Sends a message to the writer, waiting while its queue is full.
+    pub(crate) fn send(&self, message: Message) -> Result<()> {
+        self.inner.sender.send(message).map_err(|_| Error::Closed)
     }
 
     /// Queues a command for the writer. `reply` runs on the writer thread once the command's

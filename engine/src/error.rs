@@ -67,6 +67,9 @@ pub enum Error {
     /// A previous append or fsync failed; the engine refuses writes until reopened.
     #[error("the engine is poisoned by an earlier write failure ({0}); restart to recover")]
     Poisoned(String),
+    /// This node is a replica (follower mode): it takes no local writes.
+    #[error("this node is a replica; writes go to the cluster's leader")]
+    NotLeader,
     /// The writer queue is full.
     #[error("the writer queue is full; try again")]
     Overloaded,

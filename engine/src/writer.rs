@@ -157,6 +157,11 @@ pub(crate) enum Message {
     },
     /// A reader saw SQLite report the projection damaged: check it, rebuild it if so.
     Damaged(String),
+    /// Append replicated commits (follower; `replica.rs`).
+    Replicate {
+        commits: Vec<Commit>,
+        done: std::sync::mpsc::SyncSender<Result<Seq>>,
+    },
     Shutdown,
 }
 
@@ -194,6 +199,8 @@ pub(crate) struct Writer {
     pub(crate) damage_seen: Option<String>,
     /// The connection is a placeholder (a projection swap could not reopen `data.db`).
     pub(crate) detached: bool,
+    /// Leader or follower (`replica.rs`): a follower refuses local commands.
+    pub(crate) role: Arc<crate::replica::Role>,
 }
 
 impl Writer {
@@ -233,6 +240,10 @@ impl Writer {
                     self.repair_if_damaged();
                     continue;
                 }
+                Message::Replicate { commits, done } => {
+                    let _ = done.try_send(self.apply_replicated(commits));
+                    continue;
+                }
                 Message::Shutdown => break,
             };
             let mut group = vec![first];
@@ -258,7 +269,7 @@ impl Writer {
                 };
                 match next {
                     Some(Message::Job(job)) => group.push(job),
-                    Some(message @ Message::Replace { .. }) => {
+                    Some(message @ (Message::Replace { .. } | Message::Replicate { .. })) => {
                         replace = Some(message);
                         break;
                     }
@@ -281,6 +292,8 @@ impl Writer {
             }) = replace
             {
                 let _ = done.try_send(self.replace_projection(&path, seq, &reason));
+            } else if let Some(Message::Replicate { commits, done }) = replace {
+                let _ = done.try_send(self.apply_replicated(commits));
             }
         }
         // Answer whatever is still queued so no caller hangs.
@@ -296,6 +309,12 @@ impl Writer {
     }
 
     fn run_group(&mut self, group: Vec<Job>) {
+        if self.role.is_follower() {
+            for job in group {
+                (job.reply)(JobOutcome::EngineFailed(Error::NotLeader));
+            }
+            return;
+        }
         if let Some(reason) = self.poison_message() {
             for job in group {
                 (job.reply)(JobOutcome::EngineFailed(Error::Poisoned(reason.clone())));

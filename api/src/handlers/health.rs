@@ -23,7 +23,12 @@ pub async fn health(
 ) -> Response {
     let data = if caller.is_superuser() {
         let ip = crate::ratelimit::client_ip_of(&state, &headers, &extensions);
-        json!({"canBackup": true, "realIP": ip.real, "possibleProxyHeader": ip.proxy_header})
+        let mut data =
+            json!({"canBackup": true, "realIP": ip.real, "possibleProxyHeader": ip.proxy_header});
+        if let Some(cluster) = state.cluster.get() {
+            data["cluster"] = json!(cluster.status());
+        }
+        data
     } else {
         json!({})
     };

@@ -5,6 +5,7 @@ pub mod auth_flows;
 pub mod backups;
 pub mod batch;
 pub mod changes;
+pub mod cluster;
 pub mod collections;
 pub mod collections_extra;
 pub mod common;

@@ -157,9 +157,11 @@ fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
     }
 }
 
-// Parsed once per process: the size of the `serve` variant does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; `serve` carries its flags"
+)]
 enum Command {
     /// Starts the web server (default to 127.0.0.1:8090 if no domain is specified).
     Serve {
@@ -197,6 +199,8 @@ enum Command {
         writer_queue: usize,
         #[command(flatten)]
         maintenance: Maintenance,
+        #[command(flatten)]
+        cluster: ClusterFlags,
     },
     /// Imports a PocketBase data dir (collections, records, settings, superusers) into a new
     /// pocketlog data dir (`--dir`), as ordinary log commits.
@@ -316,6 +320,66 @@ fn listen_addresses(
         http,
         https: Some((https, source)),
     })
+}
+
+/// Replication through NATS JetStream (`api/src/cluster/`); none of it runs without `--cluster`.
+#[derive(clap::Args)]
+struct ClusterFlags {
+    /// Join a cluster: the NATS server URLs (comma separated, e.g. nats://127.0.0.1:4222).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// The cluster's name (names its JetStream stream and lease bucket).
+    #[arg(long, value_name = "NAME", default_value = "pocketlog")]
+    cluster_name: String,
+    /// `async`: answer writes after the local fsync and ship them after; `sync`: answer only
+    /// once the cluster's stream acknowledged them too.
+    #[arg(long, value_name = "MODE", default_value = "async")]
+    replicate: String,
+    /// This node's HTTP base URL as the other nodes reach it (default: http://<--http>).
+    #[arg(long, value_name = "URL")]
+    cluster_advertise: Option<String>,
+    /// This node's id in the cluster (default: the advertised address).
+    #[arg(long, value_name = "ID")]
+    cluster_node: Option<String>,
+    /// Replicas of the stream in the NATS cluster (1 for a single NATS server, 3 for three).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    cluster_replicas: usize,
+    /// Seconds to try reaching NATS at start.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    cluster_connect_timeout: f64,
+}
+
+impl ClusterFlags {
+    /// The cluster settings, or None when `--cluster` is not given.
+    fn config(&self, http: &str) -> Result<Option<api::cluster::ClusterConfig>> {
+        if self.cluster.is_empty() {
+            return Ok(None);
+        }
+        api::cluster::check_name(&self.cluster_name).map_err(|err| anyhow::anyhow!(err))?;
+        let replicate = self
+            .replicate
+            .parse()
+            .map_err(|err: String| anyhow::anyhow!("--replicate: {err}"))?;
+        let advertise = self
+            .cluster_advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{http}"));
+        Ok(Some(api::cluster::ClusterConfig {
+            urls: self.cluster.clone(),
+            name: self.cluster_name.clone(),
+            replicate,
+            node_id: self
+                .cluster_node
+                .clone()
+                .unwrap_or_else(|| advertise.clone()),
+            advertise,
+            stream_replicas: self.cluster_replicas.max(1),
+            connect_timeout: Duration::try_from_secs_f64(self.cluster_connect_timeout)
+                .ok()
+                .filter(|timeout| !timeout.is_zero())
+                .context("--cluster-connect-timeout must be a positive number of seconds")?,
+        }))
+    }
 }
 
 /// Background maintenance while serving: compaction and snapshots.
@@ -471,6 +535,7 @@ fn main() {
             request_timeout,
             writer_queue,
             maintenance,
+            cluster,
         } => {
             cli.pocketbase.warn(&matches);
             let base = cli.pocketbase.options();
@@ -497,6 +562,7 @@ fn main() {
                         },
                         writer_queue,
                         maintenance,
+                        cluster,
                     },
                 )
             })
@@ -605,6 +671,7 @@ struct ServeTuning {
     limits: http_server::Limits,
     writer_queue: usize,
     maintenance: Maintenance,
+    cluster: ClusterFlags,
 }
 
 fn serve(
@@ -645,7 +712,24 @@ fn serve(
     if engine::admin::apply_staged_restore(dir).map_err(|err| anyhow::anyhow!("{err}"))? {
         eprintln!("Applied a staged backup restore to {}", dir.display());
     }
-    let state = open(dir, config, options)?;
+    let state = match tuning.cluster.config(&listen.http)? {
+        None => open(dir, config, options)?,
+        Some(cluster) => {
+            // The node takes its role before the app state exists: a follower first applies
+            // the cluster's log, so a fresh data dir gets the leader's bootstrap commit.
+            let opened = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
+            let engine = opened.0.clone();
+            let node = runtime.block_on(async move {
+                let node = api::cluster::Cluster::connect(cluster, engine).await?;
+                let role = node.start_role().await?;
+                eprintln!("Cluster node {:?}: {role:?}", node.config().node_id);
+                anyhow::Ok(node)
+            })?;
+            let state = state_of(opened, options)?;
+            let _ = state.cluster.set(node);
+            state
+        }
+    };
     let compactor = match retain {
         Some(retain) => Some(compactor::Compactor::start(
             state.engine.clone(),
@@ -708,6 +792,9 @@ fn serve(
         })
         .ok();
         api::crons::start(Arc::clone(&state));
+        if let Some(node) = state.cluster.get() {
+            node.spawn(&state);
+        }
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
         let restart_state = Arc::clone(&state);
