@@ -344,6 +344,9 @@ impl AppState {
         let logs = crate::request_log::RequestLogs::new(engine.dir());
         // Uploads of requests that never committed (a crash mid-write) are garbage.
         crate::files::storage::LocalStorage::new(engine.dir()).sweep_tmp()?;
+        // Stored files no commit references (a crash between an upload's rename and its
+        // commit), swept before any request can upload.
+        crate::files::retention::sweep_orphans_at_start(engine.dir(), engine.log())?;
         Ok(Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),

@@ -9,6 +9,7 @@
 //! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers);
 //! - [`body`]: the record write body extractor (JSON, urlencoded or multipart + uploads);
 //! - [`write`]: file fields inside the write command (persist, `FilesChanged`);
+//! - [`retention`]: files released by schema changes, the start-up orphan sweep;
 //! - [`thumbs`]: `?thumb=` thumbnails, generated once and cached;
 //! - [`access`]: who may download a file (protected files, file tokens, the view rule).
 //!
@@ -19,6 +20,7 @@ pub mod body;
 pub mod fields;
 pub mod multipart;
 pub mod names;
+pub mod retention;
 pub mod serve;
 pub mod sniff;
 pub mod storage;

@@ -79,6 +79,7 @@ impl PendingUploads {
                     ApiError::internal(err)
                 })?;
         }
+        crate::files::retention::failpoint(crate::files::retention::AFTER_FILE_PERSIST);
         Ok(())
     }
 }
