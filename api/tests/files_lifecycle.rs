@@ -165,7 +165,10 @@ async fn schema_changes_release_files_and_compaction_removes_their_bytes() {
             200,
         )
         .await;
-    let released_one: BTreeSet<String> = of(&first, "one").into_iter().chain(of(&second, "one")).collect();
+    let released_one: BTreeSet<String> = of(&first, "one")
+        .into_iter()
+        .chain(of(&second, "one"))
+        .collect();
     assert_eq!(released_by_last_commit(&server), released_one);
     let remaining: BTreeSet<String> = all.difference(&released_one).cloned().collect();
     assert_eq!(referenced(&server), remaining);
@@ -242,8 +245,65 @@ async fn a_backup_through_the_api_is_a_zip_holding_the_files() {
     let one = names(&record, "one").remove(0);
     assert!(found.contains(&(one, b"first file".to_vec())), "{found:?}");
     assert_eq!(found.len(), 3);
-    match std::process::Command::new("unzip").arg("-t").arg(&archive).output() {
+    match std::process::Command::new("unzip")
+        .arg("-t")
+        .arg(&archive)
+        .output()
+    {
         Ok(output) => assert!(output.status.success(), "unzip -t failed"),
-        Err(err) => eprintln!("NOTE: unzip is not installed ({err}); the unzip -t check is skipped"),
+        Err(err) => {
+            eprintln!("NOTE: unzip is not installed ({err}); the unzip -t check is skipped")
+        }
     }
+}
+
+#[tokio::test]
+async fn a_view_collections_file_fields_download_from_the_source_record() {
+    let server = start().await;
+    server
+        .collection(json!({
+            "name": "docs", "type": "base",
+            "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+            "fields": [
+                {"name": "title", "type": "text"},
+                {"name": "one", "type": "file", "maxSelect": 1, "maxSize": 1000},
+                {"name": "many", "type": "file", "maxSelect": 3, "maxSize": 1000}
+            ]
+        }))
+        .await;
+    let record = create_with_files(&server, "shown").await;
+    server
+        .collection(json!({
+            "name": "docview", "type": "view", "listRule": "", "viewRule": "",
+            "viewQuery": "SELECT id, title, one FROM docs"
+        }))
+        .await;
+    let id = record["id"].as_str().expect("id");
+    let one = names(&record, "one").remove(0);
+    let view_record = server
+        .send(
+            "GET",
+            &format!("/api/collections/docview/records/{id}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(view_record.status, 200, "{}", view_record.text);
+    assert_eq!(view_record.json["one"], json!(one));
+    let file = server
+        .send("GET", &format!("/api/files/docview/{id}/{one}"), None, None)
+        .await;
+    assert_eq!(file.status, 200, "{}", file.text);
+    assert_eq!(file.text, "first file");
+    // A file of the source record that the view does not show is not served through it.
+    let hidden = names(&record, "many").remove(0);
+    let reply = server
+        .send(
+            "GET",
+            &format!("/api/files/docview/{id}/{hidden}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 404);
 }

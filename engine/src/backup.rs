@@ -32,13 +32,13 @@
 use crate::commit::Seq;
 use crate::engine::{open_projection, replay_into, DATA_DB, LOG_DIR};
 use crate::error::{Error, Result};
+use crate::files::STORAGE_DIR;
 use crate::log::{parse_segment_name, write_log_range, LogReader, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::projection;
 use crate::snapshot::{
     build_projection_at, copy_projection, list_snapshots, parse_snapshot_name, publish_as_snapshot,
     remove_if_exists, snapshot_name, snapshots_dir, sync_dir, sync_file, SNAPSHOT_DIR,
 };
-use crate::files::STORAGE_DIR;
 use crate::storage::{FsStorage, Storage};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -429,7 +429,15 @@ fn build_dir(
     }
     sync_dir(&out_snapshots)?;
     if options.files {
-        copy_needed_files(source, out, &reader, &out_snapshots, log_from, seq, &mut report)?;
+        copy_needed_files(
+            source,
+            out,
+            &reader,
+            &out_snapshots,
+            log_from,
+            seq,
+            &mut report,
+        )?;
     }
     report.time_ms = if seq >= first && seq > 0 {
         reader
@@ -445,7 +453,10 @@ fn build_dir(
 
 /// True for a safe storage path component (no traversal, no hidden names).
 pub(crate) fn safe_component(part: &str) -> bool {
-    !part.is_empty() && part.len() <= 255 && !part.starts_with('.') && !part.contains(['/', '\\', '\0'])
+    !part.is_empty()
+        && part.len() <= 255
+        && !part.starts_with('.')
+        && !part.contains(['/', '\\', '\0'])
 }
 
 /// Puts into `out/storage/` the stored files the restore points `[log_from - 1, seq]` of the
@@ -682,11 +693,25 @@ fn write_tar(staging: &Path, tmp: &Path, manifest: &Manifest, manifest_bytes: &[
     let file = std::fs::File::create(tmp).map_err(|err| Error::io("create", tmp, err))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut bytes = manifest_bytes;
-    write_entry(&mut writer, tmp, MANIFEST_NAME, &mut bytes, manifest_bytes.len() as u64, mtime_s)?;
+    write_entry(
+        &mut writer,
+        tmp,
+        MANIFEST_NAME,
+        &mut bytes,
+        manifest_bytes.len() as u64,
+        mtime_s,
+    )?;
     for entry in &manifest.files {
         let path = staging.join(&entry.path);
         let mut source = std::fs::File::open(&path).map_err(|err| Error::io("open", &path, err))?;
-        write_entry(&mut writer, tmp, &entry.path, &mut source, entry.size, mtime_s)?;
+        write_entry(
+            &mut writer,
+            tmp,
+            &entry.path,
+            &mut source,
+            entry.size,
+            mtime_s,
+        )?;
     }
     writer
         .write_all(&[0u8; TAR_BLOCK * 2])
@@ -794,7 +819,9 @@ fn stored_files(storage: &Path) -> Result<Vec<(String, String, String)>> {
         };
         for entry in entries {
             let entry = entry.map_err(|err| Error::io("list", dir, err))?;
-            let kind = entry.file_type().map_err(|err| Error::io("stat", dir, err))?;
+            let kind = entry
+                .file_type()
+                .map_err(|err| Error::io("stat", dir, err))?;
             names.push((entry.file_name().to_string_lossy().into_owned(), kind));
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
@@ -897,11 +924,7 @@ pub(crate) fn unpack_archive(
 }
 
 /// [`unpack_archive`] for the tar archives (version 1) of older builds.
-fn unpack_tar(
-    archive: &Path,
-    out: &Path,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Manifest> {
+fn unpack_tar(archive: &Path, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Manifest> {
     let file = std::fs::File::open(archive).map_err(|err| Error::io("open", archive, err))?;
     let total = file
         .metadata()

@@ -169,8 +169,7 @@ pub(crate) fn unpack_zip(
         .metadata()
         .map_err(|err| Error::io("stat", archive, err))?
         .len();
-    let declared =
-        declared_entries(&mut file).map_err(|err| Error::io("read", archive, err))?;
+    let declared = declared_entries(&mut file).map_err(|err| Error::io("read", archive, err))?;
     file.seek(SeekFrom::Start(0))
         .map_err(|err| Error::io("seek", archive, err))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(BUF_BYTES, file))

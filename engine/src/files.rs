@@ -61,8 +61,7 @@ pub(crate) fn referenced_in(conn: &Connection) -> Result<Option<BTreeSet<FileKey
     if !exists {
         return Ok(None);
     }
-    let mut statement =
-        conn.prepare("SELECT collection_id, record_id, name FROM _stored_files")?;
+    let mut statement = conn.prepare("SELECT collection_id, record_id, name FROM _stored_files")?;
     let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     Ok(Some(rows.collect::<std::result::Result<_, _>>()?))
 }

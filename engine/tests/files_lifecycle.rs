@@ -78,7 +78,13 @@ impl Harness {
             .collect()
     }
 
-    fn commit(&mut self, record_change: Change, record: &str, added: Vec<String>, removed: Vec<String>) {
+    fn commit(
+        &mut self,
+        record_change: Change,
+        record: &str,
+        added: Vec<String>,
+        removed: Vec<String>,
+    ) {
         let files = Change::FilesChanged {
             collection_id: COLLECTION.into(),
             record_id: record.into(),
@@ -100,7 +106,17 @@ impl Harness {
     /// Creates `record` with `count` files (or adds them when it exists).
     fn upload(&mut self, record: &str, count: usize) {
         let exists = self.current.keys().any(|(rec, _)| rec == record)
-            || !self.engine.read(|conn| conn.query("SELECT id FROM notes WHERE id = ?1", &[Value::Text(record.into())])).expect("read").rows.is_empty();
+            || !self
+                .engine
+                .read(|conn| {
+                    conn.query(
+                        "SELECT id FROM notes WHERE id = ?1",
+                        &[Value::Text(record.into())],
+                    )
+                })
+                .expect("read")
+                .rows
+                .is_empty();
         let mut added = Vec::new();
         for _ in 0..count {
             let (name, bytes) = self.new_name(record);
@@ -178,7 +194,11 @@ impl Harness {
     fn orphan(&mut self, record: &str) -> PathBuf {
         let (name, bytes) = self.new_name(record);
         store(&self.dir, record, &name, &bytes);
-        self.dir.join("storage").join(COLLECTION).join(record).join(name)
+        self.dir
+            .join("storage")
+            .join(COLLECTION)
+            .join(record)
+            .join(name)
     }
 
     /// The files referenced right after `seq`.
@@ -265,8 +285,9 @@ fn backup_is_a_zip_with_the_files_of_its_point_and_restores_them_exactly() {
     h.remove_one("c");
     let orphan = h.orphan("a");
     let archive = scratch.path().join("backup.zip");
-    let report = engine::admin::write_backup(&h.dir, &archive, RestoreOptions::default(), &mut |_| {})
-        .expect("backup");
+    let report =
+        engine::admin::write_backup(&h.dir, &archive, RestoreOptions::default(), &mut |_| {})
+            .expect("backup");
     assert_eq!(report.manifest.version, 2);
     let archived: BTreeSet<String> = report
         .manifest
@@ -284,25 +305,37 @@ fn backup_is_a_zip_with_the_files_of_its_point_and_restores_them_exactly() {
     assert!(!archived.iter().any(|path| orphan.ends_with(path)));
     let bytes = std::fs::read(&archive).expect("read");
     assert_eq!(&bytes[..4], b"PK\x03\x04", "a zip archive");
-    match std::process::Command::new("unzip").arg("-t").arg(&archive).output() {
+    match std::process::Command::new("unzip")
+        .arg("-t")
+        .arg(&archive)
+        .output()
+    {
         Ok(output) => assert!(
             output.status.success(),
             "unzip -t: {}",
             String::from_utf8_lossy(&output.stdout)
         ),
-        Err(err) => eprintln!("NOTE: unzip is not installed ({err}); the unzip -t check is skipped"),
+        Err(err) => {
+            eprintln!("NOTE: unzip is not installed ({err}); the unzip -t check is skipped")
+        }
     }
     // Latest, without history: exactly the files referenced at the point, with their bytes.
     let latest = scratch.path().join("latest");
-    let restored = engine::admin::restore_archive(&archive, &latest, options(At::Latest, false), &mut |_| {})
-        .expect("restore");
+    let restored =
+        engine::admin::restore_archive(&archive, &latest, options(At::Latest, false), &mut |_| {})
+            .expect("restore");
     assert_eq!(restored.files, h.current.len());
     assert_eq!(stored(&latest), h.current);
     assert_eq!(referenced(&latest), keys(&h.current));
     // An earlier point, from the archive: its files, bytes included.
     let earlier = scratch.path().join("earlier");
-    engine::admin::restore_archive(&archive, &earlier, options(At::Seq(early), false), &mut |_| {})
-        .expect("restore earlier");
+    engine::admin::restore_archive(
+        &archive,
+        &earlier,
+        options(At::Seq(early), false),
+        &mut |_| {},
+    )
+    .expect("restore earlier");
     assert_eq!(stored(&earlier), h.at(early));
     assert_eq!(referenced(&earlier), keys(&h.at(early)));
     // With history, the restored dir can go on restoring to any earlier point itself.
@@ -321,8 +354,14 @@ fn a_needed_file_missing_from_storage_fails_the_restore_and_creates_nothing() {
     let mut h = Harness::new(&scratch.path().join("src"));
     h.upload("a", 1);
     let (record, name) = h.current.keys().next().cloned().expect("a file");
-    std::fs::remove_file(h.dir.join("storage").join(COLLECTION).join(&record).join(&name))
-        .expect("remove");
+    std::fs::remove_file(
+        h.dir
+            .join("storage")
+            .join(COLLECTION)
+            .join(&record)
+            .join(&name),
+    )
+    .expect("remove");
     let target = scratch.path().join("target");
     match engine::admin::restore_dir(&h.dir, &target, RestoreOptions::default(), &mut |_| {}) {
         Err(Error::InvalidTarget(reason)) => assert!(reason.contains(&name), "{reason}"),
@@ -375,7 +414,17 @@ fn compaction_deletes_bytes_only_when_no_retained_point_needs_them() {
         .flat_map(|(_, files)| keys(files))
         .collect();
     let mut on_disk = keys(&stored(&h.dir));
-    assert!(on_disk.remove(&("z".to_string(), young.file_name().expect("name").to_string_lossy().into_owned())), "a young orphan is kept");
+    assert!(
+        on_disk.remove(&(
+            "z".to_string(),
+            young
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        )),
+        "a young orphan is kept"
+    );
     assert_eq!(on_disk, expected);
     assert!(!orphan.exists(), "an aged orphan is swept");
     assert_eq!(report.files_removed, 4);
@@ -410,7 +459,10 @@ fn collection_deletion_releases_its_files() {
     assert!(referenced(&h.dir).is_empty());
     common::assert_projection_matches_replay(&h.engine);
     age_all(&h.dir);
-    let report = h.engine.compact(engine::Retention::Commits(0)).expect("compact");
+    let report = h
+        .engine
+        .compact(engine::Retention::Commits(0))
+        .expect("compact");
     assert_eq!(report.files_removed, 2);
     assert!(stored(&h.dir).is_empty());
 }
@@ -524,7 +576,10 @@ fn write_zip(path: &Path, entries: &[(String, Vec<u8>, Option<u32>)]) {
 fn rename_raw(bytes: &mut [u8], from: &[u8], to: &[u8]) {
     assert_eq!(from.len(), to.len());
     let mut at = 0;
-    while let Some(offset) = bytes[at..].windows(from.len()).position(|window| window == from) {
+    while let Some(offset) = bytes[at..]
+        .windows(from.len())
+        .position(|window| window == from)
+    {
         bytes[at + offset..at + offset + from.len()].copy_from_slice(to);
         at += offset + from.len();
     }
@@ -536,12 +591,14 @@ fn hostile_zip_archives_are_refused_and_create_nothing() {
     let mut h = Harness::new(&scratch.path().join("src"));
     h.upload("a", 1);
     let archive = scratch.path().join("good.zip");
-    let report = engine::admin::write_backup(&h.dir, &archive, RestoreOptions::default(), &mut |_| {})
-        .expect("backup");
+    let report =
+        engine::admin::write_backup(&h.dir, &archive, RestoreOptions::default(), &mut |_| {})
+            .expect("backup");
     // Read the good archive's entries back to rebuild variants of it.
     let mut good: Vec<(String, Vec<u8>)> = Vec::new();
     {
-        let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive).expect("open")).expect("zip");
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(&archive).expect("open")).expect("zip");
         for index in 0..zip.len() {
             let mut entry = zip.by_index(index).expect("entry");
             let mut body = Vec::new();
@@ -576,22 +633,93 @@ fn hostile_zip_archives_are_refused_and_create_nothing() {
     let evil: &[u8] = b"evil";
     let bomb = vec![0u8; 8 << 20];
     let cases: Vec<(&str, Vec<(String, Vec<u8>, Option<u32>)>)> = vec![
-        ("zip slip", with(vec![("../../evil", evil.to_vec(), None)], manifest_with(&[("../../evil", evil)], None))),
-        ("zip slip in storage", with(vec![("storage/c/../../../evil", evil.to_vec(), None)], manifest_with(&[("storage/c/../../../evil", evil)], None))),
-        ("absolute path", with(vec![("/tmp/evil", evil.to_vec(), None)], manifest_with(&[("/tmp/evil", evil)], None))),
-        ("hidden storage name", with(vec![("storage/c/r/.evil", evil.to_vec(), None)], manifest_with(&[("storage/c/r/.evil", evil)], None))),
-        ("unknown entry", with(vec![("data.db", evil.to_vec(), None)], manifest_with(&[("data.db", evil)], None))),
-        ("symlink", with(vec![("storage/c/r/link", b"/etc/passwd".to_vec(), Some(0o120777))], manifest_with(&[("storage/c/r/link", b"/etc/passwd")], None))),
-        ("directory", with(vec![("storage/c/r/d/", Vec::new(), Some(0o040755))], manifest_with(&[("storage/c/r/d/", b"")], None))),
-        ("not in the manifest", with(vec![("storage/c/r/x", evil.to_vec(), None)], manifest_with(&[], None))),
-        ("size mismatch", with(vec![("storage/c/r/x", evil.to_vec(), None)], manifest_with(&[("storage/c/r/x", evil)], Some(2)))),
-        ("oversized entry", with(vec![("storage/c/r/x", bomb.clone(), None)], manifest_with(&[("storage/c/r/x", &bomb)], Some(16)))),
-        ("zip bomb manifest", with(vec![("storage/c/r/x", evil.to_vec(), None)], manifest_with(&[("storage/c/r/x", evil)], Some(1 << 40)))),
-        ("missing entry", with(vec![], manifest_with(&[("storage/c/r/x", evil)], None))),
+        (
+            "zip slip",
+            with(
+                vec![("../../evil", evil.to_vec(), None)],
+                manifest_with(&[("../../evil", evil)], None),
+            ),
+        ),
+        (
+            "zip slip in storage",
+            with(
+                vec![("storage/c/../../../evil", evil.to_vec(), None)],
+                manifest_with(&[("storage/c/../../../evil", evil)], None),
+            ),
+        ),
+        (
+            "absolute path",
+            with(
+                vec![("/tmp/evil", evil.to_vec(), None)],
+                manifest_with(&[("/tmp/evil", evil)], None),
+            ),
+        ),
+        (
+            "hidden storage name",
+            with(
+                vec![("storage/c/r/.evil", evil.to_vec(), None)],
+                manifest_with(&[("storage/c/r/.evil", evil)], None),
+            ),
+        ),
+        (
+            "unknown entry",
+            with(
+                vec![("data.db", evil.to_vec(), None)],
+                manifest_with(&[("data.db", evil)], None),
+            ),
+        ),
+        (
+            "symlink",
+            with(
+                vec![("storage/c/r/link", b"/etc/passwd".to_vec(), Some(0o120777))],
+                manifest_with(&[("storage/c/r/link", b"/etc/passwd")], None),
+            ),
+        ),
+        (
+            "directory",
+            with(
+                vec![("storage/c/r/d/", Vec::new(), Some(0o040755))],
+                manifest_with(&[("storage/c/r/d/", b"")], None),
+            ),
+        ),
+        (
+            "not in the manifest",
+            with(
+                vec![("storage/c/r/x", evil.to_vec(), None)],
+                manifest_with(&[], None),
+            ),
+        ),
+        (
+            "size mismatch",
+            with(
+                vec![("storage/c/r/x", evil.to_vec(), None)],
+                manifest_with(&[("storage/c/r/x", evil)], Some(2)),
+            ),
+        ),
+        (
+            "oversized entry",
+            with(
+                vec![("storage/c/r/x", bomb.clone(), None)],
+                manifest_with(&[("storage/c/r/x", &bomb)], Some(16)),
+            ),
+        ),
+        (
+            "zip bomb manifest",
+            with(
+                vec![("storage/c/r/x", evil.to_vec(), None)],
+                manifest_with(&[("storage/c/r/x", evil)], Some(1 << 40)),
+            ),
+        ),
+        (
+            "missing entry",
+            with(vec![], manifest_with(&[("storage/c/r/x", evil)], None)),
+        ),
     ];
     let mut bad_files: Vec<(String, Vec<u8>)> = Vec::new();
     for (label, entries) in &cases {
-        let path = scratch.path().join(format!("{}.zip", label.replace(' ', "_")));
+        let path = scratch
+            .path()
+            .join(format!("{}.zip", label.replace(' ', "_")));
         write_zip(&path, entries);
         bad_files.push((label.to_string(), std::fs::read(&path).expect("read")));
     }
@@ -603,7 +731,10 @@ fn hostile_zip_archives_are_refused_and_create_nothing() {
         write_zip(
             &path,
             &with(
-                vec![(name_a, b"one".to_vec(), None), (name_b, b"two".to_vec(), None)],
+                vec![
+                    (name_a, b"one".to_vec(), None),
+                    (name_b, b"two".to_vec(), None),
+                ],
                 manifest_with(&[(name_a, b"one"), (name_b, b"two")], None),
             ),
         );
@@ -614,23 +745,36 @@ fn hostile_zip_archives_are_refused_and_create_nothing() {
     // A flipped byte inside a stored file's data: its CRC fails.
     {
         let mut bytes = std::fs::read(&archive).expect("read");
-        let (_, body) = good.iter().find(|(name, _)| name.starts_with("storage/")).expect("a file");
-        let at = bytes.windows(body.len()).position(|window| window == body.as_slice()).expect("stored body");
+        let (_, body) = good
+            .iter()
+            .find(|(name, _)| name.starts_with("storage/"))
+            .expect("a file");
+        let at = bytes
+            .windows(body.len())
+            .position(|window| window == body.as_slice())
+            .expect("stored body");
         bytes[at] ^= 0x20;
         bad_files.push(("flipped byte".into(), bytes));
         let truncated = std::fs::read(&archive).expect("read");
-        bad_files.push(("truncated".into(), truncated[..truncated.len() / 2].to_vec()));
+        bad_files.push((
+            "truncated".into(),
+            truncated[..truncated.len() / 2].to_vec(),
+        ));
     }
     let target = scratch.path().join("target");
     for (label, bytes) in bad_files {
         let path = scratch.path().join("bad.zip");
         std::fs::write(&path, &bytes).expect("write");
-        match engine::admin::restore_archive(&path, &target, RestoreOptions::default(), &mut |_| {}) {
+        match engine::admin::restore_archive(&path, &target, RestoreOptions::default(), &mut |_| {})
+        {
             Err(Error::BadArchive(reason)) => eprintln!("{label}: {reason}"),
             other => panic!("{label}: expected BadArchive, got {other:?}"),
         }
         assert!(!target.exists(), "{label}: the target was created");
-        assert!(!scratch.path().join("evil").exists(), "{label}: wrote outside");
+        assert!(
+            !scratch.path().join("evil").exists(),
+            "{label}: wrote outside"
+        );
         assert!(!Path::new("/tmp/evil").exists(), "{label}: wrote outside");
     }
     // The good one restores.

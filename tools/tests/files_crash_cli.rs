@@ -79,7 +79,9 @@ fn a_crash_between_file_write_and_commit_leaves_nothing_missing_and_the_orphan_i
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        let response = upload(&server, &token, b"committed before the crash").await.expect("upload");
+        let response = upload(&server, &token, b"committed before the crash")
+            .await
+            .expect("upload");
         assert_eq!(response.status().as_u16(), 200);
         assert!(server.terminate(), "clean stop");
         let committed = files_under(&storage);
@@ -99,27 +101,52 @@ fn a_crash_between_file_write_and_commit_leaves_nothing_missing_and_the_orphan_i
         while !server.stderr().contains("failpoint hit") && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(!server.terminate(), "the process aborted: {}", server.stderr());
+        assert!(
+            !server.terminate(),
+            "the process aborted: {}",
+            server.stderr()
+        );
         let orphans: Vec<PathBuf> = files_under(&storage)
             .into_iter()
             .filter(|path| !committed.contains(path))
             .collect();
-        assert_eq!(orphans.len(), 1, "the aborted upload left its file in storage");
+        assert_eq!(
+            orphans.len(),
+            1,
+            "the aborted upload left its file in storage"
+        );
         assert_eq!(last_seq(&dir), seq_before, "nothing was committed");
 
         // Nothing referenced is missing, before and after the restart.
         let (code, out) = pb_tools(&["verify"], &dir);
         assert_eq!(code, 0, "{out}");
         let mut server = Server::start(&dir, &[]).await;
-        assert!(!orphans[0].exists(), "the start-up sweep removed the orphan");
-        assert_eq!(files_under(&storage), committed, "the committed file is kept");
+        assert!(
+            !orphans[0].exists(),
+            "the start-up sweep removed the orphan"
+        );
+        assert_eq!(
+            files_under(&storage),
+            committed,
+            "the committed file is kept"
+        );
         let token = server.login().await;
-        let response = upload(&server, &token, b"after the restart").await.expect("upload");
+        let response = upload(&server, &token, b"after the restart")
+            .await
+            .expect("upload");
         assert_eq!(response.status().as_u16(), 200);
         let record: serde_json::Value = response.json().await.expect("json");
         let name = record["doc"].as_str().expect("name").to_string();
         let (status, _) = server
-            .call("GET", &format!("/api/files/docs/{}/{name}", record["id"].as_str().expect("id")), None, None)
+            .call(
+                "GET",
+                &format!(
+                    "/api/files/docs/{}/{name}",
+                    record["id"].as_str().expect("id")
+                ),
+                None,
+                None,
+            )
             .await;
         assert_eq!(status, 200);
         assert!(server.terminate());

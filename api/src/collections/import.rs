@@ -215,7 +215,11 @@ pub async fn import(
                     derive_view_fields(tx, &mut collection, IMPORT_FAILED)
                         .map_err(|err| import_failure(&describe(&name, &err)))?;
                 }
-                if let Some(old) = previous.collections.iter().find(|old| old.id == collection.id) {
+                if let Some(old) = previous
+                    .collections
+                    .iter()
+                    .find(|old| old.id == collection.id)
+                {
                     crate::files::retention::stage_released_by_schema(tx, old, Some(&collection))
                         .map_err(|err| import_failure(&describe(&name, &err)))?;
                 }

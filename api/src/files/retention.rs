@@ -1,4 +1,5 @@
-//! Stored files released by schema changes, and the start-up orphan sweep.
+//! Stored files released by schema changes, the start-up orphan sweep, and where a view
+//! collection's files are stored.
 //!
 //! A record write names the files it adds and drops (`files::write`); deleting a collection or
 //! one of its file fields drops every file those records hold, so the same command stages one
@@ -114,4 +115,34 @@ pub fn sweep_orphans_at_start(data_dir: &Path, log: &engine::LogReader) -> anyho
         );
     }
     Ok(())
+}
+
+/// Where the file `filename` of record `record_id` of a view collection is stored: a view's
+/// file field shows a source record's file, stored under the source's collection and record
+/// (`storage/<sourceCollectionId>/<sourceRecordId>/<name>`). The projection's stored-files
+/// table finds it by name (names carry a random suffix), preferring a source record with the
+/// view record's id. The caller has checked that the view record names the file.
+pub async fn view_file_path(
+    state: &std::sync::Arc<crate::state::AppState>,
+    record_id: &str,
+    filename: &str,
+) -> ApiResult<std::path::PathBuf> {
+    let (name, id) = (filename.to_string(), record_id.to_string());
+    let rows = state
+        .read(move |conn| {
+            conn.query(
+                "SELECT collection_id, record_id FROM _stored_files WHERE name = ?1 \
+                 ORDER BY record_id = ?2 DESC LIMIT 1",
+                &[engine::Value::Text(name), engine::Value::Text(id)],
+            )
+        })
+        .await?;
+    let Some([engine::Value::Text(collection_id), engine::Value::Text(source_id)]) =
+        rows.rows.first().map(Vec::as_slice)
+    else {
+        return Err(ApiError::not_found());
+    };
+    crate::files::storage::LocalStorage::new(state.engine.dir())
+        .path_of(collection_id, source_id, filename)
+        .ok_or_else(ApiError::not_found)
 }
