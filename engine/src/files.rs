@@ -16,6 +16,11 @@
 //!    PocketBase's `thumbs_<name>/` directories two levels below it are touched.
 //! 3. A thumbnail directory goes only with its original (unneeded and gone).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "stored files are not log files: the sweep removes them directly"
+)]
+
 use crate::commit::{Change, Seq};
 use crate::error::{Error, Result};
 use crate::log::LogReader;
