@@ -25,6 +25,9 @@ const COLLECTION: &str = "c_notes";
 
 type FileSet = BTreeMap<(String, String), Vec<u8>>;
 
+/// A zip entry to write: name, body, unix mode (for symlinks and directories).
+type ZipEntry = (String, Vec<u8>, Option<u32>);
+
 /// A data dir with the notes collection and a model of its referenced files per seq.
 struct Harness {
     dir: PathBuf,
@@ -550,7 +553,7 @@ proptest! {
 }
 
 /// Writes a zip with the given entries; `mode` `Some(0o120777)` makes an entry a symlink.
-fn write_zip(path: &Path, entries: &[(String, Vec<u8>, Option<u32>)]) {
+fn write_zip(path: &Path, entries: &[ZipEntry]) {
     let file = std::fs::File::create(path).expect("create");
     let mut zip = zip::ZipWriter::new(file);
     for (name, body, mode) in entries {
@@ -618,8 +621,7 @@ fn hostile_zip_archives_are_refused_and_create_nothing() {
         serde_json::to_vec(&manifest).expect("json")
     };
     let with = |extra: Vec<(&'static str, Vec<u8>, Option<u32>)>, manifest: Vec<u8>| {
-        let mut entries: Vec<(String, Vec<u8>, Option<u32>)> =
-            vec![("manifest.json".to_string(), manifest, None)];
+        let mut entries: Vec<ZipEntry> = vec![("manifest.json".to_string(), manifest, None)];
         for (name, body) in good.iter().skip(1) {
             entries.push((name.clone(), body.clone(), None));
         }
@@ -632,7 +634,7 @@ fn hostile_zip_archives_are_refused_and_create_nothing() {
     };
     let evil: &[u8] = b"evil";
     let bomb = vec![0u8; 8 << 20];
-    let cases: Vec<(&str, Vec<(String, Vec<u8>, Option<u32>)>)> = vec![
+    let cases: Vec<(&str, Vec<ZipEntry>)> = vec![
         (
             "zip slip",
             with(
