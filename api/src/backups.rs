@@ -1,10 +1,10 @@
 //! The backups and restore domain behind `/api/backups` (superusers only; the handlers in
 //! `handlers/backups.rs` are HTTP glue), and the restore steps `pocketlog serve` runs at start.
 //!
-//! Backups are pocketlog archives (`engine::admin::write_backup`: a tar with a manifest, the log range
-//! and snapshots; see FORMAT.md) stored as `pb_data/backups/<key>`. The key keeps PocketBase's
-//! `.zip` naming rule so the SDK and dashboard work unchanged, but the content is not a zip and
-//! a PocketBase zip cannot be restored (its data format differs anyway).
+//! Backups are pocketlog archives (`engine::admin::write_backup`: a zip with a manifest, the log
+//! range, snapshots and the stored files its restore points need; see FORMAT.md) stored as
+//! `pb_data/backups/<key>.zip`. Restoring one brings back exactly the files of its point
+//! (`storage/` is swapped in with the log and the projection).
 //!
 //! 1. Creating a backup reads the log and a consistent projection copy from a read transaction;
 //!    it never blocks writes. One backup or restore runs at a time (else 400).

@@ -393,6 +393,9 @@ impl AppState {
         crate::files::storage::LocalStorage::new(engine.dir()).sweep_tmp()?;
         let auth_cache = Arc::new(crate::auth_cache::AuthCache::default());
         auth_cache.set_schema(&schema);
+        // Stored files no commit references (a crash between an upload's rename and its
+        // commit), swept before any request can upload.
+        crate::files::retention::sweep_orphans_at_start(engine.dir(), engine.log())?;
         Ok(Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),

@@ -22,12 +22,18 @@ pub use crate::snapshot::{
     build_projection_at, parse_snapshot_name, snapshot_name, snapshots_dir, BuildReport,
 };
 
-/// Backups (a tar archive with a manifest, the log range and a snapshot) and restores (into a
+/// Backups (a zip archive with a manifest, the log range, snapshots and stored files) and restores (into a
 /// new data dir, or staged into a live one and applied at the next start).
 pub use crate::backup::{
     apply_staged_restore, read_manifest, resolve_target, restore_archive, restore_dir,
     stage_restore, write_backup, At, BackupReport, Manifest, ManifestFile, Progress,
     RestoreOptions, RestoreReport, PENDING_RESTORE,
+};
+
+/// Stored files (`storage/<collectionId>/<recordId>/<name>`) seen from the log: the set a
+/// projection references (`_stored_files`) and the sweep of files no restore point needs.
+pub use crate::files::{
+    referenced_at, sweep_unneeded, FileKey, FileSweep, FILES_GRACE_MS, STORAGE_DIR,
 };
 
 /// Offline compaction of a data dir's log, step by step (a running engine compacts with

@@ -2,10 +2,11 @@
 //!
 //! `restore_dir` builds a data dir whose state is exactly the state after the last commit at or
 //! before a point (a seq or a time): the nearest snapshot at or before it plus a replay, the log
-//! range up to it (same seqs, so the restored dir continues the numbering), and the snapshots
-//! the copied log needs. `write_backup` does the same into a staging dir and packs it as a tar
-//! archive with a manifest (see "Backup archives" in `engine/FORMAT.md`); `restore_archive`
-//! validates and unpacks one, then restores from it.
+//! range up to it (same seqs, so the restored dir continues the numbering), the snapshots
+//! the copied log needs, and the stored files its restore points need (`storage/`, see
+//! `files.rs`). `write_backup` does the same into a staging dir and packs it as a zip archive
+//! with a manifest (see "Backup archives" in `engine/FORMAT.md`; `backup_zip.rs`);
+//! `restore_archive` validates and unpacks one (zip, or the older tar), then restores from it.
 //!
 //! What it deliberately does not do: take the source's lock or talk to its writer. The source
 //! is read through `LogReader::open_dir` (a torn tail is ignored) and consistent copies of its
@@ -15,9 +16,13 @@
 //! 1. The target appears only when complete: everything is built in a sibling staging dir,
 //!    fsynced, then renamed into place. Bad input fails before the target exists.
 //! 2. An archive entry is accepted only when its name is on an allow-list (`manifest.json`,
-//!    `log/seg-<16 hex>.log`, `snapshots/snap-<16 hex>.db`), it is a regular file, it is listed
-//!    in the manifest and its size and CRC-32 match. Links, absolute paths and `..` never pass.
+//!    `log/seg-<16 hex>.log`, `snapshots/snap-<16 hex>.db`, `storage/<c>/<r>/<name>` with safe
+//!    components), it is a regular file, it is listed in the manifest and its size and CRC-32
+//!    match. Links, absolute paths and `..` never pass.
 //! 3. The restored dir's log starts at `F` and a snapshot at `F - 1` is in it whenever `F > 1`.
+//! 4. The restored dir's `storage/` holds exactly the stored files its restore points need
+//!    (`referenced(F - 1) ∪ added in [F, point]`), copied from the source's `storage/`; a
+//!    needed file missing there fails the restore (unless `RestoreOptions::files` is off).
 
 #![allow(
     clippy::disallowed_methods,
@@ -27,6 +32,7 @@
 use crate::commit::Seq;
 use crate::engine::{open_projection, replay_into, DATA_DB, LOG_DIR};
 use crate::error::{Error, Result};
+use crate::files::STORAGE_DIR;
 use crate::log::{parse_segment_name, write_log_range, LogReader, SEGMENT_BYTES_MAX_DEFAULT};
 use crate::projection;
 use crate::snapshot::{
@@ -41,8 +47,10 @@ use std::sync::Arc;
 
 /// Archive format name in the manifest.
 pub(crate) const ARCHIVE_FORMAT: &str = "pocketlog-backup";
-/// Archive format version.
-pub(crate) const ARCHIVE_VERSION: u32 = 1;
+/// Archive format version written (2: a zip archive, with stored files).
+pub(crate) const ARCHIVE_VERSION: u32 = 2;
+/// Oldest archive format version read (1: a tar archive, no stored files).
+pub(crate) const ARCHIVE_VERSION_MIN: u32 = 1;
 /// Name of the manifest entry (always the first entry).
 pub(crate) const MANIFEST_NAME: &str = "manifest.json";
 /// Largest manifest accepted when reading an archive.
@@ -161,6 +169,9 @@ pub struct RestoreOptions {
     pub history: bool,
     /// Segment size for the copied log.
     pub segment_bytes_max: u64,
+    /// Copy the stored files the restore points need from the source's `storage/` (true), or
+    /// leave `storage/` empty (false: the files live elsewhere, e.g. in S3).
+    pub files: bool,
 }
 
 impl Default for RestoreOptions {
@@ -169,6 +180,7 @@ impl Default for RestoreOptions {
             at: At::Latest,
             history: true,
             segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            files: true,
         }
     }
 }
@@ -201,6 +213,10 @@ pub struct RestoreReport {
     pub commits_copied: u64,
     /// Snapshots copied.
     pub snapshots: Vec<Seq>,
+    /// Stored files copied.
+    pub files: usize,
+    /// Their bytes.
+    pub file_bytes: u64,
 }
 
 fn check_new_target(target: &Path) -> Result<()> {
@@ -412,6 +428,17 @@ fn build_dir(
         report.snapshots.push(log_from - 1);
     }
     sync_dir(&out_snapshots)?;
+    if options.files {
+        copy_needed_files(
+            source,
+            out,
+            &reader,
+            &out_snapshots,
+            log_from,
+            seq,
+            &mut report,
+        )?;
+    }
     report.time_ms = if seq >= first && seq > 0 {
         reader
             .read_from(seq, 1)?
@@ -422,6 +449,86 @@ fn build_dir(
     };
     sync_dir(out)?;
     Ok(report)
+}
+
+/// True for a safe storage path component (no traversal, no hidden names).
+pub(crate) fn safe_component(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 255
+        && !part.starts_with('.')
+        && !part.contains(['/', '\\', '\0'])
+}
+
+/// Puts into `out/storage/` the stored files the restore points `[log_from - 1, seq]` of the
+/// new dir need (invariant 4): hard links to the source's immutable files where possible,
+/// copies (fsynced) otherwise.
+fn copy_needed_files(
+    source: &Path,
+    out: &Path,
+    reader: &LogReader,
+    out_snapshots: &Path,
+    log_from: Seq,
+    seq: Seq,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let out_storage = out.join(STORAGE_DIR);
+    std::fs::create_dir_all(&out_storage)
+        .map_err(|err| Error::io("create dir", &out_storage, err))?;
+    let needed = match crate::files::needed_files(reader, out_snapshots, log_from, seq)? {
+        Some(needed) => needed,
+        None => {
+            tracing::warn!(
+                "the snapshot at seq {} predates the stored-files table: only files added \
+                 after it are copied",
+                log_from.saturating_sub(1)
+            );
+            let mut added = std::collections::BTreeSet::new();
+            crate::files::added_in(reader, log_from, seq, &mut added)?;
+            added
+        }
+    };
+    let source_storage = source.join(STORAGE_DIR);
+    let mut dirs = std::collections::BTreeSet::new();
+    for (collection, record, name) in &needed {
+        if ![collection, record, name]
+            .iter()
+            .all(|part| safe_component(part))
+        {
+            return Err(Error::invalid_target(format!(
+                "the log names an unsafe stored file {collection:?}/{record:?}/{name:?}"
+            )));
+        }
+        let from = source_storage.join(collection).join(record).join(name);
+        let metadata = match std::fs::symlink_metadata(&from) {
+            Ok(metadata) if metadata.is_file() => metadata,
+            _ => {
+                return Err(Error::invalid_target(format!(
+                    "the stored file {} is needed at seq {seq} but missing \
+                     (`pb-tools verify` lists missing files)",
+                    from.display()
+                )))
+            }
+        };
+        let dir = out_storage.join(collection).join(record);
+        std::fs::create_dir_all(&dir).map_err(|err| Error::io("create dir", &dir, err))?;
+        let to = dir.join(name);
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|err| Error::io("copy", &to, err))?;
+            sync_file(&to)?;
+        }
+        report.files += 1;
+        report.file_bytes += metadata.len();
+        dirs.insert(dir);
+    }
+    let mut collections = std::collections::BTreeSet::new();
+    for dir in &dirs {
+        sync_dir(dir)?;
+        collections.insert(parent_of(dir));
+    }
+    for dir in &collections {
+        sync_dir(dir)?;
+    }
+    sync_dir(&out_storage)
 }
 
 /// One file of an archive, as listed in its manifest.
@@ -483,6 +590,7 @@ fn crc_of_file(path: &Path) -> Result<(u64, u32)> {
     Ok((size, hasher.finalize()))
 }
 
+#[cfg(feature = "testing")]
 fn tar_octal(field: &mut [u8], value: u64) {
     let digits = field.len() - 1;
     let text = format!("{value:0digits$o}");
@@ -490,6 +598,7 @@ fn tar_octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
+#[cfg(feature = "testing")]
 fn tar_header(name: &str, size: u64, mtime_s: u64) -> [u8; TAR_BLOCK] {
     let mut header = [0u8; TAR_BLOCK];
     header[..name.len()].copy_from_slice(name.as_bytes());
@@ -508,6 +617,7 @@ fn tar_header(name: &str, size: u64, mtime_s: u64) -> [u8; TAR_BLOCK] {
     header
 }
 
+#[cfg(feature = "testing")]
 fn write_entry(
     out: &mut impl Write,
     out_path: &Path,
@@ -553,10 +663,63 @@ pub fn write_backup(
     remove_dir_if_exists(&staging)?;
     let result = (|| {
         let report = restore_dir(source, &staging, options, progress)?;
-        pack(&staging, out, &report, progress)
+        pack(&staging, out, &report, progress, false)
     })();
     let _ = remove_dir_if_exists(&staging);
     result
+}
+
+/// A backup in the tar format of older builds (version 1, no stored files), to test that
+/// such archives still restore.
+#[cfg(feature = "testing")]
+pub(crate) fn write_legacy_tar_backup(source: &Path, out: &Path) -> Result<BackupReport> {
+    let staging = sibling(out, "building")?;
+    remove_dir_if_exists(&staging)?;
+    let options = RestoreOptions {
+        files: false,
+        ..RestoreOptions::default()
+    };
+    let result = (|| {
+        let report = restore_dir(source, &staging, options, &mut |_| {})?;
+        pack(&staging, out, &report, &mut |_| {}, true)
+    })();
+    let _ = remove_dir_if_exists(&staging);
+    result
+}
+
+#[cfg(feature = "testing")]
+fn write_tar(staging: &Path, tmp: &Path, manifest: &Manifest, manifest_bytes: &[u8]) -> Result<()> {
+    let mtime_s = (manifest.created_ms / 1000).max(0) as u64;
+    let file = std::fs::File::create(tmp).map_err(|err| Error::io("create", tmp, err))?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut bytes = manifest_bytes;
+    write_entry(
+        &mut writer,
+        tmp,
+        MANIFEST_NAME,
+        &mut bytes,
+        manifest_bytes.len() as u64,
+        mtime_s,
+    )?;
+    for entry in &manifest.files {
+        let path = staging.join(&entry.path);
+        let mut source = std::fs::File::open(&path).map_err(|err| Error::io("open", &path, err))?;
+        write_entry(
+            &mut writer,
+            tmp,
+            &entry.path,
+            &mut source,
+            entry.size,
+            mtime_s,
+        )?;
+    }
+    writer
+        .write_all(&[0u8; TAR_BLOCK * 2])
+        .map_err(|err| Error::io("write", tmp, err))?;
+    let file = writer
+        .into_inner()
+        .map_err(|err| Error::io("write", tmp, err.into_error()))?;
+    file.sync_all().map_err(|err| Error::io("fsync", tmp, err))
 }
 
 fn pack(
@@ -564,6 +727,7 @@ fn pack(
     out: &Path,
     report: &RestoreReport,
     progress: &mut dyn FnMut(Progress),
+    legacy_tar: bool,
 ) -> Result<BackupReport> {
     let staging_db = staging.join(DATA_DB);
     let staging_snapshots = staging.join(SNAPSHOT_DIR);
@@ -594,6 +758,9 @@ fn pack(
             .unwrap_or_default();
         segments.push((seq, format!("{SNAPSHOT_DIR}/{name}")));
     }
+    for (collection, record, name) in stored_files(&staging.join(STORAGE_DIR))? {
+        segments.push((0, format!("{STORAGE_DIR}/{collection}/{record}/{name}")));
+    }
     for (_, path) in &segments {
         let (size, crc32) = crc_of_file(&staging.join(path))?;
         files.push(ManifestFile {
@@ -605,7 +772,11 @@ fn pack(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let manifest = Manifest {
         format: ARCHIVE_FORMAT.into(),
-        version: ARCHIVE_VERSION,
+        version: if legacy_tar {
+            ARCHIVE_VERSION_MIN
+        } else {
+            ARCHIVE_VERSION
+        },
         created_ms: now_ms,
         seq_first: report.log_first,
         seq_last: report.seq,
@@ -616,47 +787,14 @@ fn pack(
     let manifest_bytes =
         serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
     let tmp = PathBuf::from(format!("{}.tmp", out.display()));
-    let mtime_s = (now_ms / 1000).max(0) as u64;
-    let file = std::fs::File::create(&tmp).map_err(|err| Error::io("create", &tmp, err))?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    let total: u64 = manifest.files.iter().map(|file| file.size).sum();
-    let mut done = 0;
-    let written = (|| {
-        write_entry(
-            &mut writer,
-            &tmp,
-            MANIFEST_NAME,
-            &mut manifest_bytes.as_slice(),
-            manifest_bytes.len() as u64,
-            mtime_s,
-        )?;
-        for entry in &manifest.files {
-            let path = staging.join(&entry.path);
-            let mut source =
-                std::fs::File::open(&path).map_err(|err| Error::io("open", &path, err))?;
-            write_entry(
-                &mut writer,
-                &tmp,
-                &entry.path,
-                &mut source,
-                entry.size,
-                mtime_s,
-            )?;
-            done += entry.size;
-            progress(Progress {
-                phase: "pack",
-                done,
-                total,
-            });
-        }
-        writer
-            .write_all(&[0u8; TAR_BLOCK * 2])
-            .map_err(|err| Error::io("write", &tmp, err))?;
-        let file = writer
-            .into_inner()
-            .map_err(|err| Error::io("write", &tmp, err.into_error()))?;
-        file.sync_all().map_err(|err| Error::io("fsync", &tmp, err))
-    })();
+    #[cfg(feature = "testing")]
+    let written = if legacy_tar {
+        write_tar(staging, &tmp, &manifest, &manifest_bytes)
+    } else {
+        crate::backup_zip::write_zip(staging, &tmp, &manifest, &manifest_bytes, progress)
+    };
+    #[cfg(not(feature = "testing"))]
+    let written = crate::backup_zip::write_zip(staging, &tmp, &manifest, &manifest_bytes, progress);
     if let Err(err) = written {
         let _ = remove_if_exists(&tmp);
         return Err(err);
@@ -669,7 +807,61 @@ fn pack(
     Ok(BackupReport { manifest, bytes })
 }
 
-fn bad(reason: impl Into<String>) -> Error {
+/// The stored files under `storage` (regular files three levels down, sorted).
+fn stored_files(storage: &Path) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    let list = |dir: &Path| -> Result<Vec<(String, std::fs::FileType)>> {
+        let mut names = Vec::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+            Err(err) => return Err(Error::io("list", dir, err)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|err| Error::io("list", dir, err))?;
+            let kind = entry
+                .file_type()
+                .map_err(|err| Error::io("stat", dir, err))?;
+            names.push((entry.file_name().to_string_lossy().into_owned(), kind));
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(names)
+    };
+    for (collection, kind) in list(storage)? {
+        if !kind.is_dir() {
+            continue;
+        }
+        for (record, kind) in list(&storage.join(&collection))? {
+            if !kind.is_dir() {
+                continue;
+            }
+            for (name, kind) in list(&storage.join(&collection).join(&record))? {
+                if kind.is_file() && safe_component(&name) {
+                    out.push((collection.clone(), record.clone(), name));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses a manifest and checks its format and version.
+pub(crate) fn check_manifest_header(bytes: &[u8]) -> Result<Manifest> {
+    let parsed: Manifest = serde_json::from_slice(bytes)
+        .map_err(|err| bad(format!("the manifest is not valid: {err}")))?;
+    if parsed.format != ARCHIVE_FORMAT {
+        return Err(bad(format!("unknown archive format {:?}", parsed.format)));
+    }
+    if !(ARCHIVE_VERSION_MIN..=ARCHIVE_VERSION).contains(&parsed.version) {
+        return Err(Error::FormatVersion {
+            found: parsed.version,
+            supported: ARCHIVE_VERSION,
+        });
+    }
+    Ok(parsed)
+}
+
+pub(crate) fn bad(reason: impl Into<String>) -> Error {
     Error::BadArchive(reason.into())
 }
 
@@ -687,9 +879,13 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
 }
 
 /// True for the entry names an archive may hold (invariant 2).
-fn allowed_entry(name: &str) -> bool {
+pub(crate) fn allowed_entry(name: &str) -> bool {
     if name == MANIFEST_NAME {
         return true;
+    }
+    if let Some(rest) = name.strip_prefix(&format!("{STORAGE_DIR}/")) {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return parts.len() == 3 && parts.iter().all(|part| safe_component(part));
     }
     match name.split_once('/') {
         Some((dir, file)) if dir == LOG_DIR => parse_segment_name(file).is_some(),
@@ -698,24 +894,42 @@ fn allowed_entry(name: &str) -> bool {
     }
 }
 
-/// Reads and checks the archive `archive`, unpacking it into the empty directory `out`.
-/// Returns its manifest. Nothing outside `out` is ever written.
+/// Reads and checks the archive `archive` (a zip, or a tar made by an older build: told
+/// apart by their first bytes), unpacking it into the empty directory `out`. Returns its
+/// manifest. Nothing outside `out` is ever written.
 pub(crate) fn unpack_archive(
     archive: &Path,
     out: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Manifest> {
     let file = std::fs::File::open(archive).map_err(|err| Error::io("open", archive, err))?;
+    let mut magic = [0u8; 4];
+    let read = (&file).read(&mut magic).unwrap_or(0);
+    if read >= 2 && magic[..2] == [0x1f, 0x8b] {
+        return Err(bad(
+            "it is gzip-compressed; backups are zip archives (or plain tar from older builds)",
+        ));
+    }
+    let manifest = if read == 4 && magic == crate::backup_zip::ZIP_MAGIC {
+        crate::backup_zip::unpack_zip(archive, out, progress)?
+    } else {
+        unpack_tar(archive, out, progress)?
+    };
+    for dir in [out.join(LOG_DIR), out.join(SNAPSHOT_DIR)] {
+        if dir.is_dir() {
+            sync_dir(&dir)?;
+        }
+    }
+    Ok(manifest)
+}
+
+/// [`unpack_archive`] for the tar archives (version 1) of older builds.
+fn unpack_tar(archive: &Path, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Manifest> {
+    let file = std::fs::File::open(archive).map_err(|err| Error::io("open", archive, err))?;
     let total = file
         .metadata()
         .map_err(|err| Error::io("stat", archive, err))?
         .len();
-    let mut magic = [0u8; 2];
-    if (&file).read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b] {
-        return Err(bad(
-            "it is gzip-compressed; this build reads plain tar archives (gunzip it first)",
-        ));
-    }
     let file = std::fs::File::open(archive).map_err(|err| Error::io("open", archive, err))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; TAR_BLOCK];
@@ -804,18 +1018,7 @@ pub(crate) fn unpack_archive(
                 .take(size)
                 .read_to_end(&mut bytes)
                 .map_err(|err| Error::io("read", archive, err))?;
-            let parsed: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|err| bad(format!("the manifest is not valid: {err}")))?;
-            if parsed.format != ARCHIVE_FORMAT {
-                return Err(bad(format!("unknown archive format {:?}", parsed.format)));
-            }
-            if parsed.version != ARCHIVE_VERSION {
-                return Err(Error::FormatVersion {
-                    found: parsed.version,
-                    supported: ARCHIVE_VERSION,
-                });
-            }
-            manifest = Some(parsed);
+            manifest = Some(check_manifest_header(&bytes)?);
         } else {
             let listed = manifest
                 .as_ref()
@@ -868,11 +1071,6 @@ pub(crate) fn unpack_archive(
     for file in &manifest.files {
         if !seen.contains(&file.path) {
             return Err(bad(format!("entry {:?} is missing", file.path)));
-        }
-    }
-    for dir in [out.join(LOG_DIR), out.join(SNAPSHOT_DIR)] {
-        if dir.is_dir() {
-            sync_dir(&dir)?;
         }
     }
     Ok(manifest)
@@ -972,7 +1170,7 @@ pub fn apply_staged_restore(data_dir: &Path) -> Result<bool> {
             }
         }
     }
-    for name in [DATA_DB, LOG_DIR, SNAPSHOT_DIR] {
+    for name in [DATA_DB, LOG_DIR, SNAPSHOT_DIR, STORAGE_DIR] {
         let staged = ready.join(name);
         if !staged.exists() {
             // Moved in by an earlier, interrupted call.

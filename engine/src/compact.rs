@@ -17,6 +17,7 @@
 //! | 6    | tell in-process readers the log now starts at `C`                  | the same on disk        |
 //! | 7..  | remove the segments before `C` (`S` included), oldest first, fsyncing `log/` after each | a log starting at some `F <= C`, with a snapshot at `C-1 >= F-1` |
 //! | last | remove snapshots older than `C-1`, stale snapshot `.tmp` files and split `.tmp` files below `C` | the new state |
+//! | files | remove the stored files no retained restore point needs (`files.rs`), older than [`FILES_GRACE_MS`] | the new state with fewer unreferenced files |
 //!
 //! Invariants:
 //! 1. A segment is removed only after a snapshot at `C-1` is durable, so a log starting at any
@@ -25,9 +26,14 @@
 //!    segments are always contiguous (or overlap only as step 5 leaves them).
 //! 3. The active segment is never rewritten or removed: it is rolled first, and only an
 //!    immutable segment is split (copied; the original stays until the copy is durable).
+//! 4. A stored file's bytes go only when no restore point from `C - 1` on needs them: not
+//!    referenced at `C - 1` (the durable snapshot) and not added by a commit in `[C, last]`,
+//!    so its removal commit is older than the retained log start; and it is older than the
+//!    grace period (an upload whose commit is still in flight is never touched).
 
 use crate::commit::Seq;
 use crate::error::{Error, Result};
+use crate::files::FILES_GRACE_MS;
 use crate::log::{parse_segment_name, LogReader};
 use crate::snapshot::{
     build_projection_at, list_snapshots, remove_if_exists, snapshot_name, sync_dir,
@@ -93,6 +99,44 @@ pub struct CompactReport {
     pub snapshots_removed: usize,
     /// Bytes of log copied into a new segment because the cut was inside a segment.
     pub bytes_copied: u64,
+    /// Stored files removed (no retained restore point needs them).
+    pub files_removed: usize,
+    /// Their bytes.
+    pub file_bytes_removed: u64,
+}
+
+/// The file step of a compaction (invariant 4): sweeps the stored files that the restore
+/// points from `from - 1` on do not need. Skipped (with a warning) when the snapshot at
+/// `from - 1` predates the stored-files table.
+fn collect_files(
+    data_dir: &Path,
+    reader: &LogReader,
+    from: Seq,
+    report: &mut CompactReport,
+) -> Result<()> {
+    if !data_dir.join(crate::files::STORAGE_DIR).is_dir() {
+        return Ok(());
+    }
+    let snapshots_dir = crate::snapshot::snapshots_dir(data_dir);
+    let Some(needed) = crate::files::needed_files(reader, &snapshots_dir, from, reader.last_seq())?
+    else {
+        tracing::warn!(
+            from,
+            "the snapshot at the log start predates the stored-files table; stored files kept"
+        );
+        return Ok(());
+    };
+    let sweep = crate::files::sweep_storage(data_dir, &needed, FILES_GRACE_MS)?;
+    if sweep.removed > 0 {
+        tracing::info!(
+            removed = sweep.removed,
+            bytes = sweep.bytes_removed,
+            "compaction removed stored files no retained restore point needs"
+        );
+    }
+    report.files_removed = sweep.removed;
+    report.file_bytes_removed = sweep.bytes_removed;
+    Ok(())
 }
 
 /// The oldest seq that `retention` keeps (may be `last + 1`: keep no commit).
@@ -153,6 +197,7 @@ pub fn compact_dir(
     on_step(&CompactStep::Planned { cut })?;
     if cut <= first {
         report.first_after = first;
+        collect_files(data_dir, reader, first, &mut report)?;
         on_step(&CompactStep::Done)?;
         return Ok(report);
     }
@@ -228,6 +273,7 @@ pub fn compact_dir(
     remove_stale_tmp(&snapshots_dir)?;
     sync_dir(&snapshots_dir)?;
     remove_stale_split_tmp(storage, &log_dir, cut)?;
+    collect_files(data_dir, reader, cut, &mut report)?;
     on_step(&CompactStep::Done)?;
     Ok(report)
 }

@@ -14,11 +14,13 @@
 
 pub mod admin;
 mod backup;
+mod backup_zip;
 mod codec;
 mod commit;
 mod compact;
 mod engine;
 mod error;
+mod files;
 mod frame;
 mod log;
 mod projection;

@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS _collections (
     meta TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _stored_files (
+    collection_id TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (collection_id, record_id, name)
+) WITHOUT ROWID;
 ";
 
 /// Pages the projection's WAL may grow to before SQLite checkpoints it (default 1000).
@@ -345,6 +351,11 @@ pub(crate) fn apply_change(
             let kind = if old.is_view() { "VIEW" } else { "TABLE" };
             conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", quote_ident(&old.name)))?;
             conn.execute("DELETE FROM _collections WHERE id = ?1", params![id])?;
+            // A dropped collection references no stored file any more.
+            conn.execute(
+                "DELETE FROM _stored_files WHERE collection_id = ?1",
+                params![id],
+            )?;
             catalog.by_id.remove(id);
         }
         Change::ParamSet { key, value } => match value {
@@ -360,7 +371,27 @@ pub(crate) fn apply_change(
             }
         },
         // Files live in storage; the record's own change carries the field values.
-        Change::FilesChanged { .. } => {}
+        // `_stored_files` is the set of files referenced at this point (what backups,
+        // point-in-time restores and the file GC read; see `engine/src/files.rs`).
+        Change::FilesChanged {
+            collection_id,
+            record_id,
+            added,
+            removed,
+        } => {
+            let mut remove = conn.prepare_cached(
+                "DELETE FROM _stored_files WHERE collection_id = ?1 AND record_id = ?2 AND name = ?3",
+            )?;
+            for name in removed {
+                remove.execute(params![collection_id, record_id, name])?;
+            }
+            let mut add = conn.prepare_cached(
+                "INSERT OR IGNORE INTO _stored_files (collection_id, record_id, name) VALUES (?1, ?2, ?3)",
+            )?;
+            for name in added {
+                add.execute(params![collection_id, record_id, name])?;
+            }
+        }
     }
     Ok(())
 }

@@ -187,6 +187,15 @@ pub fn recover_segment_bytes(
     Ok((seqs, scan.torn_at))
 }
 
+/// Writes a backup of `source` in the tar format of older builds (archive version 1, no
+/// stored files), to test that such archives still restore.
+pub fn write_legacy_tar_backup(
+    source: &Path,
+    out: &Path,
+) -> crate::Result<crate::admin::BackupReport> {
+    crate::backup::write_legacy_tar_backup(source, out)
+}
+
 /// Fuzz entry: decode arbitrary bytes as a frame and a payload; must never panic.
 pub fn fuzz_frame_decode(bytes: &[u8]) {
     if let crate::frame::FrameRead::Frame { payload, .. } = crate::frame::decode_frame(bytes) {

@@ -188,10 +188,13 @@ pub async fn import(
         }
     }
 
+    let previous = state.schema();
     state
         .write(actor, move |tx| {
             let now = format_ms(tx.timestamp_ms());
             for collection in &deleted {
+                crate::files::retention::stage_released_by_schema(tx, collection, None)
+                    .map_err(|err| import_failure(&describe(&collection.name, &err)))?;
                 tx.stage(Change::CollectionDeleted {
                     id: collection.id.clone(),
                     name: collection.name.clone(),
@@ -210,6 +213,14 @@ pub async fn import(
                 let name = collection.name.clone();
                 if collection.is_view() {
                     derive_view_fields(tx, &mut collection, IMPORT_FAILED)
+                        .map_err(|err| import_failure(&describe(&name, &err)))?;
+                }
+                if let Some(old) = previous
+                    .collections
+                    .iter()
+                    .find(|old| old.id == collection.id)
+                {
+                    crate::files::retention::stage_released_by_schema(tx, old, Some(&collection))
                         .map_err(|err| import_failure(&describe(&name, &err)))?;
                 }
                 stage_collection(tx, &collection, created, IMPORT_FAILED)

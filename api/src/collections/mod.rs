@@ -221,6 +221,7 @@ pub async fn update(
             if collection.is_view() {
                 derive_view_fields(tx, &mut collection, FAILED)?;
             }
+            crate::files::retention::stage_released_by_schema(tx, &existing, Some(&collection))?;
             stage_collection(tx, &collection, false, FAILED)?;
             Ok(collection)
         })
@@ -251,6 +252,7 @@ pub async fn delete(state: &Arc<AppState>, actor: Actor, name: &str) -> ApiResul
     let (id, name) = (collection.id.clone(), collection.name.clone());
     state
         .write(actor, move |tx| {
+            crate::files::retention::stage_released_by_schema(tx, &collection, None)?;
             tx.stage(Change::CollectionDeleted { id, name })
                 .map_err(ApiError::from)
         })

@@ -82,6 +82,12 @@ pub async fn authorize(
                 .any(|n| n == filename)
         })
         .ok_or_else(ApiError::not_found)?;
+    // A view's file is stored under the source record it shows.
+    let path = if collection.is_view() {
+        crate::files::retention::view_file_path(state, id, filename).await?
+    } else {
+        path
+    };
     if !spec.protected {
         return Ok((path, spec));
     }

@@ -11,6 +11,7 @@
 //! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers);
 //! - [`body`]: the record write body extractor (JSON, urlencoded or multipart + uploads);
 //! - [`write`]: file fields inside the write command (persist, `FilesChanged`);
+//! - [`retention`]: files released by schema changes, the start-up orphan sweep;
 //! - [`thumbs`]: `?thumb=` thumbnails, generated once and cached;
 //! - [`access`]: who may download a file (protected files, file tokens, the view rule).
 //!
@@ -21,6 +22,7 @@ pub mod body;
 pub mod fields;
 pub mod multipart;
 pub mod names;
+pub mod retention;
 pub mod s3;
 pub mod serve;
 pub mod serve_s3;

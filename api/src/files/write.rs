@@ -95,6 +95,7 @@ impl PendingUploads {
                     }
                 })?;
         }
+        crate::files::retention::failpoint(crate::files::retention::AFTER_FILE_PERSIST);
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! `pb-tools backup`: writes a self-contained archive (tar: manifest, log range, snapshots) of
-//! a data dir at a point in time.
+//! `pb-tools backup`: writes a self-contained archive (zip: manifest, log range, snapshots and
+//! the stored files its restore points need) of a data dir at a point in time.
 //!
 //! 1. The data dir is only read (no lock, a read transaction for the projection copy), so
 //!    backups never stop a running server's writes.
@@ -47,7 +47,8 @@ pub fn run(args: &Args) -> Result<()> {
     let report = result.with_context(|| format!("cannot write {}", args.out.display()))?;
     let manifest = &report.manifest;
     println!(
-        "wrote {} ({} bytes): state at seq {}{}, log seq {}..{}, snapshots {:?}, in {:.2}s",
+        "wrote {} ({} bytes): state at seq {}{}, log seq {}..{}, snapshots {:?}, {} stored files, \
+         in {:.2}s",
         args.out.display(),
         report.bytes,
         manifest.seq_last,
@@ -58,6 +59,11 @@ pub fn run(args: &Args) -> Result<()> {
         manifest.seq_first,
         manifest.seq_last,
         manifest.snapshots,
+        manifest
+            .files
+            .iter()
+            .filter(|file| file.path.starts_with("storage/"))
+            .count(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -57,9 +57,22 @@ pub fn run(args: &Args) -> Result<()> {
             engine
                 .compact(retention)
                 .context("compaction failed (the data dir is still valid; run it again)")
+        })
+        .and_then(|report| {
+            // The data dir is locked and nothing writes: no upload can be in flight, so
+            // unneeded stored files go without a grace period.
+            let sweep = engine::admin::sweep_unneeded(&args.dir, engine.log(), 0)
+                .context("sweeping unreferenced stored files failed")?;
+            Ok((report, sweep))
         });
     engine.shutdown();
-    let report = result?;
+    let (report, sweep) = result?;
+    println!(
+        "stored files: {} kept, {} removed ({} bytes) that no retained restore point needs",
+        sweep.kept,
+        report.files_removed + sweep.removed,
+        report.file_bytes_removed + sweep.bytes_removed
+    );
     if report.segments_removed == 0 {
         println!(
             "nothing to remove: the log already starts at seq {} (last seq {})",

@@ -103,7 +103,7 @@ pub fn run(args: &Args) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "restored {} at seq {}{} (from snapshot {} + {} replayed commits; log seq {}..{}, {} \
-         snapshots) in {seconds:.2}s",
+         snapshots, {} stored files) in {seconds:.2}s",
         args.to.display(),
         report.seq,
         report
@@ -115,6 +115,7 @@ pub fn run(args: &Args) -> Result<()> {
         report.log_first,
         report.seq,
         report.snapshots.len(),
+        report.files,
     );
     println!(
         "its first start rotates every auth collection's token secrets: tokens issued before \

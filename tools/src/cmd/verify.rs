@@ -133,7 +133,8 @@ pub fn run(args: &Args) -> Result<Verdict> {
 
 /// Checks that every stored file the log still references (added by a `FilesChanged` in
 /// the retained log and not removed since) exists under `storage/`; prints each missing one.
-/// Returns true when one is missing. Files added before a compaction point are not checked.
+/// Returns true when one is missing. Files added before the log start are checked through the
+/// projection's stored-files table.
 fn check_files(reader: &engine::LogReader, dir: &std::path::Path) -> Result<bool> {
     use std::collections::BTreeSet;
     let mut referenced: BTreeSet<(String, String, String)> = BTreeSet::new();
@@ -177,6 +178,16 @@ fn check_files(reader: &engine::LogReader, dir: &std::path::Path) -> Result<bool
                     _ => {}
                 }
             }
+        }
+    }
+    // Files added before the log start that records still reference: the projection's
+    // stored-files table (absent in projections made before it existed).
+    let projection = dir.join(engine::admin::DATA_DB);
+    if projection.exists() {
+        if let Some(current) = engine::admin::referenced_at(&projection)
+            .context("cannot read the projection's stored-files table")?
+        {
+            referenced.extend(current);
         }
     }
     let storage = dir.join("storage");
