@@ -42,6 +42,7 @@ pub async fn auth_with_otp(
     Path(name): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let collection = auth_collection(&state, &name)?;
@@ -64,6 +65,7 @@ pub async fn auth_with_otp(
     {
         return Ok(mfa_pending(&id));
     }
+    super::origins::after_sign_in(&state, &collection, &record, &headers, &extensions).await;
     let token = access::issue_auth_token(&collection, &record, true, None);
     auth_response(&state, &collection, record, token, &query).await
 }

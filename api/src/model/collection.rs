@@ -194,6 +194,9 @@ impl Collection {
                             map.remove("secret");
                         }
                     }
+                    if !with_secrets && key == "oauth2" {
+                        value = crate::auth::oauth2::public_option(&value);
+                    }
                     out.insert(key, value);
                 }
             }
