@@ -134,6 +134,54 @@ pub async fn after_factor(
     Ok(outcome.value)
 }
 
+/// Checks a presented `mfaId` before the factor consumes anything (an OTP used as the second
+/// factor is only spent when the session can complete): unknown, another collection's or
+/// expired → `Invalid or expired MFA session.`, same method → `A different authentication
+/// method is required.`. The full check runs again in [`after_factor`]'s command.
+pub async fn precheck(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    method: Method,
+    mfa_id: &str,
+) -> ApiResult<()> {
+    let Some(duration) = mfa_settings(collection) else {
+        return Ok(());
+    };
+    if mfa_id.is_empty() {
+        return Ok(());
+    }
+    let mfas = state
+        .schema()
+        .find(MFAS)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("the _mfas system collection is missing"))?;
+    let sql = format!(
+        "SELECT * FROM {} WHERE id = ?1",
+        engine::quote_ident(&mfas.name)
+    );
+    let params = vec![SqlValue::Text(mfa_id.to_string())];
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    let row = rows
+        .rows
+        .first()
+        .map(|row| from_row(&mfas, &rows.columns, row))
+        .filter(|row| text_of(row, "collectionRef") == collection.id)
+        .filter(|row| {
+            !expired(
+                text_of(row, "created"),
+                duration,
+                chrono::Utc::now().timestamp_millis(),
+            )
+        })
+        .ok_or_else(|| ApiError::bad_request(INVALID_SESSION))?;
+    if text_of(&row, "method") == method.name() {
+        return Err(ApiError::bad_request(
+            "A different authentication method is required.",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `mfa.rule` selects the record (empty rule: every record).
 async fn rule_applies(
     state: &Arc<AppState>,

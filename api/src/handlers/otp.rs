@@ -47,6 +47,13 @@ pub async fn auth_with_otp(
 ) -> ApiResult<Response> {
     let collection = auth_collection(&state, &name)?;
     let body = parse_body(&headers, &bytes)?;
+    // The SDK sends `mfaId` as a query parameter; a body field works too.
+    let mut mfa_id = text(&body, "mfaId");
+    if mfa_id.is_empty() {
+        mfa_id = query.get("mfaId").cloned().unwrap_or_default();
+    }
+    // A code is not spent on an MFA session that cannot complete.
+    mfa::precheck(&state, &collection, mfa::Method::Otp, &mfa_id).await?;
     let record = otp::authenticate(
         &state,
         &collection,
@@ -55,11 +62,6 @@ pub async fn auth_with_otp(
     )
     .await?;
     check_auth_rule(&state, &collection, &record).await?;
-    // The SDK sends `mfaId` as a query parameter; a body field works too.
-    let mut mfa_id = text(&body, "mfaId");
-    if mfa_id.is_empty() {
-        mfa_id = query.get("mfaId").cloned().unwrap_or_default();
-    }
     if let mfa::Next::Pending(id) =
         mfa::after_factor(&state, &collection, &record, mfa::Method::Otp, &mfa_id).await?
     {
