@@ -149,9 +149,13 @@ async function signInThroughPopup(page, login) {
   const popupPromise = page.waitForEvent('popup');
   const done = page.evaluate(() => window.signIn()).then((r) => ({ r }), (e) => ({ e }));
   const popup = await popupPromise;
+  if (process.env.OIDC_DEBUG) {
+    popup.on('framenavigated', (f) => console.error('popup at', f.url()));
+    popup.on('load', async () => console.error('popup html', (await popup.content().catch(() => '')).replace(/<style>[\s\S]*?<\/style>/, '').slice(0, 1500)));
+  }
   for (let steps = 0; steps < 10; steps++) {
     const form = popup
-      .waitForSelector('input[name=login], form[action*="/confirm"] button[type=submit]', { timeout: 30_000 })
+      .waitForSelector('input[name=login], input[name=prompt][value=consent]', { state: 'attached', timeout: 30_000 })
       .then((h) => ({ h }), () => ({}));
     const step = await Promise.race([done, form]);
     if (step.r) return step.r;
@@ -162,7 +166,7 @@ async function signInThroughPopup(page, login) {
       await popup.fill('input[name=password]', 'anything');
       await popup.click('button[type=submit]');
     } else {
-      await step.h.click();
+      await popup.click('button[type=submit]');
     }
     await sleep(200);
   }
@@ -191,6 +195,7 @@ test('authWithOAuth2 popup flow against a real OpenID provider', { timeout: 180_
     assert.ok(!JSON.stringify(patch.body).includes(CLIENT.secret), 'the secret is never shown');
 
     const page = await browser.newPage();
+    if (process.env.OIDC_DEBUG) page.on('console', (m) => console.error('page:', m.text()));
     await page.goto(`${pl.url}/`);
     await page.waitForFunction(() => window.ready === true);
 

@@ -58,6 +58,7 @@ pub struct Provider {
     pub id_token: Option<(&'static str, &'static str)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn p(
     name: &'static str,
     display_name: &'static str,
