@@ -83,8 +83,7 @@ async fn mail_throughput_and_the_latency_of_a_mailing_request() {
          request-otp with mail p50 {p50_with:?} p99 {p99_with:?}; without mail p50 {p50_without:?} p99 {p99_without:?}"
     );
     assert!(
-        p99_with.as_secs_f64()
-            <= p99_without.as_secs_f64() * P99_FACTOR_MAX + 0.050,
+        p99_with.as_secs_f64() <= p99_without.as_secs_f64() * P99_FACTOR_MAX + 0.050,
         "a mailing request waited: p99 {p99_with:?} vs {p99_without:?}"
     );
 }
