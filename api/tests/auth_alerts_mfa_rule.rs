@@ -7,6 +7,8 @@
 //! - a first factor's OTP presented with an unusable `mfaId` answers the MFA error and the code
 //!   stays valid.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod mail_support;
 

@@ -6,6 +6,8 @@
 //! (requests never wait for SMTP).
 //! `MAIL_BENCH_REQUESTS` sets the number of requests of each kind (default 100).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod mail_support;
 

@@ -5,6 +5,8 @@
 //! API never showing `clientSecret`, and the bad inputs with the reference's answers
 //! (measured on PocketBase v0.40.6) committing nothing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod oauth2_support;
 

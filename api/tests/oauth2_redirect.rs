@@ -4,6 +4,8 @@
 //! `"error"` when the provider sent one), and the popup is redirected to the dashboard's
 //! success page (307 for GET, 303 for a form POST) or its failure page.
 
+#![allow(clippy::unwrap_used)]
+
 mod realtime_support;
 
 use api::ServerOptions;

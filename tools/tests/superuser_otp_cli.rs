@@ -5,6 +5,8 @@
 //! superuser in through `auth-with-otp` (here while a server runs on the data dir, so the
 //! command goes through its control socket).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use serde_json::json;
