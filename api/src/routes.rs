@@ -19,8 +19,8 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
-    email_change, files, health, history, installer, logs, mail, otp, realtime, records, settings,
-    sql, views,
+    email_change, files, health, history, installer, logs, mail, oauth2, otp, realtime, records,
+    settings, sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -271,6 +271,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/confirm-email-change", post(email_change::confirm_email_change))
         .route("/api/collections/{c}/request-otp", post(otp::request_otp))
         .route("/api/collections/{c}/auth-with-otp", post(otp::auth_with_otp))
+        .route("/api/collections/{c}/auth-with-oauth2", post(oauth2::auth_with_oauth2))
+        .route("/api/oauth2-redirect", get(oauth2::oauth2_redirect).post(oauth2::oauth2_redirect))
         .route("/api/collections/{c}/impersonate/{id}", post(auth_flows::impersonate))
         .route("/api/files/token", post(auth_flows::files_token))
         .route("/api/files/{c}/{id}/{filename}", get(files::download).head(files::download))

@@ -8,8 +8,9 @@
 //!
 //! Invariants: `_mfas` rows are log commits; a session is consumed inside the write command
 //! that re-reads it, so it completes at most one login; expired rows of the record are
-//! deleted when a new session starts. Not done: `mfa.rule` (a non-empty rule is treated as
-//! "every record", stricter than the reference).
+//! deleted when a new session starts. `mfa.rule` (as the reference): empty = every record,
+//! else MFA applies only to the records that match the rule (evaluated like the authRule,
+//! with the record as `@request.auth`); a rule that does not parse applies MFA (fails safe).
 
 use crate::auth::token;
 use crate::error::{ApiError, ApiResult};
@@ -34,6 +35,8 @@ pub enum Method {
     Password,
     /// `auth-with-otp`.
     Otp,
+    /// `auth-with-oauth2`.
+    OAuth2,
 }
 
 impl Method {
@@ -42,6 +45,7 @@ impl Method {
         match self {
             Method::Password => "password",
             Method::Otp => "otp",
+            Method::OAuth2 => "oauth2",
         }
     }
 }
@@ -95,6 +99,9 @@ pub async fn after_factor(
     let Some(duration) = mfa_settings(collection) else {
         return Ok(Next::Complete);
     };
+    if !rule_applies(state, collection, record).await? {
+        return Ok(Next::Complete);
+    }
     let mfas = state
         .schema()
         .find(MFAS)
@@ -125,6 +132,102 @@ pub async fn after_factor(
         })
         .await?;
     Ok(outcome.value)
+}
+
+/// Checks a presented `mfaId` before the factor consumes anything (an OTP used as the second
+/// factor is only spent when the session can complete): unknown, another collection's or
+/// expired → `Invalid or expired MFA session.`, same method → `A different authentication
+/// method is required.`. The full check runs again in [`after_factor`]'s command.
+pub async fn precheck(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    method: Method,
+    mfa_id: &str,
+) -> ApiResult<()> {
+    let Some(duration) = mfa_settings(collection) else {
+        return Ok(());
+    };
+    if mfa_id.is_empty() {
+        return Ok(());
+    }
+    let mfas = state
+        .schema()
+        .find(MFAS)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("the _mfas system collection is missing"))?;
+    let sql = format!(
+        "SELECT * FROM {} WHERE id = ?1",
+        engine::quote_ident(&mfas.name)
+    );
+    let params = vec![SqlValue::Text(mfa_id.to_string())];
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    let row = rows
+        .rows
+        .first()
+        .map(|row| from_row(&mfas, &rows.columns, row))
+        .filter(|row| text_of(row, "collectionRef") == collection.id)
+        .filter(|row| {
+            !expired(
+                text_of(row, "created"),
+                duration,
+                chrono::Utc::now().timestamp_millis(),
+            )
+        })
+        .ok_or_else(|| ApiError::bad_request(INVALID_SESSION))?;
+    if text_of(&row, "method") == method.name() {
+        return Err(ApiError::bad_request(
+            "A different authentication method is required.",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `mfa.rule` selects the record (empty rule: every record).
+async fn rule_applies(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    record: &Map<String, Value>,
+) -> ApiResult<bool> {
+    let option = collection.auth_option("mfa");
+    let text = option.get("rule").and_then(Value::as_str).unwrap_or("");
+    if text.trim().is_empty() {
+        return Ok(true);
+    }
+    let Ok(expr) = rules::parse_rule(text) else {
+        tracing::warn!(collection = %collection.name, "mfa.rule does not parse; MFA applies");
+        return Ok(true);
+    };
+    let schema = state.schema();
+    let auth = Some(crate::access::Auth {
+        collection: Arc::clone(collection),
+        record: record.clone(),
+    });
+    let info = crate::access::request_info(
+        &auth,
+        &crate::access::RequestData {
+            method: "POST".into(),
+            context: "default".into(),
+            ..Default::default()
+        },
+    );
+    let mut clause = crate::access::Where::default();
+    if clause
+        .add(&schema, collection, &expr, &info, false)
+        .is_err()
+    {
+        return Ok(true);
+    }
+    clause.add_eq("id", SqlValue::Text(text_of(record, "id").to_string()));
+    let sql = format!(
+        "SELECT 1 FROM {} {} {} {} LIMIT 1",
+        engine::quote_ident(&collection.name),
+        crate::access::MAIN,
+        clause.joins_sql(),
+        clause.where_sql()
+    );
+    let params = clause.engine_params();
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    Ok(!rows.is_empty())
 }
 
 fn start(

@@ -16,6 +16,8 @@
 
 pub mod email_change;
 pub mod mfa;
+pub mod oauth2;
+pub mod origins;
 pub mod otp;
 pub mod password;
 pub mod token;

@@ -169,6 +169,32 @@ pub async fn request(
     else {
         return Ok(otp_id);
     };
+    let sent_to = text_of(&found, "email").to_string();
+    let (otp_id, code) = issue(state, collection, &otp, &found, &sent_to, otp_id).await?;
+    crate::mail::auth::send(
+        state,
+        collection,
+        TemplateKind::Otp,
+        &found,
+        Some(&sent_to),
+        &Secret::Otp {
+            code,
+            id: otp_id.clone(),
+        },
+    );
+    Ok(otp_id)
+}
+
+/// Stores a new code for `found` (its expired codes are deleted in the same commit) and
+/// returns `(otpId, code)`; `sent_to` is where the code goes ("" when it is mailed nowhere).
+async fn issue(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    otp: &Value,
+    found: &Map<String, Value>,
+    sent_to: &str,
+    otp_id: String,
+) -> ApiResult<(String, String)> {
     let length = otp
         .get("length")
         .and_then(Value::as_u64)
@@ -181,15 +207,14 @@ pub async fn request(
         .await
         .map_err(ApiError::internal)?;
     let otps = otps_collection(state)?;
-    let record_id = text_of(&found, "id").to_string();
-    let sent_to = text_of(&found, "email").to_string();
+    let record_id = text_of(found, "id").to_string();
     let actor = engine::Actor::Record {
         collection_id: collection.id.clone(),
         id: record_id.clone(),
     };
     let (collection_id, id) = (collection.id.clone(), otp_id.clone());
-    let duration = duration_of(&otp);
-    let to = sent_to.clone();
+    let duration = duration_of(otp);
+    let to = sent_to.to_string();
     state
         .write(actor, move |tx| {
             delete_expired(tx, &otps, &collection_id, &record_id, duration)?;
@@ -205,18 +230,43 @@ pub async fn request(
             .map_err(ApiError::from)
         })
         .await?;
-    crate::mail::auth::send(
-        state,
-        collection,
-        TemplateKind::Otp,
-        &found,
-        Some(&sent_to),
-        &Secret::Otp {
-            code,
-            id: otp_id.clone(),
-        },
+    Ok((otp_id, code))
+}
+
+/// `pocketlog superuser otp`: a code for the superuser `email` (no mail is sent), as the
+/// reference's CLI: `(otpId, code, validity in seconds)`; errors are its messages.
+pub async fn issue_for_cli(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    email: &str,
+) -> Result<(String, String, i64), String> {
+    let otp = collection.auth_option("otp");
+    if !otp.get("enabled").and_then(Value::as_bool).unwrap_or(false) {
+        return Err(format!(
+            "OTP auth is not enabled for the {} collection",
+            collection.name
+        ));
+    }
+    let sql = format!(
+        "SELECT * FROM {} WHERE email = ?1 COLLATE NOCASE LIMIT 1",
+        engine::quote_ident(&collection.name)
     );
-    Ok(otp_id)
+    let params = vec![SqlValue::Text(email.to_string())];
+    let rows = state
+        .read(move |conn| conn.query(&sql, &params))
+        .await
+        .map_err(|e| e.message)?;
+    let Some(found) = rows
+        .rows
+        .first()
+        .map(|row| from_row(collection, &rows.columns, row))
+    else {
+        return Err(format!("superuser with email \"{email}\" doesn't exist"));
+    };
+    let (id, code) = issue(state, collection, &otp, &found, "", token::new_record_id())
+        .await
+        .map_err(|e| e.message)?;
+    Ok((id, code, duration_of(&otp)))
 }
 
 /// Stages the deletion of the record's expired codes.

@@ -100,7 +100,11 @@ fn check_token_secrets(body: &Map<String, Value>, message: &str) -> ApiResult<()
     }
 }
 
-fn merge_body(collection: &mut Collection, body: &Map<String, Value>) -> ApiResult<()> {
+fn merge_body(
+    collection: &mut Collection,
+    body: &Map<String, Value>,
+    message: &str,
+) -> ApiResult<()> {
     let rule_keys = RuleKind::ALL.map(RuleKind::as_str);
     for key in rule_keys.iter().chain(TOP_LEVEL_KEYS) {
         if let Some(value) = body.get(*key) {
@@ -116,6 +120,16 @@ fn merge_body(collection: &mut Collection, body: &Map<String, Value>) -> ApiResu
                     let mut merged = old.clone();
                     merged.extend(new.clone());
                     value = Value::Object(merged);
+                }
+            }
+            if *key == "oauth2" {
+                // Provider names are checked; a provider sent without its secret keeps the
+                // stored one (the API never shows secrets).
+                let old = collection.rest.get("oauth2");
+                if let Some(errors) = crate::auth::oauth2::merge_option(old, &mut value) {
+                    let mut data = Map::new();
+                    data.insert("oauth2".into(), errors);
+                    return Err(ApiError::validation(message, data));
                 }
             }
             if *key == "indexes" && !value.is_array() {
@@ -209,7 +223,7 @@ pub fn new_collection(body: &Map<String, Value>) -> ApiResult<Collection> {
     collection.rest.insert("indexes".into(), json!([]));
     collection.rest.insert("system".into(), json!(false));
     check_token_secrets(body, "Failed to create collection.")?;
-    merge_body(&mut collection, body)?;
+    merge_body(&mut collection, body, "Failed to create collection.")?;
     if collection.is_view() {
         for rule in [RuleKind::Create, RuleKind::Update, RuleKind::Delete] {
             collection.set_rule(rule, None);
@@ -298,7 +312,7 @@ pub fn updated_collection(
 ) -> ApiResult<Collection> {
     let mut collection = existing.clone();
     check_token_secrets(body, message)?;
-    merge_body(&mut collection, body)?;
+    merge_body(&mut collection, body, message)?;
     if let Some(kind) = body.get("type").and_then(Value::as_str) {
         if CollectionKind::parse(kind) != Some(existing.kind) {
             let mut errors = crate::error::FieldErrors::default();

@@ -128,6 +128,7 @@ pub async fn auth_with_password(
     Path(name): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let collection = auth_collection(&state, &name)?;
@@ -235,6 +236,7 @@ pub async fn auth_with_password(
     {
         return Ok(super::otp::mfa_pending(&id));
     }
+    super::origins::after_sign_in(&state, &collection, &record, &headers, &extensions).await;
     let token = access::issue_auth_token(&collection, &record, true, None);
     auth_response(&state, &collection, record, token, &query).await
 }
@@ -303,12 +305,14 @@ pub async fn auth_methods(
             json!(0)
         }
     };
+    let (oauth2, auth_providers) =
+        crate::auth::oauth2::auth_methods(&collection.auth_option("oauth2"));
     let body = json!({
         "password": {"identityFields": identity_fields, "enabled": enabled},
-        "oauth2": {"providers": [], "enabled": false},
+        "oauth2": oauth2,
         "mfa": {"enabled": mfa.get("enabled").cloned().unwrap_or(json!(false)), "duration": duration_if(&mfa)},
         "otp": {"enabled": otp.get("enabled").cloned().unwrap_or(json!(false)), "duration": duration_if(&otp)},
-        "authProviders": [],
+        "authProviders": auth_providers,
         "usernamePassword": enabled && identity_fields.iter().any(|f| f == "username"),
         "emailPassword": enabled && identity_fields.iter().any(|f| f == "email"),
     });

@@ -17,6 +17,8 @@ pub mod history;
 pub mod installer;
 pub mod logs;
 pub mod mail;
+pub mod oauth2;
+pub mod origins;
 pub mod otp;
 pub mod realtime;
 pub mod records;

@@ -42,10 +42,18 @@ pub async fn auth_with_otp(
     Path(name): Path<String>,
     QueryExtract(query): QueryExtract<Query>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let collection = auth_collection(&state, &name)?;
     let body = parse_body(&headers, &bytes)?;
+    // The SDK sends `mfaId` as a query parameter; a body field works too.
+    let mut mfa_id = text(&body, "mfaId");
+    if mfa_id.is_empty() {
+        mfa_id = query.get("mfaId").cloned().unwrap_or_default();
+    }
+    // A code is not spent on an MFA session that cannot complete.
+    mfa::precheck(&state, &collection, mfa::Method::Otp, &mfa_id).await?;
     let record = otp::authenticate(
         &state,
         &collection,
@@ -54,16 +62,12 @@ pub async fn auth_with_otp(
     )
     .await?;
     check_auth_rule(&state, &collection, &record).await?;
-    // The SDK sends `mfaId` as a query parameter; a body field works too.
-    let mut mfa_id = text(&body, "mfaId");
-    if mfa_id.is_empty() {
-        mfa_id = query.get("mfaId").cloned().unwrap_or_default();
-    }
     if let mfa::Next::Pending(id) =
         mfa::after_factor(&state, &collection, &record, mfa::Method::Otp, &mfa_id).await?
     {
         return Ok(mfa_pending(&id));
     }
+    super::origins::after_sign_in(&state, &collection, &record, &headers, &extensions).await;
     let token = access::issue_auth_token(&collection, &record, true, None);
     auth_response(&state, &collection, record, token, &query).await
 }

@@ -53,7 +53,7 @@ fn auth_defaults() -> Value {
         "authRule": "",
         "manageRule": null,
         "authAlert": {"enabled": true, "emailTemplate": {"subject": "Login from a new location",
-            "body": "<p>Hello,</p>\n<p>We noticed a login to your {APP_NAME} account from a new location.</p>"}},
+            "body": "<p>Hello,</p>\n<p>We noticed a login to your {APP_NAME} account from a new location:</p>\n<p><em>{ALERT_INFO}</em></p>\n<p><strong>If this wasn't you, you should immediately change your {APP_NAME} account password to revoke access from all other locations.</strong></p>\n<p>If this was you, you may disregard this email.</p>\n<p>\n  Thanks,<br/>\n  {APP_NAME} team\n</p>"}},
         "oauth2": {"providers": [], "mappedFields": {"id": "", "name": "", "username": "", "avatarURL": ""}, "enabled": false},
         "passwordAuth": {"enabled": true, "identityFields": ["email"]},
         "mfa": {"enabled": false, "duration": 600, "rule": ""},
@@ -193,6 +193,9 @@ impl Collection {
                         if let Value::Object(map) = &mut value {
                             map.remove("secret");
                         }
+                    }
+                    if !with_secrets && key == "oauth2" {
+                        value = crate::auth::oauth2::public_option(&value);
                     }
                     out.insert(key, value);
                 }

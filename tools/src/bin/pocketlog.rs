@@ -465,6 +465,8 @@ enum SuperuserAction {
     Delete { email: String },
     /// Sets the superuser IP allow-list (IPs or CIDR subnets); no argument clears it.
     Ips { ips: Vec<String> },
+    /// Creates a new OTP for the specified superuser.
+    Otp { email: String },
 }
 
 fn open(
@@ -1035,6 +1037,15 @@ async fn superuser_action(state: &Arc<AppState>, action: SuperuserAction) -> Res
             ))
         }
         SuperuserAction::Ips { ips } => superuser_ips(state, ips).await,
+        SuperuserAction::Otp { email } => {
+            // PocketBase's output: the id, the code and its validity, as a tree.
+            let (id, code, valid) = api::auth::otp::issue_for_cli(state, &collection, &email)
+                .await
+                .map_err(|message| anyhow::anyhow!(message))?;
+            Ok(format!(
+                "Successfully created OTP for superuser \"{email}\":\n├─ Id:    {id}\n├─ Pass:  {code}\n└─ Valid: {valid}s\n"
+            ))
+        }
         SuperuserAction::Delete { email } => {
             let id = find(email.clone())
                 .await?
