@@ -14,6 +14,7 @@ pub mod extract;
 pub mod files;
 pub mod handlers;
 pub mod history;
+pub mod hooks;
 pub mod installer;
 pub mod mail;
 pub mod model;

@@ -89,6 +89,8 @@ pub struct AppState {
     pub mailer: crate::mail::Mailer,
     /// Wrong OTP attempts per record (`auth/otp.rs`).
     pub otp_failures: crate::auth::otp::Failures,
+    /// The JS hooks (`hooks/`; empty until `hooks::start`).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -360,6 +362,7 @@ impl AppState {
             ),
             mailer: crate::mail::Mailer::new(),
             otp_failures: crate::auth::otp::Failures::default(),
+            hooks: crate::hooks::Hooks::default(),
             options,
         }))
     }
