@@ -308,11 +308,13 @@ pub async fn run_cron(state: &Arc<AppState>, id: &str) -> Result<(), ApiError> {
 
 fn watch(state: Weak<AppState>, options: HooksOptions) {
     let handle = tokio::runtime::Handle::try_current().ok();
+    // Taken now, so a change made right after `start` returns is seen.
+    let mut seen = fingerprint(&options.dir);
     let spawned = std::thread::Builder::new()
         .name("hooks-watch".into())
         .spawn(move || {
             let _guard = handle.as_ref().map(|h| h.enter());
-            let mut seen = fingerprint(&options.dir);
+
             loop {
                 std::thread::sleep(WATCH_INTERVAL);
                 let Some(state) = state.upgrade() else { return };
