@@ -76,17 +76,20 @@ struct PocketBaseFlags {
     /// The env variable whose value encrypts the settings (not supported yet: ignored).
     #[arg(long = "encryptionEnv", global = true, value_name = "ENV")]
     encryption_env: Option<String>,
-    /// The directory with JS app hooks (not supported yet: ignored).
+    /// The directory with the JS app hooks (default: `pb_hooks` beside the data dir).
     #[arg(long = "hooksDir", global = true, value_name = "DIR")]
     hooks_dir: Option<PathBuf>,
-    /// Restart on hook file changes (no hooks yet: ignored).
+    /// Reload the hooks when their files change.
     #[arg(long = "hooksWatch", global = true, default_value = "true", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = go_bool,
           action = clap::ArgAction::Set)]
     hooks_watch: bool,
-    /// Prewarmed JS runtimes for hooks (no hooks yet: ignored).
+    /// Prewarmed JS runtimes for hooks.
     #[arg(long = "hooksPool", global = true, default_value_t = 15)]
     hooks_pool: i64,
+    /// The longest one JS hook invocation may run, in seconds (pocketlog's own flag).
+    #[arg(long = "hooksTimeout", global = true, default_value_t = 30.0)]
+    hooks_timeout: f64,
     /// The directory with user migrations (not supported yet: ignored).
     #[arg(long = "migrationsDir", global = true, value_name = "DIR")]
     migrations_dir: Option<PathBuf>,
@@ -112,16 +115,32 @@ impl PocketBaseFlags {
                  settings are stored unencrypted in the log (ignored)"
             );
         }
-        if self.hooks_dir.is_some() || given("hooks_watch") || given("hooks_pool") {
-            tracing::warn!(
-                "--hooksDir/--hooksWatch/--hooksPool: JS hooks are not supported yet (ignored)"
-            );
-        }
         if self.migrations_dir.is_some() || given("automigrate") {
             tracing::warn!(
                 "--migrationsDir/--automigrate: JS migrations are not supported yet; \
                  collections change through the API and the log (ignored)"
             );
+        }
+    }
+
+    /// The JS hooks options of `serve` for the data dir `dir`.
+    fn hooks(&self, dir: &std::path::Path) -> api::hooks::HooksOptions {
+        let hooks_dir = self
+            .hooks_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("..").join("pb_hooks"));
+        let timeout = Duration::try_from_secs_f64(self.hooks_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .unwrap_or_else(|| {
+                tracing::warn!("--hooksTimeout must be a positive number of seconds; using the default");
+                api::hooks::DEFAULT_TIMEOUT
+            });
+        api::hooks::HooksOptions {
+            pool: self.hooks_pool.clamp(1, 1024) as usize,
+            watch: self.hooks_watch,
+            timeout,
+            ..api::hooks::HooksOptions::new(hooks_dir)
         }
     }
 }
@@ -359,6 +378,7 @@ fn main() {
                     },
                     writer_queue,
                     maintenance,
+                    hooks: cli.pocketbase.hooks(&cli.dir),
                 },
             )
         }
@@ -400,6 +420,7 @@ struct ServeTuning {
     limits: http_server::Limits,
     writer_queue: usize,
     maintenance: Maintenance,
+    hooks: api::hooks::HooksOptions,
 }
 
 fn serve(
@@ -487,6 +508,7 @@ fn serve(
             )
         })
         .ok();
+        api::hooks::start(&state, tuning.hooks)?;
         api::crons::start(Arc::clone(&state));
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
