@@ -17,6 +17,7 @@ pub mod history;
 pub mod hooks;
 pub mod installer;
 pub mod mail;
+pub mod migrations;
 pub mod model;
 pub mod public;
 pub mod ratelimit;

@@ -460,3 +460,19 @@ function __pl_cron(id) {
     return {};
   });
 }
+
+// A migration file (`pb_migrations/*.js`): evaluates it (it calls `migrate(up, down)`) and
+// runs `up` or `down` with `$app`; its writes are one commit.
+var __pl_migration_fns = null;
+function migrate(up, down) { __pl_migration_fns = { up: up, down: down }; }
+function __pl_migration(source, direction) {
+  return __invoke(function () {
+    __pl_migration_fns = null;
+    (0, eval)(source);
+    var fns = __pl_migration_fns;
+    if (!fns) throw new Error("the migration file does not call migrate(up, down)");
+    var fn = direction === "down" ? fns.down : fns.up;
+    if (typeof fn === "function") fn($app);
+    return {};
+  });
+}
