@@ -19,7 +19,8 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, collections, collections_extra, crons, email_change,
-    files, health, history, hook_routes, installer, logs, mail, otp, realtime, records, settings, sql, views,
+    files, health, history, hook_routes, installer, logs, mail, otp, realtime, records, settings,
+    sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -37,9 +38,18 @@ pub const COLLECTIONS_PREFIX: &str = "/api/collections/";
 pub const FILES_PREFIX: &str = "/api/files/";
 
 /// [`fallback`] for a whole request (the hook routes' dispatcher falls back to it).
-pub(crate) async fn fallback_request(state: Arc<AppState>, request: axum::extract::Request) -> Response {
+pub(crate) async fn fallback_request(
+    state: Arc<AppState>,
+    request: axum::extract::Request,
+) -> Response {
     let (parts, _) = request.into_parts();
-    fallback(axum::extract::State(state), parts.method, parts.uri, parts.headers).await
+    fallback(
+        axum::extract::State(state),
+        parts.method,
+        parts.uri,
+        parts.headers,
+    )
+    .await
 }
 
 /// No route matched: GET and HEAD fall into the static files of the public dir

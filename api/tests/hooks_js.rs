@@ -47,7 +47,13 @@ fn options(dir: &Path) -> HooksOptions {
 
 async fn audit(server: &TestServer) -> Vec<String> {
     let list = server
-        .json("GET", "/api/collections/audit/records?sort=@rowid&perPage=100", json!({}), Some(&server.admin), 200)
+        .json(
+            "GET",
+            "/api/collections/audit/records?sort=@rowid&perPage=100",
+            json!({}),
+            Some(&server.admin),
+            200,
+        )
         .await;
     list["items"]
         .as_array()
@@ -75,7 +81,11 @@ async fn custom_routes_answer_like_the_reference() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let reply = no_redirects.get(format!("{}/redir", server.base)).send().await.unwrap();
+    let reply = no_redirects
+        .get(format!("{}/redir", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reply.status().as_u16(), 307);
     assert_eq!(reply.headers()["location"], "/x");
     let reply = server.send("GET", "/none", None, None).await;
@@ -83,11 +93,22 @@ async fn custom_routes_answer_like_the_reference() {
     // Unknown paths and wrong methods still get the API's 404s.
     let reply = server.send("GET", "/nothing", None, None).await;
     assert_eq!(reply.status, 404);
-    assert_eq!(server.send("POST", "/hello/bob", None, None).await.status, 404);
+    assert_eq!(
+        server.send("POST", "/hello/bob", None, None).await.status,
+        404
+    );
     // Built-in routes are not shadowed.
-    assert_eq!(server.send("GET", "/api/health", None, None).await.status, 200);
+    assert_eq!(
+        server.send("GET", "/api/health", None, None).await.status,
+        200
+    );
     let reply = server
-        .send("POST", "/api/myapp/bind", Some(r#"{"a":"x","b":3,"c":1}"#), None)
+        .send(
+            "POST",
+            "/api/myapp/bind",
+            Some(r#"{"a":"x","b":3,"c":1}"#),
+            None,
+        )
         .await;
     assert_eq!(reply.text, r#"{"a":"x","b":3}"#);
 }
@@ -103,13 +124,27 @@ async fn auth_middlewares_and_the_request_event() {
         r#"{"data":{},"message":"The request requires valid record authorization token.","status":401}"#
     );
     let (user_id, user_token) = server.user("u@example.com", "Passw0rd123").await;
-    let reply = server.send("GET", "/api/myapp/me?z=2", None, Some(&user_token)).await;
+    let reply = server
+        .send("GET", "/api/myapp/me?z=2", None, Some(&user_token))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["id"], json!(user_id));
     assert_eq!(reply.json["collection"], json!("users"));
     assert_eq!(reply.json["info"], json!({"z": "2"}));
-    assert_eq!(server.send("GET", "/api/myapp/admin", None, Some(&user_token)).await.status, 401);
-    assert_eq!(server.send("GET", "/api/myapp/admin", None, Some(&server.admin)).await.status, 200);
+    assert_eq!(
+        server
+            .send("GET", "/api/myapp/admin", None, Some(&user_token))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        server
+            .send("GET", "/api/myapp/admin", None, Some(&server.admin))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -124,7 +159,10 @@ async fn thrown_errors_use_the_envelope() {
     );
     let reply = server.send("GET", "/throw/notfound", None, None).await;
     assert_eq!(reply.status, 404);
-    assert_eq!(reply.json["message"], json!("The requested resource wasn't found."));
+    assert_eq!(
+        reply.json["message"],
+        json!("The requested resource wasn't found.")
+    );
     let reply = server.send("GET", "/throw/plain", None, None).await;
     assert_eq!(reply.status, 400);
     assert_eq!(
@@ -137,12 +175,24 @@ async fn thrown_errors_use_the_envelope() {
 async fn loops_allocations_and_recursion_are_stopped_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    for path in ["/limits/loop", "/limits/alloc", "/limits/recurse", "/limits/loop"] {
+    for path in [
+        "/limits/loop",
+        "/limits/alloc",
+        "/limits/recurse",
+        "/limits/loop",
+    ] {
         let started = Instant::now();
         let reply = server.send("GET", path, None, None).await;
         assert_eq!(reply.status, 400, "{path}: {}", reply.text);
-        assert_eq!(reply.json["message"], json!("Something went wrong while processing your request."));
-        assert!(started.elapsed() < Duration::from_secs(10), "{path} took {:?}", started.elapsed());
+        assert_eq!(
+            reply.json["message"],
+            json!("Something went wrong while processing your request.")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path} took {:?}",
+            started.elapsed()
+        );
         // Both VMs still answer.
         for _ in 0..4 {
             let reply = server.send("GET", "/hello/x", None, None).await;
@@ -157,7 +207,10 @@ async fn loops_allocations_and_recursion_are_stopped_and_the_server_keeps_servin
             tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() })
         })
         .collect();
-    assert_eq!(server.send("GET", "/api/health", None, None).await.status, 200);
+    assert_eq!(
+        server.send("GET", "/api/health", None, None).await.status,
+        200
+    );
     for handle in loops {
         assert_eq!(handle.await.unwrap(), 400);
     }
@@ -169,41 +222,77 @@ async fn create_hook_sets_a_field_and_its_writes_join_the_commit() {
     let server = start(dir.path()).await;
     let before = server.state.engine.last_seq();
     let created = server
-        .json("POST", "/api/collections/posts/records", json!({"title": "t1"}), None, 200)
+        .json(
+            "POST",
+            "/api/collections/posts/records",
+            json!({"title": "t1"}),
+            None,
+            200,
+        )
         .await;
     assert_eq!(created["title"], json!("hooked:t1"));
     // The request's record and the hook's audit record: one commit; the after-success
     // hook's record: a second one.
     assert_eq!(server.state.engine.last_seq(), before + 2);
-    assert_eq!(audit(&server).await, vec!["create hooked:t1", "after hooked:t1"]);
+    assert_eq!(
+        audit(&server).await,
+        vec!["create hooked:t1", "after hooked:t1"]
+    );
     // A throwing hook writes nothing.
     let before = server.state.engine.last_seq();
     let reply = server
-        .send("POST", "/api/collections/posts/records", Some(r#"{"title":"boom"}"#), None)
+        .send(
+            "POST",
+            "/api/collections/posts/records",
+            Some(r#"{"title":"boom"}"#),
+            None,
+        )
         .await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json["message"], json!("No booms."));
     // A hook that does not call e.next(): 200, empty, nothing written.
     let reply = server
-        .send("POST", "/api/collections/posts/records", Some(r#"{"title":"silent"}"#), None)
+        .send(
+            "POST",
+            "/api/collections/posts/records",
+            Some(r#"{"title":"silent"}"#),
+            None,
+        )
         .await;
     assert_eq!((reply.status, reply.text.as_str()), (200, ""));
     assert_eq!(server.state.engine.last_seq(), before);
     // An update hook answering by itself.
     let id = created["id"].as_str().unwrap();
     let url = format!("/api/collections/posts/records/{id}");
-    let reply = server.send("PATCH", &url, Some(r#"{"title":"custom"}"#), None).await;
-    assert_eq!((reply.status, reply.text.as_str()), (202, r#"{"custom":true}"#));
+    let reply = server
+        .send("PATCH", &url, Some(r#"{"title":"custom"}"#), None)
+        .await;
+    assert_eq!(
+        (reply.status, reply.text.as_str()),
+        (202, r#"{"custom":true}"#)
+    );
     // The view hook changes what is answered, not what is stored.
     let viewed = server.json("GET", &url, json!({}), None, 200).await;
     assert_eq!(viewed["title"], json!("HOOKED:T1"));
     let listed = server
-        .json("GET", "/api/collections/posts/records", json!({}), None, 200)
+        .json(
+            "GET",
+            "/api/collections/posts/records",
+            json!({}),
+            None,
+            200,
+        )
         .await;
     assert_eq!(listed["items"][0]["title"], json!("hooked:t1"));
     // History names the request's actor for the hook's write too (a guest here).
     let history = server
-        .json("GET", &format!("{url}/history"), json!({}), Some(&server.admin), 200)
+        .json(
+            "GET",
+            &format!("{url}/history"),
+            json!({}),
+            Some(&server.admin),
+            200,
+        )
         .await;
     assert!(history.to_string().contains("guest"), "{history}");
 }
@@ -215,12 +304,23 @@ async fn app_reads_and_writes_from_routes() {
     let server = start(dir.path()).await;
     let before = server.state.engine.last_seq();
     let reply = server
-        .send("POST", "/api/myapp/notes", Some(r#"{"title":"alpha"}"#), None)
+        .send(
+            "POST",
+            "/api/myapp/notes",
+            Some(r#"{"title":"alpha"}"#),
+            None,
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["ids"].as_array().unwrap().len(), 2);
-    assert_eq!(server.state.engine.last_seq(), before + 1, "runInTransaction is one commit");
-    let reply = server.send("GET", "/api/myapp/notes?q=alpha", None, None).await;
+    assert_eq!(
+        server.state.engine.last_seq(),
+        before + 1,
+        "runInTransaction is one commit"
+    );
+    let reply = server
+        .send("GET", "/api/myapp/notes?q=alpha", None, None)
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["titles"], json!(["alpha (copy)", "alpha"]));
     assert_eq!(reply.json["first"], json!("alpha (copy)"));
@@ -230,7 +330,9 @@ async fn app_reads_and_writes_from_routes() {
     assert_eq!(reply.json["env"], json!("from-env"));
     assert_eq!(reply.json["str"], json!("hi"));
     // A cron job's writes are a commit of their own.
-    api::hooks::run_cron(&server.state, "notes_cleanup").await.unwrap();
+    api::hooks::run_cron(&server.state, "notes_cleanup")
+        .await
+        .unwrap();
     assert_eq!(audit(&server).await, vec!["cron"]);
 }
 
@@ -240,7 +342,13 @@ async fn replaying_a_log_written_with_hooks_gives_the_same_projection_without_th
     let server = start(dir.path()).await;
     for title in ["a", "b", "c"] {
         server
-            .json("POST", "/api/collections/posts/records", json!({"title": title}), None, 200)
+            .json(
+                "POST",
+                "/api/collections/posts/records",
+                json!({"title": title}),
+                None,
+                200,
+            )
             .await;
     }
     server
@@ -271,7 +379,10 @@ async fn watch_reloads_changed_hook_files() {
     let mut options = options(dir.path());
     options.watch = true;
     api::hooks::start(&server.state, options).unwrap();
-    assert_eq!(server.send("GET", "/reloaded", None, None).await.status, 404);
+    assert_eq!(
+        server.send("GET", "/reloaded", None, None).await.status,
+        404
+    );
     std::fs::write(
         dir.path().join(format!("zz{HOOK_SUFFIX}")),
         r#"routerAdd("GET", "/reloaded", (e) => e.string(200, "yes"))"#,

@@ -179,7 +179,15 @@ pub async fn records_delete(
         };
     let result =
         records::delete_record_joined(&state, &schema, &collection, auth, &id, data, joined).await;
-    hooks::after_write(&state, delete, &collection, auth, None, result.as_ref().err()).await;
+    hooks::after_write(
+        &state,
+        delete,
+        &collection,
+        auth,
+        None,
+        result.as_ref().err(),
+    )
+    .await;
     result?;
     Ok(no_content())
 }

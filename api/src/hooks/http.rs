@@ -64,7 +64,11 @@ pub fn send(config: &Value, remaining: Option<Duration>) -> OpResult {
     let started = Instant::now();
     let mut stream = TcpStream::connect_timeout(&address, timeout.max(Duration::from_millis(1)))
         .map_err(fail)?;
-    let left = || timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+    let left = || {
+        timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1))
+    };
     stream.set_write_timeout(Some(left())).map_err(fail)?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -72,7 +76,10 @@ pub fn send(config: &Value, remaining: Option<Duration>) -> OpResult {
     );
     if let Some(Value::Object(headers)) = config.get("headers") {
         for (name, value) in headers {
-            let value = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+            let value = value
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
             if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
                 return Err(fail("invalid header"));
             }
@@ -119,7 +126,9 @@ fn parse_response(raw: &[u8]) -> OpResult {
     for line in lines {
         if let Some((name, value)) = line.split_once(':') {
             let value = value.trim();
-            if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
+            if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.eq_ignore_ascii_case("chunked")
+            {
                 chunked = true;
             }
             headers.insert(name.trim().to_string(), json!([value]));

@@ -109,7 +109,10 @@ impl Registry {
     pub fn has(&self, name: &str, collection: &Collection) -> bool {
         self.hooks.get(name).is_some_and(|handlers| {
             handlers.iter().any(|tags| {
-                tags.is_empty() || tags.iter().any(|t| *t == collection.name || *t == collection.id)
+                tags.is_empty()
+                    || tags
+                        .iter()
+                        .any(|t| *t == collection.name || *t == collection.id)
             })
         })
     }
@@ -139,7 +142,10 @@ pub struct Hooks {
 impl Hooks {
     /// The current hooks, if any are loaded.
     pub fn current(&self) -> Option<Arc<Loaded>> {
-        self.loaded.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn install(&self, loaded: Option<Arc<Loaded>>) {
@@ -163,7 +169,11 @@ pub fn read_files(dir: &Path) -> std::io::Result<Vec<vm::Source>> {
     };
     for entry in entries {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if name.ends_with(HOOK_SUFFIX) && path.is_file() {
@@ -196,12 +206,19 @@ fn fingerprint(dir: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
     out
 }
 
-fn load(state: &Arc<AppState>, options: &HooksOptions, generation: u64) -> anyhow::Result<Option<Loaded>> {
+fn load(
+    state: &Arc<AppState>,
+    options: &HooksOptions,
+    generation: u64,
+) -> anyhow::Result<Option<Loaded>> {
     let files = read_files(&options.dir)?;
     if files.is_empty() {
         return Ok(None);
     }
-    let native = native::Native::new(Arc::downgrade(state), tokio::runtime::Handle::try_current().ok());
+    let native = native::Native::new(
+        Arc::downgrade(state),
+        tokio::runtime::Handle::try_current().ok(),
+    );
     let limits = vm::Limits {
         timeout: options.timeout,
         memory_bytes: options.memory_bytes,
@@ -414,7 +431,11 @@ fn thrown_error(thrown: &ThrownError) -> ApiError {
             .iter()
             .map(|(key, value)| {
                 let normalized = match value {
-                    Value::Object(map) if map.contains_key("code") && map.contains_key("message") => value.clone(),
+                    Value::Object(map)
+                        if map.contains_key("code") && map.contains_key("message") =>
+                    {
+                        value.clone()
+                    }
                     _ => json!({"code": "validation_invalid_value", "message": "Invalid value."}),
                 };
                 (key.clone(), normalized)

@@ -80,7 +80,10 @@ impl Native {
             .ok_or_else(|| js_error("the app is shutting down"))
     }
 
-    fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output, (Option<u16>, String)> {
+    fn block_on<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> Result<F::Output, (Option<u16>, String)> {
         match &self.runtime {
             Some(handle) => Ok(handle.block_on(future)),
             None => Err(js_error("no async runtime for this operation")),
@@ -88,7 +91,12 @@ impl Native {
     }
 
     fn run(&self, op: &str, arg: &Value) -> OpResult {
-        let text = |key: &str| arg.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let text = |key: &str| {
+            arg.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         match op {
             "findCollection" => {
                 let state = self.state()?;
@@ -131,7 +139,10 @@ impl Native {
                 )))
             }
             "sha256" => Ok(json!(hex(&Sha256::digest(text("text").as_bytes())))),
-            "hs256" => Ok(json!(hex(&hmac_sha256(&text("secret"), text("text").as_bytes())))),
+            "hs256" => Ok(json!(hex(&hmac_sha256(
+                &text("secret"),
+                text("text").as_bytes()
+            )))),
             "createJWT" => {
                 let mut payload = match arg.get("payload") {
                     Some(Value::Object(map)) => map.clone(),
@@ -139,14 +150,21 @@ impl Native {
                 };
                 let duration = arg.get("duration").and_then(Value::as_i64).unwrap_or(0);
                 if duration > 0 {
-                    payload.insert("exp".into(), json!(chrono::Utc::now().timestamp() + duration));
+                    payload.insert(
+                        "exp".into(),
+                        json!(chrono::Utc::now().timestamp() + duration),
+                    );
                 }
                 Ok(json!(create_jwt(&Value::Object(payload), &text("secret"))))
             }
             "parseJWT" => parse_jwt(&text("token"), &text("secret")),
             "getenv" => Ok(json!(std::env::var(text("name")).unwrap_or_default())),
             "sleep" => {
-                let ms = arg.get("ms").and_then(Value::as_f64).unwrap_or(0.0).max(0.0);
+                let ms = arg
+                    .get("ms")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+                    .max(0.0);
                 let mut wait = Duration::from_millis(ms as u64);
                 if let Some(left) = self.deadline.remaining() {
                     wait = wait.min(left);
@@ -188,11 +206,23 @@ impl Native {
         let filter = arg.get("filter").and_then(Value::as_str).unwrap_or("");
         let filter = bind_params(filter, arg.get("params")).map_err(js_error)?;
         let limit = arg.get("limit").and_then(Value::as_i64).unwrap_or(0);
-        let limit = if limit <= 0 { MAX_FIND_RECORDS } else { limit.min(MAX_FIND_RECORDS) };
-        let offset = arg.get("offset").and_then(Value::as_i64).unwrap_or(0).max(0);
+        let limit = if limit <= 0 {
+            MAX_FIND_RECORDS
+        } else {
+            limit.min(MAX_FIND_RECORDS)
+        };
+        let offset = arg
+            .get("offset")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .max(0);
         let mut query = crate::request::Query::new();
         query.insert("filter".into(), filter);
-        if let Some(sort) = arg.get("sort").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        if let Some(sort) = arg
+            .get("sort")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             query.insert("sort".into(), sort.to_string());
         }
         // Pages of `limit` items; an offset that is no multiple of the limit reads one more
@@ -212,7 +242,12 @@ impl Native {
             ))?
             .map_err(api_err)?;
         let skip = (offset % limit) as usize;
-        let records: Vec<Value> = page.items.into_iter().skip(skip).take(limit as usize).collect();
+        let records: Vec<Value> = page
+            .items
+            .into_iter()
+            .skip(skip)
+            .take(limit as usize)
+            .collect();
         Ok(json!({ "collection": collection.to_json(), "records": records }))
     }
 
@@ -228,7 +263,12 @@ impl Native {
         if to.is_empty() {
             return Err(js_error("the mail message has no recipient"));
         }
-        let text = |key: &str| arg.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        let text = |key: &str| {
+            arg.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         for recipient in to {
             state.mailer.enqueue(
                 config.clone(),
@@ -250,8 +290,15 @@ fn address(value: &Value) -> Option<String> {
     match value {
         Value::String(text) if !text.is_empty() => Some(text.clone()),
         Value::Object(map) => {
-            let address = map.get("address").and_then(Value::as_str).filter(|a| !a.is_empty())?;
-            match map.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            let address = map
+                .get("address")
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())?;
+            match map
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
                 Some(name) => Some(format!("{name} <{address}>")),
                 None => Some(address.to_string()),
             }

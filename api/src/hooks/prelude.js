@@ -476,3 +476,29 @@ function __pl_migration(source, direction) {
     return {};
   });
 }
+
+// `unmarshal(data, target)`: loads JSON data into a model as Go's json.Unmarshal does into a
+// struct (objects merge key by key, everything else is replaced); used by the reference's
+// generated migrations.
+function __merge(target, data) {
+  for (var k in data) {
+    var v = data[k];
+    if (v && typeof v === "object" && !Array.isArray(v) && target[k] && typeof target[k] === "object" && !Array.isArray(target[k])) {
+      __merge(target[k], v);
+    } else {
+      target[k] = v;
+    }
+  }
+}
+function unmarshal(data, target) {
+  if (target instanceof Collection) {
+    var copy = Object.assign({}, data);
+    if (copy.fields !== undefined) { target.fields = new FieldsList(copy.fields); delete copy.fields; }
+    __merge(target, copy);
+  } else if (target instanceof Record) {
+    target.load(data);
+  } else {
+    __merge(target, data);
+  }
+  return target;
+}

@@ -46,17 +46,26 @@ pub fn match_path(pattern: &str, path: &str) -> Option<BTreeMap<String, String>>
 }
 
 /// The first custom route for `method` and `path`: its index and path values.
-pub fn find(loaded: &Loaded, method: &str, path: &str) -> Option<(usize, BTreeMap<String, String>)> {
-    loaded.registry.routes.iter().enumerate().find_map(|(index, route)| {
-        let method_ok = route.method == method
-            || route.method == "*"
-            || route.method.is_empty()
-            || (method == "HEAD" && route.method == "GET");
-        if !method_ok {
-            return None;
-        }
-        match_path(&route.path, path).map(|values| (index, values))
-    })
+pub fn find(
+    loaded: &Loaded,
+    method: &str,
+    path: &str,
+) -> Option<(usize, BTreeMap<String, String>)> {
+    loaded
+        .registry
+        .routes
+        .iter()
+        .enumerate()
+        .find_map(|(index, route)| {
+            let method_ok = route.method == method
+                || route.method == "*"
+                || route.method.is_empty()
+                || (method == "HEAD" && route.method == "GET");
+            if !method_ok {
+                return None;
+            }
+            match_path(&route.path, path).map(|values| (index, values))
+        })
 }
 
 /// The request as the prelude's event sees it.

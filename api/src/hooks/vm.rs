@@ -171,7 +171,10 @@ impl Vm {
         }
         result.map_err(|text| {
             if interrupted {
-                JsFailure::Script(format!("interrupted: the hook ran longer than {:?}", self.timeout))
+                JsFailure::Script(format!(
+                    "interrupted: the hook ran longer than {:?}",
+                    self.timeout
+                ))
             } else {
                 JsFailure::Script(text)
             }

@@ -147,9 +147,14 @@ pub async fn prepare(state: &Arc<AppState>, writes: Vec<Write>) -> ApiResult<Joi
                 let collection = records::find_collection(&schema, &collection)?;
                 if is_new {
                     data_map.insert("id".into(), json!(id));
-                    let input =
-                        records::prepare_create(&schema, &collection, Some(&auth), data_map, data())
-                            .await?;
+                    let input = records::prepare_create(
+                        &schema,
+                        &collection,
+                        Some(&auth),
+                        data_map,
+                        data(),
+                    )
+                    .await?;
                     out.push(Prepared::Create(Box::new(input)));
                 } else {
                     data_map.remove("id");
@@ -184,9 +189,10 @@ pub async fn prepare(state: &Arc<AppState>, writes: Vec<Write>) -> ApiResult<Joi
                     .to_string();
                 let found = schema.find(&key).cloned();
                 let (collection, created) = match found {
-                    Some(current) if existing || schema.find(&key).is_some() => {
-                        (updated_collection(&current, &body, "Failed to update collection.")?, false)
-                    }
+                    Some(current) if existing || schema.find(&key).is_some() => (
+                        updated_collection(&current, &body, "Failed to update collection.")?,
+                        false,
+                    ),
                     _ => (new_collection(&body)?, true),
                 };
                 let message = if created {
@@ -210,7 +216,10 @@ pub async fn prepare(state: &Arc<AppState>, writes: Vec<Write>) -> ApiResult<Joi
                 if found.system() {
                     return Err(ApiError::bad_request("Failed to delete collection."));
                 }
-                out.push(Prepared::DropCollection(found.id.clone(), found.name.clone()));
+                out.push(Prepared::DropCollection(
+                    found.id.clone(),
+                    found.name.clone(),
+                ));
             }
         }
     }

@@ -32,7 +32,11 @@ pub fn files(dir: &Path) -> std::io::Result<Vec<vm::Source>> {
     };
     for entry in entries {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if name.ends_with(".js") && !name.ends_with(crate::hooks::HOOK_SUFFIX) && path.is_file() {
@@ -64,7 +68,10 @@ pub fn applied(state: &AppState) -> ApiResult<Vec<String>> {
 }
 
 fn pool(state: &Arc<AppState>) -> ApiResult<vm::Pool> {
-    let native = Native::new(Arc::downgrade(state), tokio::runtime::Handle::try_current().ok());
+    let native = Native::new(
+        Arc::downgrade(state),
+        tokio::runtime::Handle::try_current().ok(),
+    );
     let limits = vm::Limits {
         timeout: MIGRATION_TIMEOUT,
         memory_bytes: crate::hooks::DEFAULT_MEMORY_BYTES,
@@ -82,7 +89,10 @@ async fn run_one(
     applied_after: Vec<String>,
 ) -> ApiResult<()> {
     let out = pool
-        .call("__pl_migration", vec![file.text.clone(), direction.to_string()])
+        .call(
+            "__pl_migration",
+            vec![file.text.clone(), direction.to_string()],
+        )
         .await
         .map_err(|err| ApiError::bad_request(&format!("{}: {err}", file.name)))?;
     let outcome = parse_outcome(&out).map_err(|err| {

@@ -578,8 +578,10 @@ pub async fn update_record(
 ) -> ApiResult<Map<String, Value>> {
     let uploads = crate::files::write::PendingUploads::default();
     let joined = Default::default();
-    update_record_with_files(state, schema, collection, auth, id, body, data, uploads, joined)
-        .await
+    update_record_with_files(
+        state, schema, collection, auth, id, body, data, uploads, joined,
+    )
+    .await
 }
 
 /// [`update_record`] with uploaded files (bound by [`bind_uploads`]) and the writes of its
@@ -671,7 +673,16 @@ pub async fn delete_record(
     id: &str,
     data: RequestData,
 ) -> ApiResult<()> {
-    delete_record_joined(state, schema, collection, auth, id, data, Default::default()).await
+    delete_record_joined(
+        state,
+        schema,
+        collection,
+        auth,
+        id,
+        data,
+        Default::default(),
+    )
+    .await
 }
 
 /// [`delete_record`] with the writes of its request hooks (one commit).

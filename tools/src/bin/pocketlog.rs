@@ -90,7 +90,8 @@ struct PocketBaseFlags {
     /// The longest one JS hook invocation may run, in seconds (pocketlog's own flag).
     #[arg(long = "hooksTimeout", global = true, default_value_t = 30.0)]
     hooks_timeout: f64,
-    /// The directory with user migrations (not supported yet: ignored).
+    /// The directory with the JS migrations (default: `pb_migrations` beside the data dir),
+    /// applied at start.
     #[arg(long = "migrationsDir", global = true, value_name = "DIR")]
     migrations_dir: Option<PathBuf>,
     /// Auto migrations (no JS migrations yet: ignored).
@@ -115,9 +116,9 @@ impl PocketBaseFlags {
                  settings are stored unencrypted in the log (ignored)"
             );
         }
-        if self.migrations_dir.is_some() || given("automigrate") {
+        if given("automigrate") {
             tracing::warn!(
-                "--migrationsDir/--automigrate: JS migrations are not supported yet; \
+                "--automigrate: migration files are not generated yet; \
                  collections change through the API and the log (ignored)"
             );
         }
@@ -133,7 +134,9 @@ impl PocketBaseFlags {
             .ok()
             .filter(|t| !t.is_zero())
             .unwrap_or_else(|| {
-                tracing::warn!("--hooksTimeout must be a positive number of seconds; using the default");
+                tracing::warn!(
+                    "--hooksTimeout must be a positive number of seconds; using the default"
+                );
                 api::hooks::DEFAULT_TIMEOUT
             });
         api::hooks::HooksOptions {
@@ -379,6 +382,11 @@ fn main() {
                     writer_queue,
                     maintenance,
                     hooks: cli.pocketbase.hooks(&cli.dir),
+                    migrations_dir: cli
+                        .pocketbase
+                        .migrations_dir
+                        .clone()
+                        .unwrap_or_else(|| cli.dir.join("..").join("pb_migrations")),
                 },
             )
         }
@@ -421,6 +429,7 @@ struct ServeTuning {
     writer_queue: usize,
     maintenance: Maintenance,
     hooks: api::hooks::HooksOptions,
+    migrations_dir: PathBuf,
 }
 
 fn serve(
@@ -508,6 +517,12 @@ fn serve(
             )
         })
         .ok();
+        let migrated = api::migrations::up(&state, &tuning.migrations_dir)
+            .await
+            .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?;
+        if !migrated.is_empty() {
+            tracing::info!(count = migrated.len(), "applied the pending JS migrations");
+        }
         api::hooks::start(&state, tuning.hooks)?;
         api::crons::start(Arc::clone(&state));
         let app = api::router(Arc::clone(&state));
