@@ -257,8 +257,8 @@ pub fn start(state: &Arc<AppState>, options: HooksOptions) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Fires a global event (`onBootstrap`, `onServe`) and commits its writes (blocking: call
-/// off the async runtime or at start).
+/// Fires a global event (`onBootstrap`, `onServe`) and commits its writes (one commit by the
+/// system).
 pub async fn fire(state: &Arc<AppState>, name: &str, event: Value) -> Result<(), ApiError> {
     let Some(loaded) = state.hooks.current() else {
         return Ok(());

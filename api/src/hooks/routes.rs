@@ -8,7 +8,7 @@
 
 use super::{parse_outcome, HookResponse, Loaded};
 use crate::access::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -159,9 +159,4 @@ pub fn into_response(response: &HookResponse) -> Response {
             out
         }
     }
-}
-
-/// A 404 for a method or path no route serves (used by tests of the matcher).
-pub fn not_found() -> ApiError {
-    ApiError::not_found()
 }

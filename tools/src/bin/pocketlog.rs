@@ -524,6 +524,11 @@ fn serve(
             tracing::info!(count = migrated.len(), "applied the pending JS migrations");
         }
         api::hooks::start(&state, tuning.hooks)?;
+        for event in ["onBootstrap", "onServe"] {
+            if let Err(err) = api::hooks::fire(&state, event, serde_json::json!({})).await {
+                tracing::error!(event, error = %err.message, "a JS hook failed");
+            }
+        }
         api::crons::start(Arc::clone(&state));
         let app = api::router(Arc::clone(&state));
         let hub = Arc::clone(&state.realtime);
