@@ -19,8 +19,8 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
-    email_change, files, health, history, installer, logs, mail, oauth2, otp, realtime, records,
-    settings, sql, views,
+    email_change, files, health, history, hook_routes, installer, logs, mail, oauth2, otp,
+    realtime, records, settings, sql, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +36,21 @@ pub const API_PREFIX: &str = "/api/";
 pub const COLLECTIONS_PREFIX: &str = "/api/collections/";
 /// Prefix of the file routes (rate-limit tags).
 pub const FILES_PREFIX: &str = "/api/files/";
+
+/// [`fallback`] for a whole request (the hook routes' dispatcher falls back to it).
+pub(crate) async fn fallback_request(
+    state: Arc<AppState>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    fallback(
+        axum::extract::State(state),
+        parts.method,
+        parts.uri,
+        parts.headers,
+    )
+    .await
+}
 
 /// No route matched: GET and HEAD fall into the static files of the public dir
 /// (`public.rs`, 404 `File not found.` when not served), other methods get the 404 envelope.
@@ -300,7 +315,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/_/", get(dashboard::index))
         .route("/_/{*path}", get(dashboard::asset_or_index))
         .method_not_allowed_fallback(wrong_method)
-        .fallback(fallback)
+        // Custom routes of the JS hooks (`routerAdd`), then static files.
+        .fallback(hook_routes::dispatch)
 }
 
 /// Wraps routes in the cross-cutting layers (body limit, panic → 500, superuser IPs and rate

@@ -100,6 +100,8 @@ pub struct AppState {
     pub auth_cache: Arc<crate::auth_cache::AuthCache>,
     /// The cluster node, when serving with `--cluster` (`cluster/`); set once at start.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The JS hooks (`hooks/`; empty until `hooks::start`).
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -414,6 +416,7 @@ impl AppState {
             otp_failures: crate::auth::otp::Failures::default(),
             auth_cache,
             cluster: std::sync::OnceLock::new(),
+            hooks: crate::hooks::Hooks::default(),
             options,
         }))
     }

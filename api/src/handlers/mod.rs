@@ -14,6 +14,7 @@ pub mod email_change;
 pub mod files;
 pub mod health;
 pub mod history;
+pub mod hook_routes;
 pub mod installer;
 pub mod logs;
 pub mod mail;

@@ -6,9 +6,10 @@
 //! service's; the caller comes from the [`Caller`] extractor, which never rejects.
 
 use super::common::{json_response, list_envelope, no_content, Query};
-use crate::access::{Auth, RequestData};
+use crate::access::{actor_of, Auth, RequestData};
 use crate::error::ApiResult;
 use crate::extract::Caller;
+use crate::hooks::records::{self as hooks, Action, Flow};
 use crate::model::Collection;
 use crate::records::{self, find_collection, present};
 use crate::state::AppState;
@@ -43,18 +44,18 @@ pub async fn records_list(
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
     let data = RequestData::new("GET", &headers, &query);
-    let page = records::list(
-        &state,
-        &schema,
-        &collection,
-        caller.0.as_ref(),
-        &query,
-        &data,
-    )
-    .await?;
+    let auth = caller.0.as_ref();
+    let page = records::list(&state, &schema, &collection, auth, &query, &data).await?;
+    let items = match hooks::list_request(&state, &collection, auth, &data, page.items).await? {
+        Flow::Go(items, joined) => {
+            crate::hooks::writes::commit_joined(&state, actor_of(auth), joined).await?;
+            items
+        }
+        Flow::Respond(response) => return Ok(response),
+    };
     Ok(json_response(
         &query,
-        list_envelope(page.items, page.paging, page.total),
+        list_envelope(items, page.paging, page.total),
     ))
 }
 
@@ -71,6 +72,13 @@ pub async fn records_view(
     let auth = caller.0.as_ref();
     let data = RequestData::new("GET", &headers, &query);
     let record = records::view(&state, &schema, &collection, auth, id, &data).await?;
+    let record = match hooks::view_request(&state, &collection, auth, &data, record).await? {
+        Flow::Go(record, joined) => {
+            crate::hooks::writes::commit_joined(&state, actor_of(auth), joined).await?;
+            record
+        }
+        Flow::Respond(response) => return Ok(response),
+    };
     present_one(&state, auth, &collection, record, &query).await
 }
 
@@ -87,17 +95,27 @@ pub async fn records_create(
     let collection = find_collection(&schema, &name)?;
     let auth = caller.0.as_ref();
     let (body, uploads) = records::bind_uploads(&state, &collection, body);
-    let record = records::create_record_with_files(
+    let data = RequestData::new("POST", &headers, &query);
+    let create = Action::Create;
+    let (body, joined) =
+        match hooks::write_request(&state, create, &collection, auth, &data, None, body).await? {
+            Flow::Go(body, joined) => (body, joined),
+            Flow::Respond(response) => return Ok(response),
+        };
+    let result = records::create_record_with_files(
         &state,
         &schema,
         &collection,
         auth,
         body,
-        RequestData::new("POST", &headers, &query),
+        data,
         uploads,
+        joined,
     )
-    .await?;
-    present_one(&state, auth, &collection, record, &query).await
+    .await;
+    let (ok, err) = (result.as_ref().ok(), result.as_ref().err());
+    hooks::after_write(&state, create, &collection, auth, ok, err).await;
+    present_one(&state, auth, &collection, result?, &query).await
 }
 
 /// `PATCH /api/collections/{c}/records/{id}`
@@ -113,18 +131,29 @@ pub async fn records_update(
     let collection = find_collection(&schema, &name)?;
     let auth = caller.0.as_ref();
     let (body, uploads) = records::bind_uploads(&state, &collection, body);
-    let record = records::update_record_with_files(
+    let data = RequestData::new("PATCH", &headers, &query);
+    let update = Action::Update;
+    let target = Some(id.as_str());
+    let (body, joined) =
+        match hooks::write_request(&state, update, &collection, auth, &data, target, body).await? {
+            Flow::Go(body, joined) => (body, joined),
+            Flow::Respond(response) => return Ok(response),
+        };
+    let result = records::update_record_with_files(
         &state,
         &schema,
         &collection,
         auth,
         &id,
         body,
-        RequestData::new("PATCH", &headers, &query),
+        data,
         uploads,
+        joined,
     )
-    .await?;
-    present_one(&state, auth, &collection, record, &query).await
+    .await;
+    let (ok, err) = (result.as_ref().ok(), result.as_ref().err());
+    hooks::after_write(&state, update, &collection, auth, ok, err).await;
+    present_one(&state, auth, &collection, result?, &query).await
 }
 
 /// `DELETE /api/collections/{c}/records/{id}`
@@ -137,14 +166,28 @@ pub async fn records_delete(
 ) -> ApiResult<Response> {
     let schema = state.schema();
     let collection = find_collection(&schema, &name)?;
-    records::delete_record(
+    let auth = caller.0.as_ref();
+    let data = RequestData::new("DELETE", &headers, &query);
+    let delete = Action::Delete;
+    let target = Some(id.as_str());
+    let joined =
+        match hooks::write_request(&state, delete, &collection, auth, &data, target, Map::new())
+            .await?
+        {
+            Flow::Go(_, joined) => joined,
+            Flow::Respond(response) => return Ok(response),
+        };
+    let result =
+        records::delete_record_joined(&state, &schema, &collection, auth, &id, data, joined).await;
+    hooks::after_write(
         &state,
-        &schema,
+        delete,
         &collection,
-        caller.0.as_ref(),
-        &id,
-        RequestData::new("DELETE", &headers, &query),
+        auth,
+        None,
+        result.as_ref().err(),
     )
-    .await?;
+    .await;
+    result?;
     Ok(no_content())
 }

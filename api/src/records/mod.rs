@@ -41,9 +41,9 @@ pub use cascade::delete_staged_with_references;
 pub use present::{excerpt, pick_fields, present, viewer};
 pub use query::{list, view};
 pub use write::{
-    bind_uploads, create_record, create_record_with_files, delete_record, prepare_create,
-    prepare_delete, prepare_update, run_create, run_delete, run_update, update_record,
-    update_record_with_files,
+    bind_uploads, create_record, create_record_with_files, delete_record, delete_record_joined,
+    prepare_create, prepare_delete, prepare_update, run_create, run_delete, run_update,
+    update_record, update_record_with_files,
 };
 
 use crate::access::{Auth, RequestData};

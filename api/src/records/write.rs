@@ -385,11 +385,14 @@ pub async fn create_record(
         body,
         data,
         Default::default(),
+        Default::default(),
     )
     .await
 }
 
-/// [`create_record`] with uploaded files (bound by [`bind_uploads`]).
+/// [`create_record`] with uploaded files (bound by [`bind_uploads`]) and the writes of its
+/// request hooks (`joined`, applied in the same command: one commit).
+#[allow(clippy::too_many_arguments)]
 pub async fn create_record_with_files(
     state: &Arc<AppState>,
     schema: &Arc<Schema>,
@@ -398,12 +401,14 @@ pub async fn create_record_with_files(
     body: Map<String, Value>,
     data: RequestData,
     uploads: crate::files::write::PendingUploads,
+    joined: crate::hooks::writes::Joined,
 ) -> ApiResult<Map<String, Value>> {
     let mut input = prepare_create(schema, collection, auth, body, data).await?;
     input.uploads = uploads;
     let outcome = state
         .write(actor_of(auth), move |tx| {
             let record = run_create(tx, &input)?;
+            joined.apply(tx)?;
             input.uploads.persist_ready("Failed to create record.")?;
             Ok(record)
         })
@@ -582,10 +587,15 @@ pub async fn update_record(
     data: RequestData,
 ) -> ApiResult<Map<String, Value>> {
     let uploads = crate::files::write::PendingUploads::default();
-    update_record_with_files(state, schema, collection, auth, id, body, data, uploads).await
+    let joined = Default::default();
+    update_record_with_files(
+        state, schema, collection, auth, id, body, data, uploads, joined,
+    )
+    .await
 }
 
-/// [`update_record`] with uploaded files (bound by [`bind_uploads`]).
+/// [`update_record`] with uploaded files (bound by [`bind_uploads`]) and the writes of its
+/// request hooks (`joined`, applied in the same command: one commit).
 #[allow(clippy::too_many_arguments)]
 pub async fn update_record_with_files(
     state: &Arc<AppState>,
@@ -596,6 +606,7 @@ pub async fn update_record_with_files(
     body: Map<String, Value>,
     data: RequestData,
     uploads: crate::files::write::PendingUploads,
+    joined: crate::hooks::writes::Joined,
 ) -> ApiResult<Map<String, Value>> {
     let mut input = prepare_update(state, schema, collection, auth, id, body, data).await?;
     input.uploads = uploads;
@@ -603,6 +614,7 @@ pub async fn update_record_with_files(
     let outcome = state
         .write(actor_of(auth), move |tx| {
             let record = run_update(tx, &input, &id)?;
+            joined.apply(tx)?;
             input.uploads.persist_ready("Failed to update record.")?;
             Ok(record)
         })
@@ -671,10 +683,35 @@ pub async fn delete_record(
     id: &str,
     data: RequestData,
 ) -> ApiResult<()> {
+    delete_record_joined(
+        state,
+        schema,
+        collection,
+        auth,
+        id,
+        data,
+        Default::default(),
+    )
+    .await
+}
+
+/// [`delete_record`] with the writes of its request hooks (one commit).
+pub async fn delete_record_joined(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    auth: Option<&Auth>,
+    id: &str,
+    data: RequestData,
+    joined: crate::hooks::writes::Joined,
+) -> ApiResult<()> {
     let input = prepare_delete(schema, collection, auth, data)?;
     let id = id.to_string();
     state
-        .write(actor_of(auth), move |tx| run_delete(tx, &input, &id))
+        .write(actor_of(auth), move |tx| {
+            run_delete(tx, &input, &id)?;
+            joined.apply(tx)
+        })
         .await?;
     Ok(())
 }

@@ -81,18 +81,22 @@ struct PocketBaseFlags {
     /// (AES-256-GCM, as PocketBase; in the log and in data.db).
     #[arg(long = "encryptionEnv", global = true, value_name = "ENV")]
     encryption_env: Option<String>,
-    /// The directory with JS app hooks (not supported yet: ignored).
+    /// The directory with the JS app hooks (default: `pb_hooks` beside the data dir).
     #[arg(long = "hooksDir", global = true, value_name = "DIR")]
     hooks_dir: Option<PathBuf>,
-    /// Restart on hook file changes (no hooks yet: ignored).
+    /// Reload the hooks when their files change.
     #[arg(long = "hooksWatch", global = true, default_value = "true", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = go_bool,
           action = clap::ArgAction::Set)]
     hooks_watch: bool,
-    /// Prewarmed JS runtimes for hooks (no hooks yet: ignored).
+    /// Prewarmed JS runtimes for hooks.
     #[arg(long = "hooksPool", global = true, default_value_t = 15)]
     hooks_pool: i64,
-    /// The directory with user migrations (not supported yet: ignored).
+    /// The longest one JS hook invocation may run, in seconds (pocketlog's own flag).
+    #[arg(long = "hooksTimeout", global = true, default_value_t = 30.0)]
+    hooks_timeout: f64,
+    /// The directory with the JS migrations (default: `pb_migrations` beside the data dir),
+    /// applied at start.
     #[arg(long = "migrationsDir", global = true, value_name = "DIR")]
     migrations_dir: Option<PathBuf>,
     /// Auto migrations (no JS migrations yet: ignored).
@@ -111,16 +115,34 @@ impl PocketBaseFlags {
                 Some(clap::parser::ValueSource::CommandLine)
             )
         };
-        if self.hooks_dir.is_some() || given("hooks_watch") || given("hooks_pool") {
+        if given("automigrate") {
             tracing::warn!(
-                "--hooksDir/--hooksWatch/--hooksPool: JS hooks are not supported yet (ignored)"
-            );
-        }
-        if self.migrations_dir.is_some() || given("automigrate") {
-            tracing::warn!(
-                "--migrationsDir/--automigrate: JS migrations are not supported yet; \
+                "--automigrate: migration files are not generated yet; \
                  collections change through the API and the log (ignored)"
             );
+        }
+    }
+
+    /// The JS hooks options of `serve` for the data dir `dir`.
+    fn hooks(&self, dir: &std::path::Path) -> api::hooks::HooksOptions {
+        let hooks_dir = self
+            .hooks_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("..").join("pb_hooks"));
+        let timeout = Duration::try_from_secs_f64(self.hooks_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    "--hooksTimeout must be a positive number of seconds; using the default"
+                );
+                api::hooks::DEFAULT_TIMEOUT
+            });
+        api::hooks::HooksOptions {
+            pool: self.hooks_pool.clamp(1, 1024) as usize,
+            watch: self.hooks_watch,
+            timeout,
+            ..api::hooks::HooksOptions::new(hooks_dir)
         }
     }
 }
@@ -565,6 +587,12 @@ fn main() {
                         writer_queue,
                         maintenance,
                         cluster,
+                        hooks: cli.pocketbase.hooks(&cli.dir),
+                        migrations_dir: cli
+                            .pocketbase
+                            .migrations_dir
+                            .clone()
+                            .unwrap_or_else(|| cli.dir.join("..").join("pb_migrations")),
                     },
                 )
             })
@@ -674,6 +702,8 @@ struct ServeTuning {
     writer_queue: usize,
     maintenance: Maintenance,
     cluster: ClusterFlags,
+    hooks: api::hooks::HooksOptions,
+    migrations_dir: PathBuf,
 }
 
 fn serve(
@@ -793,6 +823,18 @@ fn serve(
             )
         })
         .ok();
+        let migrated = api::migrations::up(&state, &tuning.migrations_dir)
+            .await
+            .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?;
+        if !migrated.is_empty() {
+            tracing::info!(count = migrated.len(), "applied the pending JS migrations");
+        }
+        api::hooks::start(&state, tuning.hooks)?;
+        for event in ["onBootstrap", "onServe"] {
+            if let Err(err) = api::hooks::fire(&state, event, serde_json::json!({})).await {
+                tracing::error!(event, error = %err.message, "a JS hook failed");
+            }
+        }
         api::crons::start(Arc::clone(&state));
         if let Some(node) = state.cluster.get() {
             node.spawn(&state);
