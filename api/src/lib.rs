@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod history;
 pub mod installer;
 pub mod mail;
+pub mod metrics;
 pub mod model;
 pub mod public;
 pub mod ratelimit;
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod settings;
 pub mod sql;
 pub mod state;
+pub mod trash;
 
 pub use routes::router;
 pub use state::{AppState, ServerOptions};

@@ -45,6 +45,9 @@ pub struct ServerOptions {
     /// The cron expression of the `__plSnapshot__` job (`None`: no such job; snapshots are
     /// only removed by compaction, so `serve` sets it only when it compacts).
     pub snapshot_cron: Option<String>,
+    /// A bearer token that lets a scraper read `/api/metrics` without a superuser
+    /// (`POCKETLOG_METRICS_TOKEN`; `None`: superusers only).
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +61,7 @@ impl Default for ServerOptions {
             query_timeout: None,
             scrub_cron: None,
             snapshot_cron: None,
+            metrics_token: None,
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct AppState {
     pub mailer: crate::mail::Mailer,
     /// Wrong OTP attempts per record (`auth/otp.rs`).
     pub otp_failures: crate::auth::otp::Failures,
+    /// HTTP request counters and latencies (`metrics.rs`).
+    pub request_metrics: crate::metrics::RequestMetrics,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -360,6 +366,7 @@ impl AppState {
             ),
             mailer: crate::mail::Mailer::new(),
             otp_failures: crate::auth::otp::Failures::default(),
+            request_metrics: crate::metrics::RequestMetrics::default(),
             options,
         }))
     }

@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod frame;
 mod log;
+mod metrics;
 mod projection;
 mod scrub;
 mod snapshot;
@@ -39,6 +40,7 @@ pub use engine::{Console, Engine, EngineConfig, Failure, Outcome, ReadConn, Sync
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use frame::FRAME_PAYLOAD_MAX;
 pub use log::{LogReader, RecoveryReport, TornTail};
+pub use metrics::{EngineMetrics, Histogram, HistogramSnapshot, LATENCY_BUCKETS_SECONDS};
 pub use projection::{quote_ident, SqlFunction, ROW_COUNTER_FN, SQL_FUNCTIONS};
 pub use scrub::ScrubReport;
 pub use storage::{AppendFile, FsStorage, Storage};
