@@ -136,3 +136,153 @@ async fn trash_is_for_superusers() {
     assert_eq!(unknown.status, 404);
     assert!(unknown.text.contains("\"status\":404"));
 }
+
+#[tokio::test]
+async fn restore_brings_a_record_back_as_a_create_and_reports_broken_relations() {
+    let server = start().await;
+    let tags = server
+        .collection(
+            json!({"name": "tags", "type": "base", "listRule": "", "viewRule": "",
+            "createRule": "", "deleteRule": "", "fields": [{"name": "label", "type": "text"}]}),
+        )
+        .await;
+    server
+        .collection(
+            json!({"name": "posts", "type": "base", "listRule": "", "viewRule": "",
+            "createRule": "", "deleteRule": "", "fields": [{"name": "title", "type": "text"},
+            {"name": "tags", "type": "relation", "collectionId": tags["id"], "maxSelect": 5}]}),
+        )
+        .await;
+    let keep = server
+        .json(
+            "POST",
+            "/api/collections/tags/records",
+            json!({"label": "keep"}),
+            None,
+            200,
+        )
+        .await;
+    let gone = server
+        .json(
+            "POST",
+            "/api/collections/tags/records",
+            json!({"label": "gone"}),
+            None,
+            200,
+        )
+        .await;
+    let (keep, gone) = (
+        keep["id"].as_str().expect("id").to_string(),
+        gone["id"].as_str().expect("id").to_string(),
+    );
+    let post = server
+        .json(
+            "POST",
+            "/api/collections/posts/records",
+            json!({"title": "hello", "tags": [keep, gone]}),
+            None,
+            200,
+        )
+        .await;
+    let post_id = post["id"].as_str().expect("id").to_string();
+    let restore_path = format!("/api/collections/posts/records/{post_id}/restore");
+    // Not deleted (yet): nothing to restore.
+    let early = server
+        .send("POST", &restore_path, None, Some(&server.admin))
+        .await;
+    assert_eq!(early.status, 404);
+    for path in [
+        format!("/api/collections/posts/records/{post_id}"),
+        format!("/api/collections/tags/records/{gone}"),
+    ] {
+        assert_eq!(server.send("DELETE", &path, None, None).await.status, 204);
+    }
+    let guest = server.send("POST", &restore_path, None, None).await;
+    assert_eq!(guest.status, 401);
+    let restored = server
+        .json("POST", &restore_path, json!({}), Some(&server.admin), 200)
+        .await;
+    assert_eq!(restored["record"]["id"], json!(post_id));
+    assert_eq!(restored["record"]["title"], json!("hello"));
+    assert_eq!(restored["record"]["created"], post["created"]);
+    assert_eq!(restored["missingRelations"], json!({"tags": [gone]}));
+    assert_eq!(restored["position"], json!(server.state.engine.last_seq()));
+    // An ordinary record again: viewable, out of the trash, in history as a create.
+    let viewed = server
+        .json(
+            "GET",
+            &format!("/api/collections/posts/records/{post_id}"),
+            json!({}),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(viewed["title"], json!("hello"));
+    let trash = server
+        .json(
+            "GET",
+            "/api/collections/posts/trash",
+            json!({}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    assert_eq!(trash["totalItems"], json!(0));
+    let history = server
+        .json(
+            "GET",
+            &format!("/api/collections/posts/records/{post_id}/history"),
+            json!({}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    let actions: Vec<&str> = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["create", "delete", "create"]);
+    // A second restore: the record exists now.
+    let again = server
+        .send("POST", &restore_path, None, Some(&server.admin))
+        .await;
+    assert_eq!(again.status, 404, "no longer in the trash: {}", again.text);
+}
+
+#[tokio::test]
+async fn a_restored_user_gets_a_new_token_key() {
+    let server = start().await;
+    let (id, token) = server.user("gone@example.com", "Passw0rd123").await;
+    let path = format!("/api/collections/users/records/{id}");
+    assert_eq!(
+        server
+            .send("DELETE", &path, None, Some(&server.admin))
+            .await
+            .status,
+        204
+    );
+    server
+        .json(
+            "POST",
+            &format!("{path}/restore"),
+            json!({}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    // The old token is still revoked; the password still works.
+    let old = server
+        .send(
+            "POST",
+            "/api/collections/users/auth-refresh",
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_ne!(old.status, 200, "{}", old.text);
+    server
+        .login("users", "gone@example.com", "Passw0rd123")
+        .await;
+}
