@@ -154,6 +154,40 @@ async fn list_then_connect_streams_exactly_the_changes_after_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_list_plan_carries_the_position() {
+    let (_dir, path) = temp_dir();
+    let server = Server::start(&path, ServerOptions::default()).await;
+    server.create_messages().await;
+    for text in ["b", "a", "c"] {
+        server.create("messages", json!({"text": text}), None).await;
+    }
+    // A filter and a sort no index serves (the page and the total counted in one scan), a
+    // plain page with its total, and a page without it.
+    for query in [
+        "filter=text%21%3D%27%27&sort=-text",
+        "sort=text",
+        "skipTotal=1",
+    ] {
+        let response =
+            reqwest::get(server.url(&format!("/api/collections/messages/records?{query}")))
+                .await
+                .expect("list");
+        assert_eq!(response.status().as_u16(), 200, "{query}");
+        let position = response.headers()["x-pocketlog-position"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert_eq!(
+            position,
+            server.state.engine.last_seq().to_string(),
+            "{query}"
+        );
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["items"].as_array().map(Vec::len), Some(3), "{query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_positioned_topic_does_not_replay_for_the_other_topics() {
     let (_dir, path) = temp_dir();
     let server = Server::start(&path, ServerOptions::default()).await;
