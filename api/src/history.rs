@@ -22,7 +22,8 @@ pub const HISTORY_BATCH_COMMITS: usize = 4096;
 /// Most versions returned by one history request.
 pub const HISTORY_VERSIONS_MAX: usize = 10_000;
 
-fn actor_json(actor: &Actor) -> Value {
+/// The JSON of a commit's actor (`{type, id?, collectionId?}`).
+pub fn actor_json(actor: &Actor) -> Value {
     match actor {
         Actor::System => json!({"type": "system"}),
         Actor::Superuser(id) => json!({"type": "superuser", "id": id}),

@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod installer;
 pub mod mail;
 pub mod migrations;
+pub mod metrics;
 pub mod model;
 pub mod public;
 pub mod ratelimit;
@@ -33,6 +34,7 @@ pub mod routes;
 pub mod settings;
 pub mod sql;
 pub mod state;
+pub mod trash;
 
 pub use routes::router;
 pub use state::{AppState, ServerOptions};

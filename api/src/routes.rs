@@ -19,8 +19,8 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
-    email_change, files, health, history, hook_routes, installer, logs, mail, oauth2, otp,
-    realtime, records, settings, sql, views,
+    email_change, files, health, history, hook_routes, installer, logs, mail, metrics, oauth2,
+    otp, realtime, records, settings, sql, trash, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -273,6 +273,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/records/{id}", get(records::records_view).patch(records::records_update).delete(records::records_delete))
         .route("/api/collections/{c}/records/{id}/history", get(history::records_history))
         .route("/api/collections/{c}/changes", get(changes::changes_list))
+        .route("/api/collections/{c}/trash", get(trash::trash_list))
+        .route("/api/collections/{c}/records/{id}/restore", post(trash::records_restore))
         .route("/api/batch", post(batch::batch))
         // Auth.
         .route("/api/collections/{c}/auth-methods", get(auth::auth_methods))
@@ -310,6 +312,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/crons", get(crons::crons_list))
         .route("/api/crons/{id}", post(crons::crons_run))
         .route("/api/sql", post(sql::sql_run))
+        .route("/api/metrics", get(metrics::metrics_get))
         // The dashboard.
         .route("/_", get(dashboard::redirect_to_dashboard))
         .route("/_/", get(dashboard::index))
@@ -328,6 +331,10 @@ pub fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Route
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::metrics::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

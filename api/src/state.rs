@@ -49,6 +49,9 @@ pub struct ServerOptions {
     pub settings_key: Option<crate::settings::encrypt::SettingsKey>,
     /// The variable named by `--encryptionEnv` (for the error when it is empty).
     pub encryption_env: Option<String>,
+    /// A bearer token that lets a scraper read `/api/metrics` without a superuser
+    /// (`POCKETLOG_METRICS_TOKEN`; `None`: superusers only).
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -64,6 +67,7 @@ impl Default for ServerOptions {
             snapshot_cron: None,
             settings_key: None,
             encryption_env: None,
+            metrics_token: None,
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct AppState {
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// The JS hooks (`hooks/`; empty until `hooks::start`).
     pub hooks: crate::hooks::Hooks,
+    /// HTTP request counters and latencies (`metrics.rs`).
+    pub request_metrics: crate::metrics::RequestMetrics,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -417,6 +423,7 @@ impl AppState {
             auth_cache,
             cluster: std::sync::OnceLock::new(),
             hooks: crate::hooks::Hooks::default(),
+            request_metrics: crate::metrics::RequestMetrics::default(),
             options,
         }))
     }

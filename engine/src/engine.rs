@@ -203,6 +203,22 @@ impl ReadConn<'_> {
         projection::query_counted(self.conn, sql, plain, params)
     }
 
+    /// Runs `f` inside one read transaction and returns the log position the projection was
+    /// at for it (`_meta.last_seq`): every commit up to that seq, and none after it, is
+    /// visible to `f`'s queries ("snapshot, then stream").
+    pub fn at_position<T>(&self, f: impl FnOnce(&ReadConn<'_>) -> Result<T>) -> Result<(Seq, T)> {
+        self.conn.execute_batch("BEGIN")?;
+        let result = match projection::last_applied(self.conn) {
+            Ok(seq) => f(self).map(|value| (seq, value)),
+            Err(err) => Err(err),
+        };
+        // A read transaction has nothing to keep: end it whatever happened.
+        let ended = self.conn.execute_batch("COMMIT");
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
     /// The canonical dump of the whole projection (see [`projection::dump`]), for comparing
     /// it with a fresh replay.
     pub fn dump(&self) -> Result<Vec<String>> {
@@ -402,6 +418,7 @@ struct Inner {
     hub: Arc<Hub>,
     log_reader: LogReader,
     pool: ReadPool,
+    metrics: Arc<crate::metrics::EngineMetrics>,
     writer: Mutex<Option<JoinHandle<()>>>,
     storage: Arc<dyn Storage>,
     /// Serializes snapshots and compactions of this data dir.
@@ -857,6 +874,7 @@ impl Engine {
         let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let poisoned = Arc::new(Mutex::new(None));
         let (sender, receiver) = sync_channel(config.queue_capacity.max(1));
+        let metrics = Arc::new(crate::metrics::EngineMetrics::default());
         let clock = Arc::clone(&config.clock);
         let role = Arc::new(crate::replica::Role::default());
         let writer = Writer {
@@ -877,6 +895,7 @@ impl Engine {
             damage_seen: None,
             detached: false,
             role: Arc::clone(&role),
+            metrics: Arc::clone(&metrics),
         };
         let handle = std::thread::Builder::new()
             .name("pocketlog-writer".into())
@@ -897,6 +916,7 @@ impl Engine {
                 hub,
                 log_reader,
                 pool,
+                metrics,
                 writer: Mutex::new(Some(handle)),
                 storage: Arc::clone(&config.storage),
                 maintenance: Mutex::new(()),
@@ -963,7 +983,14 @@ impl Engine {
                 reply(result)
             }),
         };
-        match self.inner.sender.try_send(Message::Job(job)) {
+        // Counted before the send so the writer's decrement never comes first.
+        let queued = &self.inner.metrics.queued;
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.inner.sender.try_send(Message::Job(job));
+        if sent.is_err() {
+            queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
@@ -1016,6 +1043,16 @@ impl Engine {
         self.inner.pool.try_with(f)
     }
 
+    /// The engine's run-time metrics (lock-free counters and histograms).
+    pub fn metrics(&self) -> &crate::metrics::EngineMetrics {
+        &self.inner.metrics
+    }
+
+    /// The number of log segment files.
+    pub fn segment_count(&self) -> usize {
+        self.inner.log_reader.segment_count()
+    }
+
     /// Last durable seq.
     pub fn last_seq(&self) -> Seq {
         self.inner.log_reader.last_seq()
@@ -1058,10 +1095,17 @@ impl Engine {
     /// transaction; the writer goes on meanwhile. Returns the snapshot's seq and path.
     pub fn snapshot(&self) -> Result<(Seq, PathBuf)> {
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
-        crate::snapshot::write_snapshot(
+        let written = crate::snapshot::write_snapshot(
             &self.inner.dir.join(DATA_DB),
             &crate::snapshot::snapshots_dir(&self.inner.dir),
-        )
+        );
+        if written.is_ok() {
+            self.inner
+                .metrics
+                .snapshots
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        written
     }
 
     /// Copies the projection as it is now into the new file `target` (a consistent copy from
@@ -1078,14 +1122,27 @@ impl Engine {
     ) -> Result<crate::compact::CompactReport> {
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
         let reader = self.inner.log_reader.clone();
-        crate::compact::compact_dir(
+        let report = crate::compact::compact_dir(
             self.inner.storage.as_ref(),
             &self.inner.dir,
             &self.inner.log_reader,
             retention,
             &mut |cut| reader.forget_before(cut),
             &mut |_| Ok(()),
-        )
+        );
+        if report.is_ok() {
+            let metrics = &self.inner.metrics;
+            metrics
+                .compactions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64);
+            metrics
+                .last_compaction_ms
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        report
     }
 
     fn start_snapshotter(&self, every_commits: Option<u64>, every_ms: Option<u64>) -> Result<()> {

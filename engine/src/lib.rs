@@ -23,6 +23,7 @@ mod error;
 mod files;
 mod frame;
 mod log;
+mod metrics;
 mod projection;
 mod replica;
 mod scrub;
@@ -42,6 +43,7 @@ pub use engine::{Console, Engine, EngineConfig, Failure, Outcome, ReadConn, Sync
 pub use error::{ConstraintKind, ConstraintViolation, Error, Result};
 pub use frame::FRAME_PAYLOAD_MAX;
 pub use log::{LogReader, RecoveryReport, TornTail};
+pub use metrics::{EngineMetrics, Histogram, HistogramSnapshot, LATENCY_BUCKETS_SECONDS};
 pub use projection::{quote_ident, SqlFunction, ROW_COUNTER_FN, SQL_FUNCTIONS};
 pub use replica::{decode_frame, encode_frame};
 pub use scrub::ScrubReport;

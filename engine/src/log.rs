@@ -698,6 +698,11 @@ impl LogReader {
         self.shared.durable_seq.load(Ordering::Acquire)
     }
 
+    /// Number of segment files of the log.
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.read().expect("log index lock").len()
+    }
+
     /// First seq still held by the log.
     pub fn first_seq(&self) -> Seq {
         self.shared

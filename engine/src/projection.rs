@@ -616,7 +616,11 @@ pub(crate) fn query_counted(
     plain: &str,
     params: &[Value],
 ) -> Result<(Rows, Option<i64>)> {
-    conn.execute_batch("BEGIN")?;
+    // Inside a caller's read transaction (`ReadConn::at_position`) it runs in that one.
+    let own = conn.is_autocommit();
+    if own {
+        conn.execute_batch("BEGIN")?;
+    }
     let result: Result<(Rows, Option<i64>)> = (|| {
         let full_sort = {
             let mut plan = conn.prepare_cached(&format!("EXPLAIN QUERY PLAN {sql}"))?;
@@ -644,7 +648,11 @@ pub(crate) fn query_counted(
         let counted = COUNTED_ROWS.with(|count| count.replace(0));
         Ok((rows, Some(counted)))
     })();
-    let ended = conn.execute_batch("COMMIT");
+    let ended = if own {
+        conn.execute_batch("COMMIT")
+    } else {
+        Ok(())
+    };
     let value = result?;
     ended?;
     Ok(value)

@@ -201,6 +201,8 @@ pub(crate) struct Writer {
     pub(crate) detached: bool,
     /// Leader or follower (`replica.rs`): a follower refuses local commands.
     pub(crate) role: Arc<crate::replica::Role>,
+    /// Run-time metrics (queue depth, group sizes, append latency).
+    pub(crate) metrics: Arc<crate::metrics::EngineMetrics>,
 }
 
 impl Writer {
@@ -309,6 +311,11 @@ impl Writer {
     }
 
     fn run_group(&mut self, group: Vec<Job>) {
+        let taken = i64::try_from(group.len()).unwrap_or(i64::MAX);
+        self.metrics
+            .queued
+            .fetch_sub(taken, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.group_size.observe(group.len() as f64);
         if self.role.is_follower() {
             for job in group {
                 (job.reply)(JobOutcome::EngineFailed(Error::NotLeader));
@@ -422,7 +429,17 @@ impl Writer {
             self.answer_uncommitted(pending, &err, false);
             return;
         }
-        if let Err(err) = self.log.append(&commits, self.sync) {
+        let append_started = std::time::Instant::now();
+        let appended = self.log.append(&commits, self.sync);
+        if !commits.is_empty() {
+            self.metrics
+                .append_seconds
+                .observe_duration(append_started.elapsed());
+        }
+        if let Err(err) = appended {
+            self.metrics
+                .failed_groups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = self.conn.execute_batch("ROLLBACK");
             self.reload_catalog();
             // A full disk whose partial bytes were cut back leaves the log exactly as it was:
@@ -480,6 +497,9 @@ impl Writer {
             }
             return;
         }
+        self.metrics
+            .commits
+            .fetch_add(commits.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let commits: Vec<Arc<Commit>> = commits.into_iter().map(Arc::new).collect();
         // Publish before answering: once a caller sees its write acknowledged, subscribers
         // (and `published_seq`) already include it. Both happen only after the commit is durable.

@@ -53,10 +53,19 @@ pub async fn records_list(
         }
         Flow::Respond(response) => return Ok(response),
     };
-    Ok(json_response(
-        &query,
-        list_envelope(items, page.paging, page.total),
-    ))
+    let mut envelope = list_envelope(items, page.paging, page.total);
+    if query
+        .get(crate::records::WITH_POSITION_PARAM)
+        .is_some_and(|v| crate::request::parse_bool(v) == Some(true))
+    {
+        envelope["position"] = Value::from(page.position);
+    }
+    let mut response = json_response(&query, envelope);
+    response.headers_mut().insert(
+        crate::records::POSITION_HEADER,
+        axum::http::HeaderValue::from(page.position),
+    );
+    Ok(response)
 }
 
 /// `GET /api/collections/{c}/records/{id}`

@@ -61,6 +61,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+/// Counts of the hub's sessions ([`Hub::stats`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubStats {
+    /// Sessions, connected and parked.
+    pub sessions: usize,
+    /// Sessions whose stream went away (kept for a resume).
+    pub parked: usize,
+    /// Frames waiting in sessions' queues.
+    pub queued_frames: usize,
+}
+
 /// A position named by a client: the `Last-Event-ID` it last received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeToken {
@@ -277,6 +288,16 @@ impl Hub {
     /// How many catch-up tasks were started (slow readers and resumes), for metrics/tests.
     pub fn catch_ups_started(&self) -> u64 {
         self.catch_ups.load(Ordering::Relaxed)
+    }
+
+    /// Session counts and queued frames, for `/api/metrics` (O(sessions), no session lock).
+    pub fn stats(&self) -> HubStats {
+        let sessions = self.snapshot();
+        HubStats {
+            sessions: sessions.len(),
+            parked: sessions.iter().filter(|s| s.is_parked()).count(),
+            queued_frames: sessions.iter().map(|s| s.queued_frames()).sum(),
+        }
     }
 
     fn snapshot(&self) -> Vec<Arc<Session>> {
@@ -614,9 +635,27 @@ impl Hub {
             inner.auth = auth;
             inner.auth_proven = true;
         }
-        let topics = Arc::new(subscriptions.iter().map(|s| topic::parse(s)).collect());
-        let old = std::mem::replace(&mut inner.subscriptions, topics);
-        inner.previous = (inner.cursor < switch_seq).then_some((old, switch_seq));
+        let mut topics: Vec<topic::Topic> = subscriptions.iter().map(|s| topic::parse(s)).collect();
+        let rewind_to = positioned_start(state, &mut topics, inner.cursor)?;
+        let positioned = topics.iter().any(|topic| topic.position.is_some());
+        let old = std::mem::replace(&mut inner.subscriptions, Arc::new(topics));
+        match rewind_to {
+            // A positioned set applies from the cursor on (its floors decide), so commits
+            // between the position and this request reach the positioned topics.
+            None if positioned => inner.previous = None,
+            Some(target) => {
+                // Snapshot, then stream: the session goes back to the oldest named position;
+                // every topic's floor keeps it from seeing a commit twice.
+                inner.previous = None;
+                inner.cursor = target;
+                inner.connect_seq = inner.connect_seq.min(target);
+                if matches!(inner.mode, Mode::Live | Mode::CatchUp) {
+                    inner.mode = Mode::CatchUp;
+                    self.spawn_catch_up(state, &session, &mut inner);
+                }
+            }
+            None => inner.previous = (inner.cursor < switch_seq).then_some((old, switch_seq)),
+        }
         if inner.auth_proven || inner.auth.is_none() {
             self.release_held(state, &session, &mut inner);
         }
@@ -768,6 +807,50 @@ impl Hub {
 }
 
 /// True when both are the same auth record.
+/// Sets the floors of a new subscription set whose topics may name a position
+/// (`options.query.position`) and returns where the session must go back to, if a position
+/// is older than what the session already delivered (`cursor` is its next seq).
+///
+/// A positioned topic delivers the commits after its position. When the session must go
+/// back, every other topic gets the session's delivered seq as its floor, so nothing is
+/// delivered twice. A position older than the retained log, or past its head, is a 400.
+fn positioned_start(
+    state: &AppState,
+    topics: &mut [topic::Topic],
+    cursor: Seq,
+) -> Result<Option<Seq>, ApiError> {
+    let head = state.engine.last_seq();
+    let first = state.engine.log().first_seq();
+    let mut rewind_to: Option<Seq> = None;
+    for topic in topics.iter() {
+        let Some(position) = topic.position else {
+            continue;
+        };
+        if position > head {
+            return Err(ApiError::bad_request(
+                "The subscription position is past the log head.",
+            ));
+        }
+        if position + 1 < cursor {
+            if position + 1 < first {
+                return Err(ApiError::bad_request(
+                    "The subscription position is no longer in the log; reload your data.",
+                ));
+            }
+            rewind_to = Some(rewind_to.map_or(position + 1, |seq: Seq| seq.min(position + 1)));
+        }
+    }
+    let delivered = cursor.saturating_sub(1);
+    for topic in topics.iter_mut() {
+        topic.floor = match (topic.position, rewind_to) {
+            (Some(position), _) => position,
+            (None, Some(_)) => delivered,
+            (None, None) => 0,
+        };
+    }
+    Ok(rewind_to)
+}
+
 fn same_record(a: &Auth, b: &Auth) -> bool {
     a.collection.id == b.collection.id && a.id() == b.id()
 }

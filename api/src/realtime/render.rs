@@ -280,7 +280,7 @@ async fn render_as(
     for event in events {
         let record_id = event.record.get("id").and_then(Value::as_str).unwrap_or("");
         for (topic_index, topic) in subscriptions.iter().enumerate() {
-            if !topic.valid || !topic_names(topic, &event.collection) {
+            if !topic.valid || seq <= topic.floor || !topic_names(topic, &event.collection) {
                 continue;
             }
             if topic

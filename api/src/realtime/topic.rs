@@ -11,6 +11,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The subscription option (`options.query.position`) naming the log position to stream from.
+pub const POSITION_OPTION: &str = "position";
+
 /// The marker between a topic and its options.
 const OPTIONS_MARKER: &str = "?options=";
 
@@ -36,6 +39,13 @@ pub struct Topic {
     pub headers: BTreeMap<String, String>,
     /// False when the options are not valid JSON (the topic never matches).
     pub valid: bool,
+    /// The `query.position` option: the log position the client's data was read at (the
+    /// `X-Pocketlog-Position` of a list); the topic delivers the commits after it.
+    pub position: Option<engine::Seq>,
+    /// Commits with a seq `<=` this are not delivered for this topic (set by the hub when the
+    /// subscription is made: the position, or what the session had already delivered when
+    /// another topic's position moved the session back).
+    pub floor: engine::Seq,
 }
 
 impl Topic {
@@ -105,6 +115,8 @@ pub fn parse(raw: &str) -> Topic {
         query: BTreeMap::new(),
         headers: BTreeMap::new(),
         valid: true,
+        position: None,
+        floor: 0,
     };
     let Some(options) = options else {
         return topic;
@@ -142,6 +154,13 @@ pub fn parse(raw: &str) -> Topic {
     topic.expand = non_empty("expand");
     topic.fields = non_empty("fields");
     topic.filter = non_empty("filter").map(|text| rules::parse(&text).ok().map(Arc::new));
+    if let Some(position) = non_empty(POSITION_OPTION) {
+        match position.trim().parse::<engine::Seq>() {
+            Ok(seq) => topic.position = Some(seq),
+            // A position that is not a seq never matches (as a filter that does not parse).
+            Err(_) => topic.valid = false,
+        }
+    }
     topic
 }
 
@@ -166,6 +185,10 @@ mod tests {
         assert!(matches!(topic.filter, Some(Some(_))));
         assert_eq!(topic.headers.get("x_custom").map(String::as_str), Some("1"));
         assert!(!parse("messages/*?options=%7Bnope").valid);
+        let positioned = parse("m/*?options=%7B%22query%22%3A%7B%22position%22%3A42%7D%7D");
+        assert_eq!(positioned.position, Some(42));
+        assert!(positioned.valid);
+        assert!(!parse("m/*?options=%7B%22query%22%3A%7B%22position%22%3A%22x%22%7D%7D").valid);
         assert!(matches!(
             parse("m/*?options=%7B%22query%22%3A%7B%22filter%22%3A%22((%22%7D%7D").filter,
             Some(None)

@@ -46,6 +46,11 @@ pub use write::{
     update_record, update_record_with_files,
 };
 
+/// The response header that carries the log position a list was read at.
+pub const POSITION_HEADER: &str = "x-pocketlog-position";
+/// The list query parameter that also puts the position in the list envelope (`position`).
+pub const WITH_POSITION_PARAM: &str = "withPosition";
+
 use crate::access::{Auth, RequestData};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Collection, Schema};

@@ -3,7 +3,11 @@
 //! 1. Reads run on the read pool with the rule compiled into the query; a locked rule is a
 //!    403 for non-superusers before anything else is parsed.
 //! 2. `filter` and `sort` go through the one rules resolver, with the same statuses.
-//! 3. A list whose plan sorts every matching row anyway counts the total in the same scan
+//! 3. A list page is read in one read transaction together with the projection's log
+//!    position (`ListPage::position`, the `X-Pocketlog-Position` header): the page reflects
+//!    exactly the commits up to it, so a realtime subscription from that position continues
+//!    it with nothing missed and nothing twice.
+//! 4. A list whose plan sorts every matching row anyway counts the total in the same scan
 //!    (`engine::ReadConn::query_counted`); otherwise a separate COUNT query.
 
 use super::present::present;
@@ -17,7 +21,7 @@ use crate::model::{Collection, Schema};
 use crate::read::read_short;
 use crate::request::{paging, Paging, Query};
 use crate::state::AppState;
-use engine::Value as SqlValue;
+use engine::{Seq, Value as SqlValue};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -44,14 +48,13 @@ pub(crate) fn build_where(
     Ok(clause)
 }
 
-/// Loads records matching a WHERE (with optional order/limit).
-pub(crate) async fn query_records(
-    state: &Arc<AppState>,
-    collection: &Arc<Collection>,
+/// The SQL and parameters that load records matching a WHERE (with optional order/limit).
+fn records_sql(
+    collection: &Collection,
     clause: &Where,
     order: &str,
     limit: Option<(i64, i64)>,
-) -> ApiResult<Vec<Map<String, Value>>> {
+) -> (String, Vec<SqlValue>) {
     let mut params = clause.engine_params();
     let group = if clause.distinct {
         format!("GROUP BY {MAIN}.id")
@@ -72,6 +75,18 @@ pub(crate) async fn query_records(
         clause.joins_sql(),
         clause.where_sql(),
     );
+    (sql, params)
+}
+
+/// Loads records matching a WHERE (with optional order/limit).
+pub(crate) async fn query_records(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    clause: &Where,
+    order: &str,
+    limit: Option<(i64, i64)>,
+) -> ApiResult<Vec<Map<String, Value>>> {
+    let (sql, params) = records_sql(collection, clause, order, limit);
     // Bounded lookups (by id, no joins) run inline when a connection is idle.
     let short = clause.joins.is_empty() && order.is_empty() && limit.is_none_or(|(n, _)| n <= 1);
     let rows = if short {
@@ -86,6 +101,26 @@ pub(crate) async fn query_records(
         .collect())
 }
 
+/// [`query_records`] in one read transaction, with the log position it was read at.
+async fn query_records_at(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    clause: &Where,
+    order: &str,
+    limit: Option<(i64, i64)>,
+) -> ApiResult<(Seq, Vec<Map<String, Value>>)> {
+    let (sql, params) = records_sql(collection, clause, order, limit);
+    let (position, rows) = state
+        .read(move |conn| conn.at_position(|conn| conn.query(&sql, &params)))
+        .await?;
+    let records = rows
+        .rows
+        .iter()
+        .map(|row| from_row(collection, &rows.columns, row))
+        .collect();
+    Ok((position, records))
+}
+
 /// One page of a list: the presented items, the paging it was read with, and the total
 /// (`None` with `skipTotal`).
 pub struct ListPage {
@@ -95,6 +130,9 @@ pub struct ListPage {
     pub paging: Paging,
     /// Matching records in all pages (`None` when skipped).
     pub total: Option<i64>,
+    /// The log position the page was read at: it reflects every commit up to this seq and
+    /// none after it (the total is counted in a read of its own).
+    pub position: Seq,
 }
 
 /// Lists `collection` for the caller (`GET /api/collections/{c}/records`): the listRule
@@ -188,10 +226,10 @@ pub async fn list(
             "SELECT {MAIN}.* FROM {table} {MAIN} WHERE {conditions} AND {}(CASE WHEN {conditions} THEN 1 ELSE 0 END) {tail}",
             engine::ROW_COUNTER_FN,
         );
-        let (rows, total) = state
-            .read(move |conn| conn.query_counted(&sql, &plain, &params))
+        let (position, (rows, total)) = state
+            .read(move |conn| conn.at_position(|conn| conn.query_counted(&sql, &plain, &params)))
             .await?;
-        (Some(rows), total)
+        (Some((position, rows)), total)
     } else {
         (None, None)
     };
@@ -216,14 +254,16 @@ pub async fn list(
         let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
         Some(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
     };
-    let records = match counted_page {
-        Some(rows) => rows
-            .rows
-            .iter()
-            .map(|row| from_row(collection, &rows.columns, row))
-            .collect(),
+    let (position, records): (Seq, Vec<Map<String, Value>>) = match counted_page {
+        Some((position, rows)) => (
+            position,
+            rows.rows
+                .iter()
+                .map(|row| from_row(collection, &rows.columns, row))
+                .collect(),
+        ),
         None => {
-            query_records(
+            query_records_at(
                 state,
                 collection,
                 &clause,
@@ -245,6 +285,7 @@ pub async fn list(
         items,
         paging,
         total,
+        position,
     })
 }
 

@@ -575,6 +575,9 @@ fn main() {
                         index_fallback: cli.pocketbase.index_fallback,
                         query_timeout: (cli.pocketbase.query_timeout > 0)
                             .then(|| Duration::from_secs(cli.pocketbase.query_timeout)),
+                        metrics_token: std::env::var(api::metrics::METRICS_TOKEN_ENV)
+                            .ok()
+                            .filter(|token| !token.is_empty()),
                         ..ServerOptions::default()
                     },
                     &sync,
