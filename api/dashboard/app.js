@@ -3,7 +3,9 @@
 //
 // Routes:  #/login · #/c/{name} (records) · #/c/{name}/realtime · #/c/{name}/edit ·
 //          #/new-collection · #/logs · #/settings[/{section}] (incl. sql) · #/backups ·
-//          #/pbinstall/{token} (first-run installer: the link `serve` prints without a superuser)
+//          #/pbinstall/{token} (first-run installer: the link `serve` prints without a superuser) ·
+//          #/auth/oauth2-redirect-success|failure (where /api/oauth2-redirect sends the OAuth2
+//          popup: a short message, then the popup closes itself; no login needed)
 // Every screen renders API failures as messages (errorBox); a failed render shows the error
 // instead of leaving the page blank.
 
@@ -58,10 +60,22 @@ async function boot() {
 
 setRenderer(() => render());
 
+// The OAuth2 popup's last page: the SDK already got the code over realtime; close the popup.
+function renderOAuth2Redirect(ok) {
+  clear(root, h('div', { class: 'oauth2-redirect', 'data-testid': 'oauth2-redirect' },
+    h('h1', {}, ok ? 'Auth completed.' : 'Auth failed.'),
+    h('p', {}, ok ? 'You can close this window and go back to the app.'
+      : 'The authentication did not complete. Close this window and try again.')));
+  window.setTimeout(() => window.close(), ok ? 300 : 3000);
+}
+
 async function render() {
   for (const fn of state.cleanup.splice(0)) fn();
   const parts = parseRoute();
   try {
+    if (parts[0] === 'auth' && /^oauth2-redirect-(success|failure)$/.test(parts[1] || '')) {
+      return renderOAuth2Redirect(parts[1].endsWith('success'));
+    }
     if (parts[0] === 'pbinstall' || parts[0] === 'pbinstal') {
       if (auth.token) return go('#/');
       return renderInstaller(parts[1] || '');

@@ -19,8 +19,8 @@ use crate::dashboard;
 use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
-    email_change, files, health, history, hook_routes, installer, logs, mail, metrics, oauth2,
-    otp, realtime, records, settings, sql, trash, views,
+    email_change, files, health, history, hook_routes, installer, logs, mail, metrics, oauth2, otp,
+    realtime, records, settings, sql, trash, views,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;

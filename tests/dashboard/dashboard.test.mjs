@@ -68,6 +68,20 @@ describe('dashboard', () => {
     await missing.text();
   });
 
+  test('the OAuth2 popup pages (where /api/oauth2-redirect sends the popup) need no login', async () => {
+    const popup = await browser.context.newPage();
+    try {
+      await popup.goto(`${server.url}/_/#/auth/oauth2-redirect-failure`);
+      await popup.locator('[data-testid=oauth2-redirect]').waitFor();
+      assert.match(await popup.locator('[data-testid=oauth2-redirect]').innerText(), /Auth failed/);
+      await popup.goto(`${server.url}/_/#/auth/oauth2-redirect-success`);
+      await popup.locator('text=Auth completed.').waitFor();
+      assert.equal(await popup.locator('#login-email').count(), 0, 'no login form on the popup page');
+    } finally {
+      if (!popup.isClosed()) await popup.close();
+    }
+  });
+
   test('superuser login: a wrong password is shown as a message, then logs in', async () => {
     await page.goto(`${server.url}/_/`);
     await page.fill('#login-email', SUPERUSER_EMAIL);

@@ -91,7 +91,7 @@ impl Joined {
             match write {
                 Prepared::Create(input) => {
                     records::run_create(tx, input)?;
-                    input.uploads.persist_ready()?;
+                    input.uploads.persist_ready("Failed to create record.")?;
                 }
                 Prepared::Update(input, id) => {
                     records::run_update(tx, input, id)?;

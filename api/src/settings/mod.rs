@@ -16,8 +16,8 @@
 //! Invariants: secrets (`smtp.password`, `s3.secret`, `backups.s3.secret`) never leave through
 //! [`redact`]; the cached settings are replaced only after the durable commit.
 
-pub mod s3;
 pub mod encrypt;
+pub mod s3;
 pub mod validate;
 
 pub use validate::{check_cron, is_host, is_rate_limit_label, is_url, validate};

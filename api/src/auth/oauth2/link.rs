@@ -376,7 +376,7 @@ async fn create(
                 .map_err(ApiError::from)?;
             }
             stage_link(tx, &links, &target.id, &record_id, &provider, &provider_id)?;
-            input.uploads.persist_ready()?;
+            input.uploads.persist_ready("Failed to authenticate.")?;
             Ok(record)
         })
         .await?;
