@@ -148,9 +148,10 @@ mod tests {
     use std::sync::Arc;
 
     fn auth(id: &str) -> Auth {
-        let collection: Collection = serde_json::from_value(json!({
-            "id": "_pb_users_auth_", "name": "users", "type": "auth", "fields": []
-        }))
+        let collection = Collection::from_meta(
+            &json!({"id": "_pb_users_auth_", "name": "users", "type": "auth", "fields": []})
+                .to_string(),
+        )
         .expect("collection");
         let mut record = Map::new();
         record.insert("id".into(), Value::String(id.into()));

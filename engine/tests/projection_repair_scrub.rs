@@ -165,20 +165,30 @@ fn a_read_that_hits_damaged_pages_triggers_a_rebuild() {
         .expect("checkpoint");
     drop(conn);
     let db = dir.path().join(engine::admin::DATA_DB);
-    let len = std::fs::metadata(&db).expect("db").len() as usize;
     let mut bytes = std::fs::read(&db).expect("read");
-    let page = 4096 * (len / 4096 / 2);
-    for (index, byte) in bytes[page..page + 4096].iter_mut().enumerate() {
-        *byte = (index * 37 % 251) as u8;
-    }
+    // Every page holding note 150's row (the live leaf of `notes`, and any stale copy a page
+    // split left in a free page), wherever the projection's other tables put them.
+    let marker = b"title 150 z";
+    let pages: std::collections::BTreeSet<usize> = bytes
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, window)| *window == marker)
+        .map(|(at, _)| 4096 * (at / 4096))
+        .collect();
+    assert!(!pages.is_empty(), "note 150's row is in data.db");
     {
         use std::io::{Seek, SeekFrom, Write};
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .open(&db)
             .expect("open");
-        file.seek(SeekFrom::Start(page as u64)).expect("seek");
-        file.write_all(&bytes[page..page + 4096]).expect("damage");
+        for &page in &pages {
+            for (index, byte) in bytes[page..page + 4096].iter_mut().enumerate() {
+                *byte = (index * 37 % 251) as u8;
+            }
+            file.seek(SeekFrom::Start(page as u64)).expect("seek");
+            file.write_all(&bytes[page..page + 4096]).expect("damage");
+        }
     }
     let first = engine.read(|conn| conn.query("SELECT id, title, n FROM notes ORDER BY id", &[]));
     assert!(

@@ -63,7 +63,9 @@ impl Reference {
         assert!(status.success());
         let address = format!("127.0.0.1:{}", free_port());
         let child = Command::new(&bin)
-            .args(["serve", "--http", &address, "--dir"])
+            // No migration files beside the data dir (pocketlog servers in other tests would
+            // apply them: PocketBase's default pb_migrations is the data dir's sibling).
+            .args(["serve", "--http", &address, "--automigrate=false", "--dir"])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

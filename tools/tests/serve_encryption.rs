@@ -233,6 +233,9 @@ fn settings_pocketbase_sealed_are_imported_with_the_key() {
             "1234567890",
             "--encryptionEnv",
             ENV,
+            // No migration files beside the data dir (pocketlog servers in other tests would
+            // apply them: PocketBase's default pb_migrations is the data dir's sibling).
+            "--automigrate=false",
             "--dir",
         ])
         .arg(&pb_dir)
@@ -253,6 +256,9 @@ fn settings_pocketbase_sealed_are_imported_with_the_key() {
             &format!("127.0.0.1:{port}"),
             "--encryptionEnv",
             ENV,
+            // No migration files beside the data dir (pocketlog servers in other tests would
+            // apply them: PocketBase's default pb_migrations is the data dir's sibling).
+            "--automigrate=false",
             "--dir",
         ])
         .arg(&pb_dir)

@@ -240,6 +240,13 @@ const PUBLIC_KEYS: [&str; 8] = [
 /// `clientSecret`.
 pub fn public_option(option: &Value) -> Value {
     let mut out = option.clone();
+    // PocketBase stores an empty list as `null` (an imported data dir has it so); the API
+    // always shows a list.
+    if let Some(map) = out.as_object_mut() {
+        if !map.get("providers").is_some_and(Value::is_array) {
+            map.insert("providers".into(), json!([]));
+        }
+    }
     if let Some(list) = out.get_mut("providers").and_then(Value::as_array_mut) {
         for entry in list.iter_mut() {
             let mut shown = Map::new();
