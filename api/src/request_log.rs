@@ -21,6 +21,10 @@
 //!    request (issue #21: the request-log thread was 40% of a signed-in view's CPU).
 //! 6. The caller of a logged request is looked up in the verified-caller cache
 //!    (`auth_cache.rs`) first; a token is verified again only when it is not cached.
+//! 7. A request costs the writer no wake-up: after the first entry of a batch the writer sleeps
+//!    [`LINGER`] and then drains the queue, so senders only ever wake an idle writer. Row ids
+//!    are time-ordered ([`log_id`]: 15 chars `[a-z0-9]`, like PocketBase's, the creation time in
+//!    base 36 then random), so inserts append to the id index instead of landing at random pages.
 
 use crate::auth::token;
 use crate::model::record::format_ms;
@@ -41,8 +45,8 @@ pub const AUXILIARY_DB: &str = "auxiliary.db";
 /// Entries waiting for the writer before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 16 * 1024;
 /// Most entries written in one transaction.
-pub const BATCH_MAX: usize = 1000;
-/// How long the writer waits for more entries after the first of a batch.
+pub const BATCH_MAX: usize = 4096;
+/// How long the writer sleeps after the first entry of a batch before draining the queue.
 pub const LINGER: Duration = Duration::from_millis(100);
 /// How often old rows are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -180,7 +184,7 @@ pub fn insert(
                 entry.id,
                 entry.level,
                 entry.message,
-                Value::Object(data.clone()).to_string(),
+                serde_json::to_string(data).unwrap_or_else(|_| "{}".to_string()),
                 format_ms(entry.created_ms),
             ])?;
         }
@@ -199,10 +203,11 @@ fn writer(path: &Path, state: &Weak<AppState>, receiver: &Receiver<Entry>) {
     let mut last_prune: Option<Instant> = None;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
-        let deadline = Instant::now() + LINGER;
+        // Sleep instead of waiting on the channel: a waiting receiver is woken by every send,
+        // a sleeping one by none (invariant 7).
+        std::thread::sleep(LINGER);
         while batch.len() < BATCH_MAX {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(left) {
+            match receiver.try_recv() {
                 Ok(entry) => batch.push(entry),
                 Err(_) => break,
             }
@@ -277,6 +282,25 @@ fn resolve_auth(state: &Arc<AppState>, raw: &str) -> (String, String) {
         Some((collection.name.clone(), claims.id))
     };
     verified().unwrap_or_default()
+}
+
+/// Digits of a log id's time prefix: 36^9 ms reach beyond the year 5000.
+const LOG_ID_TIME_DIGITS: usize = 9;
+
+/// A log row id: 15 chars `[a-z0-9]` (PocketBase's id alphabet and length), the creation time
+/// `now_ms` in base 36 first, so ids sort by time and inserts append to the index; random after.
+pub fn log_id(now_ms: i64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut time = [b'0'; LOG_ID_TIME_DIGITS];
+    let mut rest = u64::try_from(now_ms).unwrap_or(0);
+    for slot in time.iter_mut().rev() {
+        *slot = DIGITS[(rest % 36) as usize];
+        rest /= 36;
+    }
+    let mut id: String = time.iter().map(|&b| char::from(b)).collect();
+    let random = token::new_record_id();
+    id.push_str(&random[..token::RECORD_ID_LEN - LOG_ID_TIME_DIGITS]);
+    id
 }
 
 /// `settings.logs` as the middleware needs it.
@@ -366,11 +390,12 @@ pub async fn middleware(
         let reason = response.status().canonical_reason().unwrap_or("");
         data.insert("error".into(), json!(reason));
     }
+    let now_ms = chrono::Utc::now().timestamp_millis();
     state.logs.push(
         &state,
         Entry {
-            id: token::new_record_id(),
-            created_ms: chrono::Utc::now().timestamp_millis(),
+            id: log_id(now_ms),
+            created_ms: now_ms,
             level,
             message: format!("{method} {url}"),
             data,
@@ -380,4 +405,25 @@ pub async fn middleware(
         },
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ids_have_pocketbase_shape_and_sort_by_time() {
+        let times = [0_i64, 1, 35, 36, 1_700_000_000_000, 1_700_000_000_001, 4_000_000_000_000];
+        let ids: Vec<String> = times.iter().map(|&ms| log_id(ms)).collect();
+        for id in &ids {
+            assert_eq!(id.len(), token::RECORD_ID_LEN, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()), "{id}");
+        }
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+        }
+        assert_eq!(&log_id(36)[..LOG_ID_TIME_DIGITS], "000000010");
+        // Two ids of the same millisecond differ (random suffix).
+        assert_ne!(log_id(5), log_id(5));
+    }
 }
