@@ -358,4 +358,3 @@ fn commit(state: &Arc<AppState>, batch: &mut Vec<Change>) -> Result<u64> {
         })?;
     Ok(count)
 }
-

@@ -172,22 +172,15 @@ pub fn import(
     check_target(from, job.target)?;
     let mut warnings = Vec::new();
     let (conn, _copy) = source::open_source(from_dir, job.scratch, &mut warnings)?;
-    let (engine, _) =
-        Engine::open(job.target, EngineConfig::default()).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let (engine, _) = Engine::open(job.target, EngineConfig::default())
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let state = AppState::new(engine, job.options)?;
-    let result = copy::import_into(
-        runtime,
-        progress,
-        &state,
-        &conn,
-        &from_dir.join("storage"),
-    );
+    let result = copy::import_into(runtime, progress, &state, &conn, &from_dir.join("storage"));
     state.engine.shutdown();
     drop(state);
     let mut report = result?;
     report.warnings.splice(0..0, warnings);
-    let in_storage =
-        zipped_files.unwrap_or_else(|| source::count_files(&from_dir.join("storage")));
+    let in_storage = zipped_files.unwrap_or_else(|| source::count_files(&from_dir.join("storage")));
     report.files_skipped = in_storage.saturating_sub(report.files_imported);
     for warning in &report.warnings {
         tracing::warn!("import: {warning}");

@@ -46,7 +46,11 @@ fn uri_path(path: &Path) -> String {
 
 /// Opens the source `data.db` without modifying it (see the module docs). The temp dir, when
 /// one was needed, must live as long as the connection.
-pub(super) fn open_source(from: &Path, scratch: Option<&Path>, warnings: &mut Vec<String>) -> Result<(rusqlite::Connection, Option<tempfile::TempDir>)> {
+pub(super) fn open_source(
+    from: &Path,
+    scratch: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<(rusqlite::Connection, Option<tempfile::TempDir>)> {
     let db = from.join("data.db");
     let wal = from.join("data.db-wal");
     let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
@@ -137,7 +141,10 @@ pub const BACKUP_DB_MAX_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
 /// Extracts `data.db` (and `data.db-wal`, if any) of a PocketBase backup zip into a temporary
 /// dir; nothing else is written. Returns the dir and the number of files under `storage/`.
-pub(super) fn extract_backup(zip_path: &Path, scratch: Option<&Path>) -> Result<(tempfile::TempDir, u64)> {
+pub(super) fn extract_backup(
+    zip_path: &Path,
+    scratch: Option<&Path>,
+) -> Result<(tempfile::TempDir, u64)> {
     let file =
         std::fs::File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
     let mut archive = zip::ZipArchive::new(file).with_context(|| {
@@ -222,4 +229,3 @@ pub(super) fn count_files(dir: &Path) -> u64 {
         })
         .sum()
 }
-
