@@ -4,7 +4,10 @@
 //! Backups are pocketlog archives (`engine::admin::write_backup`: a zip with a manifest, the log
 //! range, snapshots and the stored files its restore points need; see FORMAT.md) stored as
 //! `pb_data/backups/<key>.zip`. Restoring one brings back exactly the files of its point
-//! (`storage/` is swapped in with the log and the projection).
+//! (`storage/` is swapped in with the log and the projection). A PocketBase backup zip
+//! (`data.db` at the root, no manifest) is accepted too: upload stores it as it is, and its
+//! restore imports it (`crate::import`) into the same stage, files included, so switching
+//! from PocketBase works through the dashboard's backups screen.
 //!
 //! 1. Creating a backup reads the log and a consistent projection copy from a read transaction;
 //!    it never blocks writes. One backup or restore runs at a time (else 400).
@@ -28,7 +31,7 @@ use crate::auth::token;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::model::record::format_ms;
 use crate::model::SUPERUSERS_ID;
-use crate::state::AppState;
+use crate::state::{AppState, ServerOptions};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -278,7 +281,22 @@ pub fn invalid_file(message: &str) -> ApiError {
     errors.into_error("An error occurred while validating the submitted data.")
 }
 
-/// Stores an uploaded archive named `file_name` (checked to be a pocketlog backup).
+const NAME_EXISTS: &str = "name exists";
+
+/// PocketBase's answer to an upload whose name is taken.
+fn name_exists() -> ApiError {
+    let mut errors = FieldErrors::default();
+    errors.add(
+        "file",
+        "validation_backup_name_exists",
+        "Backup file with the specified name already exists.",
+        None,
+    );
+    errors.into_error("An error occurred while validating the submitted data.")
+}
+
+/// Stores an uploaded archive named `file_name` (checked to be a pocketlog backup or a
+/// PocketBase backup zip).
 pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) -> ApiResult<()> {
     let base = file_name
         .rsplit(['/', '\\'])
@@ -299,9 +317,7 @@ pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) 
     let bucket = crate::backups_s3::bucket(state)?;
     if let Some(bucket) = &bucket {
         if crate::backups_s3::exists(bucket, &key).await {
-            return Err(invalid_file(&format!(
-                "\"{base}\" mime type must be one of: application/zip (a backup named {key} exists already)."
-            )));
+            return Err(name_exists());
         }
     }
     let busy = state.backups.take()?;
@@ -310,15 +326,23 @@ pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) 
         std::fs::create_dir_all(&dir).map_err(|err| err.to_string())?;
         let target = dir.join(&name);
         if target.exists() {
-            return Err(format!("a backup named {name} exists already"));
+            return Err(NAME_EXISTS.to_string());
         }
         let tmp = dir.join(format!(".upload-{name}.tmp"));
         std::fs::write(&tmp, &content).map_err(|err| err.to_string())?;
-        match engine::admin::read_manifest(&tmp) {
-            Ok(_) => std::fs::rename(&tmp, &target).map_err(|err| err.to_string()),
+        // A pocketlog archive, or a PocketBase backup zip (restored by importing it).
+        let checked = if crate::import::is_pocketbase_backup(&tmp) {
+            Ok(())
+        } else {
+            engine::admin::read_manifest(&tmp)
+                .map(drop)
+                .map_err(|err| format!("not a pocketlog or PocketBase backup archive: {err}"))
+        };
+        match checked {
+            Ok(()) => std::fs::rename(&tmp, &target).map_err(|err| err.to_string()),
             Err(err) => {
                 let _ = std::fs::remove_file(&tmp);
-                Err(format!("not a pocketlog backup archive: {err}"))
+                Err(err)
             }
         }
     })
@@ -326,6 +350,9 @@ pub async fn upload(state: &Arc<AppState>, file_name: String, content: Vec<u8>) 
     .map_err(internal)?;
     drop(busy);
     result.map_err(|reason| {
+        if reason == NAME_EXISTS {
+            return name_exists();
+        }
         invalid_file(&format!(
             "\"{base}\" mime type must be one of: application/zip ({reason})."
         ))
@@ -395,15 +422,28 @@ pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
     let fetched = bucket.is_some().then(|| path.clone());
     let busy = state.backups.take()?;
     let data_dir = state.engine.dir().to_path_buf();
+    let options = ServerOptions {
+        settings_key: state.options.settings_key.clone(),
+        encryption_env: state.options.encryption_env.clone(),
+        ..ServerOptions::default()
+    };
+    let runtime = tokio::runtime::Handle::current();
     let staged = tokio::task::spawn_blocking(move || {
         // The marker goes first: a stage that is ready is always applied at the next start,
         // so it must never be there without the marker. (A marker without a stage only
         // rotates the secrets once more.)
         mark_restored(&data_dir).map_err(internal)?;
-        engine::admin::stage_restore(&data_dir, &path, engine::admin::At::Latest).map_err(|err| {
+        let staged = if crate::import::is_pocketbase_backup(&path) {
+            stage_pocketbase(&data_dir, &path, options, &runtime)
+        } else {
+            engine::admin::stage_restore(&data_dir, &path, engine::admin::At::Latest)
+                .map(|report| format!("restored at seq {}", report.seq))
+                .map_err(|err| restore_error(err, "Failed to restore the backup."))
+        };
+        if staged.is_err() {
             let _ = std::fs::remove_file(data_dir.join(ROTATE_SECRETS_MARKER));
-            restore_error(err, "Failed to restore the backup.")
-        })
+        }
+        staged
     })
     .await
     .map_err(internal)?;
@@ -411,10 +451,10 @@ pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
     if let Some(fetched) = fetched {
         let _ = tokio::fs::remove_file(fetched).await;
     }
-    let report = staged?;
+    let summary = staged?;
     tracing::warn!(
         key,
-        seq = report.seq,
+        summary,
         "restore staged; restarting to apply it; every auth collection's token secrets \
          will be rotated on start, so tokens issued before the restore stop working"
     );
@@ -424,6 +464,54 @@ pub async fn restore(state: &Arc<AppState>, key: String) -> ApiResult<()> {
         state.backups.restart_requested().notify_waiters();
     });
     Ok(())
+}
+
+/// Stages a PocketBase backup zip the way [`engine::admin::stage_restore`] stages a pocketlog
+/// archive: imported (`crate::import`) into `data_dir/.pending_restore/`, which is renamed to
+/// `.pending_restore.ready` only when the import is complete. A failed import removes the
+/// partial stage and is a 400. Returns a summary for the log.
+fn stage_pocketbase(
+    data_dir: &Path,
+    archive: &Path,
+    options: ServerOptions,
+    runtime: &tokio::runtime::Handle,
+) -> ApiResult<String> {
+    let pending = data_dir.join(engine::admin::PENDING_RESTORE);
+    let ready = data_dir.join(format!("{}.ready", engine::admin::PENDING_RESTORE));
+    for dir in [&pending, &ready] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(internal)?;
+        }
+    }
+    let result = crate::import::import(
+        crate::import::Import {
+            from: archive,
+            target: &pending,
+            options,
+            scratch: Some(data_dir),
+        },
+        runtime,
+        &mut |_, _| {},
+    );
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&pending);
+            return Err(ApiError::bad_request(&format!(
+                "Failed to restore the backup. Raw error: {err:#}"
+            )));
+        }
+    };
+    std::fs::rename(&pending, &ready).map_err(internal)?;
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(internal)?;
+    Ok(format!(
+        "imported a PocketBase backup: {} collections, {} records, {} files",
+        report.collections_imported,
+        report.records.values().sum::<u64>(),
+        report.files_imported
+    ))
 }
 
 /// Applies a staged restore to `data_dir` (call before opening the engine); true when one was

@@ -18,6 +18,7 @@ pub mod files;
 pub mod handlers;
 pub mod history;
 pub mod hooks;
+pub mod import;
 pub mod installer;
 pub mod mail;
 pub mod metrics;

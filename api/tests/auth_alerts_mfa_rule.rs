@@ -66,6 +66,19 @@ async fn origins(server: &TestServer) -> Vec<Value> {
         .collect()
 }
 
+/// The users' origins once there are `count` (a new origin is committed after its alert
+/// mail went out, so it can lag the mail by a moment).
+async fn origins_eventually(server: &TestServer, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let found = origins(server).await;
+        if found.len() == count || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn create_user(server: &TestServer, email: &str) -> String {
     let record = server
         .json(
@@ -100,17 +113,19 @@ async fn login_alert_mails_a_new_origin_but_not_the_first_or_a_known_one() {
     assert_eq!(mails[0]["subject"], "Login from a new location");
     let text = mails[0]["text"].as_str().unwrap();
     assert!(text.contains(" - 127.0.0.1 ua-B"), "{text}");
-    assert_eq!(origins(&server).await.len(), 2);
+    assert_eq!(origins_eventually(&server, 2).await.len(), 2);
 
     for agent in ["ua-C", "ua-D", "ua-E", "ua-F"] {
         assert_eq!(login_as(&server, "alert@example.com", agent).await.0, 200);
     }
+    sink.wait_for(5).await;
     assert_eq!(
-        origins(&server).await.len(),
+        origins_eventually(&server, 5).await.len(),
         5,
         "only the 5 most recent are kept"
     );
-    sink.wait_for(5).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(origins(&server).await.len(), 5, "never more than 5");
 
     // Off: no origin, no mail.
     server
@@ -205,4 +220,78 @@ async fn an_otp_is_not_spent_on_an_unusable_mfa_id() {
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert!(reply.json["token"].is_string());
+}
+
+/// As the reference (which skips saving a new origin when its alert mail fails): a new origin
+/// whose alert cannot be delivered stays unknown, so the next sign-in from it alerts again;
+/// once the mail goes out, the origin is recorded.
+#[tokio::test]
+async fn a_new_origin_is_kept_only_after_its_alert_was_sent() {
+    let sink = Sink::start();
+    let server = with_smtp(&sink).await;
+    create_user(&server, "failing@example.com").await;
+    assert_eq!(
+        login_as(&server, "failing@example.com", "ua-A").await.0,
+        200
+    );
+    assert_eq!(origins_eventually(&server, 1).await.len(), 1);
+
+    // SMTP pointing at a closed port: the alert fails (after the queue's retries).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    server
+        .json(
+            "PATCH",
+            "/api/settings",
+            json!({"smtp": {"enabled": true, "host": "127.0.0.1", "port": closed}}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    assert_eq!(
+        login_as(&server, "failing@example.com", "ua-B").await.0,
+        200
+    );
+    // The queue gives up after MAIL_ATTEMPTS with pauses of 0.5 s and 1 s.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let kept = origins(&server).await;
+    assert_eq!(
+        kept.len(),
+        1,
+        "the origin of the failed alert is not saved: {kept:?}"
+    );
+    assert_eq!(sink.mails().len(), 0);
+
+    // Delivery works again: the same origin alerts again and is then recorded.
+    server
+        .json(
+            "PATCH",
+            "/api/settings",
+            json!({"smtp": {"enabled": true, "host": "127.0.0.1", "port": sink.port}}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    assert_eq!(
+        login_as(&server, "failing@example.com", "ua-B").await.0,
+        200
+    );
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails[0]["subject"], "Login from a new location");
+    assert!(mails[0]["text"].as_str().unwrap().contains("ua-B"));
+    let kept = origins_eventually(&server, 2).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept
+        .iter()
+        .any(|o| o["fingerprint"] == json!(api::auth::origins::fingerprint("127.0.0.1", "ua-B"))));
+    // Known now: no further alert.
+    assert_eq!(
+        login_as(&server, "failing@example.com", "ua-B").await.0,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sink.mails().len(), 1);
 }

@@ -258,3 +258,45 @@ async fn expired_otp_is_refused_and_cleaned_up() {
     assert_eq!(reply.json["message"], "Invalid or expired OTP.");
     assert!(otp_rows(&server).await.is_empty(), "expired row deleted");
 }
+
+/// The reference mails at most 10 codes per record: the 11th and later `request-otp` for the
+/// same address answer 200 with the newest code's id, store nothing and send nothing; other
+/// records are not affected.
+#[tokio::test]
+async fn otp_codes_per_record_are_capped_like_the_reference() {
+    let sink = Sink::start();
+    let server = setup(&sink, json!({"enabled": true, "length": 6})).await;
+    server.user("capped@x.test", "12345678").await;
+    server.user("other@x.test", "12345678").await;
+    let max = api::auth::otp::OTP_CODES_PER_RECORD_MAX;
+    let mut ids = Vec::new();
+    for _ in 0..max + 5 {
+        let reply = post(&server, "request-otp", json!({"email": "capped@x.test"})).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        ids.push(reply.json["otpId"].as_str().expect("otpId").to_string());
+    }
+    let first: std::collections::BTreeSet<&String> = ids[..max].iter().collect();
+    assert_eq!(
+        first.len(),
+        max,
+        "the first {max} requests get distinct codes"
+    );
+    for id in &ids[max..] {
+        assert_eq!(id, &ids[max - 1], "beyond the cap: the newest code's id");
+    }
+    sink.wait_for(max).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(sink.mails().len(), max, "no mail beyond the cap");
+    let rows = otp_rows(&server).await;
+    assert_eq!(rows.len(), max, "no row beyond the cap");
+    for id in &ids[..max] {
+        assert!(rows.iter().any(|row| row["id"] == json!(id)), "{id} stored");
+    }
+    // Another record still gets its code.
+    let other = post(&server, "request-otp", json!({"email": "other@x.test"})).await;
+    assert_eq!(other.status, 200);
+    let mails = sink.wait_for(max + 1).await;
+    assert!(mails
+        .iter()
+        .any(|mail| mail["rcpt"] == json!(["other@x.test"])));
+}

@@ -4,6 +4,9 @@
 //! HTTP listener's answers when HTTPS is on (PocketBase's redirect).
 //!
 //! Invariants:
+//! - `serve a.com b.com` obtains one certificate per host, each naming only its host (as
+//!   PocketBase's autocert); a connection gets the certificate of the host its SNI names.
+//!   No `www.` variants are added (a name whose DNS does not point here cannot validate).
 //! - ACME certificates and the account key are cached in `<data dir>/.autocert_cache`
 //!   ([`AUTOCERT_CACHE_DIR`], PocketBase's directory name) and reused at the next start; the
 //!   ACME client renews them in the background (rustls-acme's state stream, polled by one task).
@@ -117,8 +120,8 @@ impl Acceptor {
         let cache = data_dir.join(AUTOCERT_CACHE_DIR);
         std::fs::create_dir_all(&cache)
             .with_context(|| format!("cannot create {}", cache.display()))?;
-        let config = match directory_ca {
-            None => rustls_acme::AcmeConfig::new_with_provider(&domains, provider()),
+        let client = match directory_ca {
+            None => None,
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
                 for cert in CertificateDer::pem_file_iter(&ca)
@@ -128,34 +131,56 @@ impl Acceptor {
                         .add(cert.context("ACME CA: not a PEM certificate")?)
                         .context("ACME CA: not a usable certificate")?;
                 }
-                let client = rustls::ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .context("TLS protocol versions")?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                rustls_acme::AcmeConfig::new_with_client_config(&domains, Arc::new(client))
+                Some(Arc::new(
+                    rustls::ClientConfig::builder_with_provider(provider())
+                        .with_safe_default_protocol_versions()
+                        .context("TLS protocol versions")?
+                        .with_root_certificates(roots)
+                        .with_no_client_auth(),
+                ))
             }
         };
-        let mut state = config
-            .directory(&directory)
-            .contact(contact)
-            .cache(rustls_acme::caches::DirCache::new(cache))
-            .state();
-        let mut normal = (*state.default_rustls_config_with_provider(provider())).clone();
-        normal.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let challenge = state.challenge_rustls_config_with_provider(provider());
-        tracing::info!(domains = domains.join(","), %directory, "automatic TLS (ACME)");
-        tokio::spawn(async move {
-            while let Some(event) = state.next().await {
-                match event {
-                    Ok(ok) => tracing::info!(event = ?ok, "ACME"),
-                    Err(err) => tracing::warn!(error = %err, "ACME"),
+        // One ACME order (and certificate) per host, each naming only its host, as
+        // PocketBase's autocert does: a host whose DNS is not pointed here yet does not keep
+        // the others from getting theirs.
+        let mut hosts = Vec::with_capacity(domains.len());
+        for domain in unique_hosts(&domains) {
+            let names = [domain.clone()];
+            let config = match &client {
+                None => rustls_acme::AcmeConfig::new_with_provider(&names, provider()),
+                Some(client) => {
+                    rustls_acme::AcmeConfig::new_with_client_config(&names, Arc::clone(client))
                 }
-            }
-        });
+            };
+            let mut state = config
+                .directory(&directory)
+                .contact(contact.clone())
+                .cache(rustls_acme::caches::DirCache::new(cache.clone()))
+                .state();
+            hosts.push((domain.clone(), state.resolver()));
+            tokio::spawn(async move {
+                while let Some(event) = state.next().await {
+                    match event {
+                        Ok(ok) => tracing::info!(host = %domain, event = ?ok, "ACME"),
+                        Err(err) => tracing::warn!(host = %domain, error = %err, "ACME"),
+                    }
+                }
+            });
+        }
+        tracing::info!(domains = domains.join(","), %directory, "automatic TLS (ACME), one certificate per host");
+        let resolver = Arc::new(PerHost { hosts });
+        let build = |alpn: &[u8]| -> Result<Arc<ServerConfig>> {
+            let mut config = ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .context("TLS protocol versions")?
+                .with_no_client_auth()
+                .with_cert_resolver(resolver.clone());
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(Arc::new(config))
+        };
         Ok(Self {
-            config: Arc::new(normal),
-            challenge: Some(challenge),
+            config: build(b"http/1.1")?,
+            challenge: Some(build(b"acme-tls/1")?),
         })
     }
 
@@ -174,6 +199,48 @@ impl Acceptor {
             }
         }
         start.into_stream(Arc::clone(&self.config)).await.ok()
+    }
+}
+
+/// The hosts of `serve <domain>…`, lower-cased, each once, in the order given. No `www.`
+/// variant is added: an ACME order for a name whose DNS does not point here fails, so only
+/// the names given get certificates (give `example.com www.example.com` for both).
+fn unique_hosts(domains: &[String]) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::with_capacity(domains.len());
+    for domain in domains {
+        let host = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !host.is_empty() && !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
+/// Picks the certificate of the host a client names (SNI); ACME validation connections are
+/// answered by that host's resolver too. A client without SNI, or naming another host, gets
+/// the first host's certificate.
+#[derive(Debug)]
+struct PerHost {
+    hosts: Vec<(String, Arc<rustls_acme::ResolvesServerCertAcme>)>,
+}
+
+impl rustls::server::ResolvesServerCert for PerHost {
+    fn resolve(
+        &self,
+        client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let wanted = client_hello
+            .server_name()
+            .map(|name| name.trim_end_matches('.').to_ascii_lowercase());
+        let resolver = wanted
+            .and_then(|name| {
+                self.hosts
+                    .iter()
+                    .find(|(host, _)| *host == name)
+                    .map(|(_, resolver)| resolver)
+            })
+            .or_else(|| self.hosts.first().map(|(_, resolver)| resolver))?;
+        resolver.resolve(client_hello)
     }
 }
 
@@ -251,5 +318,11 @@ mod tests {
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "[::1]");
         assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn hosts_are_lower_cased_once_each_without_www_variants() {
+        let given = ["A.com", "b.com.", "a.com", " www.a.com "].map(str::to_string);
+        assert_eq!(unique_hosts(&given), ["a.com", "b.com", "www.a.com"]);
     }
 }

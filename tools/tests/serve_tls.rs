@@ -346,8 +346,8 @@ impl Drop for Pebble {
 }
 
 /// Starts pebble on loopback with its HTTPS certificate from our CA, validating TLS-ALPN-01
-/// on `tls_port`.
-fn start_pebble(dir: &Path, cert: &Path, key: &Path, tls_port: u16) -> Pebble {
+/// on `tls_port`, resolving names with the DNS server on `dns` (default: the system's).
+fn start_pebble(dir: &Path, cert: &Path, key: &Path, tls_port: u16, dns: Option<u16>) -> Pebble {
     let binary = ["/usr/bin/pebble", "/usr/local/bin/pebble"]
         .into_iter()
         .find(|path| Path::new(path).exists())
@@ -365,7 +365,11 @@ fn start_pebble(dir: &Path, cert: &Path, key: &Path, tls_port: u16) -> Pebble {
     }});
     let config_path = dir.join("pebble.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    if let Some(port) = dns {
+        command.arg("-dnsserver").arg(format!("127.0.0.1:{port}"));
+    }
+    let child = command
         .arg("-config")
         .arg(&config_path)
         .env("PEBBLE_VA_NOSLEEP", "1")
@@ -387,7 +391,7 @@ fn automatic_tls_from_an_acme_server_is_cached_and_reused_at_restart() {
     let (ca, cert, key) = make_certs(root.path());
     let dir = root.path().join("pb_data");
     let (http, https) = (free_port(), free_port());
-    let pebble = start_pebble(root.path(), &cert, &key, https);
+    let pebble = start_pebble(root.path(), &cert, &key, https, None);
     let args = [
         "--http".to_string(),
         format!("127.0.0.1:{http}"),
@@ -451,6 +455,118 @@ fn automatic_tls_from_an_acme_server_is_cached_and_reused_at_restart() {
             first,
             "a new certificate after restart"
         );
+    });
+    serve.stop();
+}
+
+/// A mock DNS server answering every A query with 127.0.0.1 (`pebble-challtestsrv`, from the
+/// same Debian package as pebble), so that pebble validates any host name on loopback.
+struct MockDns {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for MockDns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mock_dns() -> MockDns {
+    let binary = [
+        "/usr/bin/pebble-challtestsrv",
+        "/usr/local/bin/pebble-challtestsrv",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists())
+    .expect("pebble-challtestsrv is not installed (Debian's pebble package, done by .ci/run)");
+    let port = free_port();
+    let child = Command::new(binary)
+        .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+        .args(["-dns01", &format!("127.0.0.1:{port}")])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+        .args(["-management", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    MockDns { child, port }
+}
+
+/// Whether the DER certificate names `host` (a SAN dNSName is the host's ASCII bytes).
+fn names(leaf: &[u8], host: &str) -> bool {
+    leaf.windows(host.len())
+        .any(|window| window == host.as_bytes())
+}
+
+#[test]
+fn each_host_gets_its_own_certificate() {
+    let root = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(root.path());
+    let dir = root.path().join("pb_data");
+    let (http, https) = (free_port(), free_port());
+    let dns = start_mock_dns();
+    let pebble = start_pebble(root.path(), &cert, &key, https, Some(dns.port));
+    let args = [
+        "--http".to_string(),
+        format!("127.0.0.1:{http}"),
+        "--https".to_string(),
+        format!("127.0.0.1:{https}"),
+        "--acmeDirectory".to_string(),
+        pebble.directory.clone(),
+        "--acmeCA".to_string(),
+        ca.to_str().unwrap().to_string(),
+        "alpha.test".to_string(),
+        "beta.test".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rt = runtime();
+    let our_ca = client(&std::fs::read(&ca).unwrap());
+    let pebble_root = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match request(
+                pebble.management,
+                Some((&our_ca, "localhost")),
+                "GET",
+                "/roots/0",
+            )
+            .await
+            {
+                Ok(answer) if answer.status == 200 => break answer.body,
+                _ => {
+                    assert!(Instant::now() < deadline, "pebble did not start");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    let connector = client(pebble_root.as_bytes());
+    let serve = Serve::start(&dir, &args);
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for (host, other) in [("alpha.test", "beta.test"), ("beta.test", "alpha.test")] {
+            // The client verifies the chain for `host`: a pass means the certificate names it.
+            let leaf = loop {
+                match request(https, Some((&connector, host)), "GET", "/api/health").await {
+                    Ok(answer) if answer.status == 200 => break answer.leaf.unwrap(),
+                    _ => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "no certificate for {host}: {}",
+                            serve.stderr()
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            };
+            assert!(names(&leaf, host), "the certificate of {host} names it");
+            assert!(
+                !names(&leaf, other),
+                "the certificate of {host} names only {host}, not {other}"
+            );
+        }
     });
     serve.stop();
 }

@@ -20,7 +20,7 @@ use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::mail::auth::Secret;
 use crate::mail::template::TemplateKind;
-use crate::model::record::{self, is_email, to_storage};
+use crate::model::record::{is_email, to_storage};
 use crate::model::Collection;
 use crate::state::AppState;
 use engine::{Change, Tx, Value as SqlValue};
@@ -256,12 +256,7 @@ fn stage_change(tx: &mut Tx<'_>, collection: &Collection, raw: &str) -> ApiResul
     row.insert("email".into(), json!(new_email));
     row.insert("verified".into(), json!(true));
     row.insert("tokenKey".into(), json!(token::new_token_key()));
-    let now = record::format_ms(tx.timestamp_ms());
-    for field in &collection.fields {
-        if field.on_update() {
-            row.insert(field.name().to_string(), json!(now));
-        }
-    }
+    crate::records::write::touch_updated(collection, &mut row, tx.timestamp_ms());
     tx.stage(Change::RecordUpdated {
         collection_id: collection.id.clone(),
         id: claims.id,

@@ -9,10 +9,12 @@
 //! are kept.
 //!
 //! Invariants: the origin rows are log commits (one commit per sign-in, origin update and
-//! pruning together); the mail goes through the mail queue (no request waits for SMTP; the
-//! reference waits up to 15 s and skips saving the origin when the mail fails — here the
-//! origin is saved and a failed delivery is the queue's retry/log); a failure here never
-//! fails the sign-in (the reference logs a warning), it is logged.
+//! pruning together); the mail goes through the mail queue (no request waits for SMTP). As
+//! on the reference, which skips saving a new origin when its alert mail fails, a new origin
+//! that needs an alert is committed only after the mail went out (the queue's `on_sent`; a
+//! mail logged because SMTP is off counts as sent); when delivery gives up, the origin stays
+//! unknown and the next sign-in from it alerts again. A failure here never fails the sign-in
+//! (the reference logs a warning), it is logged.
 
 use crate::auth::token;
 use crate::error::{ApiError, ApiResult};
@@ -63,8 +65,8 @@ pub fn enabled(collection: &Collection) -> bool {
         .unwrap_or(false)
 }
 
-/// Records the origin of a completed sign-in and queues the alert mail when it is new (see
-/// the module doc). Never fails the sign-in.
+/// Records the origin of a completed sign-in and mails the alert when it is new (see the
+/// module doc). Never fails the sign-in.
 pub async fn after_sign_in(
     state: &Arc<AppState>,
     collection: &Arc<Collection>,
@@ -75,24 +77,78 @@ pub async fn after_sign_in(
     if !enabled(collection) {
         return;
     }
-    match record_origin(state, collection, record, ip, user_agent).await {
-        Ok(true) if !text(record, "email").is_empty() => {
-            let now = record::format_ms(chrono::Utc::now().timestamp_millis());
-            let info = format!("{now} - {ip} {}", cut(user_agent, USER_AGENT_MAX));
-            crate::mail::auth::send(
-                state,
-                collection,
-                TemplateKind::LoginAlert,
-                record,
-                None,
-                &Secret::AlertInfo(info),
-            );
-        }
-        Ok(_) => {}
-        Err(err) => {
+    let alerting = !text(record, "email").is_empty()
+        && match needs_alert(state, collection, record, ip, user_agent).await {
+            Ok(needs) => needs,
+            Err(err) => {
+                tracing::warn!(error = %err.message, "failed to read the sign-in origins");
+                return;
+            }
+        };
+    if !alerting {
+        if let Err(err) = record_origin(state, collection, record, ip, user_agent).await {
             tracing::warn!(error = %err.message, "failed to record the sign-in origin");
         }
+        return;
     }
+    // A new origin: it is recorded only once its alert went out (as the reference, which
+    // skips saving it when the mail fails, so the next sign-in from it alerts again).
+    let now = record::format_ms(chrono::Utc::now().timestamp_millis());
+    let info = format!("{now} - {ip} {}", cut(user_agent, USER_AGENT_MAX));
+    let runtime = tokio::runtime::Handle::current();
+    let (app, origin_collection, origin_record) =
+        (Arc::clone(state), Arc::clone(collection), record.clone());
+    let (ip_owned, agent_owned) = (ip.to_string(), user_agent.to_string());
+    let on_sent: crate::mail::OnSent = Box::new(move || {
+        runtime.spawn(async move {
+            if let Err(err) = record_origin(
+                &app,
+                &origin_collection,
+                &origin_record,
+                &ip_owned,
+                &agent_owned,
+            )
+            .await
+            {
+                tracing::warn!(error = %err.message, "failed to record the sign-in origin");
+            }
+        });
+    });
+    crate::mail::auth::send_then(
+        state,
+        collection,
+        TemplateKind::LoginAlert,
+        record,
+        None,
+        &Secret::AlertInfo(info),
+        Some(on_sent),
+    );
+}
+
+/// Whether this origin is new and not the record's first (read only; [`record_origin`]
+/// decides again inside its write).
+async fn needs_alert(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    record: &Map<String, Value>,
+    ip: &str,
+    user_agent: &str,
+) -> ApiResult<bool> {
+    let print = fingerprint(ip, user_agent);
+    let sql = format!(
+        "SELECT fingerprint FROM {} WHERE collectionRef = ?1 AND recordRef = ?2",
+        engine::quote_ident(AUTH_ORIGINS)
+    );
+    let params = vec![
+        SqlValue::Text(collection.id.clone()),
+        SqlValue::Text(text(record, "id").to_string()),
+    ];
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    let known = rows
+        .rows
+        .iter()
+        .any(|row| row.first().and_then(|value| value.as_str()) == Some(print.as_str()));
+    Ok(!rows.rows.is_empty() && !known)
 }
 
 /// Commits the origin; true when it is new and not the record's first.

@@ -40,6 +40,10 @@ pub const OTPS: &str = "_otps";
 pub const OTP_MAX_FAILURES: u32 = 5;
 /// How long a record stays locked after its first counted failure.
 pub const OTP_LOCK_WINDOW: Duration = Duration::from_secs(600);
+/// Unexpired codes one record may hold; a `request-otp` beyond it stores and mails nothing
+/// and answers the newest code's `otpId` (measured on the reference: 10 of 100 requests for
+/// one address were mailed, the 11th and later answered 200 with the 10th's id).
+pub const OTP_CODES_PER_RECORD_MAX: usize = 10;
 /// Records tracked in the failure table at most (expired entries are pruned first).
 pub const OTP_FAILURE_ENTRIES_MAX: usize = 100_000;
 /// Bounds of a collection's `otp.length`.
@@ -156,21 +160,22 @@ pub async fn request(
         return Err(ApiError::validation(VALIDATION_FAILED, data));
     }
     let otp_id = token::new_record_id();
-    let sql = format!(
-        "SELECT * FROM {} WHERE email = ?1 COLLATE NOCASE LIMIT 1",
-        engine::quote_ident(&collection.name)
-    );
-    let params = vec![SqlValue::Text(email.to_string())];
-    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
-    let Some(found) = rows
-        .rows
-        .first()
-        .map(|row| from_row(collection, &rows.columns, row))
-    else {
+    let Some(found) = crate::records::query::find_by_email(state, collection, email).await? else {
         return Ok(otp_id);
     };
     let sent_to = text_of(&found, "email").to_string();
-    let (otp_id, code) = issue(state, collection, &otp, &found, &sent_to, otp_id).await?;
+    let (otp_id, code) = match issue(state, collection, &otp, &found, &sent_to, otp_id, true)
+        .await?
+    {
+        Issued::New { id, code } => (id, code),
+        Issued::Capped { newest } => {
+            tracing::info!(
+                collection = %collection.name,
+                "request-otp: the record holds {OTP_CODES_PER_RECORD_MAX} unexpired codes; no new code is mailed"
+            );
+            return Ok(newest);
+        }
+    };
     crate::mail::auth::send(
         state,
         collection,
@@ -185,8 +190,19 @@ pub async fn request(
     Ok(otp_id)
 }
 
-/// Stores a new code for `found` (its expired codes are deleted in the same commit) and
-/// returns `(otpId, code)`; `sent_to` is where the code goes ("" when it is mailed nowhere).
+/// What [`issue`] did.
+enum Issued {
+    /// A new code was stored.
+    New { id: String, code: String },
+    /// The record holds [`OTP_CODES_PER_RECORD_MAX`] unexpired codes: nothing was stored;
+    /// the newest one's id.
+    Capped { newest: String },
+}
+
+/// Stores a new code for `found` (its expired codes are deleted in the same commit);
+/// `sent_to` is where the code goes ("" when it is mailed nowhere). With `capped`, a record
+/// that already holds [`OTP_CODES_PER_RECORD_MAX`] unexpired codes gets none (decided in the
+/// write command, so concurrent requests cannot pass the cap).
 async fn issue(
     state: &Arc<AppState>,
     collection: &Arc<Collection>,
@@ -194,7 +210,8 @@ async fn issue(
     found: &Map<String, Value>,
     sent_to: &str,
     otp_id: String,
-) -> ApiResult<(String, String)> {
+    capped: bool,
+) -> ApiResult<Issued> {
     let length = otp
         .get("length")
         .and_then(Value::as_u64)
@@ -215,9 +232,13 @@ async fn issue(
     let (collection_id, id) = (collection.id.clone(), otp_id.clone());
     let duration = duration_of(otp);
     let to = sent_to.to_string();
-    state
+    let outcome = state
         .write(actor, move |tx| {
-            delete_expired(tx, &otps, &collection_id, &record_id, duration)?;
+            let live = delete_expired(tx, &otps, &collection_id, &record_id, duration)?;
+            if capped && live.len() >= OTP_CODES_PER_RECORD_MAX {
+                let newest = live.last().cloned().unwrap_or_default();
+                return Ok(Some(newest));
+            }
             let now = record::format_ms(tx.timestamp_ms());
             let row = json!({"id": id, "collectionRef": collection_id, "recordRef": record_id,
                 "password": hash, "sentTo": to, "created": now, "updated": now});
@@ -227,10 +248,14 @@ async fn issue(
                 id,
                 values: to_storage(&otps, &row),
             })
-            .map_err(ApiError::from)
+            .map_err(ApiError::from)?;
+            Ok(None)
         })
         .await?;
-    Ok((otp_id, code))
+    Ok(match outcome.value {
+        Some(newest) => Issued::Capped { newest },
+        None => Issued::New { id: otp_id, code },
+    })
 }
 
 /// `pocketlog superuser otp`: a code for the superuser `email` (no mail is sent), as the
@@ -247,40 +272,43 @@ pub async fn issue_for_cli(
             collection.name
         ));
     }
-    let sql = format!(
-        "SELECT * FROM {} WHERE email = ?1 COLLATE NOCASE LIMIT 1",
-        engine::quote_ident(&collection.name)
-    );
-    let params = vec![SqlValue::Text(email.to_string())];
-    let rows = state
-        .read(move |conn| conn.query(&sql, &params))
+    let Some(found) = crate::records::query::find_by_email(state, collection, email)
         .await
-        .map_err(|e| e.message)?;
-    let Some(found) = rows
-        .rows
-        .first()
-        .map(|row| from_row(collection, &rows.columns, row))
+        .map_err(|e| e.message)?
     else {
         return Err(format!("superuser with email \"{email}\" doesn't exist"));
     };
-    let (id, code) = issue(state, collection, &otp, &found, "", token::new_record_id())
-        .await
-        .map_err(|e| e.message)?;
-    Ok((id, code, duration_of(&otp)))
+    match issue(
+        state,
+        collection,
+        &otp,
+        &found,
+        "",
+        token::new_record_id(),
+        false,
+    )
+    .await
+    .map_err(|e| e.message)?
+    {
+        Issued::New { id, code } => Ok((id, code, duration_of(&otp))),
+        Issued::Capped { .. } => Err("no OTP was created".into()),
+    }
 }
 
-/// Stages the deletion of the record's expired codes.
+/// Stages the deletion of the record's expired codes; returns the ids of the unexpired ones,
+/// oldest first.
 fn delete_expired(
     tx: &mut Tx<'_>,
     otps: &Collection,
     collection_id: &str,
     record_id: &str,
     duration_secs: i64,
-) -> ApiResult<()> {
+) -> ApiResult<Vec<String>> {
     let sql = format!(
-        "SELECT * FROM {} WHERE collectionRef = ?1 AND recordRef = ?2",
+        "SELECT * FROM {} WHERE collectionRef = ?1 AND recordRef = ?2 ORDER BY rowid",
         engine::quote_ident(&otps.name)
     );
+    let mut live = Vec::new();
     let rows = tx
         .query(
             &sql,
@@ -300,9 +328,11 @@ fn delete_expired(
                 old: to_storage(otps, &row),
             })
             .map_err(ApiError::from)?;
+        } else {
+            live.push(text_of(&row, "id").to_string());
         }
     }
-    Ok(())
+    Ok(live)
 }
 
 /// `auth-with-otp`: the authenticated record (the code consumed).
@@ -442,12 +472,7 @@ fn consume(
             record.insert("password".into(), json!(hash));
             record.insert("tokenKey".into(), json!(token::new_token_key()));
         }
-        let now = record::format_ms(tx.timestamp_ms());
-        for field in &collection.fields {
-            if field.on_update() {
-                record.insert(field.name().to_string(), json!(now));
-            }
-        }
+        crate::records::write::touch_updated(collection, &mut record, tx.timestamp_ms());
         tx.stage(Change::RecordUpdated {
             collection_id: collection.id.clone(),
             id: text_of(&record, "id").to_string(),

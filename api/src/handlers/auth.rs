@@ -46,6 +46,19 @@ pub async fn auth_response(
     token: String,
     query: &Query,
 ) -> ApiResult<Response> {
+    auth_response_with_meta(state, collection, record, token, None, query).await
+}
+
+/// [`auth_response`] with the sign-in's `meta` (OAuth2) when given: every auth answer is
+/// built here (the record presented as its own viewer, `expand` applied).
+pub async fn auth_response_with_meta(
+    state: &Arc<AppState>,
+    collection: &Arc<Collection>,
+    record: Map<String, Value>,
+    token: String,
+    meta: Option<Value>,
+    query: &Query,
+) -> ApiResult<Response> {
     let auth = Some(Auth {
         collection: Arc::clone(collection),
         record: record.clone(),
@@ -58,10 +71,11 @@ pub async fn auth_response(
         query.get("expand").map(String::as_str),
     )
     .await?;
-    Ok(json_response(
-        query,
-        json!({"record": items.remove(0), "token": token}),
-    ))
+    let mut answer = json!({"record": items.remove(0), "token": token});
+    if let (Some(meta), Value::Object(map)) = (meta, &mut answer) {
+        map.insert("meta".into(), meta);
+    }
+    Ok(json_response(query, answer))
 }
 
 /// Checks the collection's authRule for a record (403 when it fails).

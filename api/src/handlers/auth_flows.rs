@@ -25,14 +25,14 @@ use crate::auth::{password, token};
 use crate::error::{field_error, ApiError, ApiResult};
 use crate::extract::{Caller, SuperuserBody};
 use crate::mail::{self, auth::Secret, template::TemplateKind};
-use crate::model::record::{self, from_row, is_email, to_storage};
+use crate::model::record::{is_email, to_storage};
 use crate::model::{Collection, Field};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use engine::{Change, Tx, Value as SqlValue};
+use engine::{Change, Tx};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -74,24 +74,6 @@ fn check_email(body: &Map<String, Value>) -> ApiResult<String> {
     let mut data = Map::new();
     data.insert("email".into(), item);
     Err(ApiError::validation(VALIDATION_FAILED, data))
-}
-
-/// Finds the record of an auth collection with `email` (case-insensitive).
-async fn find_by_email(
-    state: &Arc<AppState>,
-    collection: &Arc<Collection>,
-    email: &str,
-) -> ApiResult<Option<Map<String, Value>>> {
-    let sql = format!(
-        "SELECT * FROM {} WHERE email = ?1 COLLATE NOCASE LIMIT 1",
-        engine::quote_ident(&collection.name)
-    );
-    let params = vec![SqlValue::Text(email.to_string())];
-    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
-    Ok(rows
-        .rows
-        .first()
-        .map(|row| from_row(collection, &rows.columns, row)))
 }
 
 /// Issues an emailed token (`verification` / `passwordReset`) for a record.
@@ -200,12 +182,7 @@ fn stage_token_update(
     let (claims, mut row) =
         access::staged_token_record(tx, collection, raw, kind)?.ok_or_else(refused)?;
     change(&mut row);
-    let now = record::format_ms(tx.timestamp_ms());
-    for field in &collection.fields {
-        if field.on_update() {
-            row.insert(field.name().to_string(), json!(now));
-        }
-    }
+    crate::records::write::touch_updated(collection, &mut row, tx.timestamp_ms());
     tx.stage(Change::RecordUpdated {
         collection_id: collection.id.clone(),
         id: claims.id,
@@ -224,7 +201,7 @@ pub async fn request_verification(
     let collection = auth_collection(&state, &name)?;
     let body = parse_body(&headers, &bytes)?;
     let email = check_email(&body)?;
-    if let Some(found) = find_by_email(&state, &collection, &email).await? {
+    if let Some(found) = crate::records::query::find_by_email(&state, &collection, &email).await? {
         if !found
             .get("verified")
             .and_then(Value::as_bool)
@@ -300,7 +277,7 @@ pub async fn request_password_reset(
     let collection = auth_collection(&state, &name)?;
     let body = parse_body(&headers, &bytes)?;
     let email = check_email(&body)?;
-    if let Some(found) = find_by_email(&state, &collection, &email).await? {
+    if let Some(found) = crate::records::query::find_by_email(&state, &collection, &email).await? {
         let key = format!("passwordReset/{}/{}", collection.id, text_of(&found, "id"));
         if !state.mailer.first_in_window(&key) {
             return Ok(no_content());

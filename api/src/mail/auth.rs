@@ -86,6 +86,19 @@ pub fn send(
     to: Option<&str>,
     secret: &Secret,
 ) {
+    send_then(state, collection, kind, record, to, secret, None);
+}
+
+/// [`send`], then `on_sent` once the mail went out (see [`super::Mailer::enqueue_then`]).
+pub fn send_then(
+    state: &AppState,
+    collection: &Collection,
+    kind: TemplateKind,
+    record: &Map<String, Value>,
+    to: Option<&str>,
+    secret: &Secret,
+    on_sent: Option<super::OnSent>,
+) {
     let settings = state.settings();
     let to = to
         .map(str::to_string)
@@ -106,5 +119,5 @@ pub fn send(
     );
     state
         .mailer
-        .enqueue(SmtpConfig::from_settings(&settings), mail);
+        .enqueue_then(SmtpConfig::from_settings(&settings), mail, on_sent);
 }

@@ -193,9 +193,14 @@ pub async fn send_now(config: SmtpConfig, mail: Mail) -> Result<(), String> {
         .map_err(|e| e.to_string())?
 }
 
+/// Called by the delivery thread once its mail was delivered (or logged, with SMTP off);
+/// dropped unused when delivery fails.
+pub type OnSent = Box<dyn FnOnce() + Send>;
+
 struct Job {
     config: SmtpConfig,
     mail: Mail,
+    on_sent: Option<OnSent>,
 }
 
 /// The queue's sending side (held by the app state).
@@ -256,6 +261,12 @@ impl Mailer {
     /// Queues `mail` for delivery with `config` (never blocks). With SMTP disabled the mail is
     /// logged instead.
     pub fn enqueue(&self, config: SmtpConfig, mail: Mail) {
+        self.enqueue_then(config, mail, None);
+    }
+
+    /// [`Mailer::enqueue`], then `on_sent` once the mail went out (never when it fails, is
+    /// dropped, or the retries give up).
+    pub fn enqueue_then(&self, config: SmtpConfig, mail: Mail, on_sent: Option<OnSent>) {
         if !config.enabled {
             tracing::info!(
                 kind = mail.kind,
@@ -264,9 +275,16 @@ impl Mailer {
                 body = %mail.text,
                 "mail not sent (smtp disabled in settings); logged instead"
             );
+            if let Some(on_sent) = on_sent {
+                on_sent();
+            }
             return;
         }
-        match self.queue.try_send(Job { config, mail }) {
+        match self.queue.try_send(Job {
+            config,
+            mail,
+            on_sent,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => tracing::warn!(
                 kind = job.mail.kind,
@@ -292,12 +310,15 @@ fn worker(jobs: &Mutex<Receiver<Job>>) {
     // The transport of the last configuration: its pool keeps SMTP connections open between
     // mails; a settings change builds a new one.
     let mut cached: Option<(SmtpConfig, SmtpTransport)> = None;
-    while let Some(job) = next_job(jobs) {
+    while let Some(mut job) = next_job(jobs) {
         let mut pause = MAIL_RETRY_PAUSE;
         for attempt in 1..=MAIL_ATTEMPTS {
             match deliver_with(&mut cached, &job.config, &job.mail) {
                 Ok(()) => {
                     tracing::debug!(kind = job.mail.kind, to = %job.mail.to, "mail sent");
+                    if let Some(on_sent) = job.on_sent.take() {
+                        on_sent();
+                    }
                     break;
                 }
                 Err(error) if attempt < MAIL_ATTEMPTS => {

@@ -309,3 +309,22 @@ pub async fn view(
     let mut records = query_records(state, collection, &clause, "", Some((1, 0))).await?;
     records.pop().ok_or_else(ApiError::not_found)
 }
+
+/// The record of the auth collection `collection` whose `email` is `email` (compared
+/// case-insensitively, as the reference), if any; the stored row, no access rules.
+pub async fn find_by_email(
+    state: &Arc<AppState>,
+    collection: &Collection,
+    email: &str,
+) -> ApiResult<Option<Map<String, Value>>> {
+    let sql = format!(
+        "SELECT * FROM {} WHERE email = ?1 COLLATE NOCASE LIMIT 1",
+        engine::quote_ident(&collection.name)
+    );
+    let params = vec![engine::Value::Text(email.to_string())];
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    Ok(rows
+        .rows
+        .first()
+        .map(|row| crate::model::record::from_row(collection, &rows.columns, row)))
+}

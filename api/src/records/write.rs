@@ -449,12 +449,7 @@ pub fn run_update(tx: &mut Tx<'_>, input: &WriteInput, id: &str) -> ApiResult<Ma
     let mut record = existing.clone();
     apply_body(collection, &input.body, &mut record, superuser);
     record.insert("id".into(), json!(id));
-    let now = record::format_ms(tx.timestamp_ms());
-    for field in &collection.fields {
-        if field.on_update() {
-            record.insert(field.name().to_string(), json!(now));
-        }
-    }
+    touch_updated(collection, &mut record, tx.timestamp_ms());
     let mut errors = FieldErrors::default();
     if collection.is_auth() {
         if let Some(hash) = &input.password_hash {
@@ -714,4 +709,15 @@ pub async fn delete_record_joined(
         })
         .await?;
     Ok(())
+}
+
+/// Sets every `onUpdate` autodate field of `record` to `now_ms` (every update of a stored
+/// record does this, the auth flows' included).
+pub fn touch_updated(collection: &Collection, record: &mut Map<String, Value>, now_ms: i64) {
+    let now = record::format_ms(now_ms);
+    for field in &collection.fields {
+        if field.on_update() {
+            record.insert(field.name().to_string(), json!(now));
+        }
+    }
 }

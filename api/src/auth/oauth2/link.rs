@@ -128,15 +128,6 @@ fn stage_link(
     .map_err(ApiError::from)
 }
 
-fn touch(collection: &Collection, record: &mut Map<String, Value>, now_ms: i64) {
-    let now = record::format_ms(now_ms);
-    for field in &collection.fields {
-        if field.on_update() {
-            record.insert(field.name().to_string(), json!(now));
-        }
-    }
-}
-
 /// The OAuth2 sign-in of `fetched` into `collection` (see the module doc).
 pub async fn sign_in(
     state: &Arc<AppState>,
@@ -167,7 +158,9 @@ pub async fn sign_in(
                 .await?
                 .ok_or_else(|| ApiError::bad_request("Failed to authenticate."))?,
         ),
-        None if !user.email.is_empty() => find_by_email(state, collection, &user.email).await?,
+        None if !user.email.is_empty() => {
+            crate::records::query::find_by_email(state, collection, &user.email).await?
+        }
         None => None,
     };
     match existing {
@@ -193,23 +186,6 @@ pub async fn sign_in(
             is_new: true,
         }),
     }
-}
-
-async fn find_by_email(
-    state: &Arc<AppState>,
-    collection: &Arc<Collection>,
-    email: &str,
-) -> ApiResult<Option<Map<String, Value>>> {
-    let sql = format!(
-        "SELECT * FROM {} WHERE email = ?1 COLLATE NOCASE LIMIT 1",
-        engine::quote_ident(&collection.name)
-    );
-    let params = vec![SqlValue::Text(email.to_string())];
-    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
-    Ok(rows
-        .rows
-        .first()
-        .map(|row| from_row(collection, &rows.columns, row)))
 }
 
 async fn random_hash() -> ApiResult<String> {
@@ -268,7 +244,7 @@ async fn link_existing(
                 changed = true;
             }
             if changed {
-                touch(&target, &mut record, tx.timestamp_ms());
+                crate::records::write::touch_updated(&target, &mut record, tx.timestamp_ms());
                 tx.stage(Change::RecordUpdated {
                     collection_id: target.id.clone(),
                     id: record_id.clone(),
