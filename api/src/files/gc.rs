@@ -154,6 +154,8 @@ fn sweep_bucket(
 /// the settings at the moment of the sweep (none while S3 is off).
 pub struct BucketFiles {
     state: Weak<AppState>,
+    /// A shorter grace period than compaction's (tests: S3 objects cannot be aged).
+    grace_ms: Option<i64>,
 }
 
 impl BucketFiles {
@@ -161,6 +163,16 @@ impl BucketFiles {
     pub fn new(state: &Arc<AppState>) -> Self {
         BucketFiles {
             state: Arc::downgrade(state),
+            grace_ms: None,
+        }
+    }
+
+    /// [`BucketFiles::new`] whose sweeps use at most `grace_ms` (tests register it with
+    /// `Engine::set_external_files` to sweep fresh objects; never used by a server).
+    pub fn with_grace(state: &Arc<AppState>, grace_ms: i64) -> Self {
+        BucketFiles {
+            state: Arc::downgrade(state),
+            grace_ms: Some(grace_ms),
         }
     }
 }
@@ -175,6 +187,7 @@ impl ExternalFiles for BucketFiles {
         let Some(bucket) = storage.bucket() else {
             return Ok(FileSweep::default());
         };
+        let grace_ms = self.grace_ms.map_or(grace_ms, |own| own.min(grace_ms));
         let grace = Duration::from_millis(u64::try_from(grace_ms.max(0)).unwrap_or(0));
         let cutoff = SystemTime::now()
             .checked_sub(grace)
