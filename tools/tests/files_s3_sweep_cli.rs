@@ -3,7 +3,8 @@
 //! `POCKETLOG_FAILPOINT=after_file_persist` the server aborts after the upload is in the
 //! bucket and before its commit. After a restart the background sweep deletes that orphan
 //! key, keeps the key of a committed record and the key of a deleted record (a retained
-//! restore point still needs it), and logs one summary line.
+//! restore point still needs it), and logs one summary line; a start whose stored files are
+//! all referenced reads no log.
 
 mod support;
 
@@ -109,6 +110,33 @@ async fn create(server: &Server, token: &str, content: &[u8]) -> serde_json::Val
     response.json().await.expect("json")
 }
 
+/// `text` without ANSI colour sequences (the log is coloured).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for next in chars.by_ref() {
+                if next == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The start-up sweep's summary line in `log`, uncoloured.
+fn summary(log: &str) -> String {
+    plain(log)
+        .lines()
+        .find(|line| line.contains("start-up sweep of stored files"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no summary line in {log}"))
+}
+
 fn key(collection_id: &str, record: &serde_json::Value) -> String {
     format!(
         "{collection_id}/{}/{}",
@@ -153,6 +181,14 @@ fn an_orphan_key_of_a_crashed_upload_is_swept_after_the_restart_and_needed_keys_
             )
             .await;
         assert_eq!(status, 200, "{body}");
+        // A start with no stored file reads no log.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server.stderr().contains("start-up sweep of stored files") && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let line = summary(&server.stderr());
+        assert!(line.contains("candidates=0") && line.contains("log_read=false"), "{line}");
         let kept = create(&server, &token, b"kept").await;
         let released = create(&server, &token, b"deleted, still needed").await;
         let (status, _) = server
@@ -204,16 +240,13 @@ fn an_orphan_key_of_a_crashed_upload_is_swept_after_the_restart_and_needed_keys_
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(keys(&moto).await, expected, "{}", server.stderr());
-        let log = server.stderr();
-        let summary = log
-            .lines()
-            .find(|line| line.contains("start-up sweep of stored files"))
-            .expect("a summary line");
-        assert!(summary.contains("removed=1"), "{summary}");
-        assert!(summary.contains("log_read=true"), "{summary}");
+        let line = summary(&server.stderr());
+        assert!(line.contains("removed=1"), "{line}");
+        assert!(line.contains("log_read=true"), "{line}");
         assert!(server.terminate());
 
-        // With no orphan, the next start reads no log.
+        // With no orphan, the next start removes nothing (the deleted record's file is not
+        // referenced now, so the retained log is read to find it needed).
         let mut server = Server::start(&dir, &[]).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.stderr().contains("start-up sweep of stored files")
@@ -221,13 +254,9 @@ fn an_orphan_key_of_a_crashed_upload_is_swept_after_the_restart_and_needed_keys_
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let log = server.stderr();
-        let summary = log
-            .lines()
-            .find(|line| line.contains("start-up sweep of stored files"))
-            .expect("a summary line");
-        assert!(summary.contains("log_read=false"), "{summary}");
-        assert!(summary.contains("removed=0"), "{summary}");
+        let line = summary(&server.stderr());
+        assert!(line.contains("candidates=1"), "{line}");
+        assert!(line.contains("removed=0"), "{line}");
         assert_eq!(keys(&moto).await, expected);
         assert!(server.terminate());
     });
