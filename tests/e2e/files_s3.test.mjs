@@ -7,6 +7,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import zlib from 'node:zlib';
 import { startServer, expectError, waitFor } from './harness.mjs';
 
 const T = { timeout: 60_000 };
@@ -19,6 +20,47 @@ const PNG = Buffer.from(
     '00c9fe92ef0000000049454e44ae426082',
   'hex',
 );
+
+function crc32(bytes) {
+  let crc = ~0;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return ~crc >>> 0;
+}
+
+/** A `w`x`h` RGB PNG (a gradient). */
+function png(w, h) {
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'latin1');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(w, 0);
+  header.writeUInt32BE(h, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // RGB
+  const raw = Buffer.alloc(h * (1 + 3 * w));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const at = y * (1 + 3 * w) + 1 + 3 * x;
+      raw[at] = x & 0xff;
+      raw[at + 1] = y & 0xff;
+      raw[at + 2] = (x + y) & 0xff;
+    }
+  }
+  return Buffer.concat([
+    Buffer.from('89504e470d0a1a0a', 'hex'),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
 
 async function freePort() {
   return new Promise((resolve, reject) => {
@@ -84,7 +126,7 @@ describe('files in S3', { timeout: 300_000 }, () => {
     await admin.collections.create({
       name: 'docs',
       listRule: '',
-      viewRule: '',
+      viewRule: '@request.auth.id != ""',
       createRule: '',
       updateRule: '',
       deleteRule: '',
@@ -108,7 +150,7 @@ describe('files in S3', { timeout: 300_000 }, () => {
     const form = new FormData();
     form.append('title', 'in s3');
     form.append('doc', new Blob(['hello from s3\n'], { type: 'text/plain' }), 'hello.txt');
-    form.append('gallery', new File([PNG], 'red.png', { type: 'image/png' }));
+    form.append('gallery', new File([png(120, 80)], 'red.png', { type: 'image/png' }));
     form.append('secret', new File(['top secret'], 'secret.txt'));
     record = await admin.collection('docs').create(form);
     const keys = await bucketKeys(moto);
@@ -126,7 +168,7 @@ describe('files in S3', { timeout: 300_000 }, () => {
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'image/png');
     const thumb = Buffer.from(await res.arrayBuffer());
-    // A PNG whose IHDR says 50x50.
+    // A PNG whose IHDR says 50x50 (a 120x80 image cropped to the center, as the reference).
     assert.deepEqual(thumb.subarray(0, 8), PNG.subarray(0, 8));
     assert.equal(thumb.readUInt32BE(16), 50);
     assert.equal(thumb.readUInt32BE(20), 50);
@@ -137,7 +179,10 @@ describe('files in S3', { timeout: 300_000 }, () => {
   });
 
   test('a protected file in S3 needs pb.files.getToken', T, async () => {
+    // Non-protected files are public; a protected one needs a file token (the view rule
+    // here wants a signed-in caller).
     const guest = server.client();
+    assert.equal((await fetch(guest.files.getURL(record, record.doc))).status, 200);
     const noToken = await fetch(guest.files.getURL(record, record.secret));
     assert.equal(noToken.status, 404);
     const token = await admin.files.getToken();
