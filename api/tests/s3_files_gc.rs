@@ -91,13 +91,20 @@ async fn a_refused_write_leaves_no_key_and_a_create_gets_its_files_under_its_id(
         &server,
         "POST",
         records,
-        &[("title", None, b"ok"), ("file", Some("a.txt"), b"first file")],
+        &[
+            ("title", None, b"ok"),
+            ("file", Some("a.txt"), b"first file"),
+        ],
     )
     .await;
     assert_eq!(created.status, 200, "{}", created.text);
     let first_key = file_key(&collection_id, &created.json, 0);
     let before = keys_of(&moto.keys(BUCKET).await);
-    assert_eq!(before, [first_key.clone()], "the file is under the record's id");
+    assert_eq!(
+        before,
+        [first_key.clone()],
+        "the file is under the record's id"
+    );
 
     // A create refused by validation (title too long): its pre-uploaded file is deleted.
     let refused = upload(
@@ -145,7 +152,13 @@ async fn a_refused_write_leaves_no_key_and_a_create_gets_its_files_under_its_id(
     assert_eq!(keys_of(&moto.keys(BUCKET).await), before, "no key left");
 
     // A good update adds its key; a create with the client's id stores under that id.
-    let updated = upload(&server, "PATCH", &path, &[("file+", Some("e.txt"), b"added")]).await;
+    let updated = upload(
+        &server,
+        "PATCH",
+        &path,
+        &[("file+", Some("e.txt"), b"added")],
+    )
+    .await;
     assert_eq!(updated.status, 200, "{}", updated.text);
     let second_key = file_key(&collection_id, &updated.json, 1);
     let given = upload(
@@ -212,7 +225,10 @@ async fn compaction_deletes_an_s3_key_and_its_thumb_once_no_retained_point_needs
     let thumb_key = format!("{collection_id}/{gone_id}/thumbs_{gone_name}/50x50_{gone_name}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !keys_of(&moto.keys(BUCKET).await).contains(&thumb_key) {
-        assert!(Instant::now() < deadline, "the thumbnail is cached in the bucket");
+        assert!(
+            Instant::now() < deadline,
+            "the thumbnail is cached in the bucket"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deleted = server
@@ -244,7 +260,11 @@ async fn compaction_deletes_an_s3_key_and_its_thumb_once_no_retained_point_needs
     // The whole log is retained: the deleted record's file is needed by its restore points.
     let report = compact(engine::Retention::Commits(1_000)).await;
     assert_eq!(report.files_removed, 0);
-    assert_eq!(keys_of(&moto.keys(BUCKET).await), all, "retained points keep it");
+    assert_eq!(
+        keys_of(&moto.keys(BUCKET).await),
+        all,
+        "retained points keep it"
+    );
 
     // Compaction's own grace period keeps a young object even when nothing needs it.
     server
@@ -253,7 +273,11 @@ async fn compaction_deletes_an_s3_key_and_its_thumb_once_no_retained_point_needs
         .set_external_files(Arc::new(BucketFiles::new(&server.state)));
     let report = compact(engine::Retention::Commits(0)).await;
     assert_eq!(report.files_removed, 0);
-    assert_eq!(keys_of(&moto.keys(BUCKET).await), all, "younger than the grace");
+    assert_eq!(
+        keys_of(&moto.keys(BUCKET).await),
+        all,
+        "younger than the grace"
+    );
 
     // Past the grace, a compaction past the delete removes the key and its thumbnail.
     server
@@ -337,5 +361,8 @@ async fn small_writes_do_not_wait_for_a_large_s3_upload() {
     );
     let stored = moto.object(BUCKET, &key).await.expect("stored");
     assert_eq!(stored.len(), LARGE);
-    assert!(stored.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    assert!(stored
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i % 251) as u8));
 }

@@ -1131,7 +1131,9 @@ impl Engine {
     /// log start, or added by a retained commit), read under the maintenance lock so that no
     /// compaction moves the log start meanwhile. Reads the retained log: call it in the
     /// background. `None` when the snapshot at the log start predates the stored-files table.
-    pub fn needed_files(&self) -> Result<Option<std::collections::BTreeSet<crate::files::FileKey>>> {
+    pub fn needed_files(
+        &self,
+    ) -> Result<Option<std::collections::BTreeSet<crate::files::FileKey>>> {
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
         let reader = &self.inner.log_reader;
         crate::files::needed_files(

@@ -223,7 +223,10 @@ pub fn sweep_storage_older_than(
                     sweep.kept += 1;
                     continue;
                 }
-                if metadata.modified().map_or(true, |modified| modified >= cutoff) {
+                if metadata
+                    .modified()
+                    .map_or(true, |modified| modified >= cutoff)
+                {
                     sweep.young += 1;
                     continue;
                 }

@@ -35,7 +35,14 @@ async fn moto() -> Moto {
         .map(|address| address.port())
         .expect("a free port");
     let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -183,12 +190,16 @@ fn an_orphan_key_of_a_crashed_upload_is_swept_after_the_restart_and_needed_keys_
         assert_eq!(status, 200, "{body}");
         // A start with no stored file reads no log.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.stderr().contains("start-up sweep of stored files") && Instant::now() < deadline
+        while !server.stderr().contains("start-up sweep of stored files")
+            && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let line = summary(&server.stderr());
-        assert!(line.contains("candidates=0") && line.contains("log_read=false"), "{line}");
+        assert!(
+            line.contains("candidates=0") && line.contains("log_read=false"),
+            "{line}"
+        );
         let kept = create(&server, &token, b"kept").await;
         let released = create(&server, &token, b"deleted, still needed").await;
         let (status, _) = server
@@ -224,7 +235,11 @@ fn an_orphan_key_of_a_crashed_upload_is_swept_after_the_restart_and_needed_keys_
         }
         assert!(!server.terminate(), "the process aborted");
         let after_crash = keys(&moto).await;
-        assert_eq!(after_crash.len(), 3, "the orphan is in the bucket: {after_crash:?}");
+        assert_eq!(
+            after_crash.len(),
+            3,
+            "the orphan is in the bucket: {after_crash:?}"
+        );
         // The sweep only takes objects older than the start minus the clock-skew allowance.
         tokio::time::sleep(Duration::from_millis(
             api::files::gc::S3_CLOCK_SKEW_MS + 500,

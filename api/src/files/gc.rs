@@ -67,15 +67,13 @@ fn parse_key(key: &str) -> Key {
 
 /// The stored files of `objects` that are not in `referenced` and older than `cutoff`
 /// (candidates of the start sweep: finding none spares reading the log).
-fn candidates(
-    objects: &[ObjectInfo],
-    referenced: &BTreeSet<FileKey>,
-    cutoff: SystemTime,
-) -> usize {
+fn candidates(objects: &[ObjectInfo], referenced: &BTreeSet<FileKey>, cutoff: SystemTime) -> usize {
     objects
         .iter()
         .filter(|object| object.modified < cutoff)
-        .filter(|object| matches!(parse_key(&object.key), Key::File(key) if !referenced.contains(&key)))
+        .filter(
+            |object| matches!(parse_key(&object.key), Key::File(key) if !referenced.contains(&key)),
+        )
         .count()
 }
 
@@ -110,8 +108,7 @@ pub fn doomed_keys(
     }
     for object in objects {
         if let Key::Thumb(original) = parse_key(&object.key) {
-            if !needed.contains(&original) && !staying.contains(&original) && doomed.len() < limit
-            {
+            if !needed.contains(&original) && !staying.contains(&original) && doomed.len() < limit {
                 sweep.bytes_removed += object.size;
                 doomed.push(object.key.clone());
             }
@@ -219,7 +216,9 @@ pub fn start(state: &Arc<AppState>) {
                     "start-up sweep of stored files no commit references (orphans of \
                      interrupted uploads)"
                 ),
-                Err(err) => tracing::warn!(error = %err, "the start-up sweep of stored files failed"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the start-up sweep of stored files failed")
+                }
             }
         });
     if let Err(err) = spawned {

@@ -131,7 +131,12 @@ impl PendingUploads {
     /// queued (nothing to do on local storage: the command only renames). A failed upload is
     /// the reference's 400 `failed`, with the keys uploaded so far deleted. An id that cannot
     /// be a key (unsafe) uploads nothing here: the command refuses it, or stores inside.
-    pub async fn preupload(&self, collection_id: &str, record_id: &str, failed: &str) -> ApiResult<()> {
+    pub async fn preupload(
+        &self,
+        collection_id: &str,
+        record_id: &str,
+        failed: &str,
+    ) -> ApiResult<()> {
         let Some(bucket) = self.bucket_with_uploads() else {
             return Ok(());
         };

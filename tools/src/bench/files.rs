@@ -272,7 +272,10 @@ pub async fn scenario(
             let hwm = proc_memory_kb(pid).map_or(0, |(hwm, _)| hwm);
             let mut out = Map::new();
             out.insert("requests".into(), json!(1));
-            out.insert("rss_before_mb".into(), json!(round1(before as f64 / 1024.0)));
+            out.insert(
+                "rss_before_mb".into(),
+                json!(round1(before as f64 / 1024.0)),
+            );
             out.insert("rss_peak_mb".into(), json!(round1(peak as f64 / 1024.0)));
             out.insert(
                 "rss_growth_mb".into(),
@@ -285,7 +288,10 @@ pub async fn scenario(
             );
             out
         }
-        other => bail!("unknown scenario {other:?} (files scenarios: {})", FILES.join(", ")),
+        other => bail!(
+            "unknown scenario {other:?} (files scenarios: {})",
+            FILES.join(", ")
+        ),
     };
     Ok(fields)
 }
@@ -324,8 +330,14 @@ mod tests {
     #[test]
     fn metrics_point_the_right_way() {
         assert_eq!(metric("files_upload_100k_c16"), Some(("throughput", true)));
-        assert_eq!(metric("files_thumb_first"), Some(("latency_mean_ms", false)));
-        assert_eq!(metric("files_upload_1g_rss"), Some(("rss_growth_mb", false)));
+        assert_eq!(
+            metric("files_thumb_first"),
+            Some(("latency_mean_ms", false))
+        );
+        assert_eq!(
+            metric("files_upload_1g_rss"),
+            Some(("rss_growth_mb", false))
+        );
         assert_eq!(metric("create_c64"), None);
     }
 }
