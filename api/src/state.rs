@@ -401,10 +401,7 @@ impl AppState {
         crate::files::storage::LocalStorage::new(engine.dir()).sweep_tmp()?;
         let auth_cache = Arc::new(crate::auth_cache::AuthCache::default());
         auth_cache.set_schema(&schema);
-        // Stored files no commit references (a crash between an upload's rename and its
-        // commit), swept before any request can upload.
-        crate::files::retention::sweep_orphans_at_start(engine.dir(), engine.log())?;
-        Ok(Arc::new(AppState {
+        let state = Arc::new(AppState {
             engine,
             schema: RwLock::new(Arc::new(schema)),
             schema_seq: Mutex::new(schema_seq),
@@ -425,7 +422,11 @@ impl AppState {
             hooks: crate::hooks::Hooks::default(),
             request_metrics: crate::metrics::RequestMetrics::default(),
             options,
-        }))
+        });
+        // Stored files no commit references (a crash between an upload and its commit) are
+        // swept in the background; compaction sweeps the S3 bucket too.
+        crate::files::gc::start(&state);
+        Ok(state)
     }
 
     /// The current schema.

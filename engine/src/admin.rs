@@ -33,7 +33,8 @@ pub use crate::backup::{
 /// Stored files (`storage/<collectionId>/<recordId>/<name>`) seen from the log: the set a
 /// projection references (`_stored_files`) and the sweep of files no restore point needs.
 pub use crate::files::{
-    referenced_at, sweep_unneeded, FileKey, FileSweep, FILES_GRACE_MS, STORAGE_DIR,
+    referenced_at, sweep_storage_older_than, sweep_unneeded, ExternalFiles, FileKey, FileSweep,
+    FILES_GRACE_MS, STORAGE_DIR,
 };
 
 /// Offline compaction of a data dir's log, step by step (a running engine compacts with

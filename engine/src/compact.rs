@@ -17,7 +17,7 @@
 //! | 6    | tell in-process readers the log now starts at `C`                  | the same on disk        |
 //! | 7..  | remove the segments before `C` (`S` included), oldest first, fsyncing `log/` after each | a log starting at some `F <= C`, with a snapshot at `C-1 >= F-1` |
 //! | last | remove snapshots older than `C-1`, stale snapshot `.tmp` files and split `.tmp` files below `C` | the new state |
-//! | files | remove the stored files no retained restore point needs (`files.rs`), older than [`FILES_GRACE_MS`] | the new state with fewer unreferenced files |
+//! | files | remove the stored files no retained restore point needs (`files.rs`), older than [`FILES_GRACE_MS`], in `storage/` and in the registered external storage (S3) | the new state with fewer unreferenced files |
 //!
 //! Invariants:
 //! 1. A segment is removed only after a snapshot at `C-1` is durable, so a log starting at any
@@ -33,7 +33,7 @@
 
 use crate::commit::Seq;
 use crate::error::{Error, Result};
-use crate::files::FILES_GRACE_MS;
+use crate::files::{ExternalFiles, FILES_GRACE_MS};
 use crate::log::{parse_segment_name, LogReader};
 use crate::snapshot::{
     build_projection_at, list_snapshots, remove_if_exists, snapshot_name, sync_dir,
@@ -112,9 +112,10 @@ fn collect_files(
     data_dir: &Path,
     reader: &LogReader,
     from: Seq,
+    external: Option<&dyn ExternalFiles>,
     report: &mut CompactReport,
 ) -> Result<()> {
-    if !data_dir.join(crate::files::STORAGE_DIR).is_dir() {
+    if !data_dir.join(crate::files::STORAGE_DIR).is_dir() && external.is_none() {
         return Ok(());
     }
     let snapshots_dir = crate::snapshot::snapshots_dir(data_dir);
@@ -136,6 +137,28 @@ fn collect_files(
     }
     report.files_removed = sweep.removed;
     report.file_bytes_removed = sweep.bytes_removed;
+    if let Some(external) = external {
+        // A bucket that cannot be reached now is swept at the next compaction: the log part
+        // of this one is done and valid.
+        match external.sweep(&needed, FILES_GRACE_MS) {
+            Ok(sweep) => {
+                if sweep.removed > 0 {
+                    tracing::info!(
+                        removed = sweep.removed,
+                        bytes = sweep.bytes_removed,
+                        kept = sweep.kept,
+                        "compaction removed stored objects (S3) no retained restore point needs"
+                    );
+                }
+                report.files_removed += sweep.removed;
+                report.file_bytes_removed += sweep.bytes_removed;
+            }
+            Err(err) => tracing::warn!(
+                error = %err,
+                "compaction could not sweep the external file storage; retried next time"
+            ),
+        }
+    }
     Ok(())
 }
 
@@ -183,6 +206,20 @@ pub fn compact_dir(
     on_cut: &mut dyn FnMut(Seq),
     on_step: &mut dyn FnMut(&CompactStep) -> Result<()>,
 ) -> Result<CompactReport> {
+    compact_dir_with(storage, data_dir, reader, retention, None, on_cut, on_step)
+}
+
+/// [`compact_dir`] that also sweeps `external` (stored files outside the data dir: an S3
+/// bucket) in its file step.
+pub(crate) fn compact_dir_with(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    reader: &LogReader,
+    retention: Retention,
+    external: Option<&dyn ExternalFiles>,
+    on_cut: &mut dyn FnMut(Seq),
+    on_step: &mut dyn FnMut(&CompactStep) -> Result<()>,
+) -> Result<CompactReport> {
     let log_dir = data_dir.join(crate::engine::LOG_DIR);
     let snapshots_dir = crate::snapshot::snapshots_dir(data_dir);
     let first = reader.first_seq();
@@ -197,7 +234,7 @@ pub fn compact_dir(
     on_step(&CompactStep::Planned { cut })?;
     if cut <= first {
         report.first_after = first;
-        collect_files(data_dir, reader, first, &mut report)?;
+        collect_files(data_dir, reader, first, external, &mut report)?;
         on_step(&CompactStep::Done)?;
         return Ok(report);
     }
@@ -273,7 +310,7 @@ pub fn compact_dir(
     remove_stale_tmp(&snapshots_dir)?;
     sync_dir(&snapshots_dir)?;
     remove_stale_split_tmp(storage, &log_dir, cut)?;
-    collect_files(data_dir, reader, cut, &mut report)?;
+    collect_files(data_dir, reader, cut, external, &mut report)?;
     on_step(&CompactStep::Done)?;
     Ok(report)
 }

@@ -423,6 +423,8 @@ struct Inner {
     storage: Arc<dyn Storage>,
     /// Serializes snapshots and compactions of this data dir.
     maintenance: Mutex<()>,
+    /// Stored files kept outside the data dir (an S3 bucket), swept by compaction too.
+    external_files: Mutex<Option<Arc<dyn crate::files::ExternalFiles>>>,
     /// Dropping the sender stops the periodic snapshot thread.
     snapshotter: Mutex<Option<(SyncSender<()>, JoinHandle<()>)>>,
     /// Dropping the sender stops the periodic scrub thread.
@@ -920,6 +922,7 @@ impl Engine {
                 writer: Mutex::new(Some(handle)),
                 storage: Arc::clone(&config.storage),
                 maintenance: Mutex::new(()),
+                external_files: Mutex::new(None),
                 snapshotter: Mutex::new(None),
                 scrubber: Mutex::new(None),
                 scrub_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -1114,6 +1117,33 @@ impl Engine {
         crate::snapshot::copy_projection(&self.inner.dir.join(DATA_DB), target)
     }
 
+    /// Registers where stored files live outside the data dir (an S3 bucket): compaction's
+    /// file step sweeps it as it sweeps `storage/` (same needed set, same grace period).
+    pub fn set_external_files(&self, files: Arc<dyn crate::files::ExternalFiles>) {
+        *self
+            .inner
+            .external_files
+            .lock()
+            .expect("external files lock") = Some(files);
+    }
+
+    /// The stored files that the retained restore points need (`files.rs`: referenced at the
+    /// log start, or added by a retained commit), read under the maintenance lock so that no
+    /// compaction moves the log start meanwhile. Reads the retained log: call it in the
+    /// background. `None` when the snapshot at the log start predates the stored-files table.
+    pub fn needed_files(
+        &self,
+    ) -> Result<Option<std::collections::BTreeSet<crate::files::FileKey>>> {
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        let reader = &self.inner.log_reader;
+        crate::files::needed_files(
+            reader,
+            &crate::snapshot::snapshots_dir(&self.inner.dir),
+            reader.first_seq(),
+            reader.last_seq(),
+        )
+    }
+
     /// Removes log history older than `retention` while serving: readers of older positions
     /// get [`Error::SeqUnavailable`] from then on. See `compact.rs` for the crash-safe steps.
     pub fn compact(
@@ -1122,11 +1152,18 @@ impl Engine {
     ) -> Result<crate::compact::CompactReport> {
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
         let reader = self.inner.log_reader.clone();
-        let report = crate::compact::compact_dir(
+        let external = self
+            .inner
+            .external_files
+            .lock()
+            .expect("external files lock")
+            .clone();
+        let report = crate::compact::compact_dir_with(
             self.inner.storage.as_ref(),
             &self.inner.dir,
             &self.inner.log_reader,
             retention,
+            external.as_deref(),
             &mut |cut| reader.forget_before(cut),
             &mut |_| Ok(()),
         );

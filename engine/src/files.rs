@@ -146,12 +146,17 @@ fn entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
     }
 }
 
-fn age_ms(metadata: &std::fs::Metadata, now: std::time::SystemTime) -> i64 {
-    metadata
-        .modified()
-        .ok()
-        .and_then(|modified| now.duration_since(modified).ok())
-        .map_or(0, |age| i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+/// Stored files kept outside the data dir (an S3 bucket), registered on a running engine
+/// ([`crate::Engine::set_external_files`]) so that compaction's file step sweeps them with the
+/// same needed set and grace period as `storage/`. Called on the compaction thread.
+pub trait ExternalFiles: Send + Sync {
+    /// Deletes every stored object not in `needed` and older than `grace_ms` (with the
+    /// thumbnails of deleted files). An error leaves the rest for the next sweep.
+    fn sweep(
+        &self,
+        needed: &BTreeSet<FileKey>,
+        grace_ms: i64,
+    ) -> std::result::Result<FileSweep, String>;
 }
 
 /// Removes every stored file of `data_dir` that is not in `needed` and older than `grace_ms`
@@ -162,8 +167,22 @@ pub fn sweep_storage(
     needed: &BTreeSet<FileKey>,
     grace_ms: i64,
 ) -> Result<FileSweep> {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(std::time::Duration::from_millis(
+            u64::try_from(grace_ms.max(0)).unwrap_or(0),
+        ))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    sweep_storage_older_than(data_dir, needed, cutoff)
+}
+
+/// [`sweep_storage`] with an absolute cutoff: only files modified before `cutoff` go (a
+/// background sweep after a start passes the start time: every upload since is younger).
+pub fn sweep_storage_older_than(
+    data_dir: &Path,
+    needed: &BTreeSet<FileKey>,
+    cutoff: std::time::SystemTime,
+) -> Result<FileSweep> {
     let root = data_dir.join(STORAGE_DIR);
-    let now = std::time::SystemTime::now();
     let mut sweep = FileSweep::default();
     for collection in entries(&root)? {
         let collection_path = collection.path();
@@ -204,7 +223,10 @@ pub fn sweep_storage(
                     sweep.kept += 1;
                     continue;
                 }
-                if age_ms(&metadata, now) < grace_ms {
+                if metadata
+                    .modified()
+                    .map_or(true, |modified| modified >= cutoff)
+                {
                     sweep.young += 1;
                     continue;
                 }

@@ -2,7 +2,8 @@
 //! `pocketlog` binary: with `POCKETLOG_FAILPOINT=after_file_persist` the server aborts right
 //! after the uploaded file is durable in `storage/` and before the commit is appended. The
 //! upload was never acknowledged; after a restart no referenced file is missing
-//! (`pb-tools verify` passes), the orphan is swept at start, and uploads work again.
+//! (`pb-tools verify` passes), the orphan is swept by the background start-up sweep, and uploads
+//! work again.
 
 mod support;
 
@@ -121,9 +122,22 @@ fn a_crash_between_file_write_and_commit_leaves_nothing_missing_and_the_orphan_i
         let (code, out) = pb_tools(&["verify"], &dir);
         assert_eq!(code, 0, "{out}");
         let mut server = Server::start(&dir, &[]).await;
+        // The start-up sweep runs in the background, right after the start.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (orphans[0].exists() || !server.stderr().contains("start-up sweep of stored files"))
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(
             !orphans[0].exists(),
-            "the start-up sweep removed the orphan"
+            "the start-up sweep removed the orphan: {}",
+            server.stderr()
+        );
+        assert!(
+            server.stderr().contains("start-up sweep of stored files"),
+            "one summary line: {}",
+            server.stderr()
         );
         assert_eq!(
             files_under(&storage),

@@ -11,7 +11,8 @@
 //! - [`serve`]: the download response (ranges, conditional requests, PocketBase's headers);
 //! - [`body`]: the record write body extractor (JSON, urlencoded or multipart + uploads);
 //! - [`write`]: file fields inside the write command (persist, `FilesChanged`);
-//! - [`retention`]: files released by schema changes, the start-up orphan sweep;
+//! - [`retention`]: files released by schema changes;
+//! - [`gc`]: the background start-up orphan sweep and compaction's sweep of the S3 bucket;
 //! - [`thumbs`]: `?thumb=` thumbnails, generated once and cached;
 //! - [`access`]: who may download a file (protected files, file tokens, the view rule).
 //!
@@ -20,6 +21,7 @@
 pub mod access;
 pub mod body;
 pub mod fields;
+pub mod gc;
 pub mod multipart;
 pub mod names;
 pub mod retention;

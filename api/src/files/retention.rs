@@ -1,5 +1,5 @@
-//! Stored files released by schema changes, the start-up orphan sweep, and where a view
-//! collection's files are stored.
+//! Stored files released by schema changes, the failpoint of crash tests, and where a view
+//! collection's files are stored (the orphan sweep is in `files::gc`).
 //!
 //! A record write names the files it adds and drops (`files::write`); deleting a collection or
 //! one of its file fields drops every file those records hold, so the same command stages one
@@ -12,16 +12,13 @@
 //!    (a rename keeps the files; a type change or removal drops them).
 //! 2. The releases are staged in the same command (same commit) as the schema change, so the
 //!    log never holds one without the other.
-//! 3. The start-up sweep runs before the server accepts requests (no upload can be between
-//!    its rename into storage and its commit), so it needs no grace period.
-//! 4. [`failpoint`] exists only in debug builds (tests); a release build ignores the variable.
+//! 3. [`failpoint`] exists only in debug builds (tests); a release build ignores the variable.
 
 use crate::error::{ApiError, ApiResult};
 use crate::files::fields::names_of;
 use crate::model::record::json_from_storage;
 use crate::model::{Collection, Field, FieldType};
 use engine::{Change, Tx};
-use std::path::Path;
 
 /// The file fields of `old` that `new` drops (all of them when `new` is `None`).
 fn dropped_file_fields<'a>(old: &'a Collection, new: Option<&Collection>) -> Vec<&'a Field> {
@@ -99,22 +96,6 @@ pub fn failpoint(name: &str) {
         tracing::error!(failpoint = name, "failpoint hit: aborting the process");
         std::process::abort();
     }
-}
-
-/// Removes the stored files of `data_dir` that no restore point of its retained log needs:
-/// uploads renamed into storage whose commit never happened (a crash in between) and files
-/// released before the log start. Call at start, before serving (invariant 3).
-pub fn sweep_orphans_at_start(data_dir: &Path, log: &engine::LogReader) -> anyhow::Result<()> {
-    let sweep = engine::admin::sweep_unneeded(data_dir, log, 0)?;
-    if sweep.removed > 0 {
-        tracing::info!(
-            removed = sweep.removed,
-            bytes = sweep.bytes_removed,
-            kept = sweep.kept,
-            "removed stored files that no commit references (orphans of interrupted uploads)"
-        );
-    }
-    Ok(())
 }
 
 /// Where the file `filename` of record `record_id` of a view collection is stored: a view's

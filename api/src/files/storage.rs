@@ -18,11 +18,12 @@
 //! 3. Every path component is checked ([`names::is_safe_component`]): no traversal out of the
 //!    storage root whatever a collection id, record id or file name contains.
 //! 4. In S3, a file is uploaded to its final key and acknowledged by S3 before the commit that
-//!    references it (from the writer thread, after every check of the command). A commit that
-//!    fails after that leaves an orphan object, never a reference to a missing one; orphans
-//!    are found with [`Storage::list`] and removed with [`Storage::delete`] (retention/GC).
-//!    The writer thread waits for that upload (bounded by `files::s3`'s timeouts), so a large
-//!    upload to S3 delays the writes queued behind it; local storage only renames.
+//!    references it: for a single create or update before its command is queued
+//!    (`files::write`, so the writer never waits for it), for batches and hooks from the
+//!    writer thread after every check of the command. A commit that fails after that leaves
+//!    an orphan object, never a reference to a missing one; unused keys are deleted after the
+//!    command, and orphans of crashes are found with [`Storage::list`] and removed by
+//!    `files::gc` (the start-up sweep, compaction). Local storage only renames, in the command.
 
 use crate::files::multipart::TempFile;
 use crate::files::names;
@@ -232,6 +233,11 @@ impl Storage {
             },
         }
     }
+}
+
+/// Every file under the local storage of `data_dir` (keys relative to `storage/`).
+pub fn list_local_root(data_dir: &Path) -> io::Result<Vec<StoredObject>> {
+    list_local(&data_dir.join(STORAGE_DIR), "")
 }
 
 fn list_local(root: &Path, prefix: &str) -> io::Result<Vec<StoredObject>> {

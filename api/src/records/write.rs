@@ -193,7 +193,10 @@ pub fn run_create(tx: &mut Tx<'_>, input: &WriteInput) -> ApiResult<Map<String, 
             }
             id.to_string()
         }
-        None => token::new_record_id(),
+        None => input
+            .uploads
+            .preassigned_id()
+            .unwrap_or_else(token::new_record_id),
     };
     if collection.is_auth() && !errors.0.contains_key("id") {
         auth_id_unique(tx, &input.schema, collection, &id, &mut errors)?;
@@ -403,17 +406,23 @@ pub async fn create_record_with_files(
     uploads: crate::files::write::PendingUploads,
     joined: crate::hooks::writes::Joined,
 ) -> ApiResult<Map<String, Value>> {
+    const FAILED: &str = "Failed to create record.";
     let mut input = prepare_create(schema, collection, auth, body, data).await?;
-    input.uploads = uploads;
+    input.uploads = uploads.clone();
+    // S3 uploads go to their final keys now, not on the writer thread (`files::write`).
+    uploads
+        .preupload_create(&collection.id, &input.body, FAILED)
+        .await?;
     let outcome = state
         .write(actor_of(auth), move |tx| {
             let record = run_create(tx, &input)?;
             joined.apply(tx)?;
-            input.uploads.persist_ready("Failed to create record.")?;
+            input.uploads.persist_ready(FAILED)?;
             Ok(record)
         })
-        .await?;
-    Ok(outcome.value)
+        .await;
+    uploads.discard_unused().await;
+    Ok(outcome?.value)
 }
 
 /// Updates a record inside a command.
@@ -603,18 +612,22 @@ pub async fn update_record_with_files(
     uploads: crate::files::write::PendingUploads,
     joined: crate::hooks::writes::Joined,
 ) -> ApiResult<Map<String, Value>> {
+    const FAILED: &str = "Failed to update record.";
     let mut input = prepare_update(state, schema, collection, auth, id, body, data).await?;
-    input.uploads = uploads;
+    input.uploads = uploads.clone();
+    // S3 uploads go to their final keys now, not on the writer thread (`files::write`).
+    uploads.preupload(&collection.id, id, FAILED).await?;
     let id = id.to_string();
     let outcome = state
         .write(actor_of(auth), move |tx| {
             let record = run_update(tx, &input, &id)?;
             joined.apply(tx)?;
-            input.uploads.persist_ready("Failed to update record.")?;
+            input.uploads.persist_ready(FAILED)?;
             Ok(record)
         })
-        .await?;
-    Ok(outcome.value)
+        .await;
+    uploads.discard_unused().await;
+    Ok(outcome?.value)
 }
 
 /// Deletes a record (and fixes references) inside a command.

@@ -165,7 +165,9 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 /// The metric compared per scenario and whether higher is better.
 fn metric(scenario: &str) -> (&'static str, bool) {
-    if scenario == "idle_memory" {
+    if let Some(metric) = super::files::metric(scenario) {
+        metric
+    } else if scenario == "idle_memory" {
         ("server_vmrss_mb", false)
     } else if scenario.starts_with("realtime_paced") {
         ("delivery_p99_ms", false)

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod files;
 pub mod scenarios;
 pub mod sse;
 pub mod stats;

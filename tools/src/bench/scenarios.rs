@@ -433,7 +433,11 @@ pub async fn run(
                 }
             }
             other => {
-                let fields = scenario(server, fixture, options, other).await?;
+                let fields = if other.starts_with("files_") {
+                    super::files::scenario(server, options.duration, other).await?
+                } else {
+                    scenario(server, fixture, options, other).await?
+                };
                 emit(line(server_name, other, fields));
             }
         }
