@@ -9,8 +9,10 @@
 //!    into an error answer (the change stays committed, as the answer says).
 //! 2. File names sort in the order of the changes: a file's timestamp is never below that of
 //!    a migration already in the directory (two changes in one second get increasing ones).
-//! 3. The file is written (and synced) before its name joins the applied list, under the
-//!    migrations [`LOCK`](super::LOCK).
+//! 3. The name joins the applied list before the file is written (under the migrations
+//!    [`LOCK`](super::LOCK)): a crash in between leaves an entry without a file, which is
+//!    harmless (`history-sync` drops it), never a file that the next start would run again
+//!    over the change it describes.
 
 use super::generate;
 use crate::error::{ApiError, ApiResult};
@@ -83,10 +85,10 @@ async fn record(state: &Arc<AppState>, dir: &Path, suffix: &str, text: &str) -> 
     let _guard = super::LOCK.lock().await;
     let name = next_name(dir, suffix);
     let path = dir.join(&name);
-    write_synced(dir, &path, text).map_err(ApiError::internal)?;
     let mut applied = super::applied(state)?;
     applied.push(name);
     super::set_applied(state, applied).await?;
+    write_synced(dir, &path, text).map_err(ApiError::internal)?;
     Ok(path)
 }
 

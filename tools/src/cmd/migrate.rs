@@ -107,14 +107,30 @@ fn parse_count(text: &str) -> usize {
     text.trim().parse::<i64>().map_or(0, |n| n.max(0) as usize)
 }
 
+/// `path` made absolute and lexically cleaned (`pb_data/../pb_migrations` →
+/// `pb_migrations`), as the reference prints it.
 fn absolute(path: &Path) -> Result<PathBuf> {
-    Ok(if path.is_absolute() {
+    use std::path::Component;
+    let full = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir()
             .context("the working directory")?
             .join(path)
-    })
+    };
+    let mut out = PathBuf::new();
+    for component in full.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(component);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 /// Writes a new migration `<ts>_<suffix>.js` into `dir` after confirmation.
@@ -147,8 +163,8 @@ pub fn run(args: &[String], dir: &Path, exec: impl Fn(Request) -> Result<String>
         ),
         "down" => {
             let count = args.get(1).map_or(1, |n| parse_count(n));
-            let applied: Vec<String> = serde_json::from_str(&exec(Request::Applied)?)
-                .context("the applied migrations")?;
+            let applied: Vec<String> =
+                serde_json::from_str(&exec(Request::Applied)?).context("the applied migrations")?;
             let last: Vec<&String> = applied.iter().rev().take(count).collect();
             eprintln!();
             for name in &last {
