@@ -7,7 +7,7 @@
 //!   and asks `(y/N)`; `Reverted NAME` per file, or `No migrations to revert.`;
 //! - `create NAME`: asks, then writes a blank migration `<unix ts>_NAME.js`;
 //! - `collections`: asks, then writes `<unix ts>_collections_snapshot.js` with every
-//!   collection;
+//!   collection (but the system base collections, each server's own);
 //! - `history-sync`: drops applied entries whose file is gone.
 //!
 //! A prompt answered with anything but `y`/`yes` (or no input at all) prints
@@ -76,8 +76,15 @@ pub async fn execute(state: &Arc<AppState>, request: Request) -> Result<String> 
         }
         Request::Snapshot => {
             let schema = state.schema();
-            let collections: Vec<&api::model::Collection> =
-                schema.collections.iter().map(|c| c.as_ref()).collect();
+            // The system base collections (`_mfas`, `_otps`, ...) are each server's own
+            // fixed definitions, not the app's schema (and the reference refuses pocketlog's,
+            // whose indexes differ); everything else is in the snapshot.
+            let collections: Vec<&api::model::Collection> = schema
+                .collections
+                .iter()
+                .map(|c| c.as_ref())
+                .filter(|c| !(c.system() && c.kind == api::model::CollectionKind::Base))
+                .collect();
             Ok(api::migrations::generate::snapshot(&collections))
         }
     }
