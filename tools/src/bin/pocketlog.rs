@@ -2,10 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 failure (with one clear error line).
 //!
-//! `superuser` works whether or not a server runs on the data dir: offline it opens the engine
-//! itself; when the data dir is locked by a running `serve`, it sends the operation over the
-//! server's control socket (`tools/src/control.rs`) and the server performs it through the
-//! normal write path. Output and exit codes are the same either way.
+//! `superuser` and `migrate` work whether or not a server runs on the data dir: offline they
+//! open the engine themselves; when the data dir is locked by a running `serve`, they send the
+//! operation over the server's control socket (`tools/src/control.rs`) and the server performs
+//! it through the normal write path. Output and exit codes are the same either way.
 
 use anyhow::{Context, Result};
 use api::access::Auth;
