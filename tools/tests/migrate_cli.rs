@@ -290,7 +290,7 @@ fn automigrate_and_migrate_through_a_running_server() {
     let migrations = root.path().join("pb_migrations");
     create_superuser(&dir);
     let rt = runtime();
-    let (posts, users) = rt.block_on(async {
+    let (posts, users, members) = rt.block_on(async {
         let mut server = Server::start(&dir, &["--sync", "none"]).await;
         let token = server.login().await;
         let token = Some(token.as_str());
@@ -398,6 +398,21 @@ fn automigrate_and_migrate_through_a_running_server() {
         );
         migrate(&dir, &["up"], "");
         assert_eq!(stored_via(&server, token).await, before);
+        // An auth collection (its token secrets are not in the file; a new one gets fresh ones).
+        let (status, body) = server
+            .call(
+                "POST",
+                "/api/collections",
+                token,
+                Some(json!({"name": "members", "type": "auth",
+                    "fields": [{"name": "nick", "type": "text"}]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let text =
+            std::fs::read_to_string(migrations.join(files(&migrations).pop().unwrap())).unwrap();
+        assert!(text.contains("\"name\": \"members\""), "{text}");
+        assert!(!text.contains("\"secret\""), "{text}");
         // A snapshot through the server.
         let (code, out, _) = migrate(&dir, &["collections"], "y\n");
         assert_eq!(code, 0);
@@ -408,7 +423,7 @@ fn automigrate_and_migrate_through_a_running_server() {
             }
         }
         assert!(server.terminate());
-        (before, stored(&dir, "users"))
+        (before, stored(&dir, "users"), stored(&dir, "members"))
     });
     assert_eq!(field_names(&posts), ["id", "title", "renamed", "views"]);
 
@@ -436,6 +451,8 @@ fn automigrate_and_migrate_through_a_running_server() {
     assert_eq!(out, "No new migrations to apply.\n");
     assert_eq!(files(&fresh_migrations), files(&migrations));
     assert_eq!(stored(&fresh_dir, "users"), users);
+    assert_eq!(stored(&fresh_dir, "members"), members);
+    assert!(members.is_some());
 }
 
 /// `posts` through the API, timestamps removed.
