@@ -52,6 +52,8 @@ pub struct ServerOptions {
     /// A bearer token that lets a scraper read `/api/metrics` without a superuser
     /// (`POCKETLOG_METRICS_TOKEN`; `None`: superusers only).
     pub metrics_token: Option<String>,
+    /// Where `--automigrate` writes a migration per API collection change (`None`: off).
+    pub automigrate_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -68,6 +70,7 @@ impl Default for ServerOptions {
             settings_key: None,
             encryption_env: None,
             metrics_token: None,
+            automigrate_dir: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The control socket: how `pocketlog superuser …` reaches a server that runs on the data dir.
+//! The control socket: how `pocketlog superuser …` and `pocketlog migrate …` reach a server
+//! that runs on the data dir.
 //!
 //! `serve` holds the data dir lock, so the CLI cannot open the engine next to it, and must
 //! never write the data dir behind the server's back. Instead `serve` listens on a Unix socket

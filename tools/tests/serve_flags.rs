@@ -97,8 +97,7 @@ fn every_reference_flag_is_accepted_and_unimplemented_ones_warn_once() {
             // Hooks and migration dirs are implemented: no warning (missing dirs are empty).
             ("--hooksDir", 0),
             ("--migrationsDir", 0),
-            // Migration files are not generated yet.
-            ("--automigrate", 1),
+            ("--automigrate", 0),
         ] {
             assert_eq!(
                 stderr

@@ -8,6 +8,8 @@
 //! 2. The schema follows the commit before the service returns (`AppState::write`); nothing
 //!    here reloads it.
 //! 3. Every create/update is validated against the other collections before it is staged.
+//! 4. After a committed create/update/delete, `--automigrate` writes its migration file
+//!    (`migrations::auto`); that step never fails the request.
 
 pub mod build;
 pub mod import;
@@ -19,6 +21,7 @@ pub use build::{
 };
 
 use crate::error::{ApiError, ApiResult};
+use crate::migrations::auto::CollectionChange;
 use crate::model::record::format_ms;
 use crate::model::{Collection, CollectionKind, Schema};
 use crate::state::AppState;
@@ -197,6 +200,7 @@ pub async fn create(
             Ok(collection)
         })
         .await?;
+    crate::migrations::auto::after_change(state, CollectionChange::Created(&outcome.value)).await;
     Ok(outcome.value)
 }
 
@@ -210,6 +214,7 @@ pub async fn update(
     const FAILED: &str = "Failed to update collection.";
     let schema = state.schema();
     let existing = find(&schema, name)?;
+    let before = Arc::clone(&existing);
     let mut collection = updated_collection(&existing, body, FAILED)?;
     let others: Vec<&Collection> = schema.collections.iter().map(|c| c.as_ref()).collect();
     collection.validate(FAILED, &others)?;
@@ -226,6 +231,11 @@ pub async fn update(
             Ok(collection)
         })
         .await?;
+    crate::migrations::auto::after_change(
+        state,
+        CollectionChange::Updated(&before, &outcome.value),
+    )
+    .await;
     Ok(outcome.value)
 }
 
@@ -250,6 +260,7 @@ pub async fn delete(state: &Arc<AppState>, actor: Actor, name: &str) -> ApiResul
         )));
     }
     let (id, name) = (collection.id.clone(), collection.name.clone());
+    let deleted = Arc::clone(&collection);
     state
         .write(actor, move |tx| {
             crate::files::retention::stage_released_by_schema(tx, &collection, None)?;
@@ -257,5 +268,6 @@ pub async fn delete(state: &Arc<AppState>, actor: Actor, name: &str) -> ApiResul
                 .map_err(ApiError::from)
         })
         .await?;
+    crate::migrations::auto::after_change(state, CollectionChange::Deleted(&deleted)).await;
     Ok(())
 }

@@ -161,6 +161,12 @@ impl Hooks {
 
 /// The hook files of `dir` (`*.pb.js`), in name order.
 pub fn read_files(dir: &Path) -> std::io::Result<Vec<vm::Source>> {
+    read_sources(dir, |name| name.ends_with(HOOK_SUFFIX))
+}
+
+/// The JS files of `dir` whose names `accept` takes, in name order (shared by the hooks and
+/// the migrations); a missing directory has none.
+pub fn read_sources(dir: &Path, accept: impl Fn(&str) -> bool) -> std::io::Result<Vec<vm::Source>> {
     let mut files = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -176,7 +182,7 @@ pub fn read_files(dir: &Path) -> std::io::Result<Vec<vm::Source>> {
         else {
             continue;
         };
-        if name.ends_with(HOOK_SUFFIX) && path.is_file() {
+        if accept(&name) && path.is_file() {
             let text = std::fs::read_to_string(&path)?;
             files.push(vm::Source { name, path, text });
         }

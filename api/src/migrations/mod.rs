@@ -2,12 +2,22 @@
 //! start, recorded as applied in the log (the `_params` key [`APPLIED_KEY`], PocketBase's
 //! `_migrations` list), reverted with `down`.
 //!
+//! - [`generate`]: the files `migrate create`/`collections` and automigrate write.
+//! - [`auto`]: `--automigrate`, a file per collection change made through the API.
+//! - [`types`]: `pb_data/types.d.ts`, the typings of the JSVM API.
+//!
 //! Invariants:
 //! 1. One migration is one commit: its writes (collections, records) and the update of the
 //!    applied list commit together, so a crash never leaves a migration half-applied or
 //!    applied but unrecorded.
 //! 2. A failing migration stops the run; the earlier ones stay applied (as the reference).
 //! 3. Replay never runs migration code: the log holds what they did.
+//! 4. Changes of the applied list are serialized ([`LOCK`]), so `up`, `down`, `history-sync`
+//!    and automigrate never lose each other's entries.
+
+pub mod auto;
+pub mod generate;
+pub mod types;
 
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{native::Native, parse_outcome, vm, writes};
@@ -24,28 +34,47 @@ pub const MIGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// The migration files of `dir` (`*.js`, not `*.pb.js`), in name order.
 pub fn files(dir: &Path) -> std::io::Result<Vec<vm::Source>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(err) => return Err(err),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        if name.ends_with(".js") && !name.ends_with(crate::hooks::HOOK_SUFFIX) && path.is_file() {
-            let text = std::fs::read_to_string(&path)?;
-            out.push(vm::Source { name, path, text });
-        }
+    crate::hooks::read_sources(dir, |name| {
+        name.ends_with(".js") && !name.ends_with(crate::hooks::HOOK_SUFFIX)
+    })
+}
+
+/// Serializes the changes of the applied list (`up`, `down`, `history-sync`, automigrate),
+/// so two of them never lose each other's entry.
+pub(crate) static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Commits `list` as the applied migrations (one commit by the system).
+async fn set_applied(state: &Arc<AppState>, list: Vec<String>) -> ApiResult<()> {
+    let list = Value::from(list).to_string();
+    state
+        .write(Actor::System, move |tx| {
+            tx.stage(Change::ParamSet {
+                key: APPLIED_KEY.into(),
+                value: Some(list),
+            })
+            .map_err(ApiError::from)
+        })
+        .await?;
+    Ok(())
+}
+
+/// `migrate history-sync`: drops the applied entries whose files are gone from `dir`; the
+/// names dropped.
+pub async fn history_sync(state: &Arc<AppState>, dir: &Path) -> ApiResult<Vec<String>> {
+    let _guard = LOCK.lock().await;
+    let present: Vec<String> = files(dir)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    let (kept, dropped): (Vec<String>, Vec<String>) = applied(state)?
+        .into_iter()
+        .partition(|name| present.contains(name));
+    if !dropped.is_empty() {
+        set_applied(state, kept).await?;
+        tracing::info!(?dropped, "dropped applied migrations without a file");
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    Ok(dropped)
 }
 
 /// The applied migrations, in order.
@@ -116,6 +145,7 @@ async fn run_one(
 
 /// Applies every migration of `dir` not applied yet, in order; the names applied now.
 pub async fn up(state: &Arc<AppState>, dir: &Path) -> ApiResult<Vec<String>> {
+    let _guard = LOCK.lock().await;
     let files = files(dir).map_err(ApiError::internal)?;
     let mut done = applied(state)?;
     let pending: Vec<&vm::Source> = files.iter().filter(|f| !done.contains(&f.name)).collect();
@@ -136,6 +166,7 @@ pub async fn up(state: &Arc<AppState>, dir: &Path) -> ApiResult<Vec<String>> {
 
 /// Reverts the last `count` applied migrations (newest first); the names reverted.
 pub async fn down(state: &Arc<AppState>, dir: &Path, count: usize) -> ApiResult<Vec<String>> {
+    let _guard = LOCK.lock().await;
     let files = files(dir).map_err(ApiError::internal)?;
     let mut done = applied(state)?;
     let pool = pool(state)?;

@@ -2,10 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 failure (with one clear error line).
 //!
-//! `superuser` works whether or not a server runs on the data dir: offline it opens the engine
-//! itself; when the data dir is locked by a running `serve`, it sends the operation over the
-//! server's control socket (`tools/src/control.rs`) and the server performs it through the
-//! normal write path. Output and exit codes are the same either way.
+//! `superuser` and `migrate` work whether or not a server runs on the data dir: offline they
+//! open the engine themselves; when the data dir is locked by a running `serve`, they send the
+//! operation over the server's control socket (`tools/src/control.rs`) and the server performs
+//! it through the normal write path. Output and exit codes are the same either way.
 
 use anyhow::{Context, Result};
 use api::access::Auth;
@@ -28,6 +28,8 @@ mod duration;
 mod http_server;
 #[path = "../cmd/import_pocketbase.rs"]
 mod import_pocketbase;
+#[path = "../cmd/migrate.rs"]
+mod migrate;
 #[path = "../service.rs"]
 mod service;
 #[path = "../tls.rs"]
@@ -61,8 +63,7 @@ fn go_bool(text: &str) -> std::result::Result<bool, String> {
     }
 }
 
-/// PocketBase's global flags, accepted with the same names and defaults. The ones pocketlog
-/// does not implement are accepted with one warning line each (see [`PocketBaseFlags::warn`]).
+/// PocketBase's global flags, accepted with the same names and defaults.
 #[derive(clap::Args)]
 struct PocketBaseFlags {
     /// The directory to serve static files from (PocketBase's `pb_public`, relative to the
@@ -99,7 +100,8 @@ struct PocketBaseFlags {
     /// applied at start.
     #[arg(long = "migrationsDir", global = true, value_name = "DIR")]
     migrations_dir: Option<PathBuf>,
-    /// Auto migrations (no JS migrations yet: ignored).
+    /// Write a JS migration for each collection change made through the API (and record it
+    /// as applied).
     #[arg(long = "automigrate", global = true, default_value = "true", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_parser = go_bool,
           action = clap::ArgAction::Set)]
@@ -107,20 +109,12 @@ struct PocketBaseFlags {
 }
 
 impl PocketBaseFlags {
-    /// One warning line for each given flag that pocketlog accepts but does not implement.
-    fn warn(&self, matches: &clap::ArgMatches) {
-        let given = |id: &str| {
-            matches!(
-                leaf(matches).value_source(id),
-                Some(clap::parser::ValueSource::CommandLine)
-            )
-        };
-        if given("automigrate") {
-            tracing::warn!(
-                "--automigrate: migration files are not generated yet; \
-                 collections change through the API and the log (ignored)"
-            );
-        }
+    /// The JS migrations directory for the data dir `dir` (`--migrationsDir`, else
+    /// `pb_migrations` beside the data dir).
+    fn migrations_dir(&self, dir: &std::path::Path) -> PathBuf {
+        self.migrations_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("..").join("pb_migrations"))
     }
 
     /// The JS hooks options of `serve` for the data dir `dir`.
@@ -168,14 +162,6 @@ impl PocketBaseFlags {
             encryption_env: self.encryption_env.clone(),
             ..ServerOptions::default()
         })
-    }
-}
-
-/// The matches of the innermost subcommand (where global flags are stored).
-fn leaf(matches: &clap::ArgMatches) -> &clap::ArgMatches {
-    match matches.subcommand() {
-        Some((_, sub)) => leaf(sub),
-        None => matches,
     }
 }
 
@@ -253,6 +239,13 @@ enum Command {
         /// Where to write the unit (`-`: print it); default /etc/systemd/system/NAME.service.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Executes app DB migration scripts: up, down [n], create NAME, collections,
+    /// history-sync.
+    Migrate {
+        /// The subcommand and its arguments (default: up).
+        #[arg(value_name = "ARGS")]
+        args: Vec<String>,
     },
     /// Manages superusers.
     Superuser {
@@ -561,7 +554,6 @@ fn main() {
             maintenance,
             cluster,
         } => {
-            cli.pocketbase.warn(&matches);
             let base = cli.pocketbase.options();
             listen_addresses(http, https, domains, tls).and_then(|listen| {
                 serve(
@@ -578,6 +570,10 @@ fn main() {
                         metrics_token: std::env::var(api::metrics::METRICS_TOKEN_ENV)
                             .ok()
                             .filter(|token| !token.is_empty()),
+                        automigrate_dir: cli
+                            .pocketbase
+                            .automigrate
+                            .then(|| cli.pocketbase.migrations_dir(&cli.dir)),
                         ..ServerOptions::default()
                     },
                     &sync,
@@ -591,11 +587,7 @@ fn main() {
                         maintenance,
                         cluster,
                         hooks: cli.pocketbase.hooks(&cli.dir),
-                        migrations_dir: cli
-                            .pocketbase
-                            .migrations_dir
-                            .clone()
-                            .unwrap_or_else(|| cli.dir.join("..").join("pb_migrations")),
+                        migrations_dir: cli.pocketbase.migrations_dir(&cli.dir),
                     },
                 )
             })
@@ -619,6 +611,14 @@ fn main() {
             },
             &cli.pocketbase,
         ),
+        Command::Migrate { args } => cli.pocketbase.options().and_then(|options| {
+            run_migrate(
+                &cli.dir,
+                &cli.pocketbase.migrations_dir(&cli.dir),
+                &args,
+                options,
+            )
+        }),
         Command::Superuser { action } => cli
             .pocketbase
             .options()
@@ -815,9 +815,14 @@ fn serve(
         }
         // `pocketlog superuser …` while this server runs (see control.rs).
         let control_state = Arc::clone(&state);
-        let _control = control::listen(dir, move |action: SuperuserAction| {
+        let _control = control::listen(dir, move |request: ControlRequest| {
             let state = Arc::clone(&control_state);
-            async move { superuser_action(&state, action).await }
+            async move {
+                match request {
+                    ControlRequest::Migrate { migrate } => migrate::execute(&state, migrate).await,
+                    ControlRequest::Superuser(action) => superuser_action(&state, action).await,
+                }
+            }
         })
         .map_err(|err| {
             tracing::warn!(
@@ -826,6 +831,9 @@ fn serve(
             )
         })
         .ok();
+        if let Err(err) = api::migrations::types::write(dir) {
+            tracing::warn!(error = %err, "could not write types.d.ts");
+        }
         let migrated = api::migrations::up(&state, &tuning.migrations_dir)
             .await
             .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?;
@@ -928,6 +936,68 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+/// What the control socket accepts: a migrate request (`{"migrate": …}`) or a superuser
+/// action (as `pocketlog superuser` sends it).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum ControlRequest {
+    Migrate { migrate: migrate::Request },
+    Superuser(SuperuserAction),
+}
+
+/// `migrate ARGS`: offline on the data dir, or through the control socket of the server
+/// that runs on it.
+fn run_migrate(
+    dir: &std::path::Path,
+    migrations_dir: &std::path::Path,
+    args: &[String],
+    options: ServerOptions,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Only `create` works without the data dir.
+    if args.first().map(String::as_str) == Some("create") {
+        return migrate::run(args, migrations_dir, |_| {
+            anyhow::bail!("`migrate create` needs no data dir")
+        });
+    }
+    let state = match Engine::open(dir, EngineConfig::default()) {
+        Ok(opened) => Some(state_of(opened, options)?),
+        Err(engine::Error::Locked(_)) => None,
+        Err(err) => anyhow::bail!("{err}"),
+    };
+    if let Err(err) = api::migrations::types::write(dir) {
+        tracing::warn!(error = %err, "could not write types.d.ts");
+    }
+    let result = migrate::run(args, migrations_dir, |request| match &state {
+        Some(state) => runtime.block_on(migrate::execute(state, request)),
+        None => via_server(dir, &ControlRequest::Migrate { migrate: request }),
+    });
+    if let Some(state) = state {
+        state.engine.shutdown();
+    }
+    result
+}
+
+/// Sends `request` to the server that holds the data dir; its reply line.
+fn via_server(dir: &std::path::Path, request: &ControlRequest) -> Result<String> {
+    match control::call(dir, request)? {
+        Ok(reply) if reply.ok => Ok(reply.message),
+        Ok(reply) => Err(anyhow::anyhow!(reply.message)),
+        Err(why) => anyhow::bail!(
+            "data dir {} is locked by a running server, and its control socket {} is {}",
+            dir.display(),
+            control::socket_path(dir).display(),
+            match why {
+                control::Unreachable::Missing => "missing",
+                control::Unreachable::Stale => "not answering",
+            }
+        ),
     }
 }
 
