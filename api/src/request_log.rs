@@ -310,7 +310,9 @@ pub async fn middleware(
     request: Request,
     next: Next,
 ) -> Response {
-    if !request.uri().path().starts_with(crate::routes::API_PREFIX) {
+    if !request.uri().path().starts_with(crate::routes::API_PREFIX)
+        && !crate::hooks::routes::is_custom(&state, request.method().as_str(), request.uri().path())
+    {
         return next.run(request).await;
     }
     let Some(config) = LogConfig::of(&state.settings()) else {
@@ -341,7 +343,7 @@ pub async fn middleware(
         (String::new(), String::new())
     };
     let started = Instant::now();
-    let response = next.run(request).await;
+    let (response, hook_error) = crate::hooks::events::with_error_slot(next.run(request)).await;
     let exec_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
     let level = if status >= 400 {
@@ -364,7 +366,11 @@ pub async fn middleware(
     data.insert("referer".into(), json!(referer));
     if level >= LEVEL_ERROR {
         let reason = response.status().canonical_reason().unwrap_or("");
-        data.insert("error".into(), json!(reason));
+        // A hook's error names its file and line (`Error: boom at main.pb.js:3:9`).
+        data.insert(
+            "error".into(),
+            json!(hook_error.as_deref().unwrap_or(reason)),
+        );
     }
     state.logs.push(
         &state,

@@ -19,13 +19,12 @@
 //!   `…-failure` when there is no such client or an error/no code.
 
 use super::auth::{auth_collection, check_auth_rule};
-use super::common::{json_response, parse_body, Query};
-use crate::access::{self, Auth, RequestData};
+use super::common::{parse_body, Query};
+use crate::access::{self, RequestData};
 use crate::auth::mfa;
 use crate::auth::oauth2::{self, client, link};
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::extract::Caller;
-use crate::records::present;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query as QueryExtract, State};
@@ -164,22 +163,19 @@ pub async fn auth_with_oauth2(
         "expiry": expiry,
         "isNew": signed.is_new,
     });
-    let auth = Some(Auth {
-        collection: Arc::clone(&collection),
-        record: record.clone(),
-    });
-    let mut items = present(
+    let answer = super::auth::AuthAnswer {
+        record,
+        token,
+        meta: Some(meta),
+    };
+    super::auth::auth_answer(
         &state,
-        auth.as_ref(),
         &collection,
-        vec![record],
-        query.get("expand").map(String::as_str),
-    )
-    .await?;
-    Ok(json_response(
+        super::auth::AuthMethod::OAuth2,
+        answer,
         &query,
-        json!({"record": items.remove(0), "token": token, "meta": meta}),
-    ))
+    )
+    .await
 }
 
 /// `GET|POST /api/oauth2-redirect`

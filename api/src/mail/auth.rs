@@ -10,6 +10,7 @@ use super::{Mail, SmtpConfig};
 use crate::model::Collection;
 use crate::state::AppState;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The secret a template carries.
 #[derive(Clone, Debug)]
@@ -79,7 +80,7 @@ pub fn render_mail(
 /// Renders and queues an auth mail to the record's `email` (or `to` when given: the new
 /// address of an e-mail change).
 pub fn send(
-    state: &AppState,
+    state: &Arc<AppState>,
     collection: &Collection,
     kind: TemplateKind,
     record: &Map<String, Value>,
@@ -104,7 +105,12 @@ pub fn send(
         kind = kind.name(),
         "auth mail queued"
     );
-    state
-        .mailer
-        .enqueue(SmtpConfig::from_settings(&settings), mail);
+    // Through `onMailerSend` when a hook handles it.
+    crate::hooks::events::send(
+        state,
+        SmtpConfig::from_settings(&settings),
+        vec![mail.to.clone()],
+        mail,
+        None,
+    );
 }
