@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod hooks;
 pub mod scenarios;
 pub mod sse;
 pub mod stats;
