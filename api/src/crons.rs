@@ -13,6 +13,8 @@
 //!   restores; only when `serve` compacts, since compaction is what removes old snapshots) and
 //!   `__plScrub__` (the projection scrub, when `serve` schedules it here); see
 //!   [`ServerOptions::scrub_cron`](crate::ServerOptions) and `snapshot_cron`.
+//! - the JS hooks' `cronAdd` jobs: listed first (as the reference lists them) and run by
+//!   `POST /api/crons/{id}` through [`crate::hooks::run_cron`]; their schedule is the hooks'.
 //!
 //! Invariants: a job runs at most once at a time (a second start waits for the first); a
 //! failing job is logged and never stops the scheduler; nothing here writes `data.db` except

@@ -1,5 +1,7 @@
-//! Request logs (PocketBase's `_logs`): a middleware records every `/api/` request,
-//! a background thread writes them in batches to `pb_data/auxiliary.db`.
+//! Request logs (PocketBase's `_logs`): a middleware records every `/api/` request and every
+//! request of a JS hook's custom route, a background thread writes them in batches to
+//! `pb_data/auxiliary.db`. An error a hook threw is the entry's `data.error`, with its file
+//! and line (`hooks::events`).
 //!
 //! 1. Never on the request path: the middleware only builds a small entry and `try_send`s it on
 //!    a bounded channel ([`QUEUE_CAPACITY`]); when the queue is full the entry is dropped and
