@@ -478,3 +478,46 @@ async fn http_send_speaks_https_and_verifies_the_certificate() {
     assert_eq!(reply, json!({"status": 200, "body": r#"{"secure":true}"#}));
     std::env::remove_var(api::hooks::http::EXTRA_CA_ENV);
 }
+
+#[tokio::test]
+async fn auth_request_hooks_name_the_otp_method() {
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    configure_smtp(&server, sink.port).await;
+    server
+        .json(
+            "PATCH",
+            "/api/collections/users",
+            json!({"otp": {"enabled": true}}),
+            Some(&server.admin.clone()),
+            200,
+        )
+        .await;
+    create_user(&server, "otp@x.io").await;
+    let requested = server
+        .json(
+            "POST",
+            "/api/collections/users/request-otp",
+            json!({"email": "otp@x.io"}),
+            None,
+            200,
+        )
+        .await;
+    // The OTP mail went through onMailerSend (to the user and the hook's cc).
+    let mails = sink.wait_for(2).await;
+    let mail = mails.iter().find(|m| m["to"] == "otp@x.io").unwrap();
+    assert!(mail["subject"].as_str().unwrap().starts_with("HOOKED "));
+    let code = mail_support::otp_code_in(mail);
+    let reply = server
+        .json(
+            "POST",
+            "/api/collections/users/auth-with-otp",
+            json!({"otpId": requested["otpId"], "password": code}),
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(reply["meta"]["method"], "otp");
+    assert_eq!(reply["record"]["name"], "seen by otp");
+}
