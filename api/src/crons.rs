@@ -13,6 +13,8 @@
 //!   restores; only when `serve` compacts, since compaction is what removes old snapshots) and
 //!   `__plScrub__` (the projection scrub, when `serve` schedules it here); see
 //!   [`ServerOptions::scrub_cron`](crate::ServerOptions) and `snapshot_cron`.
+//! - the JS hooks' `cronAdd` jobs: listed first (as the reference lists them) and run by
+//!   `POST /api/crons/{id}` through [`crate::hooks::run_cron`]; their schedule is the hooks'.
 //!
 //! Invariants: a job runs at most once at a time (a second start waits for the first); a
 //! failing job is logged and never stops the scheduler; nothing here writes `data.db` except
@@ -124,6 +126,27 @@ impl Crons {
     }
 }
 
+/// The API's list (`GET /api/crons`): the hooks' `cronAdd` jobs first, then the built-in
+/// ones (the reference's order).
+pub fn list_json(state: &AppState) -> Value {
+    let mut list: Vec<Value> = state
+        .hooks
+        .current()
+        .map(|loaded| {
+            loaded
+                .registry
+                .crons
+                .iter()
+                .map(|job| json!({"id": job.id, "expression": job.expression}))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Value::Array(builtin) = state.crons.to_json() {
+        list.extend(builtin);
+    }
+    Value::Array(list)
+}
+
 /// Parses a 5-field cron expression.
 pub fn parse(expression: &str) -> Result<croner::Cron, croner::errors::CronError> {
     croner::Cron::new(expression).parse()
@@ -132,6 +155,17 @@ pub fn parse(expression: &str) -> Result<croner::Cron, croner::errors::CronError
 /// Runs the job `id` now (waiting for a run in progress first); `None` when there is no such
 /// job. The answer is a short summary for the log.
 pub async fn run(state: &Arc<AppState>, id: &str) -> Option<anyhow::Result<String>> {
+    let hooked = state
+        .hooks
+        .current()
+        .is_some_and(|loaded| loaded.registry.crons.iter().any(|job| job.id == id));
+    if hooked {
+        let result = crate::hooks::run_cron(state, id).await;
+        return Some(match result {
+            Ok(()) => Ok("hook job done".to_string()),
+            Err(err) => Err(anyhow::anyhow!("hook cron job {id}: {}", err.message)),
+        });
+    }
     let (job, lock) = state.crons.jobs.iter().find(|(job, _)| job.id == id)?;
     let _running = lock.lock().await;
     let started = std::time::Instant::now();

@@ -1,5 +1,7 @@
-//! Request logs (PocketBase's `_logs`): a middleware records every `/api/` request,
-//! a background thread writes them in batches to `pb_data/auxiliary.db`.
+//! Request logs (PocketBase's `_logs`): a middleware records every `/api/` request and every
+//! request of a JS hook's custom route, a background thread writes them in batches to
+//! `pb_data/auxiliary.db`. An error a hook threw is the entry's `data.error`, with its file
+//! and line (`hooks::events`).
 //!
 //! 1. Never on the request path: the middleware only builds a small entry and `try_send`s it on
 //!    a bounded channel ([`QUEUE_CAPACITY`]); when the queue is full the entry is dropped and
@@ -334,7 +336,9 @@ pub async fn middleware(
     request: Request,
     next: Next,
 ) -> Response {
-    if !request.uri().path().starts_with(crate::routes::API_PREFIX) {
+    if !request.uri().path().starts_with(crate::routes::API_PREFIX)
+        && !crate::hooks::routes::is_custom(&state, request.method().as_str(), request.uri().path())
+    {
         return next.run(request).await;
     }
     let Some(config) = LogConfig::of(&state.settings()) else {
@@ -365,7 +369,7 @@ pub async fn middleware(
         (String::new(), String::new())
     };
     let started = Instant::now();
-    let response = next.run(request).await;
+    let (response, hook_error) = crate::hooks::events::with_error_slot(next.run(request)).await;
     let exec_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status().as_u16();
     let level = if status >= 400 {
@@ -388,7 +392,11 @@ pub async fn middleware(
     data.insert("referer".into(), json!(referer));
     if level >= LEVEL_ERROR {
         let reason = response.status().canonical_reason().unwrap_or("");
-        data.insert("error".into(), json!(reason));
+        // A hook's error names its file and line (`Error: boom at main.pb.js:3:9`).
+        data.insert(
+            "error".into(),
+            json!(hook_error.as_deref().unwrap_or(reason)),
+        );
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
     state.logs.push(

@@ -68,7 +68,9 @@ function run(bin, args, timeoutMs = 60_000) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class TestServer {
-  constructor() {
+  /** `serveArgs`: extra arguments of `serve` (e.g. pocketlog's `--hooksTimeout`). */
+  constructor({ serveArgs = [] } = {}) {
+    this.serveArgs = serveArgs;
     this.bin = serverBin();
     this.proc = null;
     this.stdout = '';
@@ -111,7 +113,8 @@ export class TestServer {
   async _spawn() {
     this.stdout = '';
     this.stderr = '';
-    const proc = spawn(this.bin, ['serve', '--http', `127.0.0.1:${this.port}`, '--dir', this.dir], {
+    const args = ['serve', '--http', `127.0.0.1:${this.port}`, '--dir', this.dir, ...this.serveArgs];
+    const proc = spawn(this.bin, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;
@@ -207,8 +210,8 @@ export class TestServer {
   }
 }
 
-export async function startServer() {
-  const s = new TestServer();
+export async function startServer(options = {}) {
+  const s = new TestServer(options);
   await s.start();
   return s;
 }

@@ -10,6 +10,7 @@ use crate::auth::mfa;
 use crate::auth::password;
 use crate::error::{ApiError, ApiResult, FieldErrors};
 use crate::extract::Caller;
+pub use crate::hooks::events::{AuthAnswer, AuthMethod};
 use crate::model::record::from_row;
 use crate::model::schema::{Rule, RuleKind};
 use crate::model::Collection;
@@ -45,37 +46,53 @@ pub async fn auth_response(
     record: Map<String, Value>,
     token: String,
     query: &Query,
+    method: AuthMethod,
 ) -> ApiResult<Response> {
-    auth_response_with_meta(state, collection, record, token, None, query).await
+    let answer = AuthAnswer {
+        record,
+        token,
+        meta: None,
+    };
+    auth_answer(state, collection, method, answer, query).await
 }
 
-/// [`auth_response`] with the sign-in's `meta` (OAuth2) when given: every auth answer is
-/// built here (the record presented as its own viewer, `expand` applied).
-pub async fn auth_response_with_meta(
+/// Builds `{"record","token"[,"meta"]}` after `onRecordAuthRequest` (which may edit them or
+/// answer itself).
+pub async fn auth_answer(
     state: &Arc<AppState>,
     collection: &Arc<Collection>,
-    record: Map<String, Value>,
-    token: String,
-    meta: Option<Value>,
+    method: AuthMethod,
+    answer: AuthAnswer,
     query: &Query,
 ) -> ApiResult<Response> {
+    let data = RequestData {
+        method: "POST".into(),
+        context: "default".into(),
+        query: query.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..RequestData::default()
+    };
+    let answer =
+        match crate::hooks::events::auth_request(state, collection, method, &data, answer).await? {
+            crate::hooks::records::Flow::Go(answer, _) => answer,
+            crate::hooks::records::Flow::Respond(response) => return Ok(response),
+        };
     let auth = Some(Auth {
         collection: Arc::clone(collection),
-        record: record.clone(),
+        record: answer.record.clone(),
     });
     let mut items = present(
         state,
         auth.as_ref(),
         collection,
-        vec![record],
+        vec![answer.record],
         query.get("expand").map(String::as_str),
     )
     .await?;
-    let mut answer = json!({"record": items.remove(0), "token": token});
-    if let (Some(meta), Value::Object(map)) = (meta, &mut answer) {
-        map.insert("meta".into(), meta);
+    let mut body = json!({"record": items.remove(0), "token": answer.token});
+    if let Some(meta) = answer.meta {
+        body["meta"] = meta;
     }
-    Ok(json_response(query, answer))
+    Ok(json_response(query, body))
 }
 
 /// Checks the collection's authRule for a record (403 when it fails).
@@ -252,7 +269,15 @@ pub async fn auth_with_password(
     }
     super::origins::after_sign_in(&state, &collection, &record, &headers, &extensions).await;
     let token = access::issue_auth_token(&collection, &record, true, None);
-    auth_response(&state, &collection, record, token, &query).await
+    auth_response(
+        &state,
+        &collection,
+        record,
+        token,
+        &query,
+        AuthMethod::Password,
+    )
+    .await
 }
 
 /// `POST /api/collections/{c}/auth-refresh`
@@ -290,7 +315,15 @@ pub async fn auth_refresh(
     } else {
         raw
     };
-    auth_response(&state, &collection, auth.record, token, &query).await
+    auth_response(
+        &state,
+        &collection,
+        auth.record,
+        token,
+        &query,
+        AuthMethod::Other,
+    )
+    .await
 }
 
 /// `GET /api/collections/{c}/auth-methods`

@@ -420,7 +420,15 @@ pub async fn impersonate(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let token = access::issue_auth_token(&collection, &record, false, Some(duration));
-    auth_response(&state, &collection, record, token, &query).await
+    auth_response(
+        &state,
+        &collection,
+        record,
+        token,
+        &query,
+        super::auth::AuthMethod::Other,
+    )
+    .await
 }
 
 /// `POST /api/files/token` (any auth record)

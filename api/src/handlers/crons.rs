@@ -17,7 +17,7 @@ pub async fn crons_list(
     QueryExtract(query): QueryExtract<Query>,
     _superuser: Superuser,
 ) -> Response {
-    json_response(&query, state.crons.to_json())
+    json_response(&query, crate::crons::list_json(&state))
 }
 
 /// Runs one job now.

@@ -139,6 +139,10 @@ pub async fn settings_test_email(
         ));
     }
     let mail = render_mail(&settings, &collection, kind, &record, &email, &secret);
+    let Some((config, mail)) = crate::hooks::events::mailer_send(&state, config, mail).await?
+    else {
+        return Ok(no_content());
+    };
     match send_now(config, mail).await {
         Ok(()) => Ok(no_content()),
         Err(error) => {

@@ -163,8 +163,19 @@ pub async fn auth_with_oauth2(
         "expiry": expiry,
         "isNew": signed.is_new,
     });
-    super::auth::auth_response_with_meta(&state, &collection, record, token, Some(meta), &query)
-        .await
+    let answer = super::auth::AuthAnswer {
+        record,
+        token,
+        meta: Some(meta),
+    };
+    super::auth::auth_answer(
+        &state,
+        &collection,
+        super::auth::AuthMethod::OAuth2,
+        answer,
+        &query,
+    )
+    .await
 }
 
 /// `GET|POST /api/oauth2-redirect`

@@ -69,7 +69,15 @@ pub async fn auth_with_otp(
     }
     super::origins::after_sign_in(&state, &collection, &record, &headers, &extensions).await;
     let token = access::issue_auth_token(&collection, &record, true, None);
-    auth_response(&state, &collection, record, token, &query).await
+    auth_response(
+        &state,
+        &collection,
+        record,
+        token,
+        &query,
+        super::auth::AuthMethod::Otp,
+    )
+    .await
 }
 
 /// The answer to a first factor when MFA is on: 401 `{"mfaId": …}` (no error envelope, as

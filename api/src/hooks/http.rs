@@ -1,17 +1,71 @@
-//! `$http.send`: a small blocking HTTP/1.1 client for hooks (plain `http://` only).
+//! `$http.send`: a small blocking HTTP/1.1 client for hooks, `http://` and `https://`
+//! (rustls, the Mozilla roots of `webpki-roots`, plus the PEM certificates of the file named
+//! by [`EXTRA_CA_ENV`] when set: a private CA, or a test's).
 //!
 //! Invariants: bounded by time (the request's `timeout`, at most
 //! [`super::native::HTTP_MAX_TIMEOUT`] and never past the invocation's deadline) and by size
 //! (a response body past [`super::native::HTTP_MAX_BODY_BYTES`] is an error); one connection
-//! per call, closed after it.
+//! per call, closed after it. Certificates are always verified (no opt-out).
 
 use super::native::{HTTP_MAX_BODY_BYTES, HTTP_MAX_TIMEOUT};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type OpResult = Result<Value, (Option<u16>, String)>;
+
+/// The environment variable naming a PEM file of extra trusted CA certificates.
+pub const EXTRA_CA_ENV: &str = "POCKETLOG_HOOKS_HTTP_CA";
+
+/// A connection: plain TCP or TLS over it (the TCP socket carries the timeouts).
+trait Conn: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+/// The TLS client configuration: the webpki roots and the extra CA file's certificates.
+fn tls_config() -> Result<rustls::ClientConfig, (Option<u16>, String)> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = std::env::var_os(EXTRA_CA_ENV).filter(|p| !p.is_empty()) {
+        let certificates = rustls::pki_types::CertificateDer::pem_file_iter(&path)
+            .map_err(|e| fail(format!("{EXTRA_CA_ENV}: {e}")))?;
+        for certificate in certificates {
+            let certificate = certificate.map_err(|e| fail(format!("{EXTRA_CA_ENV}: {e}")))?;
+            roots
+                .add(certificate)
+                .map_err(|e| fail(format!("{EXTRA_CA_ENV}: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(fail)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The host of an authority (`host`, `host:port`, `[v6]:port`).
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
 
 fn fail(message: impl std::fmt::Display) -> (Option<u16>, String) {
     (None, format!("$http.send: {message}"))
@@ -44,15 +98,24 @@ pub fn send(config: &Value, remaining: Option<Duration>) -> OpResult {
     if let Some(left) = remaining {
         timeout = timeout.min(left);
     }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| fail("only http:// URLs are supported"))?;
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        return Err(fail("only http:// and https:// URLs are supported"));
+    };
     let (authority, path) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, "/"),
     };
-    let host_port = if authority.contains(':') {
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    let host_port = if has_port {
         authority.to_string()
+    } else if tls {
+        format!("{authority}:443")
     } else {
         format!("{authority}:80")
     };
@@ -62,14 +125,23 @@ pub fn send(config: &Value, remaining: Option<Duration>) -> OpResult {
         .next()
         .ok_or_else(|| fail("unknown host"))?;
     let started = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&address, timeout.max(Duration::from_millis(1)))
+    let tcp = TcpStream::connect_timeout(&address, timeout.max(Duration::from_millis(1)))
         .map_err(fail)?;
+    let mut stream: Box<dyn Conn> = if tls {
+        let name = rustls::pki_types::ServerName::try_from(host_of(authority).to_string())
+            .map_err(|_| fail("invalid host name"))?;
+        let connection =
+            rustls::ClientConnection::new(Arc::new(tls_config()?), name).map_err(fail)?;
+        Box::new(rustls::StreamOwned::new(connection, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let left = || {
         timeout
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(1))
     };
-    stream.set_write_timeout(Some(left())).map_err(fail)?;
+    stream.tcp().set_write_timeout(Some(left())).map_err(fail)?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -92,11 +164,17 @@ pub fn send(config: &Value, remaining: Option<Duration>) -> OpResult {
     let mut raw = Vec::new();
     let mut chunk = [0_u8; 16 * 1024];
     loop {
-        stream.set_read_timeout(Some(left())).map_err(fail)?;
+        stream.tcp().set_read_timeout(Some(left())).map_err(fail)?;
         if started.elapsed() > timeout {
             return Err(fail("timeout"));
         }
-        let read = stream.read(&mut chunk).map_err(fail)?;
+        let read = match stream.read(&mut chunk) {
+            Ok(read) => read,
+            // A TLS peer that closes without close_notify after a `Connection: close`
+            // answer: what was read is the answer.
+            Err(err) if tls && err.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(err) => return Err(fail(err)),
+        };
         if read == 0 {
             break;
         }

@@ -18,6 +18,7 @@
 //!    in PocketBase's envelope; the VM and the server keep serving.
 //! 4. Without hook files (or with none registering anything), no request touches a VM.
 
+pub mod events;
 pub mod http;
 pub mod native;
 pub mod records;
@@ -420,7 +421,11 @@ struct ThrownError {
 pub fn parse_outcome(text: &str) -> Result<Outcome, ApiError> {
     let outcome: Outcome = serde_json::from_str(text).map_err(ApiError::internal)?;
     if let Some(thrown) = &outcome.error {
-        return Err(thrown_error(thrown));
+        let error = thrown_error(thrown);
+        if thrown.status != 0 {
+            events::record_error(&error.message);
+        }
+        return Err(error);
     }
     Ok(outcome)
 }
@@ -455,5 +460,6 @@ fn thrown_error(thrown: &ThrownError) -> ApiError {
 /// with its stack, answered as the reference does (400, the generic message).
 pub fn script_error(cause: &str) -> ApiError {
     tracing::error!(target: "hooks", cause, "a JS hook failed");
+    events::record_error(cause);
     ApiError::bad_request_default()
 }

@@ -269,18 +269,28 @@ impl Native {
                 .unwrap_or("")
                 .to_string()
         };
-        for recipient in to {
-            state.mailer.enqueue(
-                config.clone(),
-                crate::mail::Mail {
-                    to: recipient,
-                    subject: text("subject"),
-                    html: text("html"),
-                    text: text("text"),
-                    kind: "hook",
-                },
-            );
+        let mut config = config;
+        if let Some(Value::Object(from)) = arg.get("from") {
+            if let Some(address) = from.get("address").and_then(Value::as_str) {
+                if !address.is_empty() {
+                    config.sender_address = address.to_string();
+                    config.sender_name = from
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                }
+            }
         }
+        let mail = crate::mail::Mail {
+            to: String::new(),
+            subject: text("subject"),
+            html: text("html"),
+            text: text("text"),
+            kind: "hook",
+        };
+        // Through `onMailerSend` (in a task of its own: this VM must not wait for another).
+        super::events::send(&state, config, to, mail, self.runtime.as_ref(), None);
         Ok(Value::Null)
     }
 }

@@ -158,6 +158,41 @@ function __pushWrite(write) {
   __pl.writes.push(write);
 }
 
+function __saveNow(model) {
+  if (model instanceof Collection) {
+    __pushWrite({ op: "saveCollection", existing: model.__existing, collection: model.toJSON() });
+    model.__existing = true;
+    return;
+  }
+  if (!(model instanceof Record)) throw new Error("$app.save: unsupported model");
+  if (!model.collection()) throw new Error("$app.save: the record has no collection");
+  if (!model.id) { model.__data.id = __randomId(); }
+  var data = {};
+  if (model.isNew()) { data = Object.assign({}, model.__data); }
+  else { for (var k in model.__changed) data[k] = model.__data[k]; }
+  __pushWrite({ op: "save", collection: model.collection().id || model.collection().name, id: model.id, isNew: model.isNew(), data: data });
+  model.__isNew = false;
+  model.__changed = {};
+}
+function __deleteNow(model) {
+  if (model instanceof Collection) { __pushWrite({ op: "deleteCollection", collection: model.id || model.name }); return; }
+  if (!(model instanceof Record)) throw new Error("$app.delete: unsupported model");
+  __pushWrite({ op: "delete", collection: model.collection().id || model.collection().name, id: model.id });
+}
+// Runs the model hooks `name` of the record's collection around `action` (the chain's end),
+// for `$app.save`/`$app.delete` inside hooks. A chain that never calls `e.next()` writes nothing.
+function __modelChain(name, model, action) {
+  var fns = __matching(name, model.collection());
+  if (!fns.length) return action();
+  var e = { app: $app, record: model, collection: model.collection() };
+  Object.defineProperty(model, "__inModelHook", { value: true, writable: true, configurable: true, enumerable: false });
+  try {
+    __runChain(fns, e, function () { model.__inModelHook = false; try { action(); } finally { model.__inModelHook = true; } });
+  } finally {
+    model.__inModelHook = false;
+  }
+}
+
 var $app = {
   findCollectionByNameOrId: function (nameOrId) {
     var data = __native("findCollection", { collection: String(nameOrId) });
@@ -186,26 +221,19 @@ var $app = {
   findAllRecords: function (collection) { return $app.findRecordsByFilter(collection, "", "", 0, 0); },
   countRecords: function (collection, filter) { return $app.findRecordsByFilter(collection, filter || "", "", 0, 0).length; },
   save: function (model) {
-    if (model instanceof Collection) {
-      __pushWrite({ op: "saveCollection", existing: model.__existing, collection: model.toJSON() });
-      model.__existing = true;
-      return;
+    if (model instanceof Record && model.collection() && !model.__inModelHook) {
+      // The model hooks (onRecordCreate/onRecordUpdate) run for every save, as on the
+      // reference; the write happens at the end of their chain (e.next()).
+      return __modelChain(model.isNew() ? "onRecordCreate" : "onRecordUpdate", model, function () { __saveNow(model); });
     }
-    if (!(model instanceof Record)) throw new Error("$app.save: unsupported model");
-    if (!model.collection()) throw new Error("$app.save: the record has no collection");
-    if (!model.id) { model.__data.id = __randomId(); }
-    var data = {};
-    if (model.isNew()) { data = Object.assign({}, model.__data); }
-    else { for (var k in model.__changed) data[k] = model.__data[k]; }
-    __pushWrite({ op: "save", collection: model.collection().id || model.collection().name, id: model.id, isNew: model.isNew(), data: data });
-    model.__isNew = false;
-    model.__changed = {};
+    return __saveNow(model);
   },
   saveNoValidate: function (model) { return $app.save(model); },
   delete: function (model) {
-    if (model instanceof Collection) { __pushWrite({ op: "deleteCollection", collection: model.id || model.name }); return; }
-    if (!(model instanceof Record)) throw new Error("$app.delete: unsupported model");
-    __pushWrite({ op: "delete", collection: model.collection().id || model.collection().name, id: model.id });
+    if (model instanceof Record && model.collection() && !model.__inModelHook) {
+      return __modelChain("onRecordDelete", model, function () { __deleteNow(model); });
+    }
+    return __deleteNow(model);
   },
   runInTransaction: function (fn) { return fn($app); },
   newMailClient: function () {
@@ -438,6 +466,30 @@ function __pl_record(name, modelName, evJson) {
     if (e.record) { out.record = e.record.__data; out.changed = Object.keys(e.record.__changed); }
     if (e.records) out.records = e.records.map(function (r) { return r.__data; });
     return out;
+  });
+}
+
+// `onRecordAuthRequest`: the handlers may edit `e.record`, `e.token` and `e.meta`; the end
+// of the chain is the default answer (`{record, token, meta}`).
+function __pl_auth(evJson) {
+  return __invoke(function () {
+    var ev = JSON.parse(evJson);
+    var collection = new Collection(ev.collection);
+    var e = __baseEvent(ev.request || { method: "POST", path: "", query: {}, headers: {}, body: {} });
+    e.collection = collection;
+    e.app = $app;
+    e.record = Record.__load(collection, ev.record);
+    e.token = ev.token;
+    e.meta = ev.meta === undefined ? null : ev.meta;
+    e.authMethod = ev.authMethod;
+    e.proceed = false;
+    __runChain(__matching("onRecordAuthRequest", collection), e, function () { e.proceed = true; });
+    return {
+      proceed: e.proceed, response: e.__response,
+      record: e.record ? e.record.__data : null, changed: e.record ? Object.keys(e.record.__changed) : [],
+      token: e.token === null || e.token === undefined ? "" : String(e.token),
+      meta: e.meta === undefined ? null : e.meta
+    };
   });
 }
 

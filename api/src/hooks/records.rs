@@ -62,7 +62,7 @@ impl Action {
     }
 }
 
-fn request_json(auth: Option<&Auth>, data: &RequestData) -> Value {
+pub(crate) fn request_json(auth: Option<&Auth>, data: &RequestData) -> Value {
     json!({
         "method": data.method,
         "path": "",
@@ -95,7 +95,7 @@ fn hooked(state: &AppState, names: (&str, &str), collection: &Collection) -> Opt
         .then_some(loaded)
 }
 
-fn stopped(outcome: &super::Outcome) -> Response {
+pub(crate) fn stopped(outcome: &super::Outcome) -> Response {
     match &outcome.response {
         Some(response) => into_response(response),
         None => StatusCode::OK.into_response(),

@@ -68,6 +68,15 @@ pub fn find(
         })
 }
 
+/// Whether `method` `path` is a custom route of the loaded hooks (the request log records
+/// those besides the API's own).
+pub fn is_custom(state: &AppState, method: &str, path: &str) -> bool {
+    state
+        .hooks
+        .current()
+        .is_some_and(|loaded| find(&loaded, method, path).is_some())
+}
+
 /// The request as the prelude's event sees it.
 pub struct RouteRequest {
     /// Method.

@@ -130,7 +130,7 @@ impl Vm {
                 .map_err(|e| format!("prelude: {e}"))?;
             for file in files {
                 deadline.set(limits.timeout);
-                let result = ctx.eval::<(), _>(file.text.as_str()).catch(&ctx);
+                let result = eval_source(&ctx, file).catch(&ctx);
                 deadline.clear();
                 result.map_err(|e| format!("{}: {e}", file.name))?;
             }
@@ -179,6 +179,18 @@ impl Vm {
                 JsFailure::Script(text)
             }
         })
+    }
+}
+
+/// Evaluates a hook file under its file name, so that error stacks name `main.pb.js:3:9`
+/// (through the file on disk when it still holds the loaded text; otherwise the text,
+/// named `eval_script`).
+fn eval_source(ctx: &rquickjs::Ctx<'_>, file: &Source) -> rquickjs::Result<()> {
+    let options = rquickjs::context::EvalOptions::default();
+    if std::fs::read_to_string(&file.path).is_ok_and(|text| text == file.text) {
+        ctx.eval_file_with_options::<(), _>(&file.path, options)
+    } else {
+        ctx.eval_with_options::<(), _>(file.text.as_str(), options)
     }
 }
 

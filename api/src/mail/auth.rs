@@ -10,6 +10,7 @@ use super::{Mail, SmtpConfig};
 use crate::model::Collection;
 use crate::state::AppState;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The secret a template carries.
 #[derive(Clone, Debug)]
@@ -79,7 +80,7 @@ pub fn render_mail(
 /// Renders and queues an auth mail to the record's `email` (or `to` when given: the new
 /// address of an e-mail change).
 pub fn send(
-    state: &AppState,
+    state: &Arc<AppState>,
     collection: &Collection,
     kind: TemplateKind,
     record: &Map<String, Value>,
@@ -91,7 +92,7 @@ pub fn send(
 
 /// [`send`], then `on_sent` once the mail went out (see [`super::Mailer::enqueue_then`]).
 pub fn send_then(
-    state: &AppState,
+    state: &Arc<AppState>,
     collection: &Collection,
     kind: TemplateKind,
     record: &Map<String, Value>,
@@ -117,7 +118,13 @@ pub fn send_then(
         kind = kind.name(),
         "auth mail queued"
     );
-    state
-        .mailer
-        .enqueue_then(SmtpConfig::from_settings(&settings), mail, on_sent);
+    // Through `onMailerSend` when a hook handles it.
+    crate::hooks::events::send(
+        state,
+        SmtpConfig::from_settings(&settings),
+        vec![mail.to.clone()],
+        mail,
+        None,
+        on_sent,
+    );
 }

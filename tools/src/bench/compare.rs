@@ -32,6 +32,8 @@ pub struct Plan {
     pub work_dir: PathBuf,
     pub options: Options,
     pub scenarios: Vec<String>,
+    /// `--hooks-dir`: the bench hooks dir both servers load (then `hooks_vm_rss` is measured).
+    pub hooks_dir: Option<PathBuf>,
 }
 
 struct Running {
@@ -146,6 +148,13 @@ pub async fn compare(plan: Plan) -> Result<()> {
             .await
             .with_context(|| format!("round {} ({})", round + 1, target.name))?;
     }
+    if let Some(hooks_dir) = &plan.hooks_dir {
+        for target in &plan.targets {
+            let value = super::hooks::vm_rss(target, &plan.work_dir, hooks_dir).await?;
+            println!("{value}");
+            results.push(value);
+        }
+    }
     print_table(&plan, &results);
     Ok(())
 }
@@ -169,6 +178,10 @@ fn metric(scenario: &str) -> (&'static str, bool) {
         metric
     } else if scenario == "idle_memory" {
         ("server_vmrss_mb", false)
+    } else if scenario == "hooks_added_p99" {
+        ("added_p99_ms", false)
+    } else if scenario == "hooks_vm_rss" {
+        ("rss_per_vm_mb", false)
     } else if scenario.starts_with("realtime_paced") {
         ("delivery_p99_ms", false)
     } else {

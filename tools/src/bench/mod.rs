@@ -3,6 +3,7 @@
 pub mod client;
 pub mod compare;
 pub mod files;
+pub mod hooks;
 pub mod scenarios;
 pub mod sse;
 pub mod stats;

@@ -550,6 +550,7 @@ async fn scenario(
                 async move { s.fire(request).await }
             }).await
         }
+        hook if hook.starts_with("hooks_") => super::hooks::scenario(server, d, hook).await?,
         other => bail!(
             "unknown scenario {other:?} (known: {}, {})",
             ALL.join(", "),

@@ -107,6 +107,10 @@ enum Command {
         /// Where the fresh data dirs go.
         #[arg(long, default_value = "/tmp/pl-bench")]
         work_dir: PathBuf,
+        /// Writes the bench's JS hooks into DIR and serves both servers with `--hooksDir DIR`
+        /// (for the `hooks_*` scenarios; also measures the RSS per hook VM).
+        #[arg(long)]
+        hooks_dir: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -159,9 +163,10 @@ fn main() {
             server_cpu,
             client_cpu,
             work_dir,
+            hooks_dir,
             common,
         } => compare(
-            reference, pocketlog, sync, rounds, server_cpu, client_cpu, work_dir, common,
+            reference, pocketlog, sync, rounds, server_cpu, client_cpu, work_dir, hooks_dir, common,
         ),
     };
     if let Err(err) = result {
@@ -205,6 +210,7 @@ fn compare(
     server_cpu: String,
     client_cpu: String,
     work_dir: PathBuf,
+    hooks_dir: Option<PathBuf>,
     common: Common,
 ) -> Result<()> {
     if !reference.exists() {
@@ -218,17 +224,24 @@ fn compare(
         bench::compare::pin_self(&client_cpu)?;
     }
     let (options, scenarios) = options(&common);
+    let hooks_args = match &hooks_dir {
+        Some(dir) => {
+            bench::hooks::write_hooks(dir)?;
+            vec!["--hooksDir".to_string(), dir.display().to_string()]
+        }
+        None => Vec::new(),
+    };
     let plan = bench::compare::Plan {
         targets: [
             bench::compare::Target {
                 name: "pocketlog".into(),
                 binary: pocketlog,
-                extra_args: vec!["--sync".into(), sync],
+                extra_args: [vec!["--sync".into(), sync], hooks_args.clone()].concat(),
             },
             bench::compare::Target {
                 name: "reference".into(),
                 binary: reference,
-                extra_args: Vec::new(),
+                extra_args: hooks_args,
             },
         ],
         rounds,
@@ -236,6 +249,7 @@ fn compare(
         work_dir,
         options,
         scenarios,
+        hooks_dir,
     };
     runtime(common.threads)?.block_on(bench::compare::compare(plan))
 }
