@@ -31,7 +31,9 @@ fn fast(max_attempts: u32) -> Tuning {
 async fn start(path: &std::path::Path, tuning: Tuning) -> Server {
     let server = Server::start(path, ServerOptions::default()).await;
     server.state.webhooks.set_tuning(tuning);
-    api::webhooks::start(&server.state).await.expect("start webhooks");
+    api::webhooks::start(&server.state)
+        .await
+        .expect("start webhooks");
     server
 }
 
@@ -61,7 +63,11 @@ async fn add_hook(server: &Server, body: Value) -> Value {
 
 async fn note(server: &Server, n: i64) -> Value {
     server
-        .create("notes", json!({"title": format!("note {n}"), "n": n, "status": "draft"}), None)
+        .create(
+            "notes",
+            json!({"title": format!("note {n}"), "n": n, "status": "draft"}),
+            None,
+        )
         .await
 }
 
@@ -98,13 +104,22 @@ async fn webhooks_config_is_superuser_only_validated_and_hides_the_secret() {
     create_notes(&server).await;
     let (_, user_token) = server.user("ann").await;
     let body = json!({"url": "http://127.0.0.1:9/hook", "secret": SECRET});
-    let (status, _) = server.send("POST", "/api/webhooks", Some(body.clone()), None).await;
+    let (status, _) = server
+        .send("POST", "/api/webhooks", Some(body.clone()), None)
+        .await;
     assert_eq!(status, 401);
     let (status, _) = server
-        .send("POST", "/api/webhooks", Some(body.clone()), Some(&user_token))
+        .send(
+            "POST",
+            "/api/webhooks",
+            Some(body.clone()),
+            Some(&user_token),
+        )
         .await;
     assert_eq!(status, 403);
-    let (status, _) = server.send("GET", "/api/webhooks", None, Some(&user_token)).await;
+    let (status, _) = server
+        .send("GET", "/api/webhooks", None, Some(&user_token))
+        .await;
     assert_eq!(status, 403);
 
     // Validation: one entry per bad field, nothing stored.
@@ -112,8 +127,10 @@ async fn webhooks_config_is_superuser_only_validated_and_hides_the_secret() {
         .send(
             "POST",
             "/api/webhooks",
-            Some(json!({"url": "ftp://x", "collections": ["nope"], "events": ["upsert"],
-                        "filter": "title ~", "secret": "short"})),
+            Some(
+                json!({"url": "ftp://x", "collections": ["nope"], "events": ["upsert"],
+                        "filter": "title ~", "secret": "short"}),
+            ),
             Some(&server.admin),
         )
         .await;
@@ -125,19 +142,28 @@ async fn webhooks_config_is_superuser_only_validated_and_hides_the_secret() {
         .send(
             "POST",
             "/api/webhooks",
-            Some(json!({"url": "http://127.0.0.1:9/hook", "collections": ["notes"],
-                        "filter": "missing_field = 1", "secret": SECRET})),
+            Some(
+                json!({"url": "http://127.0.0.1:9/hook", "collections": ["notes"],
+                        "filter": "missing_field = 1", "secret": SECRET}),
+            ),
             Some(&server.admin),
         )
         .await;
     assert_eq!(status, 400);
     assert_eq!(reply["data"]["filter"]["code"], "validation_invalid_filter");
     let (status, reply) = server
-        .send("POST", "/api/webhooks", Some(json!({"url": "http://127.0.0.1:9/h"})), Some(&server.admin))
+        .send(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/h"})),
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(reply["data"]["secret"]["code"], "validation_required");
-    let (_, list) = server.send("GET", "/api/webhooks", None, Some(&server.admin)).await;
+    let (_, list) = server
+        .send("GET", "/api/webhooks", None, Some(&server.admin))
+        .await;
     assert_eq!(list["totalItems"], 0);
 
     let hook = add_hook(
@@ -153,12 +179,19 @@ async fn webhooks_config_is_superuser_only_validated_and_hides_the_secret() {
     assert_eq!(hook["hasSecret"], true);
     assert!(!hook.to_string().contains(SECRET), "secret leaked: {hook}");
     let (status, view) = server
-        .send("GET", &format!("/api/webhooks/{id}"), None, Some(&server.admin))
+        .send(
+            "GET",
+            &format!("/api/webhooks/{id}"),
+            None,
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(!view.to_string().contains(SECRET));
     // The secret is not in the settings either.
-    let (_, settings) = server.send("GET", "/api/settings", None, Some(&server.admin)).await;
+    let (_, settings) = server
+        .send("GET", "/api/settings", None, Some(&server.admin))
+        .await;
     assert!(!settings.to_string().contains(SECRET));
 
     // PATCH without a secret keeps it; a rename of the collection keeps the webhook.
@@ -174,25 +207,45 @@ async fn webhooks_config_is_superuser_only_validated_and_hides_the_secret() {
     assert_eq!(patched["active"], false);
     assert_eq!(patched["hasSecret"], true);
     let (status, _) = server
-        .send("PATCH", "/api/collections/notes", Some(json!({"name": "memos"})), Some(&server.admin))
+        .send(
+            "PATCH",
+            "/api/collections/notes",
+            Some(json!({"name": "memos"})),
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 200);
     let (_, view) = server
-        .send("GET", &format!("/api/webhooks/{id}"), None, Some(&server.admin))
+        .send(
+            "GET",
+            &format!("/api/webhooks/{id}"),
+            None,
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(view["collections"], json!(["memos"]));
 
     // The configuration is in the log: it survives a restart.
     stop(server).await;
     let server = start(&path, fast(3)).await;
-    let (_, list) = server.send("GET", "/api/webhooks", None, Some(&server.admin)).await;
+    let (_, list) = server
+        .send("GET", "/api/webhooks", None, Some(&server.admin))
+        .await;
     assert_eq!(list["totalItems"], 1);
     assert_eq!(list["items"][0]["id"], id.as_str());
     let (status, _) = server
-        .send("DELETE", &format!("/api/webhooks/{id}"), None, Some(&server.admin))
+        .send(
+            "DELETE",
+            &format!("/api/webhooks/{id}"),
+            None,
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 204);
-    for path in [format!("/api/webhooks/{id}"), format!("/api/webhooks/{id}/deliveries")] {
+    for path in [
+        format!("/api/webhooks/{id}"),
+        format!("/api/webhooks/{id}/deliveries"),
+    ] {
         let (status, reply) = server.send("GET", &path, None, Some(&server.admin)).await;
         assert_eq!(status, 404, "{path}: {reply}");
     }
@@ -206,25 +259,50 @@ async fn webhooks_deliver_in_log_order_with_a_valid_signature() {
     create_notes(&server).await;
     let receiver = Receiver::start(Mode::Ok).await;
     let users = Receiver::start(Mode::Ok).await;
-    add_hook(&server, json!({"url": receiver.url(), "collections": ["notes"], "secret": SECRET})).await;
-    add_hook(&server, json!({"url": users.url(), "collections": ["users"], "secret": SECRET})).await;
+    add_hook(
+        &server,
+        json!({"url": receiver.url(), "collections": ["notes"], "secret": SECRET}),
+    )
+    .await;
+    add_hook(
+        &server,
+        json!({"url": users.url(), "collections": ["users"], "secret": SECRET}),
+    )
+    .await;
     let mut ids = Vec::new();
     for n in 0..20 {
-        ids.push(note(&server, n).await["id"].as_str().expect("id").to_string());
+        ids.push(
+            note(&server, n).await["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
     }
     let (status, _) = server
-        .send("PATCH", &format!("/api/collections/notes/records/{}", ids[0]),
-              Some(json!({"title": "changed"})), None)
+        .send(
+            "PATCH",
+            &format!("/api/collections/notes/records/{}", ids[0]),
+            Some(json!({"title": "changed"})),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _) = server
-        .send("DELETE", &format!("/api/collections/notes/records/{}", ids[1]), None, None)
+        .send(
+            "DELETE",
+            &format!("/api/collections/notes/records/{}", ids[1]),
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let got = receiver.wait_accepted(22, WAIT).await;
     assert_eq!(got.len(), 22, "exactly the 22 events");
     let seen = positions(&got);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "positions in log order: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "positions in log order: {seen:?}"
+    );
     assert_eq!(numbers(&got[..20]), (0..20).collect::<Vec<i64>>());
     assert_eq!(got[20].json["action"], "update");
     assert_eq!(got[20].json["record"]["title"], "changed");
@@ -232,10 +310,18 @@ async fn webhooks_deliver_in_log_order_with_a_valid_signature() {
     assert_eq!(got[21].json["record"]["id"], ids[1].as_str());
     for received in &got {
         assert_eq!(received.json["collection"], "notes");
-        let header = received.headers["x-pocketlog-signature"].to_str().expect("ascii");
-        assert_eq!(header, signature(SECRET, &received.body), "HMAC of the raw body");
+        let header = received.headers["x-pocketlog-signature"]
+            .to_str()
+            .expect("ascii");
+        assert_eq!(
+            header,
+            signature(SECRET, &received.body),
+            "HMAC of the raw body"
+        );
         assert_ne!(header, signature("another-secret", &received.body));
-        let position = received.headers["x-pocketlog-position"].to_str().expect("ascii");
+        let position = received.headers["x-pocketlog-position"]
+            .to_str()
+            .expect("ascii");
         assert_eq!(position, received.json["position"].to_string());
         assert_eq!(received.headers["content-type"], "application/json");
     }
@@ -243,16 +329,31 @@ async fn webhooks_deliver_in_log_order_with_a_valid_signature() {
     use hmac::Mac as _;
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
     mac.update(&got[0].body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(got[0].headers["x-pocketlog-signature"], format!("sha256={hex}").as_str());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        got[0].headers["x-pocketlog-signature"],
+        format!("sha256={hex}").as_str()
+    );
 
     // The users webhook sees the superuser view, never password or tokenKey.
     server.user("bob").await;
     let got = users.wait_accepted(1, WAIT).await;
     let record = &got[0].json["record"];
     assert_eq!(record["email"], "bob@example.com");
-    assert!(record.get("password").is_none() && record.get("tokenKey").is_none(), "{record}");
-    assert_eq!(receiver.accepted().len(), 22, "notes hook got no users event");
+    assert!(
+        record.get("password").is_none() && record.get("tokenKey").is_none(),
+        "{record}"
+    );
+    assert_eq!(
+        receiver.accepted().len(),
+        22,
+        "notes hook got no users event"
+    );
     stop(server).await;
 }
 
@@ -281,10 +382,21 @@ async fn webhooks_retry_with_backoff_without_loss_or_reordering() {
         .collect();
     assert_eq!(attempts, vec!["1", "2", "3", "4", "5"]);
     let gaps: Vec<Duration> = first.windows(2).map(|w| w[1].at - w[0].at).collect();
-    assert!(gaps[0] >= Duration::from_millis(15), "backoff waited: {gaps:?}");
-    assert!(gaps[2] >= Duration::from_millis(60), "backoff grew: {gaps:?}");
+    assert!(
+        gaps[0] >= Duration::from_millis(15),
+        "backoff waited: {gaps:?}"
+    );
+    assert!(
+        gaps[2] >= Duration::from_millis(60),
+        "backoff grew: {gaps:?}"
+    );
     let (status, log) = server
-        .send("GET", &format!("/api/webhooks/{id}/deliveries"), None, Some(&server.admin))
+        .send(
+            "GET",
+            &format!("/api/webhooks/{id}/deliveries"),
+            None,
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 200);
     let items = log["items"].as_array().expect("items");
@@ -292,7 +404,12 @@ async fn webhooks_retry_with_backoff_without_loss_or_reordering() {
     assert_eq!(items.iter().filter(|i| i["status"] == 500).count(), 4);
     assert_eq!(items[0]["status"], 200, "newest first");
     let (_, dead) = server
-        .send("GET", &format!("/api/webhooks/{id}/dead"), None, Some(&server.admin))
+        .send(
+            "GET",
+            &format!("/api/webhooks/{id}/dead"),
+            None,
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(dead["items"], json!([]));
     stop(server).await;
@@ -317,7 +434,11 @@ async fn webhooks_hanging_and_failing_endpoints_dead_letter_without_affecting_ot
     assert_eq!(numbers(&got), vec![0, 1, 2, 3]);
     // Hanging costs the hanging endpoint 4 events x 2 attempts x 400 ms; the healthy one
     // does not wait for it.
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
 
     // Every event reaches the dead-letter list of both bad endpoints, in order, with the body.
     for (hook, error) in [(&hang_hook, "timeout"), (&fail_hook, "HTTP 500")] {
@@ -325,7 +446,12 @@ async fn webhooks_hanging_and_failing_endpoints_dead_letter_without_affecting_ot
         let deadline = Instant::now() + WAIT;
         let dead = loop {
             let (_, dead) = server
-                .send("GET", &format!("/api/webhooks/{id}/dead"), None, Some(&server.admin))
+                .send(
+                    "GET",
+                    &format!("/api/webhooks/{id}/dead"),
+                    None,
+                    Some(&server.admin),
+                )
                 .await;
             if dead["items"].as_array().map_or(0, Vec::len) >= 4 || Instant::now() > deadline {
                 break dead;
@@ -340,7 +466,12 @@ async fn webhooks_hanging_and_failing_endpoints_dead_letter_without_affecting_ot
             .map(|i| i["body"]["record"]["n"].as_i64().expect("n"))
             .collect();
         assert_eq!(ns, vec![0, 1, 2, 3]);
-        assert!(items.iter().all(|i| i["attempts"] == 2 && i["error"] == error), "{dead}");
+        assert!(
+            items
+                .iter()
+                .all(|i| i["attempts"] == 2 && i["error"] == error),
+            "{dead}"
+        );
     }
     assert_eq!(failing.received().len(), 8, "2 attempts per event");
     // Delivery continues after dead letters: a recovered endpoint gets the next events.
@@ -375,7 +506,11 @@ async fn webhooks_survive_a_receiver_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     receiver.restart().await;
     let got = receiver.wait_accepted(8, WAIT).await;
-    assert_eq!(numbers(&got), (0..8).collect::<Vec<i64>>(), "nothing lost across the restart");
+    assert_eq!(
+        numbers(&got),
+        (0..8).collect::<Vec<i64>>(),
+        "nothing lost across the restart"
+    );
     stop(server).await;
 }
 
@@ -411,7 +546,11 @@ async fn webhooks_resume_from_the_cursor_after_a_server_restart() {
         if seen.len() == 45 {
             break;
         }
-        assert!(Instant::now() < deadline, "only {} of 45 events arrived", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 45 events arrived",
+            seen.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let got = numbers(&receiver.accepted());
@@ -429,7 +568,12 @@ async fn webhooks_resume_from_the_cursor_after_a_server_restart() {
     let deadline = Instant::now() + WAIT;
     loop {
         let (_, view) = server
-            .send("GET", &format!("/api/webhooks/{id}"), None, Some(&server.admin))
+            .send(
+                "GET",
+                &format!("/api/webhooks/{id}"),
+                None,
+                Some(&server.admin),
+            )
             .await;
         if view["backlog"] == 0 {
             break;
@@ -453,24 +597,44 @@ async fn webhooks_filter_events_and_replay() {
                "secret": SECRET}),
     )
     .await;
-    add_hook(&server, json!({"url": deletes.url(), "events": ["delete"], "secret": SECRET})).await;
+    add_hook(
+        &server,
+        json!({"url": deletes.url(), "events": ["delete"], "secret": SECRET}),
+    )
+    .await;
     let mut records = Vec::new();
     for n in 0..5 {
         let status = if n % 2 == 0 { "published" } else { "draft" };
         records.push(
             server
-                .create("notes", json!({"title": "t", "n": n, "status": status}), None)
+                .create(
+                    "notes",
+                    json!({"title": "t", "n": n, "status": status}),
+                    None,
+                )
                 .await,
         );
     }
     let (status, _) = server
-        .send("DELETE", &format!("/api/collections/notes/records/{}", records[1]["id"].as_str().expect("id")), None, None)
+        .send(
+            "DELETE",
+            &format!(
+                "/api/collections/notes/records/{}",
+                records[1]["id"].as_str().expect("id")
+            ),
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let got = published.wait_accepted(2, WAIT).await;
     let gone = deletes.wait_accepted(1, WAIT).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(numbers(&published.accepted()), vec![2, 4], "only matching records");
+    assert_eq!(
+        numbers(&published.accepted()),
+        vec![2, 4],
+        "only matching records"
+    );
     assert_eq!(deletes.accepted().len(), 1, "only the delete event");
     assert_eq!(gone[0].json["action"], "delete");
     assert_eq!(gone[0].json["record"]["n"], 1);
@@ -479,21 +643,41 @@ async fn webhooks_filter_events_and_replay() {
     let id = hook["id"].as_str().expect("id");
     let from = got[0].json["position"].as_u64().expect("position");
     let (status, reply) = server
-        .send("POST", &format!("/api/webhooks/{id}/replay"), Some(json!({"from": from})), Some(&server.admin))
+        .send(
+            "POST",
+            &format!("/api/webhooks/{id}/replay"),
+            Some(json!({"from": from})),
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 200, "{reply}");
     let got = published.wait_accepted(4, WAIT).await;
     assert_eq!(numbers(&got), vec![2, 4, 2, 4]);
     // Bad positions are validation errors.
-    for bad in [json!({"from": -1}), json!({"from": "x"}), json!({}), json!({"from": 1_000_000})] {
+    for bad in [
+        json!({"from": -1}),
+        json!({"from": "x"}),
+        json!({}),
+        json!({"from": 1_000_000}),
+    ] {
         let (status, reply) = server
-            .send("POST", &format!("/api/webhooks/{id}/replay"), Some(bad.clone()), Some(&server.admin))
+            .send(
+                "POST",
+                &format!("/api/webhooks/{id}/replay"),
+                Some(bad.clone()),
+                Some(&server.admin),
+            )
             .await;
         assert_eq!(status, 400, "{bad}: {reply}");
         assert!(reply["data"]["from"]["code"].is_string());
     }
     let (status, _) = server
-        .send("POST", "/api/webhooks/nope/replay", Some(json!({"from": 1})), Some(&server.admin))
+        .send(
+            "POST",
+            "/api/webhooks/nope/replay",
+            Some(json!({"from": 1})),
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 404);
     stop(server).await;
@@ -510,7 +694,12 @@ async fn webhooks_backlog_metric_follows_a_paused_endpoint() {
     note(&server, 0).await;
     receiver.wait_accepted(1, WAIT).await;
     let (status, _) = server
-        .send("PATCH", &format!("/api/webhooks/{id}"), Some(json!({"active": false})), Some(&server.admin))
+        .send(
+            "PATCH",
+            &format!("/api/webhooks/{id}"),
+            Some(json!({"active": false})),
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 200);
     for n in 1..4 {
@@ -528,11 +717,20 @@ async fn webhooks_backlog_metric_follows_a_paused_endpoint() {
     // it stopped.
     assert!((3..=4).contains(&backlog), "{metrics}");
     let (status, _) = server
-        .send("PATCH", &format!("/api/webhooks/{id}"), Some(json!({"active": true})), Some(&server.admin))
+        .send(
+            "PATCH",
+            &format!("/api/webhooks/{id}"),
+            Some(json!({"active": true})),
+            Some(&server.admin),
+        )
         .await;
     assert_eq!(status, 200);
     let got = receiver.wait_accepted(4, WAIT).await;
-    assert_eq!(numbers(&got), vec![0, 1, 2, 3], "paused events delivered on resume");
+    assert_eq!(
+        numbers(&got),
+        vec![0, 1, 2, 3],
+        "paused events delivered on resume"
+    );
     stop(server).await;
 }
 
@@ -558,7 +756,14 @@ async fn webhooks_slow_endpoints_do_not_slow_writes() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
     let (_dir, path) = temp_dir();
-    let server = start(&path, Tuning { max_attempts: 1000, ..fast(3) }).await;
+    let server = start(
+        &path,
+        Tuning {
+            max_attempts: 1000,
+            ..fast(3)
+        },
+    )
+    .await;
     create_notes(&server).await;
     write_latencies(&server, 20).await; // warm-up
     let none = p99(write_latencies(&server, writes).await);
@@ -605,7 +810,10 @@ async fn webhooks_slow_endpoints_do_not_slow_writes() {
         "writes slowed down: {none:?} vs {with_slow:?}"
     );
     for receiver in &slow {
-        assert!(!receiver.received().is_empty(), "slow endpoints got deliveries");
+        assert!(
+            !receiver.received().is_empty(),
+            "slow endpoints got deliveries"
+        );
     }
     stop(other).await;
     stop(server).await;

@@ -55,7 +55,10 @@ pub async fn webhooks_list(
         per_page: total.max(1),
         skip_total: false,
     };
-    Ok(json_response(&query, list_envelope(items, paging, Some(total))))
+    Ok(json_response(
+        &query,
+        list_envelope(items, paging, Some(total)),
+    ))
 }
 
 /// `POST /api/webhooks`.
@@ -216,7 +219,12 @@ fn per_page(query: &Query) -> ApiResult<usize> {
     }
 }
 
-async fn log_rows(state: &Arc<AppState>, id: String, query: &Query, dead: bool) -> ApiResult<Value> {
+async fn log_rows(
+    state: &Arc<AppState>,
+    id: String,
+    query: &Query,
+    dead: bool,
+) -> ApiResult<Value> {
     let items = config::load(state)?;
     find(&items, &id)?;
     let limit = per_page(query)?;

@@ -139,8 +139,9 @@ where
             };
             let out = change(&mut items)?;
             let value = serde_json::to_value(Stored { items }).map_err(ApiError::internal)?;
-            let text = crate::settings::encrypt::store(&value, reader.options.settings_key.as_ref())
-                .map_err(|err| ApiError::internal(format!("{err:#}")))?;
+            let text =
+                crate::settings::encrypt::store(&value, reader.options.settings_key.as_ref())
+                    .map_err(|err| ApiError::internal(format!("{err:#}")))?;
             tx.stage(Change::ParamSet {
                 key: PARAM_KEY.into(),
                 value: Some(text),
@@ -178,7 +179,12 @@ pub fn from_body(
     let blank = "Cannot be blank.";
     match body.get("url") {
         Some(Value::String(url)) => hook.url = url.trim().to_string(),
-        Some(_) => errors.add("url", "validation_invalid_url", "Must be a valid url.", None),
+        Some(_) => errors.add(
+            "url",
+            "validation_invalid_url",
+            "Must be a valid url.",
+            None,
+        ),
         None => {}
     }
     if hook.url.is_empty() {
@@ -187,7 +193,12 @@ pub fn from_body(
         || !(hook.url.starts_with("http://") || hook.url.starts_with("https://"))
         || reqwest::Url::parse(&hook.url).is_err()
     {
-        errors.add("url", "validation_invalid_url", "Must be a valid url.", None);
+        errors.add(
+            "url",
+            "validation_invalid_url",
+            "Must be a valid url.",
+            None,
+        );
     }
     if let Some(value) = body.get("collections") {
         match value {
@@ -213,7 +224,12 @@ pub fn from_body(
                 }
                 hook.collections = ids;
             }
-            _ => errors.add("collections", "validation_invalid_value", "Must be a list of collection names.", None),
+            _ => errors.add(
+                "collections",
+                "validation_invalid_value",
+                "Must be a list of collection names.",
+                None,
+            ),
         }
     }
     if let Some(value) = body.get("events") {
@@ -243,11 +259,21 @@ pub fn from_body(
     match body.get("filter") {
         Some(Value::String(filter)) => hook.filter = filter.trim().to_string(),
         Some(Value::Null) => hook.filter.clear(),
-        Some(_) => errors.add("filter", "validation_invalid_value", "Must be a string.", None),
+        Some(_) => errors.add(
+            "filter",
+            "validation_invalid_value",
+            "Must be a string.",
+            None,
+        ),
         None => {}
     }
     if hook.filter.len() > FILTER_MAX_LEN {
-        errors.add("filter", "validation_length_too_long", "The filter is too long.", None);
+        errors.add(
+            "filter",
+            "validation_length_too_long",
+            "The filter is too long.",
+            None,
+        );
     } else if !hook.filter.is_empty() {
         if let Err(message) = check_filter(schema, &hook) {
             errors.add("filter", "validation_invalid_filter", &message, None);
@@ -258,7 +284,12 @@ pub fn from_body(
             hook.secret = secret.clone()
         }
         Some(Value::String(_)) | None => {}
-        Some(_) => errors.add("secret", "validation_invalid_value", "Must be a string.", None),
+        Some(_) => errors.add(
+            "secret",
+            "validation_invalid_value",
+            "Must be a string.",
+            None,
+        ),
     }
     if hook.secret.is_empty() {
         errors.add("secret", "validation_required", blank, None);
@@ -272,7 +303,12 @@ pub fn from_body(
     }
     match body.get("active") {
         Some(Value::Bool(active)) => hook.active = *active,
-        Some(_) => errors.add("active", "validation_invalid_value", "Must be a boolean.", None),
+        Some(_) => errors.add(
+            "active",
+            "validation_invalid_value",
+            "Must be a boolean.",
+            None,
+        ),
         None => {}
     }
     if errors.is_empty() {
@@ -304,8 +340,13 @@ fn check_filter(schema: &Schema, hook: &Webhook) -> Result<(), String> {
     let mut last = None;
     let mut resolved = false;
     for collection in &targets {
-        match crate::realtime::render::check_client_filter(schema, collection, &expr, auth.as_ref(), &data)
-        {
+        match crate::realtime::render::check_client_filter(
+            schema,
+            collection,
+            &expr,
+            auth.as_ref(),
+            &data,
+        ) {
             Ok(()) => resolved = true,
             Err(err) => last = Some(err),
         }

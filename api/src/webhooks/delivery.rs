@@ -78,7 +78,10 @@ async fn save_cursor(store: &Arc<Store>, stats: &Arc<Stats>, epoch: u64, id: &st
     let (store, stats, id) = (Arc::clone(store), Arc::clone(stats), id.to_string());
     let current = move || stats.epoch.load(Ordering::SeqCst) == epoch;
     if let Err(err) = blocking(move || Ok(store.set_cursor_if(&id, cursor, current)?)).await {
-        tracing::warn!(error = format!("{err:#}"), "storing a webhook cursor failed");
+        tracing::warn!(
+            error = format!("{err:#}"),
+            "storing a webhook cursor failed"
+        );
     }
 }
 
@@ -262,7 +265,10 @@ async fn deliver(
             blocking(move || Ok(store.log_attempt(&record)?)).await
         };
         if let Err(err) = logged {
-            tracing::warn!(error = format!("{err:#}"), "logging a webhook delivery failed");
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "logging a webhook delivery failed"
+            );
         }
         if error.is_empty() {
             stats.delivered.fetch_add(1, Ordering::Relaxed);

@@ -304,7 +304,11 @@ pub fn render_metrics(state: &AppState, out: &mut String) {
     use std::fmt::Write as _;
     let head = state.engine.published_seq();
     let stats: Vec<(String, Arc<Stats>)> = {
-        let stats = state.webhooks.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = state
+            .webhooks
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = stats
             .iter()
             .map(|(id, s)| (id.clone(), Arc::clone(s)))

@@ -219,7 +219,10 @@ impl Store {
     pub fn forget(&self, hook: &str) -> rusqlite::Result<()> {
         let conn = self.conn();
         for table in ["cursors", "deliveries", "dead"] {
-            conn.execute(&format!("DELETE FROM {table} WHERE hook = ?1"), params![hook])?;
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE hook = ?1"),
+                params![hook],
+            )?;
         }
         Ok(())
     }

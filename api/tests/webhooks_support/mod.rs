@@ -58,7 +58,11 @@ pub struct Receiver {
     stop: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let mode = {
         let mut guard = inner.lock().expect("receiver lock");
         let mode = if guard.fail_next > 0 {
@@ -98,7 +102,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
 impl Receiver {
     /// Starts a receiver on a free port.
     pub async fn start(mode: Mode) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let receiver = Receiver {
             inner: Arc::new(Mutex::new(Inner {
@@ -175,7 +181,10 @@ impl Receiver {
 
     /// The requests answered with 200, in arrival order.
     pub fn accepted(&self) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.answered == 200).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered == 200)
+            .collect()
     }
 
     /// Waits until at least `count` requests were accepted (panics after `timeout`).

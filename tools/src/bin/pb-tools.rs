@@ -100,7 +100,11 @@ fn main() -> ExitCode {
                 "imported {} records in {} commits, {} lines failed",
                 summary.imported, summary.commits, summary.failed
             );
-            if summary.failed > 0 { cmd::Verdict::Problem } else { cmd::Verdict::Sound }
+            if summary.failed > 0 {
+                cmd::Verdict::Problem
+            } else {
+                cmd::Verdict::Sound
+            }
         }),
     };
     match result {
