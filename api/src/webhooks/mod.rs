@@ -298,6 +298,14 @@ pub async fn reconcile(state: &Arc<AppState>) -> crate::error::ApiResult<()> {
     Ok(())
 }
 
+/// One metric family: name, type, help, value of an endpoint's stats at a head.
+type MetricFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Stats, u64) -> u64,
+);
+
 /// The webhook lines of `/api/metrics`: backlog (commits behind the head) and counters per
 /// configured endpoint.
 pub fn render_metrics(state: &AppState, out: &mut String) {
@@ -316,7 +324,7 @@ pub fn render_metrics(state: &AppState, out: &mut String) {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     };
-    let families: [(&str, &str, &str, fn(&Stats, u64) -> u64); 4] = [
+    let families: [MetricFamily; 4] = [
         (
             "pocketlog_webhook_backlog_commits",
             "gauge",

@@ -104,11 +104,11 @@ fn quotes_open(text: &str) -> bool {
     text.chars().filter(|c| *c == '"').count() % 2 == 1
 }
 
+/// One input record: its (first) line number and its body or why it could not be read.
+type Line = (usize, Result<Map<String, Value>, String>);
+
 /// The records of the file as `(line number, body or parse error)`.
-fn read_records(
-    args: &Args,
-    collection: &Collection,
-) -> Result<Vec<(usize, Result<Map<String, Value>, String>)>> {
+fn read_records(args: &Args, collection: &Collection) -> Result<Vec<Line>> {
     let format =
         args.format
             .unwrap_or_else(|| match args.file.extension().and_then(|e| e.to_str()) {
