@@ -55,7 +55,7 @@ async function draw(root, detail) {
 
 function form(root, hook, err) {
   const ids = { url: uid('wh'), collections: uid('wh'), filter: uid('wh'), secret: uid('wh') };
-  const url = h('input', { id: ids.url, class: 'mono', name: 'url', placeholder: 'https://example.com/hook', value: hook?.url || '' });
+  const url = h('input', { id: ids.url, class: 'mono', name: 'url', placeholder: 'the endpoint URL (http or https)', value: hook?.url || '' });
   const collections = h('input', { id: ids.collections, name: 'collections', placeholder: 'empty = all collections', value: (hook?.collections || []).join(', ') });
   const filter = h('input', { id: ids.filter, class: 'mono', name: 'filter', placeholder: "status = 'published'", value: hook?.filter || '' });
   const secret = h('input', { id: ids.secret, type: 'password', name: 'secret', autocomplete: 'new-password', placeholder: hook ? 'unchanged' : 'at least 8 characters' });
