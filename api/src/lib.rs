@@ -36,6 +36,7 @@ pub mod settings;
 pub mod sql;
 pub mod state;
 pub mod trash;
+pub mod webhooks;
 
 pub use routes::router;
 pub use state::{AppState, ServerOptions};

@@ -441,6 +441,7 @@ pub fn render(state: &AppState) -> String {
             &stats.latency.snapshot(),
         );
     }
+    crate::webhooks::render_metrics(state, &mut out);
     out
 }
 

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
     email_change, files, health, history, hook_routes, installer, logs, mail, metrics, oauth2, otp,
-    realtime, records, settings, sql, trash, views,
+    realtime, records, settings, sql, trash, views, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -313,6 +313,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/crons/{id}", post(crons::crons_run))
         .route("/api/sql", post(sql::sql_run))
         .route("/api/metrics", get(metrics::metrics_get))
+        .route("/api/webhooks", get(webhooks::webhooks_list).post(webhooks::webhooks_create))
+        .route("/api/webhooks/{id}", get(webhooks::webhooks_view).patch(webhooks::webhooks_update).delete(webhooks::webhooks_delete))
+        .route("/api/webhooks/{id}/replay", post(webhooks::webhooks_replay))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::webhooks_deliveries))
+        .route("/api/webhooks/{id}/dead", get(webhooks::webhooks_dead))
         // The dashboard.
         .route("/_", get(dashboard::redirect_to_dashboard))
         .route("/_/", get(dashboard::index))

@@ -111,6 +111,8 @@ pub struct AppState {
     pub hooks: crate::hooks::Hooks,
     /// HTTP request counters and latencies (`metrics.rs`).
     pub request_metrics: crate::metrics::RequestMetrics,
+    /// Webhook delivery tasks, their cursors' store and counters (`webhooks/`).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -424,6 +426,7 @@ impl AppState {
             cluster: std::sync::OnceLock::new(),
             hooks: crate::hooks::Hooks::default(),
             request_metrics: crate::metrics::RequestMetrics::default(),
+            webhooks: crate::webhooks::Webhooks::default(),
             options,
         });
         // Stored files no commit references (a crash between an upload and its commit) are

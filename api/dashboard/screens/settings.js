@@ -8,6 +8,7 @@ import { settingsForm, splitList } from './settings-form.js';
 import { mailSection } from './settings-mail.js';
 import { storageSection, backupsSection } from './settings-storage.js';
 import { cronsSection } from './settings-crons.js';
+import { webhooksSection } from './webhooks.js';
 import { exportSection, importSection } from './settings-collections.js';
 import { renderSql } from './sql.js';
 
@@ -17,6 +18,7 @@ const SECTIONS = [
   ['storage', 'Files storage'],
   ['backups', 'Backups'],
   ['crons', 'Crons'],
+  ['webhooks', 'Webhooks'],
   ['export-collections', 'Export collections'],
   ['import-collections', 'Import collections'],
   ['sql', 'SQL console'],
@@ -34,6 +36,7 @@ export async function renderSettings(main, section) {
   if (!known) return clear(main, head, nav, h('p', {}, `No settings section "${section}".`));
   if (section === 'sql') return clear(main, head, nav, renderSql());
   if (section === 'crons') return clear(main, head, nav, await cronsSection());
+  if (section === 'webhooks') return clear(main, head, nav, await webhooksSection());
   if (section === 'export-collections') return clear(main, head, nav, await exportSection());
   if (section === 'import-collections') return clear(main, head, nav, importSection());
   clear(main, head, nav, h('p', { class: 'muted' }, 'Loading settings…'));

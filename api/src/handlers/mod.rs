@@ -29,3 +29,4 @@ pub mod settings_s3;
 pub mod sql;
 pub mod trash;
 pub mod views;
+pub mod webhooks;

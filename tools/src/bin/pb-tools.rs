@@ -18,7 +18,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success (verify: the log and the projection are sound)
   1  verify found a problem: corruption (the segment and byte offset are printed) or a
-     projection that differs from a fresh replay of the log
+     projection that differs from a fresh replay of the log; import: some lines failed
   2  bad command-line arguments
   3  the command could not run: missing or unreadable data dir, locked by a running
      server, I/O error
@@ -66,6 +66,14 @@ enum Command {
     /// one JSON line per scenario.
     #[command(after_help = EXIT_CODES)]
     BenchBackup(cmd::bench_backup::Args),
+    /// Stream committed record changes from a log position as NDJSON or CSV (lock-free;
+    /// --follow tails a running server's log).
+    #[command(after_help = EXIT_CODES)]
+    Export(cmd::export::Args),
+    /// Bulk-load records from NDJSON or CSV into a collection through validation and the log,
+    /// in batched commits (needs the data dir lock: stop the server first).
+    #[command(after_help = EXIT_CODES)]
+    Import(cmd::import::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +94,18 @@ fn main() -> ExitCode {
         Command::Backup(args) => cmd::backup::run(&args).map(|()| cmd::Verdict::Sound),
         Command::Compact(args) => cmd::compact::run(&args).map(|()| cmd::Verdict::Sound),
         Command::BenchBackup(args) => cmd::bench_backup::run(&args).map(|()| cmd::Verdict::Sound),
+        Command::Export(args) => cmd::export::run(&args).map(|_| cmd::Verdict::Sound),
+        Command::Import(args) => cmd::import::run(&args).map(|summary| {
+            eprintln!(
+                "imported {} records in {} commits, {} lines failed",
+                summary.imported, summary.commits, summary.failed
+            );
+            if summary.failed > 0 {
+                cmd::Verdict::Problem
+            } else {
+                cmd::Verdict::Sound
+            }
+        }),
     };
     match result {
         Ok(cmd::Verdict::Sound) => ExitCode::SUCCESS,

@@ -847,6 +847,7 @@ fn serve(
             }
         }
         api::crons::start(Arc::clone(&state));
+        api::webhooks::start(&state).await?;
         if let Some(node) = state.cluster.get() {
             node.spawn(&state);
         }

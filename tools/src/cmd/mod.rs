@@ -7,6 +7,8 @@ pub mod backup;
 pub mod bench;
 pub mod bench_backup;
 pub mod compact;
+pub mod export;
+pub mod import;
 pub mod import_pocketbase;
 pub mod inspect;
 pub mod replay;
