@@ -108,6 +108,8 @@ pub struct AppState {
     pub hooks: crate::hooks::Hooks,
     /// HTTP request counters and latencies (`metrics.rs`).
     pub request_metrics: crate::metrics::RequestMetrics,
+    /// Materialised past states for `asOf` reads (`asof.rs`).
+    pub asof: crate::asof::AsOfCache,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -424,6 +426,7 @@ impl AppState {
             cluster: std::sync::OnceLock::new(),
             hooks: crate::hooks::Hooks::default(),
             request_metrics: crate::metrics::RequestMetrics::default(),
+            asof: crate::asof::AsOfCache::default(),
             options,
         }))
     }
@@ -527,6 +530,10 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&engine::ReadConn<'_>) -> engine::Result<T> + Send + 'static,
     {
+        if let Some(at) = crate::asof::current() {
+            // An `asOf` read: served from the materialised past state.
+            return crate::asof::read(self.options.query_timeout, at, f).await;
+        }
         let state = Arc::clone(self);
         tokio::task::spawn_blocking(move || match state.options.query_timeout {
             Some(timeout) => state.engine.read(|conn| conn.within(timeout, f)),
