@@ -10,7 +10,8 @@
 //!    ([`passes_detached`]: in memory when the rule needs no other row, else one SQL query
 //!    over the old values as a one-row table), and restores only when the `createRule` and
 //!    the `restoreRule` pass against the restored row, checked inside the restore's command
-//!    (a failing rule rolls it back: 400 for the create rule, 404 for the restore rule).
+//!    (a failing rule rolls it back: the restore rule first, 404 as for a record the caller
+//!    cannot see; then the create rule, 400).
 //! 3. A restore (`POST …/records/{id}/restore`) is one ordinary create commit of the values
 //!    before the last delete (realtime, history and the change feed see a create), with the
 //!    files whose bytes storage still holds; relations that point at missing records and
@@ -439,10 +440,10 @@ pub async fn restore(
                 &record_id,
                 &stored,
                 &[
+                    (RuleKind::Restore, ApiError::not_found),
                     (RuleKind::Create, || {
                         ApiError::bad_request("Failed to restore record.")
                     }),
-                    (RuleKind::Restore, ApiError::not_found),
                 ],
             )?;
             if !added.is_empty() {

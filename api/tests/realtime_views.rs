@@ -35,9 +35,18 @@ async fn setup(server: &Server, list_rule: serde_json::Value) {
         .await;
     server
         .create_collection(json!({"name": "mine", "type": "view",
-            "listRule": "owner = @request.auth.id", "viewRule": "owner = @request.auth.id",
             "viewQuery": "SELECT id, text, owner FROM owned"}))
         .await;
+    let (status, body) = server
+        .send(
+            "PATCH",
+            "/api/collections/mine",
+            Some(json!({"listRule": "owner = @request.auth.id",
+                "viewRule": "owner = @request.auth.id"})),
+            Some(&server.admin),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     // A view over a view: its source is found through it.
     server
         .create_collection(json!({"name": "counts2", "type": "view", "listRule": "",
