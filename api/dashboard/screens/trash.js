@@ -57,7 +57,7 @@ export async function renderTrash(main, coll) {
                 clear(notes, errorBox(err));
               }
             },
-          }, 'Restore')))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'The trash is empty.'))))));
+          }, 'Restore')))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'The trash is empty.')))));
   }
 
   clear(main,
