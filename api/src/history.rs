@@ -135,6 +135,9 @@ pub struct Reverted {
     pub position: engine::Seq,
 }
 
+/// A version of a record: the seq of the change that gave it, and its stored values.
+type Version = (engine::Seq, Vec<(String, engine::Value)>);
+
 /// The values of record `id` of `collection` right after `position` (`None`: it did not
 /// exist then) and the seq of the change that gave them.
 fn version_at(
@@ -142,7 +145,7 @@ fn version_at(
     collection_id: &str,
     id: &str,
     position: engine::Seq,
-) -> engine::Result<Option<(engine::Seq, Vec<(String, engine::Value)>)>> {
+) -> engine::Result<Option<Version>> {
     let mut next = reader.first_seq();
     let mut version = None;
     while next <= position {

@@ -299,6 +299,9 @@ pub(crate) fn missing_relations(
     Ok(missing)
 }
 
+/// A rule a write must pass, and the error its failure answers.
+pub(crate) type RuleCheck = (RuleKind, fn() -> ApiError);
+
 /// Checks, inside a write command, the staged row `id` against the rules a non-superuser
 /// must pass (`kinds`, each with the error its failure answers); superusers pass.
 pub(crate) fn staged_rules_pass(
@@ -306,7 +309,7 @@ pub(crate) fn staged_rules_pass(
     input: &crate::records::WriteInput,
     id: &str,
     stored: &Map<String, Value>,
-    kinds: &[(RuleKind, fn() -> ApiError)],
+    kinds: &[RuleCheck],
 ) -> ApiResult<()> {
     if is_superuser(&input.auth) {
         return Ok(());
