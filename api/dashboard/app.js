@@ -15,6 +15,7 @@ import { state, root, go, parseRoute, setRenderer, ensureCollections, findCollec
 import { renderLogin, renderInstaller } from './screens/login.js';
 import { renderRecords } from './screens/records.js';
 import { renderRealtime } from './screens/realtime.js';
+import { renderTrash } from './screens/trash.js';
 import { renderCollectionEditor } from './screens/collection-editor.js';
 import { renderSettings } from './screens/settings.js';
 import { renderBackups } from './screens/backups.js';
@@ -89,6 +90,7 @@ async function render() {
       if (!coll) return clear(main, errorBox(new ApiError(404, { message: `No collection named "${parts[1]}".` })));
       if (parts[2] === 'edit') return renderCollectionEditor(main, coll);
       if (parts[2] === 'realtime') return renderRealtime(main, coll);
+      if (parts[2] === 'trash') return await renderTrash(main, coll);
       return await renderRecords(main, coll);
     }
     if (parts[0] === 'new-collection') return renderCollectionEditor(main, null);

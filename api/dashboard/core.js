@@ -40,6 +40,7 @@ export function collectionTabs(coll, active) {
     'div',
     { class: 'tabs', role: 'tablist' },
     h('a', { href: `#/c/${enc(coll.name)}`, role: 'tab', 'aria-selected': String(active === 'records'), class: active === 'records' ? 'active' : '' }, 'Records'),
+    coll.type !== 'view' ? h('a', { href: `#/c/${enc(coll.name)}/trash`, role: 'tab', 'aria-selected': String(active === 'trash'), class: active === 'trash' ? 'active' : '' }, 'Trash') : null,
     h('a', { href: `#/c/${enc(coll.name)}/realtime`, role: 'tab', 'aria-selected': String(active === 'realtime'), class: active === 'realtime' ? 'active' : '' }, 'Realtime'),
     h('a', { href: `#/c/${enc(coll.name)}/edit`, role: 'tab', 'aria-selected': String(active === 'edit'), class: active === 'edit' ? 'active' : '' }, 'Edit collection'),
   );

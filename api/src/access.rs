@@ -244,6 +244,11 @@ impl Where {
         ));
     }
 
+    /// Binds one more value and returns its placeholder (`?N`).
+    pub fn bind(&mut self, value: &SqlValue) -> String {
+        self.params.push(to_rule_value(value))
+    }
+
     /// `WHERE ...` text (or empty).
     pub fn where_sql(&self) -> String {
         if self.conditions.is_empty() {

@@ -52,6 +52,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     asset!("screens/settings-crons.js", JS),
     asset!("screens/webhooks.js", JS),
     asset!("screens/settings-collections.js", JS),
+    asset!("screens/trash.js", JS),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];

@@ -3,6 +3,7 @@
 //! `router(state)` builds the whole axum `Router`, so tests can drive it without a socket.
 
 pub mod access;
+pub mod asof;
 pub mod auth;
 pub mod auth_cache;
 pub mod backups;

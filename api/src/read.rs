@@ -13,6 +13,9 @@ where
     T: Send + 'static,
     F: FnOnce(&engine::ReadConn<'_>) -> engine::Result<T> + Send + 'static,
 {
+    if crate::asof::current().is_some() {
+        return state.read(f).await;
+    }
     match state.engine.try_read(f) {
         Ok(result) => result.map_err(ApiError::from),
         Err(f) => state.read(f).await,

@@ -275,6 +275,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/changes", get(changes::changes_list))
         .route("/api/collections/{c}/trash", get(trash::trash_list))
         .route("/api/collections/{c}/records/{id}/restore", post(trash::records_restore))
+        .route("/api/collections/{c}/records/{id}/revert", post(history::records_revert))
         .route("/api/batch", post(batch::batch))
         // Auth.
         .route("/api/collections/{c}/auth-methods", get(auth::auth_methods))

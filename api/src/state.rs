@@ -113,6 +113,8 @@ pub struct AppState {
     pub request_metrics: crate::metrics::RequestMetrics,
     /// Webhook delivery tasks, their cursors' store and counters (`webhooks/`).
     pub webhooks: crate::webhooks::Webhooks,
+    /// Materialised past states for `asOf` reads (`asof.rs`).
+    pub asof: crate::asof::AsOfCache,
 }
 
 /// Whether a commit changes collections (so the schema must follow it).
@@ -427,6 +429,7 @@ impl AppState {
             hooks: crate::hooks::Hooks::default(),
             request_metrics: crate::metrics::RequestMetrics::default(),
             webhooks: crate::webhooks::Webhooks::default(),
+            asof: crate::asof::AsOfCache::default(),
             options,
         });
         // Stored files no commit references (a crash between an upload and its commit) are
@@ -534,6 +537,10 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&engine::ReadConn<'_>) -> engine::Result<T> + Send + 'static,
     {
+        if let Some(at) = crate::asof::current() {
+            // An `asOf` read: served from the materialised past state.
+            return crate::asof::read(self.options.query_timeout, at, f).await;
+        }
         let state = Arc::clone(self);
         tokio::task::spawn_blocking(move || match state.options.query_timeout {
             Some(timeout) => state.engine.read(|conn| conn.within(timeout, f)),

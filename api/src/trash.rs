@@ -4,8 +4,14 @@
 //! 1. An item is the last delete of a record id whose record was not created again after it:
 //!    `id`, `position` (the delete's seq), `deletedAt`, `actor` and the `record` as it was
 //!    before the delete (hidden fields left out, as in history).
-//! 2. Superusers only for now (PocketBase's `null` rule: the default of the planned
-//!    `restoreRule`).
+//! 2. Access follows the collection's `restoreRule` (PocketBase's conventions: `null`, the
+//!    default, is superusers only; `""` everyone). A non-superuser sees in the trash only the
+//!    deleted records whose old values pass both the `restoreRule` and the `listRule`
+//!    ([`passes_detached`]: in memory when the rule needs no other row, else one SQL query
+//!    over the old values as a one-row table), and restores only when the `createRule` and
+//!    the `restoreRule` pass against the restored row, checked inside the restore's command
+//!    (a failing rule rolls it back: the restore rule first, 404 as for a record the caller
+//!    cannot see; then the create rule, 400).
 //! 3. A restore (`POST …/records/{id}/restore`) is one ordinary create commit of the values
 //!    before the last delete (realtime, history and the change feed see a create), with the
 //!    files whose bytes storage still holds; relations that point at missing records and
@@ -17,13 +23,15 @@
 //!    [`TRASH_ITEMS_MAX`] most recent deletes, newest first. Deletes older than the first
 //!    retained seq (compacted away) are not in the trash.
 
+use crate::access::{self, is_superuser, Auth, RequestData, Where, MAIN};
 use crate::error::{ApiError, ApiResult};
 use crate::history::{actor_json, record_json};
 use crate::model::record::format_ms;
-use crate::model::record::from_row;
-use crate::model::{Collection, FieldType};
+use crate::model::record::{from_row, to_storage};
+use crate::model::schema::{Rule, RuleKind};
+use crate::model::{Collection, FieldType, Schema};
 use crate::state::AppState;
-use engine::Change;
+use engine::{Change, Tx};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,35 +95,126 @@ fn scan(
     Ok(trash)
 }
 
-/// The trash of `collection`, newest delete first, and the first retained seq.
+/// The trash of `collection` as `auth` may see it, newest delete first, and the first
+/// retained seq. A non-superuser needs an unlocked `restoreRule` (else 401/403, as a
+/// superuser-only route) and `listRule` (else 403), and sees only the items whose old values
+/// pass both.
 pub async fn deleted(
     state: &Arc<AppState>,
     collection: Arc<Collection>,
+    auth: Option<&Auth>,
+    data: &RequestData,
 ) -> ApiResult<(Vec<Value>, u64)> {
+    let schema = state.schema();
+    let checks = if is_superuser(auth) {
+        Vec::new()
+    } else {
+        locked_check(&schema, &collection, auth, RuleKind::Restore)?;
+        locked_check(&schema, &collection, auth, RuleKind::List)?;
+        [RuleKind::Restore, RuleKind::List]
+            .map(|kind| schema.rule(&collection.id, kind))
+            .into_iter()
+            .filter_map(|rule| match rule {
+                Rule::Expr(expr) => Some(expr),
+                _ => None,
+            })
+            .collect()
+    };
     let reader = state.engine.log().clone();
-    let scanned = tokio::task::spawn_blocking(move || -> engine::Result<(Vec<Value>, u64)> {
+    let scanned_collection = Arc::clone(&collection);
+    let (trash, first) = tokio::task::spawn_blocking(move || -> engine::Result<_> {
         let first = reader.first_seq();
-        let trash = scan(&reader, &collection.id, None)?;
+        let trash = scan(&reader, &scanned_collection.id, None)?;
         let mut items: Vec<_> = trash.into_iter().collect();
         items.sort_by_key(|item| std::cmp::Reverse(item.1 .0));
-        items.truncate(TRASH_ITEMS_MAX);
-        let items = items
-            .into_iter()
-            .map(|(id, (seq, timestamp_ms, actor, old))| {
-                json!({
-                    "id": id,
-                    "position": seq,
-                    "deletedAt": format_ms(timestamp_ms),
-                    "actor": actor_json(&actor),
-                    "record": record_json(&collection, &old),
-                })
-            })
-            .collect();
         Ok((items, first))
     })
     .await
-    .map_err(|err| ApiError::internal(err.to_string()))?;
-    scanned.map_err(ApiError::from)
+    .map_err(|err| ApiError::internal(err.to_string()))?
+    .map_err(ApiError::from)?;
+    let info = access::request_info(auth, data);
+    let mut items = Vec::new();
+    for (id, (seq, timestamp_ms, actor, old)) in trash {
+        if items.len() == TRASH_ITEMS_MAX {
+            break;
+        }
+        let mut visible = true;
+        for expr in &checks {
+            if !passes_detached(state, &schema, &collection, expr, &info, &old).await? {
+                visible = false;
+                break;
+            }
+        }
+        if visible {
+            items.push(json!({
+                "id": id,
+                "position": seq,
+                "deletedAt": format_ms(timestamp_ms),
+                "actor": actor_json(&actor),
+                "record": record_json(&collection, &old),
+            }));
+        }
+    }
+    Ok((items, first))
+}
+
+/// A locked (`null`) rule stops a non-superuser: the restore rule as a superuser-only route
+/// (401 for guests, 403 for records), any other with PocketBase's 403.
+pub(crate) fn locked_check(
+    schema: &Schema,
+    collection: &Collection,
+    auth: Option<&Auth>,
+    kind: RuleKind,
+) -> ApiResult<()> {
+    if is_superuser(auth) || !matches!(schema.rule(&collection.id, kind), Rule::Locked) {
+        return Ok(());
+    }
+    if kind == RuleKind::Restore {
+        return crate::extract::require_superuser(auth.cloned()).map(|_| ());
+    }
+    Err(ApiError::forbidden(
+        "Only superusers can perform this action.",
+    ))
+}
+
+/// True when a record of `collection` that is not stored (a deleted record's old `values`)
+/// passes `expr` for the caller of `info`: evaluated in memory when the rule needs no other
+/// row, else by one read of the values as a one-row table under the collection's alias
+/// (relations and back-relations join today's tables).
+pub(crate) async fn passes_detached(
+    state: &Arc<AppState>,
+    schema: &Arc<Schema>,
+    collection: &Arc<Collection>,
+    expr: &rules::Expr,
+    info: &rules::RequestInfo,
+    values: &[(String, engine::Value)],
+) -> ApiResult<bool> {
+    let columns: Vec<String> = values.iter().map(|(column, _)| column.clone()).collect();
+    let row: Vec<engine::Value> = values.iter().map(|(_, value)| value.clone()).collect();
+    let record = from_row(collection, &columns, &row);
+    if let Some(coll_info) = schema.info(&collection.id) {
+        if !rules::needs_database(expr, &**schema, coll_info) {
+            if let Ok(passes) = rules::eval(expr, &**schema, coll_info, &record, info) {
+                return Ok(passes);
+            }
+        }
+    }
+    let mut clause = Where::default();
+    clause.add(schema, collection, expr, info, false)?;
+    let mut select = Vec::new();
+    for (column, value) in to_storage(collection, &record) {
+        let placeholder = clause.bind(&value);
+        select.push(format!("{placeholder} AS {}", engine::quote_ident(&column)));
+    }
+    let sql = format!(
+        "SELECT 1 FROM (SELECT {}) {MAIN} {} {} LIMIT 1",
+        select.join(", "),
+        clause.joins_sql(),
+        clause.where_sql()
+    );
+    let params = clause.engine_params();
+    let rows = state.read(move |conn| conn.query(&sql, &params)).await?;
+    Ok(!rows.is_empty())
 }
 
 /// What a restore did: the record as restored, and what it could not bring back.
@@ -135,7 +234,7 @@ pub struct Restored {
 
 /// The names (files) or ids (relations) of a stored multi-value field: a JSON array text, or
 /// one plain value.
-fn names_of(value: &engine::Value) -> (bool, Vec<String>) {
+pub(crate) fn names_of(value: &engine::Value) -> (bool, Vec<String>) {
     match value {
         engine::Value::Text(text) if text.starts_with('[') => (
             true,
@@ -146,18 +245,109 @@ fn names_of(value: &engine::Value) -> (bool, Vec<String>) {
     }
 }
 
+/// The relation fields of `collection` with their target table and the ids `values` name.
+pub(crate) type RelationIds = Vec<(String, String, Vec<String>)>;
+
+/// See [`RelationIds`].
+pub(crate) fn relation_ids(
+    schema: &Schema,
+    collection: &Collection,
+    values: &[(String, engine::Value)],
+) -> RelationIds {
+    collection
+        .fields
+        .iter()
+        .filter(|f| f.kind() == FieldType::Relation)
+        .filter_map(|field| {
+            let target = schema.find(field.relation_target().unwrap_or_default())?;
+            let ids = values
+                .iter()
+                .find(|(column, _)| column == field.name())
+                .map(|(_, value)| names_of(value).1)
+                .unwrap_or_default();
+            Some((field.name().to_string(), target.name.clone(), ids))
+        })
+        .collect()
+}
+
+/// Relation field → the ids it names that do not exist in the staged state.
+pub(crate) fn missing_relations(
+    tx: &Tx<'_>,
+    relations: &RelationIds,
+) -> ApiResult<Map<String, Value>> {
+    let mut missing = Map::new();
+    for (field, target, ids) in relations {
+        let mut absent = Vec::new();
+        for wanted in ids {
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT 1 FROM {} WHERE id = ?1",
+                        engine::quote_ident(target)
+                    ),
+                    &[engine::Value::Text(wanted.clone())],
+                )
+                .map_err(ApiError::from)?;
+            if rows.rows.is_empty() {
+                absent.push(wanted.clone());
+            }
+        }
+        if !absent.is_empty() {
+            missing.insert(field.clone(), json!(absent));
+        }
+    }
+    Ok(missing)
+}
+
+/// A rule a write must pass, and the error its failure answers.
+pub(crate) type RuleCheck = (RuleKind, fn() -> ApiError);
+
+/// Checks, inside a write command, the staged row `id` against the rules a non-superuser
+/// must pass (`kinds`, each with the error its failure answers); superusers pass.
+pub(crate) fn staged_rules_pass(
+    tx: &Tx<'_>,
+    input: &crate::records::WriteInput,
+    id: &str,
+    stored: &Map<String, Value>,
+    kinds: &[RuleCheck],
+) -> ApiResult<()> {
+    if is_superuser(&input.auth) {
+        return Ok(());
+    }
+    for (kind, failure) in kinds {
+        if let Rule::Expr(expr) = input.schema.rule(&input.collection.id, *kind) {
+            let passes = crate::records::write::staged_row_passes(
+                tx,
+                input,
+                &input.data,
+                &expr,
+                id,
+                Some(stored),
+            )?;
+            if !passes {
+                return Err(failure());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Brings record `id` of `collection` back from its last delete as one ordinary create
-/// commit (superusers; `actor` is the caller): the values it had, for the fields the
-/// collection still has (fields added since get their defaults), its files whose bytes
-/// storage still holds. A record with that id existing now is a 400; no delete of it in
-/// the retained log is a 404. Relations that point at missing records are kept and
+/// commit (`auth` is the caller, checked as the module doc says): the values it had, for
+/// the fields the collection still has (fields added since get their defaults), its files
+/// whose bytes storage still holds. A record with that id existing now is a 400; no delete
+/// of it in the retained log is a 404. Relations that point at missing records are kept and
 /// reported ([`Restored::missing_relations`]), as are files that are gone.
 pub async fn restore(
     state: &Arc<AppState>,
     collection: Arc<Collection>,
     id: String,
-    actor: engine::Actor,
+    auth: Option<&Auth>,
+    data: RequestData,
 ) -> ApiResult<Restored> {
+    let schema = state.schema();
+    locked_check(&schema, &collection, auth, RuleKind::Restore)?;
+    locked_check(&schema, &collection, auth, RuleKind::Create)?;
     let reader = state.engine.log().clone();
     let (collection_id, wanted) = (collection.id.clone(), id.clone());
     let found = tokio::task::spawn_blocking(move || scan(&reader, &collection_id, Some(&wanted)))
@@ -204,26 +394,30 @@ pub async fn restore(
         };
         values.push((column, value));
     }
-    let schema = state.schema();
-    let relations: Vec<(String, String, Vec<String>)> = collection
-        .fields
-        .iter()
-        .filter(|f| f.kind() == FieldType::Relation)
-        .filter_map(|field| {
-            let target = schema.find(field.relation_target().unwrap_or_default())?;
-            let ids = values
-                .iter()
-                .find(|(column, _)| column == field.name())
-                .map(|(_, value)| names_of(value).1)
-                .unwrap_or_default();
-            Some((field.name().to_string(), target.name.clone(), ids))
-        })
-        .collect();
+    let relations = relation_ids(&schema, &collection, &values);
+    let columns: Vec<String> = values.iter().map(|(column, _)| column.clone()).collect();
+    let row: Vec<engine::Value> = values.iter().map(|(_, value)| value.clone()).collect();
+    let record = from_row(&collection, &columns, &row);
+    let mut rule_data = data;
+    if let Value::Object(body) = record_json(&collection, &values) {
+        rule_data.body = body;
+    }
+    let input = crate::records::WriteInput {
+        collection: Arc::clone(&collection),
+        schema: Arc::clone(&schema),
+        auth: auth.cloned(),
+        body: rule_data.body.clone(),
+        data: rule_data,
+        password_hash: None,
+        manager: is_superuser(auth),
+        uploads: crate::files::write::PendingUploads::default(),
+    };
     let (table, collection_id, record_id) =
         (collection.name.clone(), collection.id.clone(), id.clone());
-    let staged = values.clone();
+    let staged = values;
+    let stored = record.clone();
     let outcome = state
-        .write(actor, move |tx| {
+        .write(access::actor_of(auth), move |tx| {
             let exists = tx
                 .query(
                     &format!(
@@ -236,33 +430,25 @@ pub async fn restore(
             if !exists.rows.is_empty() {
                 return Err(ApiError::bad_request("A record with this id exists."));
             }
-            let mut missing = Map::new();
-            for (field, target, ids) in &relations {
-                let mut absent = Vec::new();
-                for wanted in ids {
-                    let rows = tx
-                        .query(
-                            &format!(
-                                "SELECT 1 FROM {} WHERE id = ?1",
-                                engine::quote_ident(target)
-                            ),
-                            &[engine::Value::Text(wanted.clone())],
-                        )
-                        .map_err(ApiError::from)?;
-                    if rows.rows.is_empty() {
-                        absent.push(wanted.clone());
-                    }
-                }
-                if !absent.is_empty() {
-                    missing.insert(field.clone(), json!(absent));
-                }
-            }
+            let missing = missing_relations(tx, &relations)?;
             tx.stage(Change::RecordCreated {
                 collection_id: collection_id.clone(),
                 id: record_id.clone(),
                 values: staged,
             })
             .map_err(ApiError::from)?;
+            staged_rules_pass(
+                tx,
+                &input,
+                &record_id,
+                &stored,
+                &[
+                    (RuleKind::Restore, ApiError::not_found),
+                    (RuleKind::Create, || {
+                        ApiError::bad_request("Failed to restore record.")
+                    }),
+                ],
+            )?;
             if !added.is_empty() {
                 tx.stage(Change::FilesChanged {
                     collection_id,
@@ -275,10 +461,8 @@ pub async fn restore(
             Ok(missing)
         })
         .await?;
-    let columns: Vec<String> = values.iter().map(|(column, _)| column.clone()).collect();
-    let row: Vec<engine::Value> = values.into_iter().map(|(_, value)| value).collect();
     Ok(Restored {
-        record: from_row(&collection, &columns, &row),
+        record,
         missing_relations: outcome.value,
         missing_files,
         deleted_at_position: deleted_seq,

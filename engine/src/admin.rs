@@ -80,6 +80,28 @@ impl Projection {
         })
     }
 
+    /// Opens an existing projection read-only for queries, like a connection of a running
+    /// engine's read pool (`query_only`, the engine's SQL functions and row counter): for
+    /// serving reads from a materialised past state (see [`Projection::read`]).
+    pub fn open_for_reads(path: &Path) -> Result<Projection> {
+        let conn = crate::snapshot::open_read_only(path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        projection::register_functions(&conn)?;
+        projection::register_row_counter(&conn)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Projection {
+            conn,
+            catalog: Catalog::default(),
+            writable: false,
+        })
+    }
+
+    /// Runs `f` with this projection as a [`crate::ReadConn`] (the queries a running engine's
+    /// read pool serves work here too).
+    pub fn read<T>(&self, f: impl FnOnce(&crate::ReadConn<'_>) -> Result<T>) -> Result<T> {
+        f(&crate::ReadConn::over(&self.conn))
+    }
+
     /// The seq of the last commit applied to it (0 for a new one).
     pub fn last_applied(&self) -> Result<Seq> {
         projection::last_applied(&self.conn)

@@ -185,7 +185,12 @@ pub struct ReadConn<'a> {
     conn: &'a Connection,
 }
 
-impl ReadConn<'_> {
+impl<'a> ReadConn<'a> {
+    /// A read connection over `conn` (a pooled one, or a read-only projection copy).
+    pub(crate) fn over(conn: &'a Connection) -> ReadConn<'a> {
+        ReadConn { conn }
+    }
+
     /// Runs a query with bound values.
     pub fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
         projection::query(self.conn, sql, params)

@@ -9,12 +9,12 @@ const FIELD_TYPES = [
   'text', 'editor', 'number', 'bool', 'email', 'url', 'date', 'autodate',
   'select', 'file', 'relation', 'json', 'geoPoint', 'password',
 ];
-const RULES = ['listRule', 'viewRule', 'createRule', 'updateRule', 'deleteRule'];
+const RULES = ['listRule', 'viewRule', 'createRule', 'updateRule', 'deleteRule', 'restoreRule'];
 const AUTH_RULES = ['authRule', 'manageRule'];
 const RULE_LABELS = {
   listRule: 'List/Search rule', viewRule: 'View rule', createRule: 'Create rule',
   updateRule: 'Update rule', deleteRule: 'Delete rule', authRule: 'Auth rule',
-  manageRule: 'Manage rule',
+  manageRule: 'Manage rule', restoreRule: 'Restore rule (trash, restore and revert)',
 };
 
 function scaffold(type) {
@@ -29,7 +29,7 @@ function scaffold(type) {
 }
 
 const SCAFFOLD_SKIP = new Set(['id', 'name', 'type', 'fields', 'indexes', 'created', 'updated', 'system',
-  'listRule', 'viewRule', 'createRule', 'updateRule', 'deleteRule', 'authRule', 'manageRule']);
+  'listRule', 'viewRule', 'createRule', 'updateRule', 'deleteRule', 'authRule', 'manageRule', 'restoreRule']);
 const AUTH_OPTION_KEYS = ['passwordAuth', 'otp', 'mfa', 'oauth2', 'authAlert', 'authToken', 'passwordResetToken',
   'emailChangeToken', 'verificationToken', 'fileToken', 'verificationTemplate', 'resetPasswordTemplate',
   'confirmEmailChangeTemplate'];
@@ -186,7 +186,7 @@ export function renderCollectionEditor(main, coll) {
           const body = authOptionsBody(JSON.parse(JSON.stringify(draft)));
           for (const k of ['created', 'updated']) delete body[k];
           if (isNew) delete body.id;
-          if (draft.type === 'view') { delete body.fields; for (const k of ['createRule', 'updateRule', 'deleteRule']) delete body[k]; }
+          if (draft.type === 'view') { delete body.fields; for (const k of ['createRule', 'updateRule', 'deleteRule', 'restoreRule']) delete body[k]; }
           const saved = isNew ? await api.post('/api/collections', body) : await api.patch(`/api/collections/${enc(coll.id)}`, body);
           toast(`Collection ${saved.name} saved.`, 'success');
           await ensureCollections(true);

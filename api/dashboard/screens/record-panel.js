@@ -1,5 +1,6 @@
 // The record drawer: create/edit form with one input per field type, and the history tab.
 import { api, enc, quote, ApiError, isMissingEndpoint } from '../api.js';
+import { missingNotice } from './trash.js';
 import { h, clear, toast, errorBox, fieldError, modal, confirmDialog, row, uid, toLocalInput, fromLocalInput } from '../ui.js';
 import { findCollection } from '../core.js';
 import { fileInput } from './file-input.js';
@@ -260,7 +261,7 @@ export function openRecord(coll, rec, onChange) {
       clear(body, form);
     }
 
-    async function drawHistory() {
+    async function drawHistory(notice = null) {
       clear(body, h('p', { class: 'muted' }, 'Loading history…'));
       let versions;
       try {
@@ -274,9 +275,9 @@ export function openRecord(coll, rec, onChange) {
         }
         return clear(body, errorBox(e));
       }
-      const detail = h('div', {});
+      const detail = h('div', {}, notice);
       clear(body,
-        h('p', { class: 'muted' }, `${versions.length} version${versions.length === 1 ? '' : 's'} from the log, oldest first. Restore writes the chosen values as a new version.`),
+        h('p', { class: 'muted' }, `${versions.length} version${versions.length === 1 ? '' : 's'} from the log, oldest first. Revert writes the chosen version back as a new one.`),
         h('div', { class: 'table-wrap' }, h('table', { class: 'records history', 'aria-label': 'Versions' },
           h('thead', {}, h('tr', {}, ['seq', 'time', 'action', 'actor', ''].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', {}, versions.length ? versions.map((v) => h('tr', { class: 'version-row' },
@@ -289,17 +290,27 @@ export function openRecord(coll, rec, onChange) {
               v.record && v.action !== 'delete' ? h('button', {
                 type: 'button', class: 'btn btn-small',
                 onclick: async () => {
-                  if (!(await confirmDialog(`Set the record back to its values at seq ${v.seq}? This writes a new version.`, { confirmLabel: 'Restore version' }))) return;
+                  if (!(await confirmDialog(`Set the record back to its values at seq ${v.seq}? This writes a new version.`, { confirmLabel: 'Revert to this version' }))) return;
                   try {
-                    current = await api.patch(`/api/collections/${enc(coll.name)}/records/${enc(current.id)}`, writableValues(coll, v.record));
-                    toast(`Record restored to seq ${v.seq}.`, 'success');
+                    const done = await api.post(`/api/collections/${enc(coll.name)}/records/${enc(current.id)}/revert`, { position: v.seq });
+                    current = done.record;
+                    toast(`Record reverted to seq ${v.seq}.`, 'success');
                     onChange && onChange();
-                    drawHistory();
+                    await drawHistory(missingNotice('These relations point at records that no longer exist:', done.missingRelations, 'broken-relations'));
                   } catch (err) {
-                    clear(detail, errorBox(err));
+                    if (!isMissingEndpoint(err)) return clear(detail, errorBox(err));
+                    // A server without the revert endpoint: write the values as an update.
+                    try {
+                      current = await api.patch(`/api/collections/${enc(coll.name)}/records/${enc(current.id)}`, writableValues(coll, v.record));
+                      toast(`Record restored to seq ${v.seq}.`, 'success');
+                      onChange && onChange();
+                      drawHistory();
+                    } catch (err2) {
+                      clear(detail, errorBox(err2));
+                    }
                   }
                 },
-              }, 'Restore') : null))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No versions.'))))),
+              }, 'Revert') : null))) : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No versions.'))))),
         detail);
     }
 

@@ -225,7 +225,12 @@ pub fn new_collection(body: &Map<String, Value>) -> ApiResult<Collection> {
     check_token_secrets(body, "Failed to create collection.")?;
     merge_body(&mut collection, body, "Failed to create collection.")?;
     if collection.is_view() {
-        for rule in [RuleKind::Create, RuleKind::Update, RuleKind::Delete] {
+        for rule in [
+            RuleKind::Create,
+            RuleKind::Update,
+            RuleKind::Delete,
+            RuleKind::Restore,
+        ] {
             collection.set_rule(rule, None);
         }
     }

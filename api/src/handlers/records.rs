@@ -45,7 +45,9 @@ pub async fn records_list(
     let collection = find_collection(&schema, &name)?;
     let data = RequestData::new("GET", &headers, &query);
     let auth = caller.0.as_ref();
-    let page = records::list(&state, &schema, &collection, auth, &query, &data).await?;
+    let at = crate::asof::requested(&state, &query).await?;
+    let list = records::list(&state, &schema, &collection, auth, &query, &data);
+    let page = crate::asof::scope(at, list).await?;
     let items = match hooks::list_request(&state, &collection, auth, &data, page.items).await? {
         Flow::Go(items, joined) => {
             crate::hooks::writes::commit_joined(&state, actor_of(auth), joined).await?;
@@ -80,7 +82,10 @@ pub async fn records_view(
     let collection = find_collection(&schema, &name)?;
     let auth = caller.0.as_ref();
     let data = RequestData::new("GET", &headers, &query);
-    let record = records::view(&state, &schema, &collection, auth, id, &data).await?;
+    let at = crate::asof::requested(&state, &query).await?;
+    let position = at.as_ref().map(|at| at.seq);
+    let view = records::view(&state, &schema, &collection, auth, id, &data);
+    let record = crate::asof::scope(at.clone(), view).await?;
     let record = match hooks::view_request(&state, &collection, auth, &data, record).await? {
         Flow::Go(record, joined) => {
             crate::hooks::writes::commit_joined(&state, actor_of(auth), joined).await?;
@@ -88,7 +93,15 @@ pub async fn records_view(
         }
         Flow::Respond(response) => return Ok(response),
     };
-    present_one(&state, auth, &collection, record, &query).await
+    let present = present_one(&state, auth, &collection, record, &query);
+    let mut response = crate::asof::scope(at, present).await?;
+    if let Some(position) = position {
+        response.headers_mut().insert(
+            crate::records::POSITION_HEADER,
+            axum::http::HeaderValue::from(position),
+        );
+    }
+    Ok(response)
 }
 
 /// `POST /api/collections/{c}/records`

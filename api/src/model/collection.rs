@@ -151,6 +151,15 @@ impl Collection {
                 self.rest.get(kind.as_str()).cloned().unwrap_or(Value::Null),
             );
         }
+        // pocketlog's own rule: shown only when set, so a collection that does not use it
+        // reads exactly as on PocketBase (absent means `null`: superusers only).
+        if let Some(restore) = self
+            .rest
+            .get(RuleKind::Restore.as_str())
+            .filter(|value| value.is_string() && !self.is_view())
+        {
+            out.insert(RuleKind::Restore.as_str().into(), restore.clone());
+        }
         out.insert("name".into(), json!(self.name));
         out.insert("type".into(), json!(self.kind.as_str()));
         out.insert(
@@ -236,11 +245,14 @@ impl Collection {
     }
 
     /// The rules this collection's type has: the five record rules, plus `authRule` and
-    /// `manageRule` for auth collections.
+    /// `manageRule` for auth collections and `restoreRule` for base and auth collections.
     pub fn rule_kinds(&self) -> Vec<RuleKind> {
         let mut kinds = RuleKind::RECORD.to_vec();
         if self.is_auth() {
             kinds.extend(RuleKind::AUTH);
+        }
+        if !self.is_view() {
+            kinds.push(RuleKind::Restore);
         }
         kinds
     }

@@ -39,11 +39,14 @@ pub enum RuleKind {
     Manage,
     /// `authRule` (auth collections): who may authenticate.
     Auth,
+    /// `restoreRule` (base and auth collections, pocketlog's own): who may restore a deleted
+    /// record or revert one to an earlier version, besides the create or update rule.
+    Restore,
 }
 
 impl RuleKind {
     /// Every rule.
-    pub const ALL: [RuleKind; 7] = [
+    pub const ALL: [RuleKind; 8] = [
         RuleKind::List,
         RuleKind::View,
         RuleKind::Create,
@@ -51,6 +54,7 @@ impl RuleKind {
         RuleKind::Delete,
         RuleKind::Manage,
         RuleKind::Auth,
+        RuleKind::Restore,
     ];
     /// The five rules every collection has, in PocketBase's JSON order.
     pub const RECORD: [RuleKind; 5] = [
@@ -73,6 +77,7 @@ impl RuleKind {
             RuleKind::Delete => "deleteRule",
             RuleKind::Manage => "manageRule",
             RuleKind::Auth => "authRule",
+            RuleKind::Restore => "restoreRule",
         }
     }
 

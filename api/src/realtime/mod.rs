@@ -9,6 +9,7 @@
 //! - [`hub`]: the session table, the single dispatcher task, log catch-up, resume, expiry and
 //!   persistence of sessions across restarts.
 //! - [`sse`]: frame bytes and the streaming response body.
+//! - [`views`]: `refresh` events for view collections when a source of the view changes.
 //!
 //! Invariants:
 //! 1. A commit reaches a client only after the engine published it (it is durable).
@@ -40,6 +41,7 @@ pub mod render;
 pub mod session;
 pub mod sse;
 pub mod topic;
+pub mod views;
 
 pub use hub::Hub;
 

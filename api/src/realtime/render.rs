@@ -323,6 +323,9 @@ async fn render_as(
             frames.push(sse::Frame::Event { seq, part, tail });
         }
     }
+    let refreshes =
+        super::views::refresh_frames(state, schema, subscriptions, auth, seq, events, inner.skip);
+    frames.extend(refreshes.await);
     frames
 }
 
