@@ -44,7 +44,7 @@ pub const SEGMENT_HEADER_LEN: usize = 16;
 /// Default segment size at which a new segment is started.
 pub(crate) const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 /// One sparse index entry every this many frames.
-const INDEX_EVERY: u64 = 256;
+pub(crate) const INDEX_EVERY: u64 = 256;
 /// Read chunk used by log readers.
 const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
@@ -121,6 +121,10 @@ pub(crate) struct LogShared {
     /// The segment being appended to; `None` for a read-only reader. Lock order: `active`
     /// before `segments`, never the reverse.
     pub(crate) active: Mutex<Option<ActiveSegment>>,
+    /// Held shared by every [`LogReader::read_from`], exclusively by a redaction while it
+    /// swaps a rewritten segment in (`redact.rs`): a read never mixes the bytes or offsets
+    /// of an old and a new version of a segment.
+    pub(crate) rewrite_gate: RwLock<()>,
 }
 
 impl std::fmt::Debug for LogShared {
@@ -493,6 +497,7 @@ impl Log {
             segments: RwLock::new(infos),
             durable_seq: AtomicU64::new(expect - 1),
             dir: dir.to_path_buf(),
+            rewrite_gate: RwLock::new(()),
             active: Mutex::new(Some(ActiveSegment {
                 file,
                 path: active_path,
@@ -728,6 +733,8 @@ impl LogReader {
                 reason: format!("the log starts at {first} (older history was compacted)"),
             });
         }
+        // A redaction swapping a rewritten segment in waits for this read to finish.
+        let _gate = self.shared.rewrite_gate.read().expect("log rewrite gate");
         // A compaction may remove the segment a read resolved a moment ago; a split moved
         // the seqs it still keeps to a new segment, so re-resolving finds them.
         let mut attempts = 0;
@@ -866,6 +873,23 @@ impl LogReader {
 }
 
 impl LogReader {
+    /// Runs `swap` (which replaces segment files in place) while no read is in flight, then
+    /// replaces the sparse index of each segment named in its answer (`redact.rs`).
+    pub(crate) fn swap_segments(
+        &self,
+        swap: impl FnOnce() -> Result<Vec<(Seq, Vec<(Seq, u64)>)>>,
+    ) -> Result<()> {
+        let _gate = self.shared.rewrite_gate.write().expect("log rewrite gate");
+        let indexes = swap()?;
+        let mut segments = self.shared.segments.write().expect("log index lock");
+        for (seq_first, sparse) in indexes {
+            if let Some(info) = segments.iter_mut().find(|info| info.seq_first == seq_first) {
+                info.sparse = sparse;
+            }
+        }
+        Ok(())
+    }
+
     /// The directory holding the segments (None for a log with no segment yet).
     pub fn log_dir(&self) -> Option<PathBuf> {
         let segments = self.shared.segments.read().expect("log index lock");
@@ -1169,6 +1193,7 @@ impl LogReader {
             durable_seq: AtomicU64::new(last),
             dir: dir.to_path_buf(),
             active: Mutex::new(None),
+            rewrite_gate: RwLock::new(()),
         });
         Ok((LogReader { storage, shared }, report))
     }
