@@ -1169,8 +1169,8 @@ impl Engine {
         report
     }
 
-    /// Erases `fields` (names; all of them must be columns of the collection, `id` excepted)
-    /// of record `record_id` of `collection` (id or name) from the whole data dir: appends a
+    /// Erases `fields` (names; all of them must be columns of the collection, `id` excepted;
+    /// none: [`crate::redact::default_fields`]) of record `record_id` of `collection` (id or name) from the whole data dir: appends a
     /// [`crate::Change::Redacted`] commit, then rewrites every earlier frame of the log, every
     /// snapshot and the projection file without the values (see `redact.rs`). Blocks for the
     /// duration; writes go on meanwhile, other maintenance waits.
@@ -1198,9 +1198,9 @@ impl Engine {
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
         // An earlier redaction left unfinished goes first.
         self.finish_redaction_locked(&mut |_| Ok(()))?;
-        if fields.is_empty() || fields.len() > REDACT_FIELDS_MAX {
+        if fields.len() > REDACT_FIELDS_MAX {
             return Err(Error::InvalidChange(format!(
-                "a redaction names 1 to {REDACT_FIELDS_MAX} fields"
+                "a redaction names at most {REDACT_FIELDS_MAX} fields"
             )));
         }
         let lookup = collection.to_string();
@@ -1226,6 +1226,11 @@ impl Engine {
                 .collection(&command_collection)
                 .cloned()
                 .ok_or_else(|| Error::InvalidChange("the collection is gone".into()))?;
+            let names = if names.is_empty() {
+                crate::redact::default_fields(&def)
+            } else {
+                names
+            };
             let mut field_ids = Vec::new();
             let mut field_names = Vec::new();
             for name in &names {

@@ -148,6 +148,43 @@ pub fn erased_value(decl: &str) -> Value {
     }
 }
 
+/// Columns never erased when a redaction names no field: the id, the timestamps and the
+/// token key (unique per record; a redacted auth record is locked out by its password).
+const KEPT_BY_DEFAULT: [&str; 4] = ["id", "created", "updated", "tokenKey"];
+
+/// The columns a redaction that names none erases: every column but [`KEPT_BY_DEFAULT`] and
+/// those under a unique index without a `WHERE` (two erased records would collide there).
+pub fn default_fields(def: &CollectionDef) -> Vec<String> {
+    let unique_full: Vec<String> = def
+        .indexes
+        .iter()
+        .filter(|sql| {
+            let upper = sql.to_ascii_uppercase();
+            upper.contains("UNIQUE") && !upper.contains(" WHERE ")
+        })
+        .filter_map(|sql| {
+            let open = sql.find('(')?;
+            let close = sql.rfind(')')?;
+            (open < close).then(|| sql[open + 1..close].to_string())
+        })
+        .collect();
+    def.columns
+        .iter()
+        .filter(|column| !KEPT_BY_DEFAULT.contains(&column.name.as_str()))
+        .filter(|column| {
+            !unique_full.iter().any(|list| {
+                list.split(',').any(|part| {
+                    let part = part.trim();
+                    let name = part.split_whitespace().next().unwrap_or("");
+                    name.trim_matches(|ch| ch == '"' || ch == '`' || ch == '[' || ch == ']')
+                        == column.name
+                })
+            })
+        })
+        .map(|column| column.name.clone())
+        .collect()
+}
+
 /// The columns of `def` with these ids, with their erased values. Refuses a view, an unknown
 /// id and the `id` column.
 fn erased_columns(def: &CollectionDef, field_ids: &[String]) -> Result<Vec<(String, Value)>> {
@@ -687,6 +724,34 @@ fn erase_in_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_fields_skip_ids_timestamps_and_full_unique_indexes() {
+        let column = |name: &str| crate::commit::ColumnDef {
+            id: format!("f_{name}"),
+            name: name.into(),
+            decl: "TEXT DEFAULT '' NOT NULL".into(),
+        };
+        let def = CollectionDef {
+            id: "c".into(),
+            name: "users".into(),
+            kind: "auth".into(),
+            columns: [
+                "id", "email", "tokenKey", "name", "code", "created", "updated",
+            ]
+            .iter()
+            .map(|name| column(name))
+            .collect(),
+            indexes: vec![
+                "CREATE UNIQUE INDEX a ON users (email) WHERE email != ''".into(),
+                "CREATE UNIQUE INDEX b ON users (`code`)".into(),
+                "CREATE INDEX c ON users (name)".into(),
+            ],
+            view_query: None,
+            meta: "{}".into(),
+        };
+        assert_eq!(default_fields(&def), vec!["email", "name"]);
+    }
 
     #[test]
     fn erased_values_are_the_declared_defaults() {

@@ -486,7 +486,7 @@ fn a_redaction_refuses_bad_fields_and_leaves_nothing() {
     let world = fixed_world(&engine);
     let record = format!("rec{:012}", 0);
     let last = engine.last_seq();
-    for fields in [vec![], vec!["nope".to_string()], vec!["id".to_string()]] {
+    for fields in [vec!["nope".to_string()], vec!["id".to_string()]] {
         let err = engine
             .redact(Actor::System, "people", &record, &fields)
             .expect_err("refused");
@@ -507,6 +507,19 @@ fn a_redaction_refuses_bad_fields_and_leaves_nothing() {
     assert!(!tmp.path().join(engine::REDACT_JOURNAL).exists());
     for token in tokens_of(&world, &record, &["name", "email", "note"]) {
         assert!(log_holds(&tmp.path().join("log"), &token));
+    }
+    // No field named: every field but id (and timestamps, token key) is erased.
+    let other = format!("rec{:012}", 1);
+    engine
+        .redact(Actor::System, "people", &other, &[])
+        .expect("redact all");
+    let commits = engine.log().read_from(engine.last_seq(), 1).expect("read");
+    assert!(matches!(
+        &commits[0].changes[0],
+        Change::Redacted { fields, .. } if fields == &["name", "email", "note", "age"]
+    ));
+    for token in tokens_of(&world, &other, &["name", "email", "note"]) {
+        assert!(!log_holds(&tmp.path().join("log"), &token), "{token} kept");
     }
     // The log records the redaction itself as a commit with the field names.
     engine

@@ -9,6 +9,7 @@ pub mod bench_backup;
 pub mod compact;
 pub mod import_pocketbase;
 pub mod inspect;
+pub mod redact;
 pub mod replay;
 pub mod restore;
 pub mod verify;
