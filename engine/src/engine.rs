@@ -1241,6 +1241,12 @@ impl Engine {
                     .ok_or_else(|| {
                         Error::InvalidChange(format!("collection {} has no field {name}", def.name))
                     })?;
+                if crate::redact::under_full_unique_index(&def, &column.name) {
+                    return Err(Error::InvalidChange(format!(
+                        "field {name} is under a unique index without WHERE: erasing it \
+                         could make two records collide"
+                    )));
+                }
                 if !field_ids.contains(&column.id) {
                     field_ids.push(column.id.clone());
                     field_names.push(column.name.clone());

@@ -152,11 +152,10 @@ pub fn erased_value(decl: &str) -> Value {
 /// token key (unique per record; a redacted auth record is locked out by its password).
 const KEPT_BY_DEFAULT: [&str; 4] = ["id", "created", "updated", "tokenKey"];
 
-/// The columns a redaction that names none erases: every column but [`KEPT_BY_DEFAULT`] and
-/// those under a unique index without a `WHERE` (two erased records would collide there).
-pub fn default_fields(def: &CollectionDef) -> Vec<String> {
-    let unique_full: Vec<String> = def
-        .indexes
+/// Whether `column` is under a unique index without a `WHERE` (erasing it in two records
+/// would make both hold the default: a conflict, now or in a replay of the history).
+pub(crate) fn under_full_unique_index(def: &CollectionDef, column: &str) -> bool {
+    def.indexes
         .iter()
         .filter(|sql| {
             let upper = sql.to_ascii_uppercase();
@@ -167,20 +166,21 @@ pub fn default_fields(def: &CollectionDef) -> Vec<String> {
             let close = sql.rfind(')')?;
             (open < close).then(|| sql[open + 1..close].to_string())
         })
-        .collect();
+        .any(|list| {
+            list.split(',').any(|part| {
+                let name = part.split_whitespace().next().unwrap_or("");
+                name.trim_matches(|ch| ch == '"' || ch == '`' || ch == '[' || ch == ']') == column
+            })
+        })
+}
+
+/// The columns a redaction that names none erases: every column but [`KEPT_BY_DEFAULT`] and
+/// those under a unique index without a `WHERE`.
+pub fn default_fields(def: &CollectionDef) -> Vec<String> {
     def.columns
         .iter()
         .filter(|column| !KEPT_BY_DEFAULT.contains(&column.name.as_str()))
-        .filter(|column| {
-            !unique_full.iter().any(|list| {
-                list.split(',').any(|part| {
-                    let part = part.trim();
-                    let name = part.split_whitespace().next().unwrap_or("");
-                    name.trim_matches(|ch| ch == '"' || ch == '`' || ch == '[' || ch == ']')
-                        == column.name
-                })
-            })
-        })
+        .filter(|column| !under_full_unique_index(def, &column.name))
         .map(|column| column.name.clone())
         .collect()
 }
