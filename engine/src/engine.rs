@@ -162,6 +162,22 @@ impl<T, E> Drop for SlotFiller<T, E> {
     }
 }
 
+/// Sets a 0/1 gauge for the duration of a maintenance run.
+struct RunningGauge<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> RunningGauge<'a> {
+    fn start(gauge: &'a std::sync::atomic::AtomicU64) -> Self {
+        gauge.store(1, std::sync::atomic::Ordering::Relaxed);
+        RunningGauge(gauge)
+    }
+}
+
+impl Drop for RunningGauge<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The engine's closures a redaction uses (see [`Engine::redact`]).
 struct RedactParts {
     purge: Box<dyn Fn() -> Result<()>>,
@@ -1146,6 +1162,7 @@ impl Engine {
     ) -> Result<crate::compact::CompactReport> {
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
         let reader = self.inner.log_reader.clone();
+        let _running = RunningGauge::start(&self.inner.metrics.compacting);
         let report = crate::compact::compact_dir(
             self.inner.storage.as_ref(),
             &self.inner.dir,
@@ -1196,6 +1213,7 @@ impl Engine {
     ) -> Result<crate::redact::RedactReport> {
         use crate::redact::REDACT_FIELDS_MAX;
         let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        let _running = RunningGauge::start(&self.inner.metrics.redacting);
         // An earlier redaction left unfinished goes first.
         self.finish_redaction_locked(&mut |_| Ok(()))?;
         if fields.len() > REDACT_FIELDS_MAX {
@@ -1265,6 +1283,12 @@ impl Engine {
         };
         // Finishes the redaction when its commit is in the log; drops the journal otherwise.
         let report = crate::redact::finish(&ctx, on_step)?;
+        if report.is_some() {
+            self.inner
+                .metrics
+                .redactions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match (failure, report) {
             (Some(err), _) => Err(err),
             (None, Some(report)) => Ok(report),

@@ -125,6 +125,8 @@ pub(crate) struct LogShared {
     /// swaps a rewritten segment in (`redact.rs`): a read never mixes the bytes or offsets
     /// of an old and a new version of a segment.
     pub(crate) rewrite_gate: RwLock<()>,
+    /// Duration of each group's fsync of the active segment (policy `always`).
+    pub(crate) fsync_seconds: crate::metrics::Histogram,
 }
 
 impl std::fmt::Debug for LogShared {
@@ -498,6 +500,7 @@ impl Log {
             durable_seq: AtomicU64::new(expect - 1),
             dir: dir.to_path_buf(),
             rewrite_gate: RwLock::new(()),
+            fsync_seconds: crate::metrics::Histogram::latency(),
             active: Mutex::new(Some(ActiveSegment {
                 file,
                 path: active_path,
@@ -599,10 +602,16 @@ fn write_frames(
     offsets: &[u64],
     sync: bool,
 ) -> Result<()> {
-    let written = active
-        .file
-        .append(buf)
-        .and_then(|()| if sync { active.file.sync() } else { Ok(()) });
+    let written = active.file.append(buf).and_then(|()| {
+        if sync {
+            let started = std::time::Instant::now();
+            let synced = active.file.sync();
+            shared.fsync_seconds.observe_duration(started.elapsed());
+            synced
+        } else {
+            Ok(())
+        }
+    });
     if let Err(err) = written {
         // Best effort: remove the partial bytes so a later open does not see them.
         if active.file.truncate(active.len).is_err() {
@@ -701,6 +710,11 @@ impl LogReader {
     /// Highest durable seq.
     pub fn last_seq(&self) -> Seq {
         self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// The latency histogram of the active segment's fsyncs (one per write group).
+    pub fn fsync_seconds(&self) -> crate::metrics::HistogramSnapshot {
+        self.shared.fsync_seconds.snapshot()
     }
 
     /// Number of segment files of the log.
@@ -1194,6 +1208,7 @@ impl LogReader {
             dir: dir.to_path_buf(),
             active: Mutex::new(None),
             rewrite_gate: RwLock::new(()),
+            fsync_seconds: crate::metrics::Histogram::latency(),
         });
         Ok((LogReader { storage, shared }, report))
     }
