@@ -754,6 +754,29 @@ mod tests {
     }
 
     #[test]
+    fn a_redaction_commit_is_payload_version_3_variant_8_and_round_trips() {
+        let commit = Commit {
+            seq: 9,
+            timestamp_ms: 1,
+            actor: crate::commit::Actor::System,
+            changes: vec![Change::Redacted {
+                collection_id: "c".into(),
+                id: "r".into(),
+                fields: vec!["email".into()],
+                field_ids: vec!["f_email".into()],
+            }],
+        };
+        let bytes = crate::codec::encode_commit(&commit);
+        assert_eq!(bytes[0], 3, "payload version");
+        // version, seq, timestamp, actor (u32 variant 0 = System), changes length (u64),
+        // then the change's variant index.
+        let at = 1 + 8 + 8 + 4 + 8;
+        assert_eq!(&bytes[at..at + 4], &8u32.to_le_bytes(), "variant index");
+        let decoded = crate::codec::decode_commit(&bytes).expect("decodes");
+        assert_eq!(decoded, commit);
+    }
+
+    #[test]
     fn erased_values_are_the_declared_defaults() {
         assert_eq!(
             erased_value("TEXT DEFAULT '' NOT NULL"),

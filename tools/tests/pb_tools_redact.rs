@@ -242,6 +242,21 @@ fn a_redaction_killed_at_any_step_is_finished_or_never_started() {
             "{}",
             text(&output)
         );
+        // verify sees the unfinished redaction (until the last step removed the journal).
+        if dir.join(engine::REDACT_JOURNAL).exists() {
+            let pending = pb_tools(&["verify", "--dir", d], None);
+            assert_eq!(
+                pending.status.code(),
+                Some(4),
+                "stop {stop}: {}",
+                text(&pending)
+            );
+            assert!(
+                text(&pending).contains("interrupted redaction"),
+                "{}",
+                text(&pending)
+            );
+        }
         // Any command that opens the dir with the engine finishes it; verify then passes.
         let output = pb_tools(
             &["compact", "--dir", d, "--retain-commits", "1000000"],
