@@ -178,10 +178,13 @@ impl Drop for RunningGauge<'_> {
     }
 }
 
+/// Reads a collection's definition from the projection.
+type ReadDef = dyn Fn(&str) -> Result<Option<crate::commit::CollectionDef>>;
+
 /// The engine's closures a redaction uses (see [`Engine::redact`]).
 struct RedactParts {
     purge: Box<dyn Fn() -> Result<()>>,
-    read_def: Box<dyn Fn(&str) -> Result<Option<crate::commit::CollectionDef>>>,
+    read_def: Box<ReadDef>,
 }
 
 impl RedactParts {

@@ -513,11 +513,11 @@ pub(crate) fn begin(
     on_step(&RedactStep::JournalWritten)
 }
 
+/// A redaction commit: its seq, the erased fields' names and ids.
+type Found = (Seq, Vec<String>, Vec<String>);
+
 /// The redaction commit the journal announces, when it reached the log.
-fn find_commit(
-    reader: &LogReader,
-    journal: &Journal,
-) -> Result<Option<(Seq, Vec<String>, Vec<String>)>> {
+fn find_commit(reader: &LogReader, journal: &Journal) -> Result<Option<Found>> {
     let mut next = journal.after_seq + 1;
     loop {
         let commits = reader.read_from(next, 1024)?;
