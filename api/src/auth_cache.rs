@@ -114,7 +114,8 @@ impl AuthCache {
             | Change::CollectionUpdated(_)
             | Change::CollectionDeleted { .. } => true,
             Change::RecordUpdated { collection_id, .. }
-            | Change::RecordDeleted { collection_id, .. } => auth.contains(collection_id),
+            | Change::RecordDeleted { collection_id, .. }
+            | Change::Redacted { collection_id, .. } => auth.contains(collection_id),
             _ => false,
         })
     }

@@ -3,7 +3,8 @@
 //!
 //! 1. Each item is one commit that touched the record: `seq`, `time`, `action` (`create`,
 //!    `update`, `delete`), `actor` and the full `record` after the change (before it, for a
-//!    delete), with hidden fields left out.
+//!    delete), with hidden fields left out; a redaction is an item with `action` `redact`
+//!    and the erased `fields`, and those fields show `"redacted"` in every earlier version.
 //! 2. The scan is linear over the retained log (O(log size) per request, batches of
 //!    [`HISTORY_BATCH_COMMITS`] commits off the async runtime, at most
 //!    [`HISTORY_VERSIONS_MAX`] versions); an index by record is future work. The first
@@ -55,6 +56,7 @@ pub async fn versions(
         let last = reader.last_seq();
         let mut next = first;
         let mut items = Vec::new();
+        let mut redactions: Vec<(u64, Vec<String>)> = Vec::new();
         while next <= last && items.len() < HISTORY_VERSIONS_MAX {
             let commits = reader.read_from(next, HISTORY_BATCH_COMMITS)?;
             let Some(end) = commits.last().map(|commit| commit.seq) else {
@@ -62,6 +64,25 @@ pub async fn versions(
             };
             for commit in &commits {
                 for change in &commit.changes {
+                    if let Change::Redacted {
+                        collection_id,
+                        id: changed,
+                        fields,
+                        ..
+                    } = change
+                    {
+                        if *collection_id == collection.id && *changed == id {
+                            redactions.push((commit.seq, fields.clone()));
+                            items.push(json!({
+                                "seq": commit.seq,
+                                "time": format_ms(commit.timestamp_ms),
+                                "action": "redact",
+                                "actor": actor_json(&commit.actor),
+                                "fields": fields,
+                            }));
+                        }
+                        continue;
+                    }
                     let (action, values) = match change {
                         Change::RecordCreated {
                             collection_id,
@@ -95,11 +116,35 @@ pub async fn versions(
             }
             next = end + 1;
         }
+        mark_redacted(&mut items, &redactions);
         Ok((items, first))
     })
     .await
     .map_err(|err| ApiError::internal(err.to_string()))?;
     items.map_err(ApiError::from)
+}
+
+/// The value history shows for an erased field.
+pub const REDACTED: &str = "redacted";
+
+/// Shows [`REDACTED`] for every field a later redaction erased (the log holds the erased
+/// value, the field's default, for those versions).
+fn mark_redacted(items: &mut [Value], redactions: &[(u64, Vec<String>)]) {
+    for item in items.iter_mut() {
+        let seq = item.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let Some(record) = item.get_mut("record").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (redacted_at, fields) in redactions {
+            if seq < *redacted_at {
+                for field in fields {
+                    if record.contains_key(field) {
+                        record.insert(field.clone(), Value::String(REDACTED.into()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The record JSON of a change's values, shaped like the API's records (hidden fields out).

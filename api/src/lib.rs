@@ -30,6 +30,7 @@ pub mod ratelimit;
 pub mod read;
 pub mod realtime;
 pub mod records;
+pub mod redact;
 pub mod request;
 pub mod request_log;
 pub mod routes;

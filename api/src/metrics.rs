@@ -10,7 +10,11 @@
 //! - the log: head and first retained seq, segment count, commits appended;
 //! - the writer: queue depth, group sizes and the append + fsync latency (histograms), failed
 //!   groups; the projection lag (durable seq minus published seq);
-//! - compaction and snapshots: runs since start and the time of the last compaction;
+//! - the fsync of the active segment alone (histogram), next to the append + fsync one;
+//! - compaction and snapshots: runs since start, the time of the last compaction, whether one
+//!   runs now; redactions finished and whether one runs now;
+//! - replication: the lag behind the cluster's stream in positions and seconds (0 outside a
+//!   cluster);
 //! - realtime: sessions (connected and parked), frames queued in sessions, catch-ups started;
 //! - HTTP: requests by route class, method class and status class, and their latency
 //!   (histogram per route class), counted by [`middleware`].
@@ -339,6 +343,18 @@ pub fn render(state: &AppState) -> String {
     );
     write_help(
         &mut out,
+        "pocketlog_log_fsync_seconds",
+        "histogram",
+        "Duration of the fsync of the active log segment, once per write group.",
+    );
+    write_histogram(
+        &mut out,
+        "pocketlog_log_fsync_seconds",
+        "",
+        &engine.log().fsync_seconds(),
+    );
+    write_help(
+        &mut out,
         "pocketlog_writer_group_size",
         "histogram",
         "Commands per write group (one fsync each).",
@@ -369,6 +385,46 @@ pub fn render(state: &AppState) -> String {
         "counter",
         "Snapshots cut since start.",
         metrics.snapshots.load(Ordering::Relaxed),
+    );
+    write_value(
+        &mut out,
+        "pocketlog_compaction_running",
+        "gauge",
+        "1 while a compaction runs.",
+        metrics.compacting.load(Ordering::Relaxed),
+    );
+    write_value(
+        &mut out,
+        "pocketlog_redactions_total",
+        "counter",
+        "Redactions finished since start.",
+        metrics.redactions.load(Ordering::Relaxed),
+    );
+    write_value(
+        &mut out,
+        "pocketlog_redaction_running",
+        "gauge",
+        "1 while a redaction rewrites history.",
+        metrics.redacting.load(Ordering::Relaxed),
+    );
+    // Replication: a node outside a cluster has no lag.
+    let (lag_commits, lag_seconds) = state.cluster.get().map_or((0, 0.0), |cluster| {
+        let status = cluster.status();
+        (status.lag_positions, status.lag_ms as f64 / 1000.0)
+    });
+    write_value(
+        &mut out,
+        "pocketlog_replica_lag_commits",
+        "gauge",
+        "Log positions this node is behind the cluster's stream (0 outside a cluster).",
+        lag_commits,
+    );
+    write_value(
+        &mut out,
+        "pocketlog_replica_lag_seconds",
+        "gauge",
+        "Seconds between the last applied replicated commit's time and its apply here.",
+        lag_seconds,
     );
     let realtime = state.realtime.stats();
     write_value(

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::handlers::{
     auth, auth_flows, backups, batch, changes, cluster, collections, collections_extra, crons,
     email_change, files, health, history, hook_routes, installer, logs, mail, metrics, oauth2, otp,
-    realtime, records, settings, sql, trash, views, webhooks,
+    realtime, records, redact, settings, sql, trash, views, webhooks,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -272,6 +272,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/collections/{c}/records", get(records::records_list).post(records::records_create))
         .route("/api/collections/{c}/records/{id}", get(records::records_view).patch(records::records_update).delete(records::records_delete))
         .route("/api/collections/{c}/records/{id}/history", get(history::records_history))
+        .route("/api/collections/{c}/records/{id}/redact", post(redact::records_redact))
         .route("/api/collections/{c}/changes", get(changes::changes_list))
         .route("/api/collections/{c}/trash", get(trash::trash_list))
         .route("/api/collections/{c}/records/{id}/restore", post(trash::records_restore))

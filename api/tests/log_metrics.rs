@@ -284,3 +284,133 @@ async fn metrics_follow_commits_and_requests() {
         assert!(value(&after, name, &[]).is_some(), "{name} exported");
     }
 }
+
+/// The gaps of the first version: the fsync histogram, compaction and redaction state, the
+/// replica lag (0 outside a cluster), and redactions counted.
+#[tokio::test]
+async fn metrics_show_fsync_maintenance_redactions_and_replica_lag() {
+    let server = start().await;
+    server
+        .collection(
+            json!({"name": "notes", "type": "base", "listRule": "", "viewRule": "",
+            "createRule": "", "fields": [{"name": "title", "type": "text"}]}),
+        )
+        .await;
+    let record = server
+        .json(
+            "POST",
+            "/api/collections/notes/records",
+            json!({"title": "erase me"}),
+            None,
+            200,
+        )
+        .await;
+    let scrape = || async {
+        let reply = server
+            .send("GET", "/api/metrics", None, Some(&server.admin))
+            .await;
+        assert_eq!(reply.status, 200);
+        parse(&reply.text)
+    };
+    let before = scrape().await;
+    // The test server runs with sync = none: the fsync histogram is there, empty.
+    assert_eq!(
+        check_histogram(&before, "pocketlog_log_fsync_seconds", &[]),
+        0.0
+    );
+    assert_eq!(
+        value(&before, "pocketlog_compaction_running", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&before, "pocketlog_redaction_running", &[]),
+        Some(0.0)
+    );
+    assert_eq!(value(&before, "pocketlog_redactions_total", &[]), Some(0.0));
+    assert_eq!(
+        value(&before, "pocketlog_replica_lag_commits", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&before, "pocketlog_replica_lag_seconds", &[]),
+        Some(0.0)
+    );
+    let id = record["id"].as_str().expect("id");
+    server
+        .json(
+            "POST",
+            &format!("/api/collections/notes/records/{id}/redact"),
+            json!({"fields": ["title"]}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    server
+        .state
+        .engine
+        .compact(engine::Retention::Commits(1_000_000))
+        .expect("compact");
+    let after = scrape().await;
+    assert_eq!(value(&after, "pocketlog_redactions_total", &[]), Some(1.0));
+    assert_eq!(value(&after, "pocketlog_compactions_total", &[]), Some(1.0));
+    assert_eq!(
+        value(&after, "pocketlog_compaction_running", &[]),
+        Some(0.0)
+    );
+    assert_eq!(value(&after, "pocketlog_redaction_running", &[]), Some(0.0));
+}
+
+/// The fsync histogram counts one fsync per write group when the log syncs.
+#[test]
+fn fsync_histogram_counts_each_group_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, _) =
+        engine::Engine::open(dir.path(), engine::EngineConfig::default()).expect("open");
+    let before = engine.log().fsync_seconds().count;
+    for n in 0..4i64 {
+        engine
+            .execute(engine::Actor::System, move |tx| {
+                tx.stage(engine::Change::ParamSet {
+                    key: format!("k{n}"),
+                    value: Some("1".into()),
+                })
+            })
+            .map_err(|_| "write")
+            .expect("write");
+    }
+    let after = engine.log().fsync_seconds();
+    assert_eq!(after.count, before + 4);
+    assert_eq!(
+        after.buckets.last().map(|(_, count)| *count),
+        Some(after.count)
+    );
+    engine.shutdown();
+}
+
+/// The cost of one scrape: the render alone (µs, printed) and through HTTP. A scrape reads
+/// atomics only, so it stays in the low milliseconds even in a debug build with sessions and
+/// request counters populated (the bound is loose: CI's cores are shared).
+#[tokio::test]
+async fn metrics_scrape_cost_is_printed_and_small() {
+    const SCRAPES: u32 = 2_000;
+    let server = start().await;
+    for _ in 0..20 {
+        server.send("GET", "/api/health", None, None).await;
+    }
+    let started = std::time::Instant::now();
+    let mut bytes = 0;
+    for _ in 0..SCRAPES {
+        bytes = api::metrics::render(&server.state).len();
+    }
+    let render_us = started.elapsed().as_secs_f64() * 1e6 / f64::from(SCRAPES);
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        let reply = server
+            .send("GET", "/api/metrics", None, Some(&server.admin))
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    let http_us = started.elapsed().as_secs_f64() * 1e6 / 200.0;
+    println!("metrics scrape: render {render_us:.1} µs ({bytes} bytes), over HTTP {http_us:.1} µs");
+    assert!(render_us < 20_000.0, "render takes {render_us} µs");
+}

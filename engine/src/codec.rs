@@ -2,7 +2,8 @@
 //!
 //! 1. Version 1 is bincode (fixed-int little-endian) of [`Commit`]. Version 2 is the same
 //!    encoding, used exactly when the commit has a [`Change::FilesChanged`] (which version 1
-//!    cannot express), so logs without files stay readable by older binaries.
+//!    cannot express), so logs without files stay readable by older binaries. Version 3 is
+//!    the same encoding again, used exactly when the commit has a [`Change::Redacted`].
 //! 2. Decoding never allocates more than the payload length allows (bincode's limit).
 //! 3. An unknown version is [`Error::FormatVersion`], not corruption.
 
@@ -11,24 +12,26 @@ use crate::error::{Error, Result};
 use bincode::Options;
 
 /// Current (highest) payload version.
-pub(crate) const PAYLOAD_VERSION: u8 = 2;
+pub(crate) const PAYLOAD_VERSION: u8 = 3;
 
-/// Whether `version` is a payload version this build decodes (1 and 2).
+/// Whether `version` is a payload version this build decodes (1, 2 and 3).
 pub(crate) fn is_known_version(version: u8) -> bool {
-    matches!(version, 1 | 2)
+    matches!(version, 1..=3)
 }
 
-/// The lowest payload version that expresses `commit` (2 only for file changes).
+/// The lowest payload version that expresses `commit` (2 for file changes, 3 for a
+/// redaction).
 fn version_of(commit: &Commit) -> u8 {
-    if commit
+    commit
         .changes
         .iter()
-        .any(|change| matches!(change, Change::FilesChanged { .. }))
-    {
-        2
-    } else {
-        1
-    }
+        .map(|change| match change {
+            Change::Redacted { .. } => 3,
+            Change::FilesChanged { .. } => 2,
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(1)
 }
 
 fn options(limit: u64) -> impl bincode::Options {
@@ -80,7 +83,7 @@ pub fn decode_commit(payload: &[u8]) -> Result<Commit, DecodeError> {
         .split_first()
         .ok_or(DecodeError::Malformed("empty payload".to_string()))?;
     match version {
-        1 | 2 => options(body.len() as u64 + 64)
+        1..=3 => options(body.len() as u64 + 64)
             .deserialize(body)
             .map_err(|err| DecodeError::Malformed(err.to_string())),
         other => Err(DecodeError::Version(other)),
@@ -177,10 +180,10 @@ mod tests {
         assert_eq!(decoded, with_files);
         assert_eq!(decode_commit(&encode_commit(&plain)).expect("v1"), plain);
         let mut unknown = bytes.clone();
-        unknown[0] = 3;
+        unknown[0] = 4;
         assert!(matches!(
             decode_commit(&unknown),
-            Err(DecodeError::Version(3))
+            Err(DecodeError::Version(4))
         ));
     }
 }

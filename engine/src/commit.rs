@@ -130,6 +130,21 @@ pub enum Change {
         /// File names no longer referenced by the record.
         removed: Vec<String>,
     },
+    /// Values of a record erased (the right to erasure; `engine/src/redact.rs`). Applied, it
+    /// sets the named columns of the record's row (when it exists) to their erased value (the
+    /// column's declared default, see `redact::erased_value`); every earlier frame of the log
+    /// and every snapshot has the same values erased by the rewrite that follows the commit.
+    /// Payload version 3 (engine/FORMAT.md "Redaction").
+    Redacted {
+        /// Collection id.
+        collection_id: String,
+        /// Record id.
+        id: String,
+        /// The erased columns' names when the redaction was committed.
+        fields: Vec<String>,
+        /// The same columns' stable ids (renames before the redaction are followed by id).
+        field_ids: Vec<String>,
+    },
 }
 
 /// One atomic unit of the log: a request's (or a batch's) changes.

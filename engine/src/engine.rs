@@ -162,6 +162,44 @@ impl<T, E> Drop for SlotFiller<T, E> {
     }
 }
 
+/// Sets a 0/1 gauge for the duration of a maintenance run.
+struct RunningGauge<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> RunningGauge<'a> {
+    fn start(gauge: &'a std::sync::atomic::AtomicU64) -> Self {
+        gauge.store(1, std::sync::atomic::Ordering::Relaxed);
+        RunningGauge(gauge)
+    }
+}
+
+impl Drop for RunningGauge<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Reads a collection's definition from the projection.
+type ReadDef = dyn Fn(&str) -> Result<Option<crate::commit::CollectionDef>>;
+
+/// The engine's closures a redaction uses (see [`Engine::redact`]).
+struct RedactParts {
+    purge: Box<dyn Fn() -> Result<()>>,
+    read_def: Box<ReadDef>,
+}
+
+impl RedactParts {
+    fn context<'a>(&'a self, engine: &'a Engine) -> crate::redact::RedactContext<'a> {
+        crate::redact::RedactContext {
+            dir: &engine.inner.dir,
+            reader: &engine.inner.log_reader,
+            storage: engine.inner.storage.as_ref(),
+            hub: &engine.inner.hub,
+            purge: &*self.purge,
+            read_def: &*self.read_def,
+        }
+    }
+}
+
 /// A successful command: its value and, when it staged changes, its durable commit.
 #[derive(Debug)]
 pub struct Outcome<T> {
@@ -941,6 +979,11 @@ impl Engine {
         if let Some(every_ms) = config.scrub_every_ms {
             engine.start_scrubber(every_ms)?;
         }
+        // An interrupted redaction is finished (or, when its commit never reached the log,
+        // dropped) before anyone reads.
+        if crate::redact::journal_exists(config.storage.as_ref(), dir) {
+            engine.finish_redaction(&mut |_| Ok(()))?;
+        }
         Ok((engine, report))
     }
 
@@ -1163,6 +1206,7 @@ impl Engine {
             .lock()
             .expect("external files lock")
             .clone();
+        let _running = RunningGauge::start(&self.inner.metrics.compacting);
         let report = crate::compact::compact_dir_with(
             self.inner.storage.as_ref(),
             &self.inner.dir,
@@ -1185,6 +1229,173 @@ impl Engine {
                 .store(now, std::sync::atomic::Ordering::Relaxed);
         }
         report
+    }
+
+    /// Erases `fields` (names; all of them must be columns of the collection, `id` excepted;
+    /// none: [`crate::redact::default_fields`]) of record `record_id` of `collection` (id or name) from the whole data dir: appends a
+    /// [`crate::Change::Redacted`] commit, then rewrites every earlier frame of the log, every
+    /// snapshot and the projection file without the values (see `redact.rs`). Blocks for the
+    /// duration; writes go on meanwhile, other maintenance waits.
+    pub fn redact(
+        &self,
+        actor: Actor,
+        collection: &str,
+        record_id: &str,
+        fields: &[String],
+    ) -> Result<crate::redact::RedactReport> {
+        self.redact_with_steps(actor, collection, record_id, fields, &mut |_| Ok(()))
+    }
+
+    /// [`Engine::redact`] with a callback at every step; an error from it stops the
+    /// redaction there, as a crash would (crash-injection tests; the next open finishes it).
+    pub fn redact_with_steps(
+        &self,
+        actor: Actor,
+        collection: &str,
+        record_id: &str,
+        fields: &[String],
+        on_step: &mut dyn FnMut(&crate::redact::RedactStep) -> Result<()>,
+    ) -> Result<crate::redact::RedactReport> {
+        use crate::redact::REDACT_FIELDS_MAX;
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        let _running = RunningGauge::start(&self.inner.metrics.redacting);
+        // An earlier redaction left unfinished goes first.
+        self.finish_redaction_locked(&mut |_| Ok(()))?;
+        if fields.len() > REDACT_FIELDS_MAX {
+            return Err(Error::InvalidChange(format!(
+                "a redaction names at most {REDACT_FIELDS_MAX} fields"
+            )));
+        }
+        let lookup = collection.to_string();
+        let collection_id = self
+            .read(move |conn| {
+                conn.query(
+                    "SELECT id FROM _collections WHERE id = ?1 OR name = ?1 COLLATE NOCASE",
+                    &[Value::Text(lookup)],
+                )
+            })?
+            .rows
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|value| value.as_str().map(str::to_string))
+            .ok_or_else(|| Error::InvalidChange(format!("unknown collection {collection}")))?;
+        let ctx_parts = self.redact_parts();
+        let ctx = ctx_parts.context(self);
+        crate::redact::begin(&ctx, &collection_id, record_id, on_step)?;
+        let (id, names) = (record_id.to_string(), fields.to_vec());
+        let command_collection = collection_id.clone();
+        let committed = self.execute(actor, move |tx| -> Result<()> {
+            let def = tx
+                .collection(&command_collection)
+                .cloned()
+                .ok_or_else(|| Error::InvalidChange("the collection is gone".into()))?;
+            let names = if names.is_empty() {
+                crate::redact::default_fields(&def)
+            } else {
+                names
+            };
+            let mut field_ids = Vec::new();
+            let mut field_names = Vec::new();
+            for name in &names {
+                let column = def
+                    .columns
+                    .iter()
+                    .find(|column| column.name == *name)
+                    .ok_or_else(|| {
+                        Error::InvalidChange(format!("collection {} has no field {name}", def.name))
+                    })?;
+                if crate::redact::under_full_unique_index(&def, &column.name) {
+                    return Err(Error::InvalidChange(format!(
+                        "field {name} is under a unique index without WHERE: erasing it \
+                         could make two records collide"
+                    )));
+                }
+                if !field_ids.contains(&column.id) {
+                    field_ids.push(column.id.clone());
+                    field_names.push(column.name.clone());
+                }
+            }
+            tx.stage(crate::commit::Change::Redacted {
+                collection_id: def.id.clone(),
+                id,
+                fields: field_names,
+                field_ids,
+            })
+        });
+        let failure = match committed {
+            Ok(_) => None,
+            Err(Failure::Command(err) | Failure::Engine(err)) => Some(err),
+        };
+        // Finishes the redaction when its commit is in the log; drops the journal otherwise.
+        let report = crate::redact::finish(&ctx, on_step)?;
+        if report.is_some() {
+            self.inner
+                .metrics
+                .redactions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match (failure, report) {
+            (Some(err), _) => Err(err),
+            (None, Some(report)) => Ok(report),
+            (None, None) => Err(Error::InvalidChange(
+                "the redaction's commit is not in the log".into(),
+            )),
+        }
+    }
+
+    /// Finishes a redaction an earlier run left unfinished (see `redact.rs`); `None` when
+    /// there was none (or its commit never reached the log).
+    pub(crate) fn finish_redaction(
+        &self,
+        on_step: &mut dyn FnMut(&crate::redact::RedactStep) -> Result<()>,
+    ) -> Result<Option<crate::redact::RedactReport>> {
+        let _guard = self.inner.maintenance.lock().expect("maintenance lock");
+        self.finish_redaction_locked(on_step)
+    }
+
+    fn finish_redaction_locked(
+        &self,
+        on_step: &mut dyn FnMut(&crate::redact::RedactStep) -> Result<()>,
+    ) -> Result<Option<crate::redact::RedactReport>> {
+        if !crate::redact::journal_exists(self.inner.storage.as_ref(), &self.inner.dir) {
+            return Ok(None);
+        }
+        let parts = self.redact_parts();
+        crate::redact::finish(&parts.context(self), on_step)
+    }
+
+    fn redact_parts(&self) -> RedactParts {
+        let sender = self.inner.sender.clone();
+        let engine = self.clone();
+        RedactParts {
+            purge: Box::new(move || {
+                let (done, result) = sync_channel(1);
+                sender
+                    .send(Message::Purge { done })
+                    .map_err(|_| Error::Closed)?;
+                result.recv().map_err(|_| Error::Closed)?
+            }),
+            read_def: Box::new(move |collection_id| {
+                let id = collection_id.to_string();
+                let rows = engine.read(move |conn| {
+                    conn.query(
+                        "SELECT def FROM _collections WHERE id = ?1",
+                        &[Value::Text(id)],
+                    )
+                })?;
+                let Some(text) = rows
+                    .rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .and_then(|value| value.as_str().map(str::to_string))
+                else {
+                    return Ok(None);
+                };
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|err| Error::ProjectionDamaged(format!("_collections row: {err}")))
+            }),
+        }
     }
 
     fn start_snapshotter(&self, every_commits: Option<u64>, every_ms: Option<u64>) -> Result<()> {

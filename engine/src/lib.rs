@@ -25,6 +25,7 @@ mod frame;
 mod log;
 mod metrics;
 mod projection;
+mod redact;
 mod replica;
 mod scrub;
 mod snapshot;
@@ -45,6 +46,9 @@ pub use frame::FRAME_PAYLOAD_MAX;
 pub use log::{LogReader, RecoveryReport, TornTail};
 pub use metrics::{EngineMetrics, Histogram, HistogramSnapshot, LATENCY_BUCKETS_SECONDS};
 pub use projection::{quote_ident, SqlFunction, ROW_COUNTER_FN, SQL_FUNCTIONS};
+pub use redact::{
+    default_fields, erased_value, RedactReport, RedactStep, REDACT_FIELDS_MAX, REDACT_JOURNAL,
+};
 pub use replica::{decode_frame, encode_frame};
 pub use scrub::ScrubReport;
 pub use storage::{AppendFile, FsStorage, Storage};

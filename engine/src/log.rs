@@ -44,7 +44,7 @@ pub const SEGMENT_HEADER_LEN: usize = 16;
 /// Default segment size at which a new segment is started.
 pub(crate) const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 /// One sparse index entry every this many frames.
-const INDEX_EVERY: u64 = 256;
+pub(crate) const INDEX_EVERY: u64 = 256;
 /// Read chunk used by log readers.
 const READ_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
@@ -121,6 +121,12 @@ pub(crate) struct LogShared {
     /// The segment being appended to; `None` for a read-only reader. Lock order: `active`
     /// before `segments`, never the reverse.
     pub(crate) active: Mutex<Option<ActiveSegment>>,
+    /// Held shared by every [`LogReader::read_from`], exclusively by a redaction while it
+    /// swaps a rewritten segment in (`redact.rs`): a read never mixes the bytes or offsets
+    /// of an old and a new version of a segment.
+    pub(crate) rewrite_gate: RwLock<()>,
+    /// Duration of each group's fsync of the active segment (policy `always`).
+    pub(crate) fsync_seconds: crate::metrics::Histogram,
 }
 
 impl std::fmt::Debug for LogShared {
@@ -493,6 +499,8 @@ impl Log {
             segments: RwLock::new(infos),
             durable_seq: AtomicU64::new(expect - 1),
             dir: dir.to_path_buf(),
+            rewrite_gate: RwLock::new(()),
+            fsync_seconds: crate::metrics::Histogram::latency(),
             active: Mutex::new(Some(ActiveSegment {
                 file,
                 path: active_path,
@@ -594,10 +602,16 @@ fn write_frames(
     offsets: &[u64],
     sync: bool,
 ) -> Result<()> {
-    let written = active
-        .file
-        .append(buf)
-        .and_then(|()| if sync { active.file.sync() } else { Ok(()) });
+    let written = active.file.append(buf).and_then(|()| {
+        if sync {
+            let started = std::time::Instant::now();
+            let synced = active.file.sync();
+            shared.fsync_seconds.observe_duration(started.elapsed());
+            synced
+        } else {
+            Ok(())
+        }
+    });
     if let Err(err) = written {
         // Best effort: remove the partial bytes so a later open does not see them.
         if active.file.truncate(active.len).is_err() {
@@ -698,6 +712,11 @@ impl LogReader {
         self.shared.durable_seq.load(Ordering::Acquire)
     }
 
+    /// The latency histogram of the active segment's fsyncs (one per write group).
+    pub fn fsync_seconds(&self) -> crate::metrics::HistogramSnapshot {
+        self.shared.fsync_seconds.snapshot()
+    }
+
     /// Number of segment files of the log.
     pub fn segment_count(&self) -> usize {
         self.shared.segments.read().expect("log index lock").len()
@@ -728,6 +747,8 @@ impl LogReader {
                 reason: format!("the log starts at {first} (older history was compacted)"),
             });
         }
+        // A redaction swapping a rewritten segment in waits for this read to finish.
+        let _gate = self.shared.rewrite_gate.read().expect("log rewrite gate");
         // A compaction may remove the segment a read resolved a moment ago; a split moved
         // the seqs it still keeps to a new segment, so re-resolving finds them.
         let mut attempts = 0;
@@ -866,6 +887,23 @@ impl LogReader {
 }
 
 impl LogReader {
+    /// Runs `swap` (which replaces segment files in place) while no read is in flight, then
+    /// replaces the sparse index of each segment named in its answer (`redact.rs`).
+    pub(crate) fn swap_segments(
+        &self,
+        swap: impl FnOnce() -> Result<Vec<(Seq, Vec<(Seq, u64)>)>>,
+    ) -> Result<()> {
+        let _gate = self.shared.rewrite_gate.write().expect("log rewrite gate");
+        let indexes = swap()?;
+        let mut segments = self.shared.segments.write().expect("log index lock");
+        for (seq_first, sparse) in indexes {
+            if let Some(info) = segments.iter_mut().find(|info| info.seq_first == seq_first) {
+                info.sparse = sparse;
+            }
+        }
+        Ok(())
+    }
+
     /// The directory holding the segments (None for a log with no segment yet).
     pub fn log_dir(&self) -> Option<PathBuf> {
         let segments = self.shared.segments.read().expect("log index lock");
@@ -1169,6 +1207,8 @@ impl LogReader {
             durable_seq: AtomicU64::new(last),
             dir: dir.to_path_buf(),
             active: Mutex::new(None),
+            rewrite_gate: RwLock::new(()),
+            fsync_seconds: crate::metrics::Histogram::latency(),
         });
         Ok((LogReader { storage, shared }, report))
     }

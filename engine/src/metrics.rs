@@ -112,6 +112,12 @@ pub struct EngineMetrics {
     pub last_compaction_ms: AtomicU64,
     /// Snapshots cut since the engine opened.
     pub snapshots: AtomicU64,
+    /// 1 while a compaction runs, else 0.
+    pub compacting: AtomicU64,
+    /// Redactions finished since the engine opened (`redact.rs`).
+    pub redactions: AtomicU64,
+    /// 1 while a redaction rewrites history, else 0.
+    pub redacting: AtomicU64,
 }
 
 impl Default for EngineMetrics {
@@ -125,6 +131,9 @@ impl Default for EngineMetrics {
             compactions: AtomicU64::new(0),
             last_compaction_ms: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
+            compacting: AtomicU64::new(0),
+            redactions: AtomicU64::new(0),
+            redacting: AtomicU64::new(0),
         }
     }
 }

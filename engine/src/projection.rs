@@ -392,6 +392,20 @@ pub(crate) fn apply_change(
                 add.execute(params![collection_id, record_id, name])?;
             }
         }
+        // The record's erased columns take their erased value (a deleted record has no row:
+        // nothing to do here; its history is erased by the log rewrite).
+        Change::Redacted {
+            collection_id,
+            id,
+            field_ids,
+            ..
+        } => {
+            let def = table_of(&catalog.by_id, collection_id)?;
+            let (sql, values) = crate::redact::erase_sql(def, field_ids)?;
+            let mut bound = values;
+            bound.push(Value::Text(id.clone()));
+            conn.execute(&sql, rusqlite::params_from_iter(bound.iter()))?;
+        }
     }
     Ok(())
 }

@@ -67,6 +67,17 @@ impl Hub {
         }
     }
 
+    /// Replaces every commit of the in-memory ring that `rewrite` returns a new version of
+    /// (a redaction erases values from the recent commits too).
+    pub(crate) fn rewrite_ring(&self, rewrite: impl Fn(&Commit) -> Option<Commit>) {
+        let mut state = self.state.lock().expect("hub lock");
+        for commit in state.ring.iter_mut() {
+            if let Some(new) = rewrite(commit) {
+                *commit = Arc::new(new);
+            }
+        }
+    }
+
     pub(crate) fn close(&self) {
         let wakers = {
             let mut state = self.state.lock().expect("hub lock");

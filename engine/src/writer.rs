@@ -157,6 +157,11 @@ pub(crate) enum Message {
     },
     /// A reader saw SQLite report the projection damaged: check it, rebuild it if so.
     Damaged(String),
+    /// Rewrite the projection file so that no byte of erased values survives (a redaction,
+    /// `redact.rs`): between two groups, `VACUUM`, then truncate the WAL.
+    Purge {
+        done: std::sync::mpsc::SyncSender<Result<()>>,
+    },
     /// Append replicated commits (follower; `replica.rs`).
     Replicate {
         commits: Vec<Commit>,
@@ -246,6 +251,10 @@ impl Writer {
                     let _ = done.try_send(self.apply_replicated(commits));
                     continue;
                 }
+                Message::Purge { done } => {
+                    let _ = done.try_send(crate::redact::purge_projection(&self.conn));
+                    continue;
+                }
                 Message::Shutdown => break,
             };
             let mut group = vec![first];
@@ -271,7 +280,11 @@ impl Writer {
                 };
                 match next {
                     Some(Message::Job(job)) => group.push(job),
-                    Some(message @ (Message::Replace { .. } | Message::Replicate { .. })) => {
+                    Some(
+                        message @ (Message::Replace { .. }
+                        | Message::Replicate { .. }
+                        | Message::Purge { .. }),
+                    ) => {
                         replace = Some(message);
                         break;
                     }
@@ -296,6 +309,8 @@ impl Writer {
                 let _ = done.try_send(self.replace_projection(&path, seq, &reason));
             } else if let Some(Message::Replicate { commits, done }) = replace {
                 let _ = done.try_send(self.apply_replicated(commits));
+            } else if let Some(Message::Purge { done }) = replace {
+                let _ = done.try_send(crate::redact::purge_projection(&self.conn));
             }
         }
         // Answer whatever is still queued so no caller hangs.

@@ -24,6 +24,7 @@ pub mod origins;
 pub mod otp;
 pub mod realtime;
 pub mod records;
+pub mod redact;
 pub mod settings;
 pub mod settings_s3;
 pub mod sql;

@@ -895,6 +895,9 @@ fn maintain_auth(inner: &mut SessionInner, commit: &Commit, schema: &Schema) -> 
             }
             Change::RecordDeleted {
                 collection_id, id, ..
+            }
+            | Change::Redacted {
+                collection_id, id, ..
             } if *collection_id == auth.collection.id && id == auth.id() => {
                 inner.auth = None;
                 changed = true;

@@ -62,6 +62,11 @@ enum Command {
     /// (`pocketlog serve --compact-retain DURATION`).
     #[command(after_help = EXIT_CODES)]
     Compact(cmd::compact::Args),
+    /// Erase a record's values (some fields or all) from the whole data dir: a redaction
+    /// commit, then every earlier log frame, snapshot and the projection rewritten without
+    /// them. Needs the data dir lock (a running server redacts through its API).
+    #[command(after_help = EXIT_CODES)]
+    Redact(cmd::redact::Args),
     /// Measure backup and point-in-time restore rates and create latency during a backup,
     /// one JSON line per scenario.
     #[command(after_help = EXIT_CODES)]
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => cmd::restore::run(&args).map(|()| cmd::Verdict::Sound),
         Command::Backup(args) => cmd::backup::run(&args).map(|()| cmd::Verdict::Sound),
         Command::Compact(args) => cmd::compact::run(&args).map(|()| cmd::Verdict::Sound),
+        Command::Redact(args) => cmd::redact::run(&args).map(|()| cmd::Verdict::Sound),
         Command::BenchBackup(args) => cmd::bench_backup::run(&args).map(|()| cmd::Verdict::Sound),
         Command::Export(args) => cmd::export::run(&args).map(|_| cmd::Verdict::Sound),
         Command::Import(args) => cmd::import::run(&args).map(|summary| {

@@ -11,6 +11,7 @@ pub mod export;
 pub mod import;
 pub mod import_pocketbase;
 pub mod inspect;
+pub mod redact;
 pub mod replay;
 pub mod restore;
 pub mod verify;

@@ -71,6 +71,13 @@ pub fn run(args: &Args) -> Result<Verdict> {
         );
         verdict = Verdict::NeedsRecovery;
     }
+    if args.dir.join(engine::REDACT_JOURNAL).exists() {
+        println!(
+            "RECOVERY an interrupted redaction ({}); the next open finishes it",
+            engine::REDACT_JOURNAL
+        );
+        verdict = Verdict::NeedsRecovery;
+    }
     // The projection.
     let db_path = args.dir.join(engine::admin::DATA_DB);
     if !db_path.exists() {
