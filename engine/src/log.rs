@@ -1174,7 +1174,7 @@ impl LogReader {
     }
 }
 
-fn scan_log_dir_with_offsets(
+pub(crate) fn scan_log_dir_with_offsets(
     storage: &dyn Storage,
     dir: &Path,
     mut on_commit: impl FnMut(&Commit, u64),

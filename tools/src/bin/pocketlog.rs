@@ -752,14 +752,42 @@ fn serve(
         Some(cluster) => {
             // The node takes its role before the app state exists: a follower first applies
             // the cluster's log, so a fresh data dir gets the leader's bootstrap commit.
-            let opened = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
-            let engine = opened.0.clone();
-            let node = runtime.block_on(async move {
-                let node = api::cluster::Cluster::connect(cluster, engine).await?;
-                let role = node.start_role().await?;
-                eprintln!("Cluster node {:?}: {role:?}", node.config().node_id);
-                anyhow::Ok(node)
-            })?;
+            // A deposed leader's unreplicated tail is moved aside first (once), then it
+            // rejoins as a follower (`api/src/cluster/mod.rs`, invariant 4).
+            let mut discarded = None;
+            let (opened, node) = loop {
+                let opened =
+                    Engine::open(dir, config.clone()).map_err(|err| anyhow::anyhow!("{err}"))?;
+                let engine = opened.0.clone();
+                let cluster = cluster.clone();
+                let joined = runtime.block_on(async move {
+                    let node = api::cluster::Cluster::connect(cluster, engine).await?;
+                    let role = node.start_role().await?;
+                    eprintln!("Cluster node {:?}: {role:?}", node.config().node_id);
+                    anyhow::Ok(node)
+                });
+                let diverged = match joined {
+                    Ok(node) => break (opened, node),
+                    Err(err) => match err.downcast_ref::<api::cluster::Diverged>() {
+                        Some(diverged) if discarded.is_none() => *diverged,
+                        _ => return Err(err),
+                    },
+                };
+                opened.0.shutdown();
+                drop(opened);
+                let tail = engine::admin::discard_log_tail(dir, diverged.keep)
+                    .map_err(|err| anyhow::anyhow!("moving the diverged tail aside: {err}"))?;
+                eprintln!(
+                    "Cluster: moved this node's unreplicated positions {}..={} aside into {:?}",
+                    diverged.keep + 1,
+                    diverged.last,
+                    tail.as_ref().map(|tail| &tail.kept_in)
+                );
+                discarded = Some(tail);
+            };
+            if let Some(Some(tail)) = discarded {
+                node.set_discarded(tail);
+            }
             let state = state_of(opened, options)?;
             let _ = state.cluster.set(node);
             state
