@@ -118,6 +118,12 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether this server is a cluster node that does not lead now: it runs no cron job and no
+/// migration (their writes are the leader's; a follower's engine refuses local writes).
+pub fn follows(state: &crate::state::AppState) -> bool {
+    state.cluster.get().is_some_and(|node| !node.is_leader())
+}
+
 /// The stream of a cluster.
 pub fn stream_name(cluster: &str) -> String {
     format!("PL_{}", cluster.replace('-', "_").to_uppercase())

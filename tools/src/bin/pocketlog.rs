@@ -854,9 +854,15 @@ fn serve(
             )
         })
         .ok();
-        let migrated = api::migrations::up(&state, &tuning.migrations_dir)
-            .await
-            .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?;
+        // In a cluster only the leader applies migrations (a follower gets their commits).
+        let migrated = if api::cluster::follows(&state) {
+            tracing::info!("cluster follower: the leader applies the migrations");
+            Vec::new()
+        } else {
+            api::migrations::up(&state, &tuning.migrations_dir)
+                .await
+                .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?
+        };
         if !migrated.is_empty() {
             tracing::info!(count = migrated.len(), "applied the pending JS migrations");
         }

@@ -85,6 +85,8 @@ impl Nats {
                     format!("nats://127.0.0.1:{route}"),
                     "--routes".into(),
                     routes.clone(),
+                    // Clients stay on their own NATS node (a partition stays one).
+                    "--no_advertise".into(),
                 ],
             })
             .collect();
