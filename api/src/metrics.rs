@@ -12,6 +12,7 @@
 //!   groups; the projection lag (durable seq minus published seq);
 //! - compaction and snapshots: runs since start and the time of the last compaction;
 //! - realtime: sessions (connected and parked), frames queued in sessions, catch-ups started;
+//! - a cluster node (`serve --cluster`): role, epoch, positions, lag (`cluster/metrics.rs`);
 //! - HTTP: requests by route class, method class and status class, and their latency
 //!   (histogram per route class), counted by [`middleware`].
 //!
@@ -440,6 +441,9 @@ pub fn render(state: &AppState) -> String {
             &labels,
             &stats.latency.snapshot(),
         );
+    }
+    if let Some(node) = state.cluster.get() {
+        node.write_metrics(&mut out);
     }
     out
 }

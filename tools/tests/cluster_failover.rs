@@ -290,6 +290,17 @@ fn sync_leader_kill9_under_load_loses_no_acknowledged_write() {
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let current = sse_log.lock().expect("log").current.clone();
+        for server in servers.iter().flatten() {
+            if server.base == current && sse_log.lock().expect("log").events.len() < reference.len()
+            {
+                eprintln!(
+                    "realtime client on {current}: {:?}\n{}",
+                    cluster_support::try_status(server, &token).await,
+                    server.stderr()
+                );
+            }
+        }
         stop.store(true, Ordering::SeqCst);
         sse.await.expect("sse");
         let log = sse_log.lock().expect("log");

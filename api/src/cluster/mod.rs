@@ -26,6 +26,7 @@
 
 pub mod forward;
 mod lease;
+mod metrics;
 mod node;
 
 pub use engine::admin::DiscardedTail;

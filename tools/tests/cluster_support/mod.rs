@@ -213,6 +213,8 @@ pub struct SseLog {
     /// `PB_RESET` frames, or resumes that were given a new client id.
     pub resets: Vec<String>,
     pub client_id: String,
+    /// The node the client streams from now.
+    pub current: String,
 }
 
 /// A realtime client subscribed to `topic` that, when its stream ends, resumes with
@@ -237,7 +239,11 @@ pub async fn sse_follow(
         let opened = tokio::time::timeout(Duration::from_secs(15), request.send()).await;
         if let Ok(Ok(mut response)) = opened {
             if response.status().is_success() {
-                log.lock().expect("log").streams += 1;
+                {
+                    let mut log = log.lock().expect("log");
+                    log.streams += 1;
+                    log.current = base.clone();
+                }
                 let mut buffer = String::new();
                 loop {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
