@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "../cluster_cli.rs"]
+mod cluster_cli;
 #[path = "../compactor.rs"]
 mod compactor;
 #[path = "../control.rs"]
@@ -258,6 +260,11 @@ enum Command {
     Superuser {
         #[command(subcommand)]
         action: SuperuserAction,
+    },
+    /// Operates the cluster node running on --dir (through its control socket).
+    Cluster {
+        #[command(subcommand)]
+        action: cluster_cli::ClusterAction,
     },
 }
 
@@ -619,6 +626,7 @@ fn main() {
             },
             &cli.pocketbase,
         ),
+        Command::Cluster { action } => cluster_via_server(&cli.dir, action),
         Command::Superuser { action } => cli
             .pocketbase
             .options()
@@ -843,10 +851,22 @@ fn serve(
         }
         // `pocketlog superuser …` while this server runs (see control.rs).
         let control_state = Arc::clone(&state);
-        let _control = control::listen(dir, move |action: SuperuserAction| {
-            let state = Arc::clone(&control_state);
-            async move { superuser_action(&state, action).await }
-        })
+        let _control = control::listen(
+            dir,
+            move |request: cluster_cli::ControlRequest<SuperuserAction>| {
+                let state = Arc::clone(&control_state);
+                async move {
+                    match request {
+                        cluster_cli::ControlRequest::Cluster { cluster } => {
+                            cluster_cli::perform(&state, cluster)
+                        }
+                        cluster_cli::ControlRequest::Superuser(action) => {
+                            superuser_action(&state, action).await
+                        }
+                    }
+                }
+            },
+        )
         .map_err(|err| {
             tracing::warn!(
                 error = format!("{err:#}"),
@@ -982,9 +1002,21 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction, options: ServerOpti
     Ok(())
 }
 
+/// `pocketlog cluster …`: asks the server running on `dir` (there is no offline form).
+fn cluster_via_server(dir: &std::path::Path, action: cluster_cli::ClusterAction) -> Result<()> {
+    let request: cluster_cli::ControlRequest<()> =
+        cluster_cli::ControlRequest::Cluster { cluster: action };
+    via_server(dir, &request)
+}
+
 /// The data dir is locked by a running server: ask it to perform `action`.
 fn superuser_via_server(dir: &std::path::Path, action: &SuperuserAction) -> Result<()> {
-    match control::call(dir, action)? {
+    via_server(dir, action)
+}
+
+/// Sends `request` to the server running on `dir` and prints its answer.
+fn via_server(dir: &std::path::Path, request: &impl serde::Serialize) -> Result<()> {
+    match control::call(dir, request)? {
         Ok(reply) if reply.ok => {
             println!("{}", reply.message);
             Ok(())
