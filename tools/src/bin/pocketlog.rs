@@ -796,6 +796,11 @@ fn serve(
             if let Some(Some(tail)) = discarded {
                 node.set_discarded(tail);
             }
+            // Realtime sessions resume on any node by adoption (`Hub::adopt`, from the
+            // client's position); a per-node sessions file would bring back a session cut at
+            // a position of this node's own, possibly discarded, history.
+            let mut options = options;
+            options.realtime.persist_sessions = false;
             let state = state_of(opened, options)?;
             let _ = state.cluster.set(node);
             state
