@@ -215,6 +215,8 @@ pub struct SseLog {
     pub client_id: String,
     /// The node the client streams from now.
     pub current: String,
+    /// Set by the test: leave the current stream and resume on another node.
+    pub move_now: bool,
 }
 
 /// A realtime client subscribed to `topic` that, when its stream ends, resumes with
@@ -252,6 +254,7 @@ pub async fn sse_follow(
                     let chunk =
                         tokio::time::timeout(Duration::from_millis(500), response.chunk()).await;
                     let chunk = match chunk {
+                        Err(_) if std::mem::take(&mut log.lock().expect("log").move_now) => break,
                         Err(_) => continue,
                         Ok(Ok(Some(chunk))) => chunk,
                         Ok(_) => break,
