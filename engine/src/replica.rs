@@ -75,11 +75,16 @@ pub fn discard_log_tail(dir: &Path, keep: Seq) -> Result<Option<DiscardedTail>> 
         });
     }
     let stamp = chrono::Utc::now().timestamp_millis();
+    // Never over an earlier cut's file (two cuts in the same millisecond).
     let aside = |path: &Path| {
-        PathBuf::from(format!(
-            "{}.{DISCARDED_TAIL_SUFFIX}-{stamp}",
-            path.display()
-        ))
+        let base = format!("{}.{DISCARDED_TAIL_SUFFIX}-{stamp}", path.display());
+        let mut target = PathBuf::from(&base);
+        let mut attempt = 0;
+        while target.exists() {
+            attempt += 1;
+            target = PathBuf::from(format!("{base}.{attempt}"));
+        }
+        target
     };
     let mut kept_in = Vec::new();
     for (seq_first, path) in segments.iter().rev() {
