@@ -2,7 +2,7 @@
 // This module is the router and the page layout; each screen is its own module in screens/.
 //
 // Routes:  #/login · #/c/{name} (records) · #/c/{name}/realtime · #/c/{name}/edit ·
-//          #/new-collection · #/logs · #/settings[/{section}] (incl. sql) · #/backups ·
+//          #/new-collection · #/logs · #/settings[/{section}] (incl. sql) · #/backups · #/cluster ·
 //          #/pbinstall/{token} (first-run installer: the link `serve` prints without a superuser) ·
 //          #/auth/oauth2-redirect-success|failure (where /api/oauth2-redirect sends the OAuth2
 //          popup: a short message, then the popup closes itself; no login needed)
@@ -20,6 +20,7 @@ import { renderCollectionEditor } from './screens/collection-editor.js';
 import { renderSettings } from './screens/settings.js';
 import { renderBackups } from './screens/backups.js';
 import { renderLogs } from './screens/logs.js';
+import { renderCluster } from './screens/cluster.js';
 
 // ---------------------------------------------------------------- boot and routing
 
@@ -97,6 +98,7 @@ async function render() {
     if (parts[0] === 'settings') return await renderSettings(main, parts[1] || 'application');
     if (parts[0] === 'logs') return await renderLogs(main);
     if (parts[0] === 'backups') return await renderBackups(main);
+    if (parts[0] === 'cluster') return await renderCluster(main);
     const first = state.collections.find((c) => !c.system) || state.collections.find((c) => c.name === 'users') || state.collections[0];
     if (first) return go(`#/c/${enc(first.name)}`);
     clear(main, h('p', {}, 'No collections yet.'));
@@ -129,6 +131,7 @@ function layout(parts) {
     h('a', { href: '#/logs', class: section === 'logs' ? 'active' : '' }, 'Logs'),
     h('a', { href: '#/settings', class: section === 'settings' ? 'active' : '' }, 'Settings'),
     h('a', { href: '#/backups', class: section === 'backups' ? 'active' : '' }, 'Backups'),
+    h('a', { href: '#/cluster', class: section === 'cluster' ? 'active' : '' }, 'Cluster'),
   );
   const main = h('main', { id: 'main', tabindex: '-1' });
   clear(

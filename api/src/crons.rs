@@ -344,6 +344,10 @@ pub fn start(state: Arc<AppState>) {
                 let wait = (next - now).to_std().unwrap_or_default();
                 tokio::time::sleep(wait).await;
                 let id = job.id;
+                if crate::cluster::follows(&state) {
+                    tracing::debug!(job = id, "cron job skipped: this cluster node follows");
+                    continue;
+                }
                 let _ = run(&state, id).await;
             }
         });

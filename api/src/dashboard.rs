@@ -46,6 +46,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     asset!("screens/rule-input.js", JS),
     asset!("screens/logs.js", JS),
     asset!("screens/sql.js", JS),
+    asset!("screens/cluster.js", JS),
     asset!("screens/settings-form.js", JS),
     asset!("screens/settings-mail.js", JS),
     asset!("screens/settings-storage.js", JS),

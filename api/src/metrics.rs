@@ -16,6 +16,7 @@
 //! - replication: the lag behind the cluster's stream in positions and seconds (0 outside a
 //!   cluster);
 //! - realtime: sessions (connected and parked), frames queued in sessions, catch-ups started;
+//! - a cluster node (`serve --cluster`): role, epoch, positions, lag (`cluster/metrics.rs`);
 //! - HTTP: requests by route class, method class and status class, and their latency
 //!   (histogram per route class), counted by [`middleware`].
 //!
@@ -498,6 +499,9 @@ pub fn render(state: &AppState) -> String {
         );
     }
     crate::webhooks::render_metrics(state, &mut out);
+    if let Some(node) = state.cluster.get() {
+        node.write_metrics(&mut out);
+    }
     out
 }
 

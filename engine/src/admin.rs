@@ -46,6 +46,8 @@ pub use crate::compact::{compact_dir, CompactStep};
 pub use crate::codec::{decode_commit, encode_commit, DecodeError};
 pub use crate::frame::{decode_frame, FrameRead};
 pub use crate::log::{parse_segment_name, scan_log_dir, segment_name, SEGMENT_HEADER_LEN};
+/// Cutting a deposed cluster leader's unreplicated tail aside (`.broken-cluster-*` files).
+pub use crate::replica::{discard_log_tail, DiscardedTail, DISCARDED_TAIL_SUFFIX};
 
 /// A projection database (`data.db` or a copy) opened outside an engine: to rebuild it from a
 /// log, read its position, or compare its content with another.

@@ -1214,7 +1214,7 @@ impl LogReader {
     }
 }
 
-fn scan_log_dir_with_offsets(
+pub(crate) fn scan_log_dir_with_offsets(
     storage: &dyn Storage,
     dir: &Path,
     mut on_commit: impl FnMut(&Commit, u64),

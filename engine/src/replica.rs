@@ -15,15 +15,143 @@
 //!    nothing is written.
 //! 3. Same write path as a local group: applied to the projection in one transaction, appended
 //!    and fsynced, `COMMIT`, then published to subscribers (realtime, change feed) in order.
+//!
+//! [`discard_log_tail`] (offline, engine closed) cuts a log back to a position, keeping the
+//! cut commits in `.broken-cluster-*` files: a deposed leader's unreplicated tail. Crash-safe:
+//! the bytes are kept (fsynced) before anything is cut, and the cut goes from the last segment
+//! backwards, so every intermediate state is a valid, shorter log; the projection, now ahead
+//! of the log, is rebuilt by the next open.
 
 use crate::commit::{Commit, Seq};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::frame::{decode_frame as read_frame, encode_frame_with, FrameRead};
 use crate::projection;
+use crate::storage::{FsStorage, Storage};
 use crate::writer::{Message, Writer};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// The suffix of the files that keep a discarded tail (`<segment>.broken-cluster-<ms>`).
+pub const DISCARDED_TAIL_SUFFIX: &str = "broken-cluster";
+
+/// What [`discard_log_tail`] cut off.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscardedTail {
+    /// The first discarded position.
+    pub from: Seq,
+    /// The last discarded position.
+    pub to: Seq,
+    /// The files that keep the discarded frames (and snapshots past the cut).
+    pub kept_in: Vec<PathBuf>,
+}
+
+/// Cuts the log of the (closed) data dir `dir` after position `keep`, keeping every cut byte
+/// in `.broken-cluster-<ms>` files next to the segments (see the module docs). `None` when
+/// the log does not go past `keep`. Refuses to cut into the compacted part of the log.
+pub fn discard_log_tail(dir: &Path, keep: Seq) -> Result<Option<DiscardedTail>> {
+    let storage = FsStorage;
+    let log_dir = dir.join(crate::engine::LOG_DIR);
+    let segments = crate::log::list_segments(&storage, &log_dir)?;
+    let mut offsets: Vec<(Seq, u64)> = Vec::new();
+    crate::log::scan_log_dir_with_offsets(&storage, &log_dir, |commit, offset| {
+        offsets.push((commit.seq, offset));
+    })?;
+    let Some(&(last, _)) = offsets.last() else {
+        return Ok(None);
+    };
+    if last <= keep {
+        return Ok(None);
+    }
+    let first = offsets.first().map_or(1, |(seq, _)| *seq);
+    if keep + 1 < first {
+        return Err(Error::SeqUnavailable {
+            seq: keep + 1,
+            reason: format!(
+                "the log starts at {first} (compacted): it cannot be cut back to {keep}"
+            ),
+        });
+    }
+    let stamp = chrono::Utc::now().timestamp_millis();
+    // Never over an earlier cut's file (two cuts in the same millisecond).
+    let aside = |path: &Path| {
+        let base = format!("{}.{DISCARDED_TAIL_SUFFIX}-{stamp}", path.display());
+        let mut target = PathBuf::from(&base);
+        let mut attempt = 0;
+        while target.exists() {
+            attempt += 1;
+            target = PathBuf::from(format!("{base}.{attempt}"));
+        }
+        target
+    };
+    let mut kept_in = Vec::new();
+    for (seq_first, path) in segments.iter().rev() {
+        if *seq_first > keep {
+            // Wholly past the cut: the segment itself is kept aside.
+            let target = aside(path);
+            storage
+                .rename(path, &target)
+                .map_err(|err| Error::io("keep a discarded segment", path, err))?;
+            storage
+                .sync_dir(&log_dir)
+                .map_err(|err| Error::io("fsync dir", &log_dir, err))?;
+            kept_in.push(target);
+            continue;
+        }
+        if segments.iter().any(|(first, _)| *first == keep + 1) {
+            // The cut falls on a segment boundary: nothing of this one goes.
+            break;
+        }
+        // The segment holding the cut: keep its bytes past `keep`, then truncate.
+        let Some(&(_, offset)) = offsets.iter().find(|(seq, _)| *seq == keep + 1) else {
+            break;
+        };
+        let len = storage
+            .len(path)
+            .map_err(|err| Error::io("stat", path, err))?;
+        let bytes = storage
+            .read_at(path, offset, (len - offset) as usize)
+            .map_err(|err| Error::io("read", path, err))?;
+        let target = aside(path);
+        storage
+            .write_new(&target, &bytes)
+            .map_err(|err| Error::io("keep a discarded tail", &target, err))?;
+        storage
+            .sync_dir(&log_dir)
+            .map_err(|err| Error::io("fsync dir", &log_dir, err))?;
+        let mut file = storage
+            .open_append(path, false)
+            .map_err(|err| Error::io("open", path, err))?;
+        file.truncate(offset)
+            .map_err(|err| Error::io("truncate", path, err))?;
+        file.sync().map_err(|err| Error::io("fsync", path, err))?;
+        kept_in.push(target);
+        break;
+    }
+    // Snapshots past the cut hold the discarded state: kept aside too.
+    let snapshots = crate::snapshot::snapshots_dir(dir);
+    for (seq, path) in crate::snapshot::list_snapshots(&snapshots)? {
+        if seq > keep {
+            let target = aside(&path);
+            storage
+                .rename(&path, &target)
+                .map_err(|err| Error::io("keep a discarded snapshot", &path, err))?;
+            storage
+                .sync_dir(&snapshots)
+                .map_err(|err| Error::io("fsync dir", &snapshots, err))?;
+            kept_in.push(target);
+        }
+    }
+    kept_in.reverse();
+    tracing::warn!(from = keep + 1, to = last, files = ?kept_in, "discarded the log's tail (kept aside)");
+    Ok(Some(DiscardedTail {
+        from: keep + 1,
+        to: last,
+        kept_in,
+    }))
+}
 
 /// The frame bytes the log writes for `commit` (header and payload).
 pub fn encode_frame(commit: &Commit) -> Result<Vec<u8>> {

@@ -48,12 +48,15 @@ function run(bin, args) {
   });
 }
 
+export { freePort };
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export class TestServer {
   /** `superuser: false` starts on a data dir without one (the first-run installer link). */
-  constructor({ superuser = true } = {}) {
+  constructor({ superuser = true, args = [] } = {}) {
     this.withSuperuser = superuser;
+    this.args = args;
     this.bin = serverBin();
     this.stdout = '';
     this.stderr = '';
@@ -76,7 +79,7 @@ export class TestServer {
     if (this.withSuperuser) {
       await run(this.bin, ['superuser', 'upsert', SUPERUSER_EMAIL, SUPERUSER_PASSWORD, '--dir', this.dir]);
     }
-    this.proc = spawn(this.bin, ['serve', '--http', `127.0.0.1:${this.port}`, '--dir', this.dir], {
+    this.proc = spawn(this.bin, ['serve', '--http', `127.0.0.1:${this.port}`, '--dir', this.dir, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc.stdout.on('data', (d) => { if (this.stdout.length < 65536) this.stdout += d; });

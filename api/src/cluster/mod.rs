@@ -15,15 +15,21 @@
 //!    checksum and continuity (same positions, same frame bytes as the leader's log).
 //! 3. `sync`: a write is answered only once the stream acknowledged every commit up to it
 //!    (`forward.rs`); when the stream cannot be reached writes are refused before they run.
-//! 4. A follower whose log holds commits the stream does not (a deposed `async` leader's
-//!    unreplicated tail) or whose log differs from the stream stops following and reports it;
-//!    it never applies the stream over a different history.
+//! 4. A follower whose log holds commits the stream does not (a deposed leader's unreplicated
+//!    tail) or whose log differs from the stream past a common position never applies the
+//!    stream over that history: it stops following and restarts; at start the tail after the
+//!    last common position is moved aside into `.broken-cluster-*` files
+//!    (`engine::admin::discard_log_tail`, crash-safe) and the node rejoins as a follower,
+//!    reporting the discarded range in its status (`discarded`) and the log. A data dir that
+//!    shares no position with the stream is refused (another cluster's).
 //! 5. A node takes over only after it has applied everything the stream holds.
 
 pub mod forward;
 mod lease;
+mod metrics;
 mod node;
 
+pub use engine::admin::DiscardedTail;
 pub use node::Cluster;
 
 use std::time::Duration;
@@ -44,6 +50,9 @@ pub const APPLY_BATCH_MAX: usize = 512;
 pub const PUBLISH_BATCH_MAX: usize = 256;
 /// Pause before retrying after NATS failed.
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How far back (positions) a node looks for the last position its log shares with the
+/// stream before it gives up.
+pub const FORK_SEARCH_MAX: u64 = 100_000;
 /// The longest cluster name (it names the stream and the bucket).
 pub const CLUSTER_NAME_MAX: usize = 64;
 /// The header carrying the leader's epoch on every published commit.
@@ -108,6 +117,12 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether this server is a cluster node that does not lead now: it runs no cron job and no
+/// migration (their writes are the leader's; a follower's engine refuses local writes).
+pub fn follows(state: &crate::state::AppState) -> bool {
+    state.cluster.get().is_some_and(|node| !node.is_leader())
 }
 
 /// The stream of a cluster.
@@ -183,4 +198,30 @@ pub struct Status {
     pub connected: bool,
     /// Why the node is degraded, if it is.
     pub error: Option<String>,
+    /// The unreplicated tail this node moved aside when it rejoined, if it did.
+    pub discarded: Option<engine::admin::DiscardedTail>,
 }
+
+/// A node's log holds commits after `keep` that the cluster's stream does not (a deposed
+/// leader's unreplicated tail): they must be moved aside before it can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diverged {
+    /// The last position the log shares with the stream.
+    pub keep: engine::Seq,
+    /// The log's last position.
+    pub last: engine::Seq,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this node's log holds positions {} to {} that the cluster's stream does not \
+             (a deposed leader's unreplicated tail)",
+            self.keep + 1,
+            self.last
+        )
+    }
+}
+
+impl std::error::Error for Diverged {}

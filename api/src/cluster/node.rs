@@ -9,9 +9,9 @@
 
 use super::lease::Lease;
 use super::{
-    stream_description, stream_name, subject_name, ClusterConfig, LeaseValue, Replicate, Role,
-    Status, APPLY_BATCH_MAX, EPOCH_HEADER, FORWARD_TIMEOUT, LEASE_RENEW, LEASE_TTL,
-    PUBLISH_BATCH_MAX, RETRY_PAUSE,
+    stream_description, stream_name, subject_name, ClusterConfig, Diverged, LeaseValue, Replicate,
+    Role, Status, APPLY_BATCH_MAX, EPOCH_HEADER, FORK_SEARCH_MAX, FORWARD_TIMEOUT, LEASE_RENEW,
+    LEASE_TTL, PUBLISH_BATCH_MAX, RETRY_PAUSE,
 };
 use async_nats::jetstream::{self, stream};
 use engine::{Engine, Seq};
@@ -39,6 +39,9 @@ pub struct Cluster {
     revision: AtomicU64,
     /// Asked to give the lease up (`step-down`).
     step_down: AtomicBool,
+    /// The log was found to hold a tail the stream does not: never lead nor apply again in
+    /// this process (it restarts to move the tail aside).
+    diverged: AtomicBool,
     /// The HTTP client that forwards writes to the leader.
     http: reqwest::Client,
     /// The app state (set by [`Cluster::spawn`]): its schema follows replicated commits.
@@ -138,12 +141,14 @@ impl Cluster {
                 lag_ms: 0,
                 connected: true,
                 error: None,
+                discarded: None,
             }),
             acked: watch::channel(0).0,
             leading: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             revision: AtomicU64::new(0),
             step_down: AtomicBool::new(false),
+            diverged: AtomicBool::new(false),
             http: reqwest::Client::builder()
                 .timeout(FORWARD_TIMEOUT)
                 .build()
@@ -230,6 +235,31 @@ impl Cluster {
             .unwrap_or(false)
     }
 
+    /// The last of the first `published` positions realtime may deliver: on a `sync` node that
+    /// leads (or led and holds a tail the stream lacks), only what the stream acknowledged or
+    /// holds; otherwise everything published.
+    pub fn visible_seq(&self, published: Seq) -> Seq {
+        if self.config.replicate != Replicate::Sync {
+            return published;
+        }
+        let acked = *self.acked.borrow();
+        if self.is_leader() || self.diverged.load(Ordering::SeqCst) {
+            return published.min(acked);
+        }
+        published.min(acked.max(self.lock_status().stream_seq))
+    }
+
+    /// Waits until realtime may deliver `seq` ([`Cluster::visible_seq`]).
+    pub async fn wait_visible(&self, seq: Seq) {
+        let mut acked = self.acked.subscribe();
+        while self.visible_seq(seq) < seq {
+            tokio::select! {
+                _ = acked.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    }
+
     /// Waits until this node has applied (and published) `seq` (false on timeout).
     pub async fn wait_applied(&self, seq: Seq, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -242,42 +272,86 @@ impl Cluster {
         true
     }
 
-    /// Refuses to follow a stream whose history differs from this data dir's: the commit at
-    /// the last position both hold must be the same frame.
+    /// Refuses a data dir that shares no position with the stream (another cluster's); a
+    /// shared history that forked later is [`Cluster::start_role`]'s to handle.
     async fn check_history(&self, stream_last: Seq) -> anyhow::Result<()> {
-        let local_last = self.engine.last_seq();
-        let common = local_last.min(stream_last);
-        if common == 0 {
-            return Ok(());
-        }
-        let ours = self
-            .engine
-            .log()
-            .read_from(common, 1)
-            .map_err(|err| anyhow::anyhow!("reading the local log at {common}: {err}"))?;
-        let Some(ours) = ours.first() else {
-            // Compacted away locally: nothing to compare.
-            return Ok(());
-        };
-        let ours = engine::encode_frame(ours).map_err(|err| anyhow::anyhow!("{err}"))?;
-        let stream = self
-            .js
-            .get_stream(stream_name(&self.config.name))
-            .await
-            .map_err(|err| nats_error("stream", err))?;
-        let theirs = stream
-            .get_raw_message(common)
-            .await
-            .map_err(|err| nats_error(&format!("reading the stream at {common}"), err))?;
-        if theirs.payload.as_ref() != ours.as_slice() {
+        let common = self.engine.last_seq().min(stream_last);
+        if common > 0 && self.fork_point(stream_last).await? == 0 {
             anyhow::bail!(
-                "this data dir does not belong to cluster {:?}: its commit at position {common} \
+                "this data dir does not belong to cluster {:?}: its commit at position 1 \
                  differs from the stream's (wrong --cluster-name, or a data dir of another \
                  cluster)",
                 self.config.name
             );
         }
         Ok(())
+    }
+
+    /// The last position whose commit is the same frame in the local log and in the stream
+    /// (searching back from the last position both hold, at most [`FORK_SEARCH_MAX`]).
+    async fn fork_point(&self, stream_last: Seq) -> anyhow::Result<Seq> {
+        let mut position = self.engine.last_seq().min(stream_last);
+        if position == 0 {
+            return Ok(0);
+        }
+        let stream = self
+            .js
+            .get_stream(stream_name(&self.config.name))
+            .await
+            .map_err(|err| nats_error("stream", err))?;
+        let lowest = position.saturating_sub(FORK_SEARCH_MAX);
+        while position > lowest {
+            let ours = self
+                .engine
+                .log()
+                .read_from(position, 1)
+                .map_err(|err| anyhow::anyhow!("reading the local log at {position}: {err}"))?;
+            let Some(ours) = ours.first().filter(|commit| commit.seq == position) else {
+                // Compacted away locally: nothing older to compare.
+                return Ok(position);
+            };
+            let ours = engine::encode_frame(ours).map_err(|err| anyhow::anyhow!("{err}"))?;
+            let theirs = stream
+                .get_raw_message(position)
+                .await
+                .map_err(|err| nats_error(&format!("reading the stream at {position}"), err))?;
+            if theirs.payload.as_ref() == ours.as_slice() {
+                return Ok(position);
+            }
+            position -= 1;
+        }
+        if lowest == 0 {
+            Ok(0)
+        } else {
+            anyhow::bail!(
+                "this node's log and the cluster's stream differ over more than \
+                 {FORK_SEARCH_MAX} positions"
+            )
+        }
+    }
+
+    /// `Err(Diverged)` when the log holds commits after the last position it shares with the
+    /// stream that the stream does not: always when they differ from the stream's, and past
+    /// the stream's end unless `may_publish` (a node taking the lease publishes its tail).
+    async fn check_fork(&self, stream_last: Seq, may_publish: bool) -> anyhow::Result<()> {
+        let last = self.engine.last_seq();
+        let keep = self.fork_point(stream_last).await?;
+        let diverged = keep < last.min(stream_last) || (!may_publish && last > stream_last);
+        if diverged {
+            self.diverged.store(true, Ordering::SeqCst);
+            let keep = if keep < last.min(stream_last) {
+                keep
+            } else {
+                stream_last
+            };
+            return Err(anyhow::Error::new(Diverged { keep, last }));
+        }
+        Ok(())
+    }
+
+    /// Records the tail this node moved aside before it rejoined (shown in its status).
+    pub fn set_discarded(&self, discarded: super::DiscardedTail) {
+        self.lock_status().discarded = Some(discarded);
     }
 
     async fn stream_last(&self) -> anyhow::Result<Seq> {
@@ -332,6 +406,7 @@ impl Cluster {
     pub async fn start_role(self: &Arc<Self>) -> anyhow::Result<Role> {
         loop {
             let stream_last = self.stream_last().await?;
+            self.check_fork(stream_last, true).await?;
             if let Some((revision, epoch)) = self.try_take_lease().await? {
                 self.catch_up_to(stream_last).await?;
                 self.become_leader(revision, epoch);
@@ -342,14 +417,7 @@ impl Cluster {
             if let Some((leader, _)) = self.read_lease().await? {
                 self.lock_status().leader = Some(leader);
             }
-            if self.engine.last_seq() > stream_last {
-                anyhow::bail!(
-                    "this data dir holds commits up to position {} but the cluster's stream \
-                     ends at {stream_last} and another node leads: it has a history the \
-                     cluster does not (move it aside and start from an empty data dir)",
-                    self.engine.last_seq()
-                );
-            }
+            self.check_fork(stream_last, false).await?;
             if stream_last >= 1 {
                 self.catch_up_to(stream_last).await?;
                 return Ok(Role::Follower);
@@ -640,20 +708,23 @@ impl Cluster {
         let mut messages = None;
         loop {
             if messages.is_none() {
-                match self.stream_last().await {
-                    Ok(last) if self.engine.last_seq() > last => {
+                let checked = match self.stream_last().await {
+                    Ok(last) => self.check_fork(last, false).await,
+                    Err(err) => Err(err),
+                };
+                match checked {
+                    Ok(()) => {}
+                    Err(err) if err.downcast_ref::<Diverged>().is_some() => {
                         self.lock_status().role = Role::Candidate;
                         self.set_error(Some(format!(
-                            "this node holds commits up to position {} that the cluster's \
-                             stream (ending at {last}) does not: a deposed leader's \
-                             unreplicated tail; it does not follow until that tail is moved \
-                             aside",
-                            self.engine.last_seq()
+                            "{err:#}; restarting to move it aside and rejoin"
                         )));
+                        if let Some(app) = self.app.get().and_then(std::sync::Weak::upgrade) {
+                            app.backups.restart_requested().notify_waiters();
+                        }
                         tokio::time::sleep(RETRY_PAUSE).await;
                         continue;
                     }
-                    Ok(_) => {}
                     Err(err) => {
                         self.set_error(Some(format!("{err:#}")));
                         tokio::time::sleep(RETRY_PAUSE).await;
@@ -693,6 +764,7 @@ impl Cluster {
                             status.epoch = leader.epoch;
                             status.leader = Some(leader);
                         }
+                        Ok(None) if self.diverged.load(Ordering::SeqCst) => {}
                         Ok(None) => {
                             self.lock_status().leader = None;
                             // The most caught-up follower tries first: a lagging one waits

@@ -308,6 +308,10 @@ fn start_crons(state: &Arc<AppState>, loaded: &Arc<Loaded>) {
                 if state.hooks.generation.load(Ordering::SeqCst) != generation {
                     return;
                 }
+                if crate::cluster::follows(&state) {
+                    tracing::debug!(target: "hooks", id, "hook cron job skipped: this cluster node follows");
+                    continue;
+                }
                 if let Err(err) = run_cron(&state, &id).await {
                     tracing::error!(target: "hooks", id, error = %err.message, "hook cron job failed");
                 }

@@ -21,7 +21,8 @@
 //!    `cursor == seq`; the cursor then moves to `seq + 1`. Dispatcher and catch-up task may
 //!    race, but exactly one of them renders each commit, in seq order.
 //! 3. The catch-up task never reads past `engine.published_seq()`, so nothing is delivered
-//!    before it is durable.
+//!    before it is durable (on a `sync` cluster leader: before the cluster acknowledged it,
+//!    `Cluster::visible_seq`).
 //! 4. At most one catch-up task runs per session (`catch_up_running`, decided under the lock).
 //! 5. Auth maintenance (token key change, record or collection deleted, auth secret rotated)
 //!    is applied by the dispatcher to every session, in log order, whatever its mode.
@@ -366,6 +367,9 @@ impl Hub {
             if let Some(session) = self.session(&token.client_id) {
                 return Ok(self.resume(state, session, token, ip, proof).await);
             }
+            if let Some(connected) = self.adopt(state, &token, ip).await? {
+                return Ok(connected);
+            }
             reset = Some((
                 "session_expired",
                 "The realtime session to resume is unknown or expired; reload your data and subscribe again.",
@@ -395,6 +399,57 @@ impl Hub {
             session,
             generation,
         })
+    }
+
+    /// In a cluster, a resume naming a session of another node at a position (positions are
+    /// the same on every node) takes it over: a session with that client id, no
+    /// subscriptions and no auth, held at the position until the client's subscription POST
+    /// (with its own auth, checked as any), then caught up from there: no gap, no duplicate.
+    /// `None` outside a cluster, without a position, or when the position is not here (not
+    /// applied in time, or compacted).
+    async fn adopt(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        token: &ResumeToken,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<Option<Connected>, ApiError> {
+        let (Some(cluster), Some((seq, part))) = (state.cluster.get(), token.position) else {
+            return Ok(None);
+        };
+        if !cluster
+            .wait_applied(seq, crate::cluster::FORWARD_APPLY_TIMEOUT)
+            .await
+            || seq < state.engine.log().first_seq()
+        {
+            return Ok(None);
+        }
+        let session = Arc::new(Session::new(
+            token.client_id.clone(),
+            seq,
+            Mode::Held,
+            &self.options,
+        ));
+        let generation = {
+            let mut inner = session.inner.lock().await;
+            inner.generation = 1;
+            inner.stream_ip = ip;
+            inner.skip = Some((seq, part));
+            inner.connect_skip = inner.skip;
+            inner.adopted = true;
+            inner.generation
+        };
+        let first = vec![sse::connect_frame(
+            &session.id,
+            Some(serde_json::json!({"resumed": true})),
+        )];
+        session.attach(generation, first);
+        self.insert(Arc::clone(&session))?;
+        self.mark_dirty();
+        tracing::debug!(client = %session.id, seq, "realtime: took over a session of another node");
+        Ok(Some(Connected {
+            session,
+            generation,
+        }))
     }
 
     fn insert(&self, session: Arc<Session>) -> Result<(), ApiError> {
@@ -637,7 +692,8 @@ impl Hub {
         }
         let mut topics: Vec<topic::Topic> = subscriptions.iter().map(|s| topic::parse(s)).collect();
         let rewind_to = positioned_start(state, &mut topics, inner.cursor)?;
-        let positioned = topics.iter().any(|topic| topic.position.is_some());
+        let positioned = topics.iter().any(|topic| topic.position.is_some())
+            || std::mem::take(&mut inner.adopted);
         let old = std::mem::replace(&mut inner.subscriptions, Arc::new(topics));
         match rewind_to {
             // A positioned set applies from the cursor on (its floors decide), so commits
@@ -992,6 +1048,10 @@ async fn dispatch_loop(
             }
             continue;
         }
+        if let (Some(cluster), Some(last)) = (state.cluster.get(), batch.last()) {
+            // A `sync` cluster leader delivers only what the cluster acknowledged.
+            cluster.wait_visible(last.seq).await;
+        }
         // Runs of commits that end before each commit touching collections: the schema
         // follows such a commit before it is rendered, as when commits are dispatched one by
         // one.
@@ -1044,6 +1104,11 @@ async fn catch_up(state: Arc<AppState>, session: Arc<Session>) {
             inner.cursor
         };
         let published = state.engine.published_seq();
+        // A `sync` cluster leader delivers only what the cluster acknowledged.
+        let published = state
+            .cluster
+            .get()
+            .map_or(published, |cluster| cluster.visible_seq(published));
         if cursor > published {
             // The dispatcher renders `cursor` as soon as it is published.
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -78,6 +78,9 @@ pub struct SessionInner {
     pub catch_up_running: bool,
     /// Bumped on every (re)connection.
     pub generation: u64,
+    /// Taken over from another cluster node by a resume (`Hub::adopt`): held until its
+    /// first subscription POST, whose set then applies from the cursor on.
+    pub adopted: bool,
 }
 
 impl SessionInner {
@@ -153,6 +156,7 @@ impl Session {
                 skip: None,
                 catch_up_running: false,
                 generation: 0,
+                adopted: false,
             }),
             queue: Mutex::new(Queue {
                 frames: VecDeque::new(),

@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "../cluster_cli.rs"]
+mod cluster_cli;
 #[path = "../compactor.rs"]
 mod compactor;
 #[path = "../control.rs"]
@@ -251,6 +253,11 @@ enum Command {
     Superuser {
         #[command(subcommand)]
         action: SuperuserAction,
+    },
+    /// Operates the cluster node running on --dir (through its control socket).
+    Cluster {
+        #[command(subcommand)]
+        action: cluster_cli::ClusterAction,
     },
 }
 
@@ -619,6 +626,7 @@ fn main() {
                 options,
             )
         }),
+        Command::Cluster { action } => cluster_via_server(&cli.dir, action),
         Command::Superuser { action } => cli
             .pocketbase
             .options()
@@ -752,14 +760,47 @@ fn serve(
         Some(cluster) => {
             // The node takes its role before the app state exists: a follower first applies
             // the cluster's log, so a fresh data dir gets the leader's bootstrap commit.
-            let opened = Engine::open(dir, config).map_err(|err| anyhow::anyhow!("{err}"))?;
-            let engine = opened.0.clone();
-            let node = runtime.block_on(async move {
-                let node = api::cluster::Cluster::connect(cluster, engine).await?;
-                let role = node.start_role().await?;
-                eprintln!("Cluster node {:?}: {role:?}", node.config().node_id);
-                anyhow::Ok(node)
-            })?;
+            // A deposed leader's unreplicated tail is moved aside first (once), then it
+            // rejoins as a follower (`api/src/cluster/mod.rs`, invariant 4).
+            let mut discarded = None;
+            let (opened, node) = loop {
+                let opened =
+                    Engine::open(dir, config.clone()).map_err(|err| anyhow::anyhow!("{err}"))?;
+                let engine = opened.0.clone();
+                let cluster = cluster.clone();
+                let joined = runtime.block_on(async move {
+                    let node = api::cluster::Cluster::connect(cluster, engine).await?;
+                    let role = node.start_role().await?;
+                    eprintln!("Cluster node {:?}: {role:?}", node.config().node_id);
+                    anyhow::Ok(node)
+                });
+                let diverged = match joined {
+                    Ok(node) => break (opened, node),
+                    Err(err) => match err.downcast_ref::<api::cluster::Diverged>() {
+                        Some(diverged) if discarded.is_none() => *diverged,
+                        _ => return Err(err),
+                    },
+                };
+                opened.0.shutdown();
+                drop(opened);
+                let tail = engine::admin::discard_log_tail(dir, diverged.keep)
+                    .map_err(|err| anyhow::anyhow!("moving the diverged tail aside: {err}"))?;
+                eprintln!(
+                    "Cluster: moved this node's unreplicated positions {}..={} aside into {:?}",
+                    diverged.keep + 1,
+                    diverged.last,
+                    tail.as_ref().map(|tail| &tail.kept_in)
+                );
+                discarded = Some(tail);
+            };
+            if let Some(Some(tail)) = discarded {
+                node.set_discarded(tail);
+            }
+            // Realtime sessions resume on any node by adoption (`Hub::adopt`, from the
+            // client's position); a per-node sessions file would bring back a session cut at
+            // a position of this node's own, possibly discarded, history.
+            let mut options = options;
+            options.realtime.persist_sessions = false;
             let state = state_of(opened, options)?;
             let _ = state.cluster.set(node);
             state
@@ -820,6 +861,7 @@ fn serve(
             async move {
                 match request {
                     ControlRequest::Migrate { migrate } => migrate::execute(&state, migrate).await,
+                    ControlRequest::Cluster { cluster } => cluster_cli::perform(&state, cluster),
                     ControlRequest::Superuser(action) => superuser_action(&state, action).await,
                 }
             }
@@ -834,9 +876,15 @@ fn serve(
         if let Err(err) = api::migrations::types::write(dir) {
             tracing::warn!(error = %err, "could not write types.d.ts");
         }
-        let migrated = api::migrations::up(&state, &tuning.migrations_dir)
-            .await
-            .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?;
+        // In a cluster only the leader applies migrations (a follower gets their commits).
+        let migrated = if api::cluster::follows(&state) {
+            tracing::info!("cluster follower: the leader applies the migrations");
+            Vec::new()
+        } else {
+            api::migrations::up(&state, &tuning.migrations_dir)
+                .await
+                .map_err(|err| anyhow::anyhow!("applying the migrations failed: {}", err.message))?
+        };
         if !migrated.is_empty() {
             tracing::info!(count = migrated.len(), "applied the pending JS migrations");
         }
@@ -940,12 +988,14 @@ async fn shutdown_signal() {
     }
 }
 
-/// What the control socket accepts: a migrate request (`{"migrate": …}`) or a superuser
+/// What the control socket accepts: a migrate request (`{"migrate": …}`), a cluster action
+/// (`{"cluster": …}`, sent by `pocketlog cluster`, see `cluster_cli.rs`) or a superuser
 /// action (as `pocketlog superuser` sends it).
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 enum ControlRequest {
     Migrate { migrate: migrate::Request },
+    Cluster { cluster: cluster_cli::ClusterAction },
     Superuser(SuperuserAction),
 }
 
@@ -1019,9 +1069,21 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction, options: ServerOpti
     Ok(())
 }
 
+/// `pocketlog cluster …`: asks the server running on `dir` (there is no offline form).
+fn cluster_via_server(dir: &std::path::Path, action: cluster_cli::ClusterAction) -> Result<()> {
+    let request: cluster_cli::ControlRequest<()> =
+        cluster_cli::ControlRequest::Cluster { cluster: action };
+    via_server(dir, &request)
+}
+
 /// The data dir is locked by a running server: ask it to perform `action`.
 fn superuser_via_server(dir: &std::path::Path, action: &SuperuserAction) -> Result<()> {
-    match control::call(dir, action)? {
+    via_server(dir, action)
+}
+
+/// Sends `request` to the server running on `dir` and prints its answer.
+fn via_server(dir: &std::path::Path, request: &impl serde::Serialize) -> Result<()> {
+    match control::call(dir, request)? {
         Ok(reply) if reply.ok => {
             println!("{}", reply.message);
             Ok(())
