@@ -1036,7 +1036,7 @@ fn run_migrate(
 }
 
 /// Sends `request` to the server that holds the data dir; its reply line.
-fn via_server(dir: &std::path::Path, request: &ControlRequest) -> Result<String> {
+fn via_server(dir: &std::path::Path, request: &impl serde::Serialize) -> Result<String> {
     match control::call(dir, request)? {
         Ok(reply) if reply.ok => Ok(reply.message),
         Ok(reply) => Err(anyhow::anyhow!(reply.message)),
@@ -1073,32 +1073,14 @@ fn superuser(dir: &std::path::Path, action: SuperuserAction, options: ServerOpti
 fn cluster_via_server(dir: &std::path::Path, action: cluster_cli::ClusterAction) -> Result<()> {
     let request: cluster_cli::ControlRequest<()> =
         cluster_cli::ControlRequest::Cluster { cluster: action };
-    via_server(dir, &request)
+    println!("{}", via_server(dir, &request)?);
+    Ok(())
 }
 
 /// The data dir is locked by a running server: ask it to perform `action`.
 fn superuser_via_server(dir: &std::path::Path, action: &SuperuserAction) -> Result<()> {
-    via_server(dir, action)
-}
-
-/// Sends `request` to the server running on `dir` and prints its answer.
-fn via_server(dir: &std::path::Path, request: &impl serde::Serialize) -> Result<()> {
-    match control::call(dir, request)? {
-        Ok(reply) if reply.ok => {
-            println!("{}", reply.message);
-            Ok(())
-        }
-        Ok(reply) => Err(anyhow::anyhow!(reply.message)),
-        Err(why) => anyhow::bail!(
-            "data dir {} is locked by a running server, and its control socket {} is {}",
-            dir.display(),
-            control::socket_path(dir).display(),
-            match why {
-                control::Unreachable::Missing => "missing",
-                control::Unreachable::Stale => "not answering",
-            }
-        ),
-    }
+    println!("{}", via_server(dir, action)?);
+    Ok(())
 }
 
 /// Performs a superuser operation on an open state; returns the line to print on success.
