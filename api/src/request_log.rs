@@ -421,11 +421,23 @@ mod tests {
 
     #[test]
     fn log_ids_have_pocketbase_shape_and_sort_by_time() {
-        let times = [0_i64, 1, 35, 36, 1_700_000_000_000, 1_700_000_000_001, 4_000_000_000_000];
+        let times = [
+            0_i64,
+            1,
+            35,
+            36,
+            1_700_000_000_000,
+            1_700_000_000_001,
+            4_000_000_000_000,
+        ];
         let ids: Vec<String> = times.iter().map(|&ms| log_id(ms)).collect();
         for id in &ids {
             assert_eq!(id.len(), token::RECORD_ID_LEN, "{id}");
-            assert!(id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()), "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()),
+                "{id}"
+            );
         }
         for pair in ids.windows(2) {
             assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
