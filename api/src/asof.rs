@@ -116,6 +116,14 @@ impl AsOfCache {
         self.len() == 0
     }
 
+    /// Drops every materialised state (a redaction erased values they may hold); a state still
+    /// being read is removed when its last reader ends.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.slots.clear();
+        }
+    }
+
     fn dir(&self) -> ApiResult<Arc<tempfile::TempDir>> {
         let mut dir = self
             .dir

@@ -70,6 +70,8 @@ pub async fn redact(
     })
     .await
     .map_err(|err| ApiError::internal(err.to_string()))?;
+    // Past states materialised for `asOf` may hold the erased values (issue #20).
+    state.asof.clear();
     let report = match report {
         Ok(report) => report,
         Err(engine::Error::InvalidChange(reason)) => return Err(ApiError::bad_request(&reason)),

@@ -134,6 +134,14 @@ async fn redaction_erases_values_everywhere_and_history_says_redacted() {
         last_after_user,
         "bad input wrote"
     );
+    // A past state materialised for `asOf` holds the values until the redaction drops it.
+    let early = server.state.engine.last_seq();
+    let past_path = format!("/api/collections/people/records/{target}?asOf={early}");
+    let past = server
+        .json("GET", &past_path, json!({}), Some(&admin), 200)
+        .await;
+    assert_eq!(past["email"], json!("p1v2@secret-mail.test"));
+    assert!(!server.state.asof.is_empty());
     // The redaction.
     let summary = server
         .json(
@@ -149,6 +157,15 @@ async fn redaction_erases_values_everywhere_and_history_says_redacted() {
     assert_eq!(summary["position"], json!(server.state.engine.last_seq()));
     assert_eq!(summary["commitsRewritten"], json!(3));
     assert_eq!(summary["snapshotsRewritten"], json!(2));
+    assert!(
+        server.state.asof.is_empty(),
+        "asOf states survived the redaction"
+    );
+    let past = server
+        .json("GET", &past_path, json!({}), Some(&admin), 200)
+        .await;
+    assert_eq!(past["email"], json!(""), "{past}");
+    assert_eq!(past["bio"], json!(""), "{past}");
     let record = server
         .json(
             "GET",

@@ -113,3 +113,51 @@ async fn a_failing_migration_commits_nothing() {
     assert_eq!(server.state.engine.last_seq(), before);
     assert!(api::migrations::applied(&server.state).unwrap().is_empty());
 }
+
+/// The shape of the reference's own `--automigrate` files: `new Field({type, ...})` and
+/// `collection.fields.addAt(index, field)`.
+#[tokio::test]
+async fn reference_generated_field_helpers_run() {
+    let server = common::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("1_create.js"),
+        r#"migrate((app) => {
+  const collection = new Collection({ name: "notes", type: "base", listRule: "", fields: [
+    { name: "title", type: "text" }, { name: "body", type: "text" } ] })
+  return app.save(collection)
+}, (app) => app.delete(app.findCollectionByNameOrId("notes")))"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("2_updated_notes.js"),
+        r#"migrate((app) => {
+  const collection = app.findCollectionByNameOrId("notes")
+  collection.fields.addAt(2, new Field({ "hidden": false, "name": "score", "type": "number", "onlyInt": true }))
+  return app.save(collection)
+}, (app) => {
+  const collection = app.findCollectionByNameOrId("notes")
+  collection.fields.removeByName("score")
+  return app.save(collection)
+})"#,
+    )
+    .unwrap();
+    api::migrations::up(&server.state, dir.path())
+        .await
+        .unwrap();
+    let collection = server
+        .json(
+            "GET",
+            "/api/collections/notes",
+            json!({}),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    let fields = collection["fields"].as_array().unwrap();
+    let names: Vec<&str> = fields.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    // `id` first, then title; the new field lands at index 2, before `body`.
+    assert_eq!(names, vec!["id", "title", "score", "body"]);
+    assert_eq!(fields[2]["type"], json!("number"));
+    assert_eq!(fields[2]["onlyInt"], json!(true));
+}

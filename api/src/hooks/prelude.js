@@ -108,6 +108,14 @@ class Record {
 class FieldsList {
   constructor(list) { this.__list = (list || []).map(function (f) { return Object.assign({}, f); }); }
   add() { for (var i = 0; i < arguments.length; i++) { var f = Object.assign({}, arguments[i]); var at = this.__list.findIndex(function (x) { return x.name === f.name; }); if (at >= 0) this.__list[at] = f; else this.__list.push(f); } }
+  addAt(index) {
+    for (var i = 1; i < arguments.length; i++) {
+      var f = Object.assign({}, arguments[i]);
+      this.__list = this.__list.filter(function (x) { return x.name !== f.name && (!f.id || x.id !== f.id); });
+      var at = Math.max(0, Math.min(Number(index) + i - 1, this.__list.length));
+      this.__list.splice(at, 0, f);
+    }
+  }
   getByName(name) { return this.__list.find(function (f) { return f.name === name; }) || null; }
   getById(id) { return this.__list.find(function (f) { return f.id === id; }) || null; }
   removeByName(name) { this.__list = this.__list.filter(function (f) { return f.name !== name; }); }
@@ -138,6 +146,8 @@ class Collection {
 function __fieldClass(type) {
   return class { constructor(data) { Object.assign(this, data || {}); this.type = type; } };
 }
+// `new Field({type: "text", ...})`: the generic form the reference's generated migrations use.
+class Field { constructor(data) { Object.assign(this, data || {}); } }
 var TextField = __fieldClass("text"), NumberField = __fieldClass("number"), BoolField = __fieldClass("bool"),
   EmailField = __fieldClass("email"), URLField = __fieldClass("url"), EditorField = __fieldClass("editor"),
   DateField = __fieldClass("date"), AutodateField = __fieldClass("autodate"), SelectField = __fieldClass("select"),

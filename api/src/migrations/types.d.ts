@@ -22,6 +22,8 @@ interface FieldData {
   [option: string]: any;
 }
 
+/** A field of any type (`type` in `data`), as the reference's generated migrations write it. */
+declare class Field { constructor(data?: FieldData); [key: string]: any }
 declare class TextField { constructor(data?: FieldData); [key: string]: any }
 declare class NumberField { constructor(data?: FieldData); [key: string]: any }
 declare class BoolField { constructor(data?: FieldData); [key: string]: any }
@@ -46,6 +48,8 @@ declare class FieldsList {
   getById(id: string): FieldData | null;
   removeByName(name: string): void;
   removeById(id: string): void;
+  /** Inserts the fields at `index` (replacing any field of the same name or id). */
+  addAt(index: number, ...fields: FieldData[]): void;
   readonly length: number;
   toJSON(): Array<FieldData>;
 }

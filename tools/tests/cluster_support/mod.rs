@@ -34,6 +34,33 @@ fn wait_port(port: u16) {
     }
 }
 
+/// Waits until the NATS node with monitoring port `monitor` answers `/healthz` with 200: for a
+/// clustered node that means JetStream reached its meta leader (on a loaded 2-core machine the
+/// election can take longer than a client's first JetStream request is willing to wait).
+fn wait_healthy(monitor: u16) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthy = std::net::TcpStream::connect(("127.0.0.1", monitor))
+            .and_then(|mut stream| {
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer)?;
+                Ok(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
+            })
+            .unwrap_or(false);
+        if healthy {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the NATS cluster's JetStream did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 impl Nats {
     pub fn start(store: &Path) -> Nats {
         let port = free_port();
@@ -58,6 +85,7 @@ impl Nats {
     /// Three `nats-server -js` routed into one NATS cluster (JetStream replicas up to 3).
     pub fn cluster3(store: &Path) -> Vec<Nats> {
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let monitors: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let routes = ports
             .iter()
             .map(|(_, route)| format!("nats://127.0.0.1:{route}"))
@@ -87,6 +115,8 @@ impl Nats {
                     routes.clone(),
                     // Clients stay on their own NATS node (a partition stays one).
                     "--no_advertise".into(),
+                    "-m".into(),
+                    monitors[i].to_string(),
                 ],
             })
             .collect();
@@ -95,6 +125,9 @@ impl Nats {
         }
         for node in &nodes {
             wait_port(node.port);
+        }
+        for monitor in &monitors {
+            wait_healthy(*monitor);
         }
         nodes
     }
