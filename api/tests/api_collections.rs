@@ -387,3 +387,44 @@ async fn import_collections() {
         .await;
     assert_eq!(keep["fields"].as_array().map(Vec::len), Some(2));
 }
+
+/// A taken name (whose generated id is taken too) or a taken id answers the reference's 400,
+/// never a 500, and writes nothing.
+#[tokio::test]
+async fn a_taken_name_or_id_answers_400_with_the_reference_codes() {
+    let server = common::start().await;
+    let body = json!({"name": "dupe", "type": "base", "fields": [{"name": "t", "type": "text"}]});
+    let created = server
+        .json(
+            "POST",
+            "/api/collections",
+            body.clone(),
+            Some(&server.admin),
+            200,
+        )
+        .await;
+    let before = server.state.engine.last_seq();
+    let again = server
+        .json("POST", "/api/collections", body, Some(&server.admin), 400)
+        .await;
+    assert_eq!(
+        again["data"]["name"]["code"],
+        json!("validation_collection_name_exists"),
+        "{again}"
+    );
+    let same_id = server
+        .json(
+            "POST",
+            "/api/collections",
+            json!({"id": created["id"], "name": "other", "type": "base"}),
+            Some(&server.admin),
+            400,
+        )
+        .await;
+    assert_eq!(
+        same_id["data"]["id"]["code"],
+        json!("validation_invalid_or_existing_id"),
+        "{same_id}"
+    );
+    assert_eq!(server.state.engine.last_seq(), before);
+}

@@ -291,7 +291,7 @@ fn automigrate_and_migrate_through_a_running_server() {
     create_superuser(&dir);
     let rt = runtime();
     let (posts, users, members) = rt.block_on(async {
-        let mut server = Server::start(&dir, &["--sync", "none"]).await;
+        let mut server = Server::start(&dir, &["--sync", "none", "--automigrate=true"]).await;
         let token = server.login().await;
         let token = Some(token.as_str());
         let (status, body) = server
@@ -437,7 +437,7 @@ fn automigrate_and_migrate_through_a_running_server() {
     let fresh_dir = fresh.path().join("pb_data");
     create_superuser(&fresh_dir);
     rt.block_on(async {
-        let mut server = Server::start(&fresh_dir, &["--sync", "none"]).await;
+        let mut server = Server::start(&fresh_dir, &["--sync", "none", "--automigrate=true"]).await;
         let token = server.login().await;
         assert_eq!(stored_via(&server, Some(&token)).await, posts);
         let (status, _) = server

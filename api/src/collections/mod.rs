@@ -186,6 +186,27 @@ pub async fn create(
     const FAILED: &str = "Failed to create collection.";
     let mut collection = new_collection(body)?;
     let schema = state.schema();
+    // Generated ids derive from the name (as on the reference), so a taken name usually
+    // means a taken id too: answer which one, as the reference does, never the engine's 500.
+    if let Some(existing) = schema.find(&collection.id) {
+        let mut errors = crate::error::FieldErrors::default();
+        if existing.name.eq_ignore_ascii_case(&collection.name) {
+            errors.add(
+                "name",
+                "validation_collection_name_exists",
+                "Collection name must be unique (case insensitive).",
+                None,
+            );
+        } else {
+            errors.add(
+                "id",
+                "validation_invalid_or_existing_id",
+                "The model id is invalid or already exists.",
+                None,
+            );
+        }
+        return Err(errors.into_error(FAILED));
+    }
     let others: Vec<&Collection> = schema.collections.iter().map(|c| c.as_ref()).collect();
     collection.validate(FAILED, &others)?;
     let outcome = state

@@ -85,6 +85,12 @@ impl Server {
             .args(["serve", "--http", &address, "--dir"])
             .arg(&self.dir)
             .args(&self.args)
+            // Data dirs share one temp folder: automigrate files written beside one would be
+            // applied by every later server (as on PocketBase).
+            .args(
+                (!self.args.iter().any(|arg| arg.starts_with("--automigrate")))
+                    .then_some("--automigrate=false"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -85,6 +85,12 @@ impl Server {
             .args(["serve", "--http", &address, "--dir"])
             .arg(dir)
             .args(args)
+            // Test data dirs sit in one shared temp folder: automigrate files written beside
+            // one test's data dir would be applied by every later one (as on PocketBase).
+            .args(
+                (!args.iter().any(|arg| arg.starts_with("--automigrate")))
+                    .then_some("--automigrate=false"),
+            )
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(stderr)
