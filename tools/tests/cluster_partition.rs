@@ -15,6 +15,10 @@ use cluster_support::{try_status, wait_status, Nats};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The two tests run one after the other: each starts three NATS servers and three pocketlog
+/// nodes, and together on CI's 2 cores their lease and JetStream timeouts would race the load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 use support::{create_superuser, pb_tools, runtime, Server};
 
 fn flags<'a>(url: &'a str, name: &'a str, mode: &'a str) -> Vec<&'a str> {
@@ -148,6 +152,9 @@ async fn converge(nodes: &[Server], token: &str) -> Vec<String> {
 
 #[test]
 fn sync_partitioned_leader_cannot_commit_and_rejoins_after_healing() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = tempfile::tempdir().expect("tempdir");
     let mut nats = Nats::cluster3(&root.path().join("nats"));
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("p{i}"))).collect();
@@ -229,6 +236,9 @@ fn sync_partitioned_leader_cannot_commit_and_rejoins_after_healing() {
 
 #[test]
 fn async_deposed_leader_moves_its_unreplicated_tail_aside_and_rejoins() {
+    let _serial = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = tempfile::tempdir().expect("tempdir");
     let mut nats = Nats::cluster3(&root.path().join("nats"));
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.path().join(format!("q{i}"))).collect();

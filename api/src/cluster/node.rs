@@ -54,6 +54,9 @@ enum Next {
     Follow,
 }
 
+/// How long opening the stream's consumer is retried before the node gives up.
+const OPEN_CONSUMER_PATIENCE: Duration = Duration::from_secs(60);
+
 fn nats_error(what: &str, err: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{what}: {err}")
 }
@@ -467,7 +470,26 @@ impl Cluster {
         Ok(())
     }
 
+    /// [`Self::open_consumer_once`], retried while JetStream is unavailable (a NATS node that
+    /// just restarted answers timeouts until its cluster has a meta leader again) for up to
+    /// [`OPEN_CONSUMER_PATIENCE`].
     async fn open_consumer(
+        &self,
+    ) -> anyhow::Result<futures::stream::ReadyChunks<jetstream::consumer::pull::Ordered>> {
+        let deadline = tokio::time::Instant::now() + OPEN_CONSUMER_PATIENCE;
+        loop {
+            match self.open_consumer_once().await {
+                Ok(messages) => return Ok(messages),
+                Err(err) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(error = %err, "cluster: the stream is not available yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn open_consumer_once(
         &self,
     ) -> anyhow::Result<futures::stream::ReadyChunks<jetstream::consumer::pull::Ordered>> {
         let start = self.engine.last_seq() + 1;
