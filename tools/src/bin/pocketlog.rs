@@ -941,12 +941,15 @@ fn serve(
         eprintln!("Server stopped; every acknowledged write is in the log.");
         Ok::<bool, anyhow::Error>(restart.load(std::sync::atomic::Ordering::SeqCst))
     });
+    // The engine is shut down and every acknowledged write is in the log: tasks still parked
+    // on the network (a NATS request, a webhook delivery, a hung client) must not hold the
+    // exit, which dropping the runtimes would do for blocking tasks without a bound.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    streams.shutdown_timeout(std::time::Duration::from_secs(1));
     if served? {
         // Same PID, like PocketBase: re-exec with the same arguments. The data dir lock is
         // released by exec (close-on-exec) and the new process applies the staged restore.
         eprintln!("Restarting to apply the staged restore");
-        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-        streams.shutdown_timeout(std::time::Duration::from_secs(1));
         return reexec();
     }
     Ok(())
