@@ -205,14 +205,13 @@ fn writer(path: &Path, state: &Weak<AppState>, receiver: &Receiver<Entry>) {
     let mut last_prune: Option<Instant> = None;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
-        // Sleep instead of waiting on the channel: a waiting receiver is woken by every send,
-        // a sleeping one by none (invariant 7).
-        std::thread::sleep(LINGER);
-        while batch.len() < BATCH_MAX {
-            match receiver.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
-            }
+        drain(receiver, &mut batch);
+        if batch.len() < BATCH_MAX {
+            // Sleep instead of waiting on the channel: a waiting receiver is woken by every
+            // send, a sleeping one by none (invariant 7). A full batch goes at once, so a
+            // backlog never waits a linger per batch.
+            std::thread::sleep(LINGER);
+            drain(receiver, &mut batch);
         }
         let max_days = batch.last().map_or(0, |entry| entry.max_days);
         let resolved: Vec<(Entry, Map<String, Value>)> = {
@@ -249,6 +248,16 @@ fn writer(path: &Path, state: &Weak<AppState>, receiver: &Receiver<Entry>) {
                 Ok(removed) => tracing::debug!(removed, max_days, "old request logs pruned"),
                 Err(err) => tracing::warn!(error = %err, "pruning request logs failed"),
             }
+        }
+    }
+}
+
+/// Moves queued entries into `batch` without waiting, up to [`BATCH_MAX`].
+fn drain(receiver: &Receiver<Entry>, batch: &mut Vec<Entry>) {
+    while batch.len() < BATCH_MAX {
+        match receiver.try_recv() {
+            Ok(entry) => batch.push(entry),
+            Err(_) => break,
         }
     }
 }
